@@ -1,0 +1,3 @@
+from chainworker.cli import main
+
+main()

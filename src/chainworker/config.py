@@ -1,0 +1,135 @@
+"""Every knob of chainworker, in one validated settings object.
+
+Read from the environment (plain 12-factor names) and from a `.env` file in the
+working directory. A bad value stops the program at start with one line naming
+the setting and what is wrong (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Commitment = Literal["processed", "confirmed", "finalized"]
+Cluster = Literal["localnet", "devnet", "testnet", "mainnet"]
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message is one line naming it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # --- services -------------------------------------------------------
+    # Runtime connection: a role that is neither the tables' owner nor a superuser.
+    database_url: str | None = None
+    # Owner connection, used by `chainworker migrate`; defaults to database_url.
+    database_admin_url: str | None = None
+    # Database name used when chainworker picks the server itself (local or embedded).
+    database_name: str = Field(default="chainworker", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    redis_url: str | None = None
+    state_dir: Path = Path(".chainworker")
+    db_pool_min_size: int = Field(default=2, ge=1, le=100)
+    db_pool_max_size: int = Field(default=20, ge=1, le=500)
+
+    # --- solana ---------------------------------------------------------
+    solana_rpc_urls: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8899"]
+    solana_cluster: Cluster = "localnet"
+    commitment: Commitment = "confirmed"
+    rpc_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    rpc_max_attempts: int = Field(default=4, ge=1, le=20)
+    blockhash_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+
+    # Key material. Never logged, never returned by the API.
+    # The platform authority: a path to a keypair JSON file or a base58 secret key.
+    authority_keypair: SecretStr | None = None
+    mint_seed: SecretStr | None = None
+    custodial_seed: SecretStr | None = None
+
+    # --- lifecycle policy ----------------------------------------------
+    max_retries: int = Field(default=3, ge=0, le=20)
+    rebroadcast_interval_seconds: float = Field(default=2.0, gt=0, le=60)
+    confirm_interval_seconds: float = Field(default=0.5, gt=0, le=10)
+    status_batch_size: int = Field(default=256, ge=1, le=256)
+    compute_unit_margin: float = Field(default=1.2, ge=1.0, le=3.0)
+    priority_fee_percentile: int = Field(default=50, ge=0, le=100)
+    priority_fee_max_microlamports: int = Field(default=100_000, ge=0)
+
+    # --- worker ---------------------------------------------------------
+    queue_name: str = "chainworker:queue"
+    worker_max_jobs: int = Field(default=50, ge=1, le=1000)
+    sweeper_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    sweeper_grace_seconds: float = Field(default=30.0, ge=0, le=86400)
+    outbox_max_attempts: int = Field(default=5, ge=1, le=100)
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+
+    # --- api ------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=1, le=65535)
+
+    # --- logs -----------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("solana_rpc_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("solana_rpc_urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one URL is required")
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return value
+
+    @field_validator("database_url", "database_admin_url")
+    @classmethod
+    def _check_dsn(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = ".".join(str(part) for part in first["loc"]) or "settings"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more)" if more else ""
+    return f"setting {name.upper()}: {first['msg']}{suffix}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; raise SettingsError with one line on a bad value."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(_one_line(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings object."""
+    return load_settings()
