@@ -1,0 +1,74 @@
+"""The one asyncpg pool, and the per-transaction tenant context.
+
+The tenant is set with `set_tenant_context()` inside each transaction (a
+transaction-local setting), so a pooled connection never carries one tenant's
+context into another's work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Literal, TypeAlias
+from uuid import UUID
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from chainworker.config import Settings
+
+ActorType = Literal["user", "system", "admin", "service"]
+# What queries take: a plain connection or one borrowed from the pool.
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+_SET_CONTEXT = """
+SELECT set_tenant_context($1::uuid),
+       set_config('app.actor_type', $2, true),
+       set_config('app.status_change_reason', $3, true),
+       set_config('app.status_change_source', $4, true),
+       set_config('app.current_user_id', $5, true)
+"""
+
+
+async def create_pool(dsn: str, settings: Settings) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=settings.db_pool_min_size,
+        max_size=max(settings.db_pool_min_size, settings.db_pool_max_size),
+        command_timeout=30,
+    )
+    assert pool is not None
+    return pool
+
+
+async def set_context(
+    conn: Connection,
+    tenant_id: UUID,
+    *,
+    actor_type: ActorType = "service",
+    reason: str = "",
+    source: str = "chainworker",
+    user_id: UUID | None = None,
+) -> None:
+    """Set the tenant and the audit variables for the current transaction only."""
+    await conn.execute(
+        _SET_CONTEXT, tenant_id, actor_type, reason, source, str(user_id) if user_id else ""
+    )
+
+
+@asynccontextmanager
+async def tenant_transaction(
+    pool: asyncpg.Pool,
+    tenant_id: UUID,
+    *,
+    actor_type: ActorType = "service",
+    reason: str = "",
+    source: str = "chainworker",
+    user_id: UUID | None = None,
+) -> AsyncIterator[Connection]:
+    """A connection inside one transaction with the tenant context set."""
+    async with pool.acquire() as conn, conn.transaction():
+        await set_context(
+            conn, tenant_id, actor_type=actor_type, reason=reason, source=source, user_id=user_id
+        )
+        yield conn

@@ -1,0 +1,138 @@
+"""Shared fixtures: real PostgreSQL and Redis, found the way every command finds them.
+
+Each run creates its own databases and drops them: one template migrated once,
+then a fresh clone per test that asks for one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from chainworker import services
+from chainworker.config import Settings, load_settings
+from chainworker.db.migrate import migrate
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+@dataclass(frozen=True)
+class TestDatabase:
+    __test__ = False  # not a test class
+
+    name: str
+    admin_dsn: str
+    app_dsn: str
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings(state_dir=REPO_ROOT / ".chainworker")
+
+
+@pytest.fixture(scope="session")
+async def pg(settings: Settings) -> services.PgServer:
+    server, origin = await services.find_postgres_server(settings)
+    print(f"\ntests use {origin} PostgreSQL at {server.host}:{server.port}")
+    return server
+
+
+async def _admin_execute(pg: services.PgServer, sql: str) -> None:
+    conn = await asyncpg.connect(pg.admin_dsn("postgres"))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _create_database(pg: services.PgServer, name: str, template: str | None = None) -> None:
+    # Identifiers cannot be bound; these names are generated here, never from input.
+    clause = f' TEMPLATE "{template}"' if template else ""
+    await _admin_execute(pg, f'CREATE DATABASE "{name}"{clause}')
+
+
+async def _drop_database(pg: services.PgServer, name: str) -> None:
+    await _admin_execute(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _database(pg: services.PgServer, name: str) -> TestDatabase:
+    return TestDatabase(name=name, admin_dsn=pg.admin_dsn(name), app_dsn=pg.app_dsn(name))
+
+
+@pytest.fixture(scope="session")
+async def template_db(pg: services.PgServer) -> AsyncIterator[str]:
+    name = f"cw_tpl_{RUN_ID}"
+    await _create_database(pg, name)
+    try:
+        await migrate(pg.admin_dsn(name))
+        yield name
+    finally:
+        await _drop_database(pg, name)
+
+
+@pytest.fixture
+async def fresh_db(pg: services.PgServer, template_db: str) -> AsyncIterator[TestDatabase]:
+    name = f"cw_t_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    await _create_database(pg, name, template=template_db)
+    try:
+        yield _database(pg, name)
+    finally:
+        await _drop_database(pg, name)
+
+
+@pytest.fixture(scope="module")
+async def module_db(pg: services.PgServer, template_db: str) -> AsyncIterator[TestDatabase]:
+    """One migrated database shared by a module's tests (for suites that isolate by tenant)."""
+    name = f"cw_m_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    await _create_database(pg, name, template=template_db)
+    try:
+        yield _database(pg, name)
+    finally:
+        await _drop_database(pg, name)
+
+
+@pytest.fixture
+async def empty_db(pg: services.PgServer) -> AsyncIterator[TestDatabase]:
+    name = f"cw_e_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    await _create_database(pg, name)
+    try:
+        yield _database(pg, name)
+    finally:
+        await _drop_database(pg, name)
+
+
+@pytest.fixture
+async def admin_conn(fresh_db: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(fresh_db.admin_dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def app_conn(fresh_db: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(fresh_db.app_dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def redis_url(settings: Settings) -> str:
+    target = await services.resolve_redis(settings)
+    print(f"\ntests use {target.origin} Redis at {target.url}")
+    return target.url
+
+
+@pytest.fixture
+def key_prefix() -> Iterator[str]:
+    """A Redis key prefix no other test or run uses: tests touch only their own keys."""
+    yield f"cwtest:{RUN_ID}:{uuid.uuid4().hex[:8]}:"
