@@ -1,0 +1,50 @@
+"""The transaction state machine as pure decisions over plain data (no I/O).
+
+- `model`: operations, statuses, commitments, the attempt snapshot and the policy;
+- `decide`: `next_action` for one live attempt, and the action types;
+- `transitions`: how an attempt's fields change when an action is carried out;
+- `ticket_rules`: which ticket states allow which operation, and what confirmation sets;
+- `outcome`: the request-level view, the sweeper's test and the reconcile verdicts.
+"""
+
+from chainworker.lifecycle.decide import (
+    Action,
+    Confirm,
+    Expire,
+    Fail,
+    MarkConfirming,
+    Rebroadcast,
+    RecheckExpiry,
+    Replace,
+    Wait,
+    WaitReason,
+    next_action,
+)
+from chainworker.lifecycle.model import (
+    Commitment,
+    ObservedStatus,
+    Policy,
+    TxOp,
+    TxSnapshot,
+    TxStatus,
+)
+
+__all__ = [
+    "Action",
+    "Commitment",
+    "Confirm",
+    "Expire",
+    "Fail",
+    "MarkConfirming",
+    "ObservedStatus",
+    "Policy",
+    "Rebroadcast",
+    "RecheckExpiry",
+    "Replace",
+    "TxOp",
+    "TxSnapshot",
+    "TxStatus",
+    "Wait",
+    "WaitReason",
+    "next_action",
+]
