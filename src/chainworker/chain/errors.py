@@ -1,0 +1,44 @@
+"""The one error type of the Solana edge: every failure below `chain/` surfaces as ChainError."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# The kinds callers branch on; kept as plain strings so metrics can use them as labels.
+TRANSPORT: Final = "transport"
+RATE_LIMITED: Final = "rate_limited"
+UNAVAILABLE: Final = "unavailable"
+TIMEOUT: Final = "timeout"
+RPC: Final = "rpc"
+BAD_RESPONSE: Final = "bad_response"
+CONFIG: Final = "config"
+
+# Kinds worth another attempt (possibly on another endpoint).
+RETRYABLE_KINDS: Final = frozenset({TRANSPORT, RATE_LIMITED, UNAVAILABLE, TIMEOUT})
+
+
+class ChainError(Exception):
+    """A failure talking to Solana or preparing to.
+
+    `kind` is one of the constants above; `endpoint` is a bounded label (index and host),
+    never a full URL, because URLs can carry API keys.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        code: int | None = None,
+    ) -> None:
+        self.kind = kind
+        self.message = message
+        self.endpoint = endpoint
+        self.code = code
+        where = f" at {endpoint}" if endpoint else ""
+        super().__init__(f"{kind}{where}: {message}")
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE_KINDS

@@ -1,0 +1,32 @@
+"""Compute-budget arithmetic: unit limit from simulation, unit price from recent fees."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Final
+
+MAX_COMPUTE_UNITS: Final = 1_400_000
+
+
+def compute_unit_limit(simulated_units: int, margin: float) -> int:
+    """Simulated units times the margin, rounded up, within 1..1.4M."""
+    if simulated_units < 0:
+        raise ValueError("simulated units must not be negative")
+    if margin < 1.0:
+        raise ValueError("the compute unit margin must be at least 1.0")
+    return max(1, min(MAX_COMPUTE_UNITS, math.ceil(simulated_units * margin)))
+
+
+def compute_unit_price(recent_fees: Sequence[int], percentile: int, max_microlamports: int) -> int:
+    """The `percentile`-th of recent prioritization fees (nearest rank), capped.
+
+    No recent fees means nobody is competing: price 0.
+    """
+    if not 0 <= percentile <= 100:
+        raise ValueError("percentile must be within 0..100")
+    if not recent_fees:
+        return 0
+    ordered = sorted(max(0, fee) for fee in recent_fees)
+    rank = max(1, math.ceil(percentile / 100 * len(ordered)))
+    return min(ordered[rank - 1], max(0, max_microlamports))

@@ -1,0 +1,166 @@
+"""Key material: the platform authority, per-ticket mint keys, custodial wallets.
+
+Secrets come from settings. Without them, development clusters get keys generated once in
+the state directory (mode 0600) and reused; mainnet refuses to start instead.
+
+Never format a Keypair into a log line: `str(Keypair)` is the base58 secret key. Log
+`keypair.pubkey()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+from uuid import UUID
+
+from pydantic import SecretStr
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from chainworker.chain.errors import CONFIG, ChainError
+
+if TYPE_CHECKING:
+    from chainworker.config import Settings
+
+MIN_SEED_BYTES: Final = 32
+AUTHORITY_FILE: Final = "dev-authority.json"
+
+_MINT_DOMAIN: Final = b"chainworker/mint-keypair/v1\x00"
+_CUSTODIAL_DOMAIN: Final = b"chainworker/custodial-wallet/v1\x00"
+
+_PRODUCTION_CLUSTERS: Final = frozenset({"mainnet"})
+
+
+def _reveal(secret: SecretStr | str | None) -> str | None:
+    if secret is None:
+        return None
+    text = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    text = text.strip()
+    return text or None
+
+
+def _write_once(path: Path, content: bytes) -> bytes:
+    """Create `path` with `content` (mode 0600) unless it exists; return what the file holds.
+
+    Written to a temporary file and linked into place, so concurrent workers starting at once
+    agree on one key and nobody reads a half-written file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass
+        finally:
+            temporary.unlink(missing_ok=True)
+    return path.read_bytes()
+
+
+def _keypair_from_json(text: str, source: str) -> Keypair:
+    try:
+        values = json.loads(text)
+        return Keypair.from_bytes(bytes(values))
+    except (ValueError, TypeError) as error:
+        # The message names the source only: the content is a secret.
+        raise ChainError(CONFIG, f"{source} is not a Solana keypair JSON array") from error
+
+
+def parse_authority(secret: str) -> Keypair:
+    """A keypair from a keypair JSON file path, an inline JSON array or a base58 secret key."""
+    if secret.startswith("["):
+        return _keypair_from_json(secret, "AUTHORITY_KEYPAIR")
+    path = Path(secret).expanduser()
+    looks_like_path = os.sep in secret or secret.endswith(".json")
+    if looks_like_path or path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ChainError(
+                CONFIG, f"cannot read the authority keypair file {path}: {error.strerror}"
+            ) from error
+        return _keypair_from_json(text, f"authority keypair file {path}")
+    try:
+        return Keypair.from_base58_string(secret)
+    except ValueError:
+        raise ChainError(
+            CONFIG, "AUTHORITY_KEYPAIR is neither a keypair file nor a base58 secret key"
+        ) from None
+
+
+def load_authority(settings: Settings) -> Keypair:
+    """The platform authority: fee payer, update authority and permanent delegate."""
+    secret = _reveal(settings.authority_keypair)
+    if secret is not None:
+        return parse_authority(secret)
+    if settings.solana_cluster in _PRODUCTION_CLUSTERS:
+        raise ChainError(
+            CONFIG,
+            f"AUTHORITY_KEYPAIR is required on {settings.solana_cluster}: set it to a keypair "
+            "JSON file path or a base58 secret key",
+        )
+    fresh = json.dumps(list(bytes(Keypair()))).encode()
+    stored = _write_once(Path(settings.state_dir) / AUTHORITY_FILE, fresh)
+    return _keypair_from_json(stored.decode(), "the development authority keypair file")
+
+
+def load_seed(secret: SecretStr | str | None, state_dir: Path, name: str, *, cluster: str) -> bytes:
+    """A derivation secret: the configured value's UTF-8 bytes, at least 32 of them.
+
+    Unset on a development cluster: a random seed generated once in `state_dir/<name>.seed`.
+    """
+    text = _reveal(secret)
+    if text is None:
+        if cluster in _PRODUCTION_CLUSTERS:
+            raise ChainError(CONFIG, f"{name.upper()} is required on {cluster}")
+        content = _write_once(Path(state_dir) / f"{name}.seed", secrets.token_hex(32).encode())
+        text = content.decode().strip()
+    seed = text.encode("utf-8")
+    if len(seed) < MIN_SEED_BYTES:
+        raise ChainError(CONFIG, f"{name.upper()} must be at least {MIN_SEED_BYTES} bytes long")
+    return seed
+
+
+def load_mint_seed(settings: Settings) -> bytes:
+    return load_seed(
+        settings.mint_seed, settings.state_dir, "mint_seed", cluster=settings.solana_cluster
+    )
+
+
+def load_custodial_seed(settings: Settings) -> bytes:
+    return load_seed(
+        settings.custodial_seed,
+        settings.state_dir,
+        "custodial_seed",
+        cluster=settings.solana_cluster,
+    )
+
+
+def _derive(seed: bytes, domain: bytes, tenant_id: UUID, subject_id: UUID) -> Keypair:
+    if len(seed) < MIN_SEED_BYTES:
+        raise ValueError(f"derivation seed must be at least {MIN_SEED_BYTES} bytes")
+    digest = hmac.new(seed, domain + tenant_id.bytes + subject_id.bytes, hashlib.sha256).digest()
+    return Keypair.from_seed(digest)
+
+
+def mint_keypair(mint_seed: bytes, tenant_id: UUID, ticket_id: UUID) -> Keypair:
+    """The ticket's mint key: the same for every attempt, so a second mint cannot succeed."""
+    return _derive(mint_seed, _MINT_DOMAIN, tenant_id, ticket_id)
+
+
+def custodial_keypair(custodial_seed: bytes, tenant_id: UUID, user_id: UUID) -> Keypair:
+    return _derive(custodial_seed, _CUSTODIAL_DOMAIN, tenant_id, user_id)
+
+
+def custodial_wallet(custodial_seed: bytes, tenant_id: UUID, user_id: UUID) -> Pubkey:
+    """The wallet the platform keeps for a user without a registered address."""
+    return custodial_keypair(custodial_seed, tenant_id, user_id).pubkey()

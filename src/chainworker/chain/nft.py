@@ -1,0 +1,267 @@
+"""Signed transactions for ticket NFTs on Token-2022: mint, transfer, burn.
+
+Pure builders: no I/O. The caller supplies a recent blockhash and, optionally, compute-budget
+values; the result carries the signed transaction, its signature and its wire bytes, which is
+everything `pending_transactions` records before anything is sent.
+
+The platform authority pays fees, is the mint's update authority and its permanent delegate,
+so transfers and burns never need the holder's signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+from uuid import UUID
+
+from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
+from solders.hash import Hash
+from solders.instruction import Instruction
+from solders.keypair import Keypair
+from solders.message import MessageV0
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.system_program import CreateAccountParams, create_account
+from solders.transaction import VersionedTransaction
+from spl.token.instructions import (
+    burn_checked,
+    create_idempotent_associated_token_account,
+    get_associated_token_address,
+    initialize_mint2,
+    mint_to_checked,
+    set_authority,
+    transfer_checked,
+)
+from spl.token.models import (
+    AuthorityType,
+    BurnCheckedParams,
+    InitializeMint2Params,
+    MintToCheckedParams,
+    SetAuthorityParams,
+    TransferCheckedParams,
+)
+
+from chainworker.chain import token2022
+from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
+
+PACKET_DATA_SIZE: Final = 1232
+MAX_COMPUTE_UNITS: Final = 1_400_000
+
+# Bounds that keep the largest mint transaction (both compute-budget instructions, the
+# longest memo) inside one packet; tests build at exactly these sizes.
+NAME_MAX_BYTES: Final = 32
+SYMBOL_MAX_BYTES: Final = 10
+URI_MAX_BYTES: Final = 180
+MEMO_MAX_BYTES: Final = 64
+
+NFT_DECIMALS: Final = 0
+TICKET_ID_FIELD: Final = "ticket_id"
+EVENT_ID_FIELD: Final = "event_id"
+
+
+@dataclass(frozen=True)
+class ComputeBudget:
+    """Optional SetComputeUnitLimit / SetComputeUnitPrice values, placed first."""
+
+    unit_limit: int | None = None
+    unit_price_microlamports: int | None = None
+
+    def instructions(self) -> list[Instruction]:
+        out: list[Instruction] = []
+        if self.unit_limit is not None:
+            if not 1 <= self.unit_limit <= MAX_COMPUTE_UNITS:
+                raise ValueError(f"compute unit limit must be 1..{MAX_COMPUTE_UNITS}")
+            out.append(set_compute_unit_limit(self.unit_limit))
+        if self.unit_price_microlamports is not None:
+            if self.unit_price_microlamports < 0:
+                raise ValueError("compute unit price must not be negative")
+            out.append(set_compute_unit_price(self.unit_price_microlamports))
+        return out
+
+
+@dataclass(frozen=True)
+class SignedTx:
+    transaction: VersionedTransaction
+    signature: Signature
+    raw: bytes
+
+
+def holder_token_account(holder: Pubkey, mint: Pubkey) -> Pubkey:
+    """The holder's associated token account for a ticket mint."""
+    return get_associated_token_address(holder, mint, TOKEN_2022_PROGRAM_ID)
+
+
+def _check_text(label: str, value: str, max_bytes: int, *, allow_empty: bool = True) -> None:
+    size = len(value.encode("utf-8"))
+    if size > max_bytes:
+        raise ValueError(f"{label} is {size} bytes; at most {max_bytes} bytes are allowed")
+    if not allow_empty and size == 0:
+        raise ValueError(f"{label} must not be empty")
+
+
+def _sign(
+    payer: Keypair,
+    signers: list[Keypair],
+    instructions: list[Instruction],
+    recent_blockhash: Hash,
+) -> SignedTx:
+    message = MessageV0.try_compile(payer.pubkey(), instructions, [], recent_blockhash)
+    transaction = VersionedTransaction(message, [payer, *signers])
+    raw = bytes(transaction)
+    if len(raw) > PACKET_DATA_SIZE:
+        raise ValueError(f"transaction is {len(raw)} bytes; the limit is {PACKET_DATA_SIZE}")
+    return SignedTx(transaction, transaction.signatures[0], raw)
+
+
+def _prelude(compute: ComputeBudget | None, memo: str) -> list[Instruction]:
+    _check_text("memo", memo, MEMO_MAX_BYTES, allow_empty=False)
+    return compute.instructions() if compute else []
+
+
+def build_mint(
+    *,
+    authority: Keypair,
+    mint: Keypair,
+    holder: Pubkey,
+    name: str,
+    symbol: str,
+    uri: str,
+    ticket_id: UUID,
+    event_id: UUID,
+    memo: str,
+    recent_blockhash: Hash,
+    compute: ComputeBudget | None = None,
+) -> SignedTx:
+    """One transaction creating the ticket's NFT and giving it to `holder`.
+
+    The mint account is created at the size of its fixed extensions and funded for its final
+    size, because Token-2022 grows it for the metadata without adding lamports.
+    """
+    _check_text("name", name, NAME_MAX_BYTES, allow_empty=False)
+    _check_text("symbol", symbol, SYMBOL_MAX_BYTES)
+    _check_text("uri", uri, URI_MAX_BYTES)
+    instructions = _prelude(compute, memo)
+
+    payer = authority.pubkey()
+    mint_key = mint.pubkey()
+    fields = [(TICKET_ID_FIELD, str(ticket_id)), (EVENT_ID_FIELD, str(event_id))]
+    lamports = token2022.rent_exempt_lamports(token2022.final_mint_size(name, symbol, uri, fields))
+    instructions += [
+        create_account(
+            CreateAccountParams(
+                from_pubkey=payer,
+                to_pubkey=mint_key,
+                lamports=lamports,
+                space=token2022.FIXED_MINT_SIZE,
+                owner=TOKEN_2022_PROGRAM_ID,
+            )
+        ),
+        token2022.initialize_metadata_pointer(mint_key, payer, mint_key),
+        token2022.initialize_permanent_delegate(mint_key, payer),
+        initialize_mint2(
+            InitializeMint2Params(
+                decimals=NFT_DECIMALS,
+                program_id=TOKEN_2022_PROGRAM_ID,
+                mint=mint_key,
+                mint_authority=payer,
+            )
+        ),
+        token2022.initialize_token_metadata(
+            mint=mint_key,
+            update_authority=payer,
+            mint_authority=payer,
+            name=name,
+            symbol=symbol,
+            uri=uri,
+        ),
+    ]
+    instructions += [
+        token2022.update_token_metadata_field(
+            mint=mint_key, update_authority=payer, field=key, value=value
+        )
+        for key, value in fields
+    ]
+    instructions += [
+        create_idempotent_associated_token_account(payer, holder, mint_key, TOKEN_2022_PROGRAM_ID),
+        mint_to_checked(
+            MintToCheckedParams(
+                program_id=TOKEN_2022_PROGRAM_ID,
+                mint=mint_key,
+                dest=holder_token_account(holder, mint_key),
+                mint_authority=payer,
+                amount=1,
+                decimals=NFT_DECIMALS,
+            )
+        ),
+        set_authority(
+            SetAuthorityParams(
+                program_id=TOKEN_2022_PROGRAM_ID,
+                account=mint_key,
+                authority=AuthorityType.MINT_TOKENS,
+                current_authority=payer,
+                new_authority=None,
+            )
+        ),
+        token2022.memo(memo),
+    ]
+    return _sign(authority, [mint], instructions, recent_blockhash)
+
+
+def build_transfer(
+    *,
+    authority: Keypair,
+    mint: Pubkey,
+    from_holder: Pubkey,
+    to_holder: Pubkey,
+    memo: str,
+    recent_blockhash: Hash,
+    compute: ComputeBudget | None = None,
+) -> SignedTx:
+    """Move the ticket (amount 1) from one holder to another, signed by the permanent delegate."""
+    if from_holder == to_holder:
+        raise ValueError("the new holder is the current holder")
+    instructions = _prelude(compute, memo)
+    payer = authority.pubkey()
+    instructions += [
+        create_idempotent_associated_token_account(payer, to_holder, mint, TOKEN_2022_PROGRAM_ID),
+        transfer_checked(
+            TransferCheckedParams(
+                program_id=TOKEN_2022_PROGRAM_ID,
+                source=holder_token_account(from_holder, mint),
+                mint=mint,
+                dest=holder_token_account(to_holder, mint),
+                owner=payer,
+                amount=1,
+                decimals=NFT_DECIMALS,
+            )
+        ),
+        token2022.memo(memo),
+    ]
+    return _sign(authority, [], instructions, recent_blockhash)
+
+
+def build_burn(
+    *,
+    authority: Keypair,
+    mint: Pubkey,
+    holder: Pubkey,
+    memo: str,
+    recent_blockhash: Hash,
+    compute: ComputeBudget | None = None,
+) -> SignedTx:
+    """Destroy the ticket (amount 1) in the holder's account, signed by the permanent delegate."""
+    instructions = _prelude(compute, memo)
+    instructions += [
+        burn_checked(
+            BurnCheckedParams(
+                program_id=TOKEN_2022_PROGRAM_ID,
+                mint=mint,
+                account=holder_token_account(holder, mint),
+                owner=authority.pubkey(),
+                amount=1,
+                decimals=NFT_DECIMALS,
+            )
+        ),
+        token2022.memo(memo),
+    ]
+    return _sign(authority, [], instructions, recent_blockhash)
