@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,15 +28,13 @@ POLICY = Policy(max_retries=2, target=Commitment.CONFIRMED, rebroadcast_interval
 LVBH = 1_000
 
 
-def tx(**changes: object) -> TxSnapshot:
-    fields: dict[str, object] = {
-        "status": TxStatus.PENDING,
-        "attempt": 1,
-        "last_valid_block_height": LVBH,
-        "last_sent_at": 100.0,
-    }
-    fields.update(changes)
-    return TxSnapshot(**fields)  # type: ignore[arg-type]
+BASE = TxSnapshot(
+    status=TxStatus.PENDING, attempt=1, last_valid_block_height=LVBH, last_sent_at=100.0
+)
+
+
+def tx(**changes: Any) -> TxSnapshot:
+    return replace(BASE, **changes)
 
 
 def seen(level: Commitment, err: str | None = None, message: str | None = None) -> ObservedStatus:

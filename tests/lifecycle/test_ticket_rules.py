@@ -1,0 +1,161 @@
+"""Ticket rules: each rule by example, then every (status, op) combination decided."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chainworker.lifecycle.model import TxOp
+from chainworker.lifecycle.ticket_rules import (
+    Allowed,
+    BurnReason,
+    Refusal,
+    RefusalCode,
+    TicketStatus,
+    TransferStatus,
+    check_operation,
+    ticket_status_on_confirm,
+)
+
+MINT = "So11111111111111111111111111111111111111112"
+T = TicketStatus
+
+
+def test_mint_from_sold_makes_it_minted() -> None:
+    assert check_operation(TxOp.MINT, T.SOLD, token_mint=None) == Allowed(TxOp.MINT, T.MINTED)
+
+
+def test_mint_from_active_keeps_it_active() -> None:
+    assert check_operation("mint", "active", token_mint=None) == Allowed(TxOp.MINT, T.ACTIVE)
+
+
+@pytest.mark.parametrize("status", [T.SOLD, T.ACTIVE, T.MINTED, T.TRANSFERRED])
+def test_mint_refused_when_a_mint_exists(status: TicketStatus) -> None:
+    verdict = check_operation(TxOp.MINT, status, token_mint=MINT)
+    assert isinstance(verdict, Refusal) and verdict.code is RefusalCode.ALREADY_MINTED
+
+
+@pytest.mark.parametrize("status", [T.AVAILABLE, T.RESERVED, T.USED, T.REVOKED, T.CANCELLED])
+def test_mint_refused_from_other_states(status: TicketStatus) -> None:
+    verdict = check_operation(TxOp.MINT, status, token_mint=None)
+    assert isinstance(verdict, Refusal) and verdict.code is RefusalCode.STATUS_NOT_ALLOWED
+    assert status.value in verdict.message
+
+
+@pytest.mark.parametrize("status", [T.MINTED, T.ACTIVE, T.TRANSFERRED])
+def test_transfer_needs_an_accepted_transfer(status: TicketStatus) -> None:
+    allowed = check_operation(
+        TxOp.TRANSFER, status, token_mint=MINT, transfer_status=TransferStatus.ACCEPTED
+    )
+    assert allowed == Allowed(TxOp.TRANSFER, T.TRANSFERRED)
+    for other in TransferStatus:
+        if other is TransferStatus.ACCEPTED:
+            continue
+        verdict = check_operation(TxOp.TRANSFER, status, token_mint=MINT, transfer_status=other)
+        assert isinstance(verdict, Refusal) and verdict.code is RefusalCode.TRANSFER_NOT_ACCEPTED
+    missing = check_operation(TxOp.TRANSFER, status, token_mint=MINT, transfer_status=None)
+    assert isinstance(missing, Refusal) and missing.code is RefusalCode.TRANSFER_MISSING
+
+
+def test_transfer_and_burn_need_the_nft() -> None:
+    for op in (TxOp.TRANSFER, TxOp.BURN):
+        verdict = check_operation(
+            op, T.ACTIVE, token_mint=None, transfer_status="accepted", burn_reason="refund"
+        )
+        assert isinstance(verdict, Refusal) and verdict.code is RefusalCode.NOT_MINTED
+
+
+@pytest.mark.parametrize(
+    ("reason", "result"), [(BurnReason.REVOKE, T.REVOKED), ("refund", T.REFUNDED)]
+)
+def test_burn_sets_revoked_or_refunded(reason: BurnReason | str, result: TicketStatus) -> None:
+    for status in (T.MINTED, T.ACTIVE, T.TRANSFERRED):
+        verdict = check_operation(TxOp.BURN, status, token_mint=MINT, burn_reason=reason)
+        assert verdict == Allowed(TxOp.BURN, result)
+
+
+def test_burn_refusals_are_explained() -> None:
+    cases = {
+        None: RefusalCode.BURN_REASON_MISSING,
+        "lost": RefusalCode.UNKNOWN_BURN_REASON,
+    }
+    for reason, code in cases.items():
+        verdict = check_operation(TxOp.BURN, T.MINTED, token_mint=MINT, burn_reason=reason)
+        assert isinstance(verdict, Refusal) and verdict.code is code
+    used = check_operation(TxOp.BURN, T.USED, token_mint=MINT, burn_reason="revoke")
+    assert isinstance(used, Refusal) and used.code is RefusalCode.STATUS_NOT_ALLOWED
+
+
+def test_unknown_values_are_refused_not_raised() -> None:
+    bad_status = check_operation(TxOp.MINT, "lost", token_mint=None)
+    assert isinstance(bad_status, Refusal)
+    assert bad_status.code is RefusalCode.UNKNOWN_TICKET_STATUS
+    bad_op = check_operation("teleport", T.SOLD, token_mint=None)
+    assert isinstance(bad_op, Refusal) and bad_op.code is RefusalCode.UNKNOWN_OPERATION
+    bad_transfer = check_operation(TxOp.TRANSFER, T.MINTED, token_mint=MINT, transfer_status="x")
+    assert isinstance(bad_transfer, Refusal)
+    assert bad_transfer.code is RefusalCode.UNKNOWN_TRANSFER_STATUS
+
+
+def test_status_on_confirm_never_overwrites_a_later_state() -> None:
+    assert ticket_status_on_confirm(TxOp.MINT, T.SOLD) is T.MINTED
+    assert ticket_status_on_confirm(TxOp.MINT, T.ACTIVE) is None
+    assert ticket_status_on_confirm(TxOp.MINT, T.CHECKED_IN) is None
+    assert ticket_status_on_confirm(TxOp.TRANSFER, T.ACTIVE) is T.TRANSFERRED
+    assert ticket_status_on_confirm(TxOp.TRANSFER, T.USED) is None
+    assert ticket_status_on_confirm(TxOp.BURN, T.MINTED, burn_reason="refund") is T.REFUNDED
+    assert ticket_status_on_confirm(TxOp.BURN, T.CANCELLED, burn_reason="revoke") is None
+    assert ticket_status_on_confirm(TxOp.BURN, T.MINTED) is None
+    assert ticket_status_on_confirm(TxOp.MINT, "nonsense") is None
+
+
+ALLOWED_FROM = {
+    TxOp.MINT: {T.SOLD, T.ACTIVE},
+    TxOp.TRANSFER: {T.MINTED, T.ACTIVE, T.TRANSFERRED},
+    TxOp.BURN: {T.MINTED, T.ACTIVE, T.TRANSFERRED},
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    op=st.sampled_from(TxOp),
+    status=st.sampled_from(TicketStatus),
+    token_mint=st.none() | st.just(MINT),
+    transfer_status=st.none() | st.sampled_from(TransferStatus),
+    burn_reason=st.none() | st.sampled_from(BurnReason),
+)
+def test_every_combination_is_allowed_or_explained(
+    op: TxOp,
+    status: TicketStatus,
+    token_mint: str | None,
+    transfer_status: TransferStatus | None,
+    burn_reason: BurnReason | None,
+) -> None:
+    verdict = check_operation(
+        op, status, token_mint=token_mint, transfer_status=transfer_status, burn_reason=burn_reason
+    )
+    if isinstance(verdict, Refusal):
+        assert verdict.message
+        assert isinstance(verdict.code, RefusalCode)
+        return
+    assert verdict.op is op
+    assert status in ALLOWED_FROM[op]
+    if op is TxOp.MINT:
+        assert token_mint is None
+    else:
+        assert token_mint is not None
+    if op is TxOp.TRANSFER:
+        assert transfer_status is TransferStatus.ACCEPTED
+    if op is TxOp.BURN:
+        assert burn_reason is not None
+    # What the decision promised is what confirmation sets, when nothing changed meanwhile.
+    expected = ticket_status_on_confirm(op, status, burn_reason=burn_reason)
+    assert verdict.on_confirm == (expected or status)
+
+
+def test_the_seed_status_sets() -> None:
+    assert len(TicketStatus) == 12
+    assert {s.value for s in TransferStatus} == {
+        "pending", "accepted", "rejected", "cancelled", "completed", "expired",
+    }  # fmt: skip
