@@ -1,6 +1,7 @@
 """The transaction state machine as pure decisions over plain data (no I/O).
 
 - `model`: operations, statuses, commitments, the attempt snapshot and the policy;
+- `observe`: a `getSignatureStatuses` entry as an `ObservedStatus`, errors as stable codes;
 - `decide`: `next_action` for one live attempt, and the action types;
 - `transitions`: how an attempt's fields change when an action is carried out;
 - `ticket_rules`: which ticket states allow which operation, and what confirmation sets;

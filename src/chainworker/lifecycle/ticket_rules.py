@@ -73,6 +73,12 @@ class RefusalCode(StrEnum):
     UNKNOWN_TRANSFER_STATUS = "unknown_transfer_status"
     BURN_REASON_MISSING = "burn_reason_missing"
     UNKNOWN_BURN_REASON = "unknown_burn_reason"
+    # Found by the worker while preparing an attempt, beyond the status rules.
+    UNKNOWN_TICKET = "unknown_ticket"
+    NO_HOLDER = "no_holder"
+    INVALID_WALLET = "invalid_wallet"
+    SPEND_LIMIT = "spend_limit"
+    INVALID_INPUT = "invalid_input"
 
 
 @dataclass(frozen=True, slots=True)
