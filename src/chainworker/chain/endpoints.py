@@ -1,0 +1,157 @@
+"""RPC endpoints: transport, error classification, health with cooldown.
+
+Each endpoint posts JSON-RPC through its own solana-py AsyncClient connection pool. Answers
+are decoded here with the standard library so that every failure (HTTP status, transport,
+timeout, JSON-RPC error, unparseable body) becomes one ChainError with a kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx2
+from solana.exceptions import SolanaRpcException
+from solana.rpc.async_api import AsyncClient
+
+from chainworker.chain.errors import (
+    BAD_RESPONSE,
+    RATE_LIMITED,
+    RPC,
+    TIMEOUT,
+    TRANSPORT,
+    UNAVAILABLE,
+    ChainError,
+)
+
+# (endpoint label, JSON-RPC method, seconds, error kind or None) for each HTTP request.
+Observer = Callable[[str, str, float, str | None], None]
+
+_UNAVAILABLE_HTTP: Final = frozenset({500, 502, 503, 504})
+# JSON-RPC errors that say "this node, right now" rather than "this request".
+_UNAVAILABLE_RPC_CODES: Final = frozenset(
+    {
+        -32004,  # block not available
+        -32005,  # node unhealthy / behind
+        -32014,  # block status not yet available
+        -32016,  # minimum context slot not reached
+    }
+)
+
+_request_ids = itertools.count(1)
+
+
+def endpoint_label(index: int, url: str) -> str:
+    """A bounded, secret-free label: position and host (API keys live in paths and queries)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "unknown"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{index}:{host}{port}"
+
+
+class _Body:
+    """What the AsyncClient provider posts: anything with `to_json()`."""
+
+    def __init__(self, payload: str) -> None:
+        self._payload = payload
+
+    def to_json(self) -> str:
+        return self._payload
+
+
+def _classify(error: BaseException, label: str) -> ChainError:
+    cause: BaseException = error
+    if isinstance(error, SolanaRpcException) and error.__cause__ is not None:
+        cause = error.__cause__
+    if isinstance(cause, TimeoutError | httpx2.TimeoutException):
+        return ChainError(TIMEOUT, "no answer in time", endpoint=label)
+    if isinstance(cause, httpx2.HTTPStatusError):
+        status = cause.response.status_code
+        if status == 429:
+            return ChainError(RATE_LIMITED, "HTTP 429", endpoint=label, code=status)
+        if status in _UNAVAILABLE_HTTP:
+            return ChainError(UNAVAILABLE, f"HTTP {status}", endpoint=label, code=status)
+        return ChainError(RPC, f"HTTP {status}", endpoint=label, code=status)
+    if isinstance(cause, httpx2.HTTPError):
+        return ChainError(TRANSPORT, type(cause).__name__, endpoint=label)
+    return ChainError(TRANSPORT, f"{type(cause).__name__}: {cause}", endpoint=label)
+
+
+def decode_answer(text: str, label: str) -> Any:
+    """The `result` of a JSON-RPC answer, or ChainError (rpc / unavailable / bad_response)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise ChainError(BAD_RESPONSE, "answer is not JSON", endpoint=label) from None
+    if not isinstance(doc, dict):
+        raise ChainError(BAD_RESPONSE, "answer is not a JSON object", endpoint=label)
+    error = doc.get("error")
+    if error is not None:
+        if not isinstance(error, dict):
+            raise ChainError(BAD_RESPONSE, "error member is not an object", endpoint=label)
+        code = error.get("code")
+        message = str(error.get("message", ""))[:500]
+        code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        kind = UNAVAILABLE if code in _UNAVAILABLE_RPC_CODES else RPC
+        raise ChainError(kind, message or "JSON-RPC error", endpoint=label, code=code)
+    if "result" not in doc:
+        raise ChainError(BAD_RESPONSE, "answer has neither result nor error", endpoint=label)
+    return doc["result"]
+
+
+class Endpoint:
+    """One RPC URL, its client and its health. The URL itself is never shown."""
+
+    def __init__(self, index: int, url: str, timeout: float) -> None:
+        self.index = index
+        self.label = endpoint_label(index, url)
+        self._client = AsyncClient(url, timeout=timeout, max_transport_retries=0)
+        self._timeout = timeout
+        self.down_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.label})"
+
+    def is_up(self, now: float) -> bool:
+        return now >= self.down_until
+
+    def mark_down(self, cooldown: float) -> None:
+        self.down_until = time.monotonic() + cooldown
+
+    def mark_up(self) -> None:
+        self.down_until = 0.0
+
+    async def request(
+        self, method: str, params: list[Any], observer: Observer | None = None
+    ) -> Any:
+        """One HTTP request; the decoded result or ChainError."""
+        payload = json.dumps(
+            {"jsonrpc": "2.0", "id": next(_request_ids), "method": method, "params": params}
+        )
+        started = time.perf_counter()
+        kind: str | None = None
+        try:
+            async with asyncio.timeout(self._timeout):
+                text = await self._client._provider.make_request_unparsed(_Body(payload))
+            return decode_answer(text, self.label)
+        except ChainError as error:
+            kind = error.kind
+            raise
+        except asyncio.CancelledError:
+            observer = None  # abandoned by the caller, not a failure of the endpoint
+            raise
+        except Exception as error:
+            classified = _classify(error, self.label)
+            kind = classified.kind
+            raise classified from error
+        finally:
+            if observer is not None:
+                observer(self.label, method, time.perf_counter() - started, kind)
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,396 @@
+"""SolanaRpc: the one RPC client of chainworker, over one or more endpoints.
+
+- Reads go to the first healthy endpoint; an endpoint that fails is skipped for a short
+  cooldown, and the call moves on to the next one.
+- Transport errors, timeouts, HTTP 429/5xx and "node unhealthy" answers are retried with
+  jittered exponential backoff, up to `max_attempts` requests per call.
+- `send_raw` fans the same bytes out to every endpoint at once (no preflight, maxRetries 0:
+  chainworker rebroadcasts itself) and succeeds as soon as one accepts.
+- One blockhash cache per instance; create one SolanaRpc per process and share it.
+
+Every failure is a ChainError. Answers are plain dataclasses (see `views`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from solders.hash import Hash
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.transaction import VersionedTransaction
+
+from chainworker.chain import token2022, views
+from chainworker.chain.endpoints import Endpoint, Observer
+from chainworker.chain.errors import BAD_RESPONSE, RPC, TIMEOUT, ChainError
+from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
+from chainworker.chain.views import (
+    MintState,
+    SignatureStatusView,
+    SimulationView,
+    TransactionView,
+)
+
+if TYPE_CHECKING:
+    from chainworker.config import Settings
+
+T = TypeVar("T")
+
+MAX_STATUS_BATCH: Final = 256
+_DECODE_ERRORS: Final = (ValueError, TypeError, KeyError, IndexError, AttributeError)
+
+
+class SolanaRpc:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        commitment: str = "confirmed",
+        timeout_seconds: float = 5.0,
+        max_attempts: int = 4,
+        blockhash_cache_seconds: float = 2.0,
+        status_batch_size: int = MAX_STATUS_BATCH,
+        cooldown_seconds: float = 5.0,
+        backoff_base_seconds: float = 0.1,
+        backoff_max_seconds: float = 2.0,
+        observer: Observer | None = None,
+    ) -> None:
+        if not urls:
+            raise ChainError("config", "at least one RPC URL is required")
+        self._endpoints = [Endpoint(i, url, timeout_seconds) for i, url in enumerate(urls)]
+        self.commitment = commitment
+        self._max_attempts = max(1, max_attempts)
+        self._blockhash_ttl = blockhash_cache_seconds
+        self._batch = max(1, min(MAX_STATUS_BATCH, status_batch_size))
+        self._cooldown = cooldown_seconds
+        self._backoff_base = backoff_base_seconds
+        self._backoff_max = backoff_max_seconds
+        self._observer = observer
+        self._blockhash: tuple[Hash, int] | None = None
+        self._blockhash_at = 0.0
+        self._blockhash_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, observer: Observer | None = None) -> SolanaRpc:
+        return cls(
+            settings.solana_rpc_urls,
+            commitment=settings.commitment,
+            timeout_seconds=settings.rpc_timeout_seconds,
+            max_attempts=settings.rpc_max_attempts,
+            blockhash_cache_seconds=settings.blockhash_cache_seconds,
+            status_batch_size=settings.status_batch_size,
+            observer=observer,
+        )
+
+    async def __aenter__(self) -> SolanaRpc:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*(endpoint.close() for endpoint in self._endpoints))
+
+    # --- health and retries ----------------------------------------------
+
+    @property
+    def endpoint_labels(self) -> list[str]:
+        return [endpoint.label for endpoint in self._endpoints]
+
+    def endpoint_health(self) -> dict[str, bool]:
+        """Label -> not in cooldown; for the `chainworker_rpc_endpoint_up` gauge."""
+        now = time.monotonic()
+        return {endpoint.label: endpoint.is_up(now) for endpoint in self._endpoints}
+
+    def _pick(self, avoid: Endpoint | None = None) -> Endpoint:
+        """The first endpoint not in cooldown (preferring one other than `avoid`);
+        if all are cooling down, the one that recovers first."""
+        now = time.monotonic()
+        healthy = [e for e in self._endpoints if e.is_up(now)]
+        others = [e for e in healthy if e is not avoid]
+        if others:
+            return others[0]
+        if healthy:
+            return healthy[0]
+        return min(self._endpoints, key=lambda e: e.down_until)
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self._backoff_max, self._backoff_base * 2**attempt)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    async def _with_retries(
+        self,
+        method: str,
+        params: list[Any],
+        decode: Callable[[Any], T],
+        endpoint: Endpoint | None = None,
+    ) -> T:
+        """Call `method` and decode its result, failing over and retrying as the error allows.
+
+        With `endpoint` given, stay on it (fan-out sends); otherwise pick healthy endpoints.
+        """
+        last: ChainError | None = None
+        current: Endpoint | None = None
+        for attempt in range(self._max_attempts):
+            previous = current
+            current = endpoint or self._pick(avoid=previous)
+            if last is not None and (current is previous or not current.is_up(time.monotonic())):
+                await asyncio.sleep(self._backoff(attempt - 1))
+            try:
+                result = await current.request(method, params, self._observer)
+                try:
+                    value = decode(result)
+                except _DECODE_ERRORS as error:
+                    raise ChainError(
+                        BAD_RESPONSE, f"ill-shaped {method} answer: {error}", endpoint=current.label
+                    ) from None
+            except ChainError as error:
+                last = error
+                if error.retryable:
+                    current.mark_down(self._cooldown)
+                    continue
+                if error.kind == BAD_RESPONSE and endpoint is None and len(self._endpoints) > 1:
+                    current.mark_down(self._cooldown)
+                    continue
+                raise
+            current.mark_up()
+            return value
+        assert last is not None
+        raise last
+
+    async def _call(self, method: str, params: list[Any], decode: Callable[[Any], T]) -> T:
+        return await self._with_retries(method, params, decode)
+
+    # --- sending -----------------------------------------------------------
+
+    async def send_raw(self, tx_bytes: bytes) -> Signature:
+        """Send signed bytes to every endpoint at once; the signature once any accepts."""
+        encoded = base64.b64encode(tx_bytes).decode()
+        params: list[Any] = [
+            encoded,
+            {
+                "encoding": "base64",
+                "skipPreflight": True,
+                "maxRetries": 0,
+                "preflightCommitment": self.commitment,
+            },
+        ]
+        tasks = [
+            asyncio.create_task(
+                self._with_retries("sendTransaction", params, _signature, endpoint=endpoint)
+            )
+            for endpoint in self._endpoints
+        ]
+        errors: list[ChainError] = []
+        pending: set[asyncio.Task[Signature]] = set(tasks)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = task.exception()
+                    if error is None:
+                        # The rest keep delivering in the background; nobody waits for them.
+                        for straggler in pending:
+                            self._keep(straggler)
+                        pending = set()
+                        return task.result()
+                    if isinstance(error, ChainError):
+                        errors.append(error)
+                    else:
+                        raise error
+        finally:
+            for task in pending:
+                task.cancel()
+        # An answer from a node (e.g. a malformed transaction) says more than a dead socket.
+        errors.sort(key=lambda e: e.retryable)
+        raise errors[0]
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def simulate(self, tx: VersionedTransaction) -> SimulationView:
+        """Simulate with the latest blockhash and no signature check."""
+        params: list[Any] = [
+            base64.b64encode(bytes(tx)).decode(),
+            {
+                "encoding": "base64",
+                "sigVerify": False,
+                "replaceRecentBlockhash": True,
+                "commitment": self.commitment,
+            },
+        ]
+        return await self._call("simulateTransaction", params, views.simulation)
+
+    async def simulate_units(self, tx: VersionedTransaction) -> int:
+        """Compute units the transaction consumes; ChainError(kind="simulation") if it fails."""
+        result = await self.simulate(tx)
+        if result.err is not None:
+            tail = " | ".join(result.logs[-3:])
+            raise ChainError("simulation", f"{result.err.code} {tail}".strip())
+        return result.units_consumed
+
+    async def recent_prioritization_fees(self, accounts: Sequence[Pubkey] = ()) -> list[int]:
+        params: list[Any] = [[str(account) for account in accounts]]
+        return await self._call("getRecentPrioritizationFees", params, views.prioritization_fees)
+
+    # --- cluster state -------------------------------------------------------
+
+    async def latest_blockhash(self) -> tuple[Hash, int]:
+        """(blockhash, last valid block height), cached for `blockhash_cache_seconds`."""
+        cached = self._fresh_blockhash()
+        if cached is not None:
+            return cached
+        async with self._blockhash_lock:
+            cached = self._fresh_blockhash()
+            if cached is not None:
+                return cached
+            value = await self._call(
+                "getLatestBlockhash", [{"commitment": self.commitment}], views.blockhash
+            )
+            self._blockhash, self._blockhash_at = value, time.monotonic()
+            return value
+
+    def _fresh_blockhash(self) -> tuple[Hash, int] | None:
+        if self._blockhash is not None and (
+            time.monotonic() - self._blockhash_at < self._blockhash_ttl
+        ):
+            return self._blockhash
+        return None
+
+    async def block_height(self, commitment: str | None = None) -> int:
+        return await self._call(
+            "getBlockHeight", [{"commitment": commitment or self.commitment}], _integer
+        )
+
+    async def signature_statuses(
+        self, signatures: Sequence[Signature | str]
+    ) -> list[SignatureStatusView | None]:
+        """Statuses in input order, None for unknown signatures; batches of up to 256."""
+        texts = [str(signature) for signature in signatures]
+        batches = [texts[i : i + self._batch] for i in range(0, len(texts), self._batch)]
+
+        async def one(batch: list[str]) -> list[SignatureStatusView | None]:
+            params: list[Any] = [batch, {"searchTransactionHistory": True}]
+            return await self._call(
+                "getSignatureStatuses",
+                params,
+                lambda result: views.signature_statuses(result, len(batch)),
+            )
+
+        results = await asyncio.gather(*(one(batch) for batch in batches))
+        return [status for batch_result in results for status in batch_result]
+
+    async def get_transaction(self, signature: Signature | str) -> TransactionView | None:
+        commitment = "confirmed" if self.commitment == "processed" else self.commitment
+        params: list[Any] = [
+            str(signature),
+            {"encoding": "json", "commitment": commitment, "maxSupportedTransactionVersion": 0},
+        ]
+        return await self._call("getTransaction", params, views.transaction)
+
+    async def get_transaction_error(self, signature: Signature | str) -> views.TxErrorView | None:
+        found = await self.get_transaction(signature)
+        return found.err if found else None
+
+    async def get_transaction_logs(self, signature: Signature | str) -> list[str]:
+        found = await self.get_transaction(signature)
+        return list(found.logs) if found else []
+
+    # --- accounts ------------------------------------------------------------
+
+    async def get_account(self, address: Pubkey) -> views.AccountView | None:
+        params: list[Any] = [str(address), {"encoding": "base64", "commitment": self.commitment}]
+        return await self._call("getAccountInfo", params, views.account)
+
+    async def get_mint_state(self, mint: Pubkey) -> MintState | None:
+        """The mint's supply, authorities and metadata; None if no account exists there.
+
+        An account that exists but is not a Token-2022 mint is ChainError("unexpected_account").
+        """
+        account = await self.get_account(mint)
+        if account is None:
+            return None
+        if account.owner != TOKEN_2022_PROGRAM_ID:
+            raise ChainError("unexpected_account", f"{mint} is owned by {account.owner}")
+        try:
+            return views.mint_state(mint, account)
+        except ValueError as error:
+            raise ChainError("unexpected_account", f"{mint} is not a mint: {error}") from None
+
+    async def get_token_holder(self, mint: Pubkey) -> tuple[Pubkey, int] | None:
+        """(owner wallet, amount) of the account holding the mint's token; None if none does."""
+        largest = await self._call(
+            "getTokenLargestAccounts",
+            [str(mint), {"commitment": self.commitment}],
+            views.largest_token_accounts,
+        )
+        for address, amount in largest:
+            if amount <= 0:
+                continue
+            account = await self.get_account(address)
+            if account is None:
+                continue
+            try:
+                parsed = token2022.parse_token_account(account.data)
+            except ValueError as error:
+                raise ChainError(BAD_RESPONSE, f"token account {address}: {error}") from None
+            return parsed.owner, parsed.amount
+        return None
+
+    async def get_balance(self, address: Pubkey) -> int:
+        return await self._call(
+            "getBalance",
+            [str(address), {"commitment": self.commitment}],
+            views.balance,
+        )
+
+    async def request_airdrop(
+        self, address: Pubkey, lamports: int, *, wait_seconds: float = 30.0
+    ) -> Signature:
+        """Airdrop (localnet, devnet) and wait until it is confirmed."""
+        signature = await self._call(
+            "requestAirdrop",
+            [str(address), lamports, {"commitment": self.commitment}],
+            _signature,
+        )
+        await self.wait_for_confirmation(signature, wait_seconds)
+        return signature
+
+    async def wait_for_confirmation(
+        self, signature: Signature, timeout_seconds: float, poll_seconds: float = 0.2
+    ) -> SignatureStatusView:
+        deadline = time.monotonic() + timeout_seconds
+        wanted = ("confirmed", "finalized") if self.commitment != "processed" else None
+        while True:
+            (status,) = await self.signature_statuses([signature])
+            if status is not None:
+                if status.err is not None:
+                    raise ChainError(RPC, f"{signature} failed: {status.err.code}")
+                if wanted is None or status.confirmation_status in wanted:
+                    return status
+            if time.monotonic() >= deadline:
+                raise ChainError(TIMEOUT, f"{signature} not confirmed in {timeout_seconds}s")
+            await asyncio.sleep(poll_seconds)
+
+
+def _integer(result: Any) -> int:
+    if isinstance(result, bool) or not isinstance(result, int):
+        raise TypeError("expected an integer")
+    return result
+
+
+def _signature(result: Any) -> Signature:
+    if not isinstance(result, str):
+        raise TypeError("expected a signature string")
+    return Signature.from_string(result)

@@ -1,0 +1,208 @@
+"""Plain views of RPC answers, decoded from JSON-RPC results.
+
+Decoders raise ValueError / TypeError / KeyError on ill-shaped input; the RPC client turns
+those into ChainError(kind="bad_response").
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from solders.hash import Hash
+from solders.pubkey import Pubkey
+
+from chainworker.chain import token2022
+from chainworker.lifecycle.observe import custom_program_error, describe_error
+
+
+@dataclass(frozen=True)
+class TxErrorView:
+    """An on-chain transaction error.
+
+    `code` and `message` are those of `lifecycle.observe.describe_error` ("AccountInUse",
+    "InstructionError:2:Custom:0"); `custom_code` is the program's number for Custom errors
+    (Token-2022: 0 already in use, 1 insufficient funds).
+    """
+
+    code: str
+    message: str
+    instruction_index: int | None = None
+    custom_code: int | None = None
+
+
+@dataclass(frozen=True)
+class SignatureStatusView:
+    slot: int
+    confirmations: int | None
+    err: TxErrorView | None
+    confirmation_status: str | None
+
+
+@dataclass(frozen=True)
+class SimulationView:
+    units_consumed: int
+    err: TxErrorView | None
+    logs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TransactionView:
+    slot: int
+    block_time: int | None
+    err: TxErrorView | None
+    logs: tuple[str, ...]
+    fee: int | None
+
+
+@dataclass(frozen=True)
+class AccountView:
+    owner: Pubkey
+    lamports: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class MintState:
+    address: Pubkey
+    program: Pubkey
+    supply: int
+    decimals: int
+    mint_authority: Pubkey | None
+    freeze_authority: Pubkey | None
+    permanent_delegate: Pubkey | None
+    metadata: token2022.TokenMetadata | None
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else _int(value)
+
+
+def _value(result: Any) -> Any:
+    """The `value` of a result with context."""
+    if not isinstance(result, dict) or "value" not in result:
+        raise TypeError("result has no value")
+    return result["value"]
+
+
+def balance(result: Any) -> int:
+    return _int(_value(result))
+
+
+def tx_error(err: Any) -> TxErrorView | None:
+    if err is None:
+        return None
+    if not isinstance(err, str | dict):
+        raise TypeError("transaction error is neither a name nor an object")
+    code, message = describe_error(err)
+    index: int | None = None
+    if isinstance(err, dict) and isinstance(err.get("InstructionError"), list):
+        first = err["InstructionError"][0]
+        index = first if isinstance(first, int) and not isinstance(first, bool) else None
+    return TxErrorView(code, message, index, custom_program_error(code))
+
+
+def blockhash(result: Any) -> tuple[Hash, int]:
+    value = _value(result)
+    return Hash.from_string(value["blockhash"]), _int(value["lastValidBlockHeight"])
+
+
+def signature_statuses(result: Any, expected: int) -> list[SignatureStatusView | None]:
+    value = _value(result)
+    if not isinstance(value, list) or len(value) != expected:
+        raise ValueError(f"expected {expected} statuses")
+    views: list[SignatureStatusView | None] = []
+    for item in value:
+        if item is None:
+            views.append(None)
+            continue
+        status = item.get("confirmationStatus")
+        if status is not None and status not in ("processed", "confirmed", "finalized"):
+            raise ValueError(f"unknown confirmation status {status!r}")
+        views.append(
+            SignatureStatusView(
+                slot=_int(item["slot"]),
+                confirmations=_opt_int(item.get("confirmations")),
+                err=tx_error(item.get("err")),
+                confirmation_status=status,
+            )
+        )
+    return views
+
+
+def _logs(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise TypeError("logs are not a list")
+    return tuple(str(line) for line in value)
+
+
+def simulation(result: Any) -> SimulationView:
+    value = _value(result)
+    return SimulationView(
+        units_consumed=_int(value.get("unitsConsumed") or 0),
+        err=tx_error(value.get("err")),
+        logs=_logs(value.get("logs")),
+    )
+
+
+def prioritization_fees(result: Any) -> list[int]:
+    if not isinstance(result, list):
+        raise TypeError("prioritization fees are not a list")
+    return [_int(item["prioritizationFee"]) for item in result]
+
+
+def account(result: Any) -> AccountView | None:
+    value = _value(result)
+    if value is None:
+        return None
+    data = value["data"]
+    if not isinstance(data, list) or len(data) != 2 or data[1] != "base64":
+        raise ValueError("account data is not base64")
+    return AccountView(
+        owner=Pubkey.from_string(value["owner"]),
+        lamports=_int(value["lamports"]),
+        data=base64.b64decode(data[0], validate=True),
+    )
+
+
+def largest_token_accounts(result: Any) -> list[tuple[Pubkey, int]]:
+    value = _value(result)
+    if not isinstance(value, list):
+        raise TypeError("largest accounts are not a list")
+    return [(Pubkey.from_string(item["address"]), int(item["amount"])) for item in value]
+
+
+def transaction(result: Any) -> TransactionView | None:
+    if result is None:
+        return None
+    meta = result.get("meta") or {}
+    return TransactionView(
+        slot=_int(result["slot"]),
+        block_time=_opt_int(result.get("blockTime")),
+        err=tx_error(meta.get("err")),
+        logs=_logs(meta.get("logMessages")),
+        fee=_opt_int(meta.get("fee")),
+    )
+
+
+def mint_state(address: Pubkey, view: AccountView) -> MintState:
+    parsed = token2022.parse_mint(view.data)
+    return MintState(
+        address=address,
+        program=view.owner,
+        supply=parsed.base.supply,
+        decimals=parsed.base.decimals,
+        mint_authority=parsed.base.mint_authority,
+        freeze_authority=parsed.base.freeze_authority,
+        permanent_delegate=parsed.permanent_delegate,
+        metadata=parsed.metadata,
+    )
