@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from solders.keypair import Keypair
@@ -50,7 +51,7 @@ def send_failing(svm: LiteSVM, tx: VersionedTransaction) -> str:
 
 def mint_one(svm: LiteSVM, authority: Keypair, **overrides: object) -> Minted:
     minted = Minted(Keypair(), Keypair().pubkey(), uuid.uuid4(), uuid.uuid4())
-    args: dict[str, object] = {
+    args: dict[str, Any] = {
         "authority": authority,
         "mint": minted.mint,
         "holder": minted.holder,
@@ -63,7 +64,7 @@ def mint_one(svm: LiteSVM, authority: Keypair, **overrides: object) -> Minted:
         "recent_blockhash": svm.latest_blockhash(),
     }
     args.update(overrides)
-    send(svm, nft.build_mint(**args).transaction)  # type: ignore[arg-type]
+    send(svm, nft.build_mint(**args).transaction)
     return minted
 
 
@@ -258,7 +259,7 @@ def test_compute_budget_instructions_come_first(svm: LiteSVM, authority: Keypair
 def test_oversize_or_empty_input_is_rejected(
     svm: LiteSVM, authority: Keypair, field: str, value: object, message: str
 ) -> None:
-    args: dict[str, object] = {
+    args: dict[str, Any] = {
         "authority": authority,
         "mint": Keypair(),
         "holder": Keypair().pubkey(),
@@ -272,7 +273,7 @@ def test_oversize_or_empty_input_is_rejected(
     }
     args[field] = value
     with pytest.raises(ValueError, match=message):
-        nft.build_mint(**args)  # type: ignore[arg-type]
+        nft.build_mint(**args)
 
 
 def test_transfer_to_the_current_holder_is_rejected(svm: LiteSVM, authority: Keypair) -> None:
