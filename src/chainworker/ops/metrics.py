@@ -385,7 +385,10 @@ _REASON_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("signature_invalid", r"signature verification|SignatureFailure|invalid signature"),
         ("compute_exceeded", r"ComputationalBudgetExceeded|exceeded CUs|compute budget"),
         ("too_large", r"too large|packet size|exceeds the maximum"),
-        ("account_not_found", r"AccountNotFound|account not found|could not find account"),
+        (
+            "account_not_found",
+            r"AccountNotFound|account not found|could not find account|no record of a prior credit",
+        ),
         (
             "invalid_account",
             r"InvalidAccountData|IncorrectProgramId|InvalidAccountOwner|owner does not match"
