@@ -1,0 +1,503 @@
+"""The cluster's state: LiteSVM plus everything a validator keeps that LiteSVM does not.
+
+LiteSVM executes transactions against one account state. The ledger adds the rest:
+a slot clock whose slot, block height and blockhash advance together; the
+150-block blockhash window; commitment levels (an account read at `confirmed` or
+`finalized` sees the state as of that slot, from a per-account version history);
+a signature store for statuses, history and duplicate detection; the packet size
+limit; and a fork that rolls back what has not reached `confirmed`.
+
+Everything here is synchronous and single-threaded: the server calls it from one
+event loop, so there are no locks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from solders.account import Account
+from solders.clock import Clock
+from solders.hash import Hash
+from solders.message import Message
+from solders.pubkey import Pubkey
+from solders.system_program import TransferParams, transfer
+from solders.transaction import VersionedTransaction
+from solders.transaction_metadata import FailedTransactionMetadata, SimulatedTransactionInfo
+from solders.transaction_status import TransactionStatus
+
+from chainworker.localnet.fees import AnyMessage, compute_budget, fee_for_message
+from chainworker.localnet.genesis import SLOTS_PER_EPOCH, SYSTEM_PROGRAM, make_genesis, make_svm
+
+Commitment = Literal["processed", "confirmed", "finalized"]
+COMMITMENTS: tuple[Commitment, ...] = ("processed", "confirmed", "finalized")
+
+MAX_PROCESSING_AGE = 150  # blocks a blockhash stays usable
+MAX_RECENT_BLOCKHASHES = 300  # blockhashes remembered (for lastValidBlockHeight lookups)
+STATUS_CACHE_SLOTS = 300  # statuses answered without searchTransactionHistory
+PACKET_DATA_SIZE = 1232
+MEMO_PROGRAMS = frozenset(
+    {
+        Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr"),
+        Pubkey.from_string("Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo"),
+    }
+)
+_EMPTY_ACCOUNT = Account(lamports=0, data=b"", owner=SYSTEM_PROGRAM)
+
+
+@dataclass(slots=True)
+class Block:
+    slot: int
+    height: int
+    blockhash: str
+    parent_slot: int
+    previous_blockhash: str
+    block_time: int
+    signatures: list[str] = field(default_factory=list)
+    # Lowest compute-unit price paid in the block, overall and per write-locked account.
+    min_priority_fee: int | None = None
+    account_priority_fees: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class LandedTransaction:
+    signature: str
+    slot: int
+    transaction: VersionedTransaction
+    raw: bytes
+    err: Any  # the error's JSON form, None on success
+    fee: int
+    logs: list[str]
+    pre_balances: list[int]
+    post_balances: list[int]
+    compute_units: int
+    account_keys: list[str]
+    memo: str | None
+
+
+@dataclass(slots=True)
+class PendingTransaction:
+    signature: str
+    transaction: VersionedTransaction
+    raw: bytes
+    land_slot: int  # the earliest slot it may land in
+
+
+@dataclass(slots=True)
+class SimulationOutcome:
+    err: Any
+    logs: list[str]
+    units_consumed: int
+    accounts: dict[Pubkey, Account | None]
+    return_data: tuple[str, bytes] | None
+    replacement_blockhash: tuple[str, int] | None
+
+
+class TransactionRejected(Exception):
+    """Refused before execution; `err` is the TransactionError's JSON form."""
+
+    def __init__(self, err: Any, message: str) -> None:
+        super().__init__(message)
+        self.err = err
+
+
+def error_json(err: Any) -> Any:
+    """The JSON form a validator gives a solders TransactionError."""
+    status = TransactionStatus(0, None, err, err, None)
+    return json.loads(status.to_json())["err"]
+
+
+def writable_keys(message: AnyMessage) -> list[Pubkey]:
+    header = message.header
+    keys = message.account_keys
+    signed = header.num_required_signatures
+    writable_signed = signed - header.num_readonly_signed_accounts
+    writable_unsigned_end = len(keys) - header.num_readonly_unsigned_accounts
+    return list(keys[:writable_signed]) + list(keys[signed:writable_unsigned_end])
+
+
+def extract_memo(message: AnyMessage) -> str | None:
+    keys = message.account_keys
+    memos = []
+    for instruction in message.instructions:
+        if keys[instruction.program_id_index] in MEMO_PROGRAMS:
+            text = bytes(instruction.data).decode("utf-8", "replace")
+            memos.append(f"[{len(text)}] {text}")
+    return "; ".join(memos) if memos else None
+
+
+class Ledger:
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        confirm_depth: int = 1,
+        finalize_depth: int = 32,
+        history_limit: int = 500_000,
+        block_limit: int = 50_000,
+    ) -> None:
+        self.genesis = make_genesis(seed)
+        self.svm = make_svm(self.genesis)
+        self.confirm_depth = confirm_depth
+        self.finalize_depth = max(finalize_depth, confirm_depth)
+        self.history_limit = history_limit
+        self.block_limit = block_limit
+        self.start_time = time.time()
+        self.transaction_count = 0
+
+        genesis_hash = str(self.svm.latest_blockhash())
+        genesis_block = Block(
+            0, 0, genesis_hash, 0, str(self.genesis.genesis_hash), int(time.time())
+        )
+        self.blocks: dict[int, Block] = {0: genesis_block}
+        self.slot = 0
+        self.height = 0
+        self._slot_by_height: dict[int, int] = {0: 0}
+        self._hash_height: dict[str, int] = {genesis_hash: 0}
+        self._recent_hashes: deque[str] = deque([genesis_hash])
+
+        self.pending: deque[PendingTransaction] = deque()
+        self._pending_signatures: set[str] = set()
+        self.landed: dict[str, LandedTransaction] = {}
+        self._by_address: dict[str, list[str]] = {}
+        self.known_accounts: set[Pubkey] = {self.genesis.faucet.pubkey()}
+
+        # Account versions written since the state was last the same at every commitment:
+        # key -> [(slot, account after that slot)], the first entry (slot -1) is the state before.
+        self._versions: dict[Pubkey, list[tuple[int, Account | None]]] = {}
+        self._touched: dict[int, set[Pubkey]] = {}
+        self._executing: deque[PendingTransaction] = deque()
+        self._set_clock()
+
+    # --- clock ----------------------------------------------------------------
+
+    def slot_at(self, commitment: Commitment) -> int:
+        if commitment == "processed":
+            return self.slot
+        depth = self.confirm_depth if commitment == "confirmed" else self.finalize_depth
+        return max(self.slot - depth, 0)
+
+    def block_at(self, commitment: Commitment) -> Block:
+        """The newest block at or below the commitment's slot."""
+        slot = self.slot_at(commitment)
+        while slot not in self.blocks and slot > 0:
+            slot -= 1
+        return self.blocks.get(slot) or self.blocks[min(self.blocks)]
+
+    def height_at(self, commitment: Commitment) -> int:
+        return self.block_at(commitment).height
+
+    def epoch(self, slot: int | None = None) -> tuple[int, int]:
+        """(epoch, slot index) of the slot, or of the current slot."""
+        current = self.slot if slot is None else slot
+        return divmod(current, SLOTS_PER_EPOCH)
+
+    def latest_blockhash(self, commitment: Commitment) -> tuple[str, int]:
+        block = self.block_at(commitment)
+        return block.blockhash, block.height + MAX_PROCESSING_AGE
+
+    def last_valid_height(self, blockhash: str) -> int | None:
+        height = self._hash_height.get(blockhash)
+        return None if height is None else height + MAX_PROCESSING_AGE
+
+    def is_blockhash_valid(self, blockhash: str, commitment: Commitment = "processed") -> bool:
+        """True while a transaction using it could still land in the next block."""
+        last_valid = self.last_valid_height(blockhash)
+        if last_valid is None:
+            return False
+        hash_height = last_valid - MAX_PROCESSING_AGE
+        return hash_height <= self.height_at(commitment) < last_valid
+
+    def _set_clock(self) -> None:
+        epoch, _ = self.epoch()
+        now = int(time.time())
+        self.svm.set_clock(Clock(self.slot, int(self.start_time), epoch, epoch + 1, now))
+
+    def start_block(self) -> Block:
+        """Advance slot, height and blockhash; queue the transactions due in this block."""
+        parent = self.blocks[self.slot]
+        self.svm.expire_blockhash()
+        self.slot += 1
+        self.height += 1
+        self._set_clock()
+        blockhash = str(self.svm.latest_blockhash())
+        block = Block(
+            self.slot, self.height, blockhash, parent.slot, parent.blockhash, int(time.time())
+        )
+        self.blocks[self.slot] = block
+        self._slot_by_height[self.height] = self.slot
+        self._hash_height[blockhash] = self.height
+        self._recent_hashes.append(blockhash)
+        while len(self._recent_hashes) > MAX_RECENT_BLOCKHASHES:
+            del self._hash_height[self._recent_hashes.popleft()]
+        kept: deque[PendingTransaction] = deque()
+        while self.pending:
+            item = self.pending.popleft()
+            (self._executing if item.land_slot <= self.slot else kept).append(item)
+        self.pending = kept
+        return block
+
+    def execute_some(self, limit: int) -> int:
+        """Execute up to `limit` of the current block's transactions; returns how many remain."""
+        block = self.blocks[self.slot]
+        for _ in range(min(limit, len(self._executing))):
+            item = self._executing.popleft()
+            self._pending_signatures.discard(item.signature)
+            self._execute(item, block)
+        return len(self._executing)
+
+    def finish_block(self) -> Block:
+        block = self.blocks[self.slot]
+        self._prune_versions(self.slot - self.finalize_depth)
+        while len(self.blocks) > self.block_limit:
+            del self.blocks[min(self.blocks)]
+        return block
+
+    def produce_block(self) -> Block:
+        self.start_block()
+        self.execute_some(len(self._executing))
+        return self.finish_block()
+
+    def warp(self, slots: int) -> None:
+        """Produce `slots` empty blocks at once; transactions waiting to land stay queued."""
+        waiting, self.pending = self.pending, deque()
+        for _ in range(slots):
+            self.start_block()
+            self.finish_block()
+        self.pending = waiting
+
+    # --- transactions ---------------------------------------------------------
+
+    def check_packet(self, raw: bytes) -> None:
+        if len(raw) > PACKET_DATA_SIZE:
+            raise TransactionRejected(
+                None,
+                f"base64 encoded solana_transaction::versioned::VersionedTransaction too large: "
+                f"{len(raw)} bytes (max: encoded/raw {PACKET_DATA_SIZE * 4 // 3 + 4}/"
+                f"{PACKET_DATA_SIZE})",
+            )
+
+    def is_duplicate(self, signature: str) -> bool:
+        return signature in self.landed
+
+    def submit(self, transaction: VersionedTransaction, raw: bytes, delay_slots: int = 0) -> str:
+        """Queue for the next block (or later); a signature already queued is not queued twice."""
+        signature = str(transaction.signatures[0])
+        if signature not in self._pending_signatures and signature not in self.landed:
+            self._pending_signatures.add(signature)
+            land_slot = self.slot + 1 + max(delay_slots, 0)
+            self.pending.append(PendingTransaction(signature, transaction, raw, land_slot))
+        return signature
+
+    def airdrop(self, recipient: Pubkey, lamports: int) -> str:
+        faucet = self.genesis.faucet
+        message = Message.new_with_blockhash(
+            [
+                transfer(
+                    TransferParams(
+                        from_pubkey=faucet.pubkey(), to_pubkey=recipient, lamports=lamports
+                    )
+                )
+            ],
+            faucet.pubkey(),
+            Hash.from_string(self.blocks[self.slot].blockhash),
+        )
+        transaction = VersionedTransaction(message, [faucet])
+        return self.submit(transaction, bytes(transaction))
+
+    def _execute(self, item: PendingTransaction, block: Block) -> None:
+        if item.signature in self.landed:
+            return  # AlreadyProcessed: dropped, nothing charged
+        message = item.transaction.message
+        last_valid = self.last_valid_height(str(message.recent_blockhash))
+        if last_valid is None or block.height > last_valid:
+            return  # BlockhashNotFound: dropped, nothing charged
+        svm = self.svm
+        keys = list(message.account_keys)
+        writable = writable_keys(message)
+        versions = self._versions
+        for key in writable:
+            if key not in versions:
+                versions[key] = [(-1, svm.get_account(key))]
+        pre = [svm.get_balance(key) or 0 for key in keys]
+        result = svm.send_transaction(item.transaction)
+        post = [svm.get_balance(key) or 0 for key in keys]
+        if isinstance(result, FailedTransactionMetadata):
+            if post[0] == pre[0]:
+                return  # failed to load (signature, fee payer, funds for fee): never lands
+            meta = result.meta()
+            err = error_json(result.err())
+        else:
+            meta = result
+            err = None
+        slot = block.slot
+        touched = self._touched.setdefault(slot, set())
+        for key in writable:
+            versions[key].append((slot, svm.get_account(key)))
+            touched.add(key)
+        key_strings = [str(key) for key in keys]
+        record = LandedTransaction(
+            signature=item.signature,
+            slot=slot,
+            transaction=item.transaction,
+            raw=item.raw,
+            err=err,
+            fee=meta.fee(),
+            logs=list(meta.logs()),
+            pre_balances=pre,
+            post_balances=post,
+            compute_units=meta.compute_units_consumed(),
+            account_keys=key_strings,
+            memo=extract_memo(message),
+        )
+        self.landed[item.signature] = record
+        if len(self.landed) > self.history_limit:
+            del self.landed[next(iter(self.landed))]
+        block.signatures.append(item.signature)
+        for key_string in key_strings:
+            self._by_address.setdefault(key_string, []).append(item.signature)
+        self.known_accounts.update(keys)
+        self.transaction_count += 1
+        _, price = compute_budget(message)
+        if block.min_priority_fee is None or price < block.min_priority_fee:
+            block.min_priority_fee = price
+        for key in writable:
+            key_string = str(key)
+            current = block.account_priority_fees.get(key_string)
+            if current is None or price < current:
+                block.account_priority_fees[key_string] = price
+
+    def simulate(
+        self,
+        transaction: VersionedTransaction,
+        *,
+        sig_verify: bool,
+        replace_blockhash: bool,
+        commitment: Commitment,
+        addresses: Iterable[Pubkey] = (),
+    ) -> SimulationOutcome:
+        replacement: tuple[str, int] | None = None
+        if replace_blockhash:
+            replacement = self.latest_blockhash(commitment)
+        elif not self.is_blockhash_valid(str(transaction.message.recent_blockhash), commitment):
+            return SimulationOutcome("BlockhashNotFound", [], 0, {}, None, None)
+        if self.is_duplicate(str(transaction.signatures[0])):
+            return SimulationOutcome("AlreadyProcessed", [], 0, {}, None, replacement)
+        self.svm.with_sigverify(sig_verify)
+        try:
+            result = self.svm.simulate_transaction(transaction)
+        finally:
+            self.svm.with_sigverify(True)
+        if isinstance(result, SimulatedTransactionInfo):
+            meta = result.meta()
+            post = dict(result.post_accounts())
+            err = None
+        else:
+            meta = result.meta()
+            post = {}
+            err = error_json(result.err())
+        accounts = {key: post.get(key, self.svm.get_account(key)) for key in addresses}
+        return_data = meta.return_data()
+        returned = (
+            (str(return_data.program_id), bytes(return_data.data)) if return_data.data else None
+        )
+        return SimulationOutcome(
+            err, list(meta.logs()), meta.compute_units_consumed(), accounts, returned, replacement
+        )
+
+    def fee_for(self, message: AnyMessage) -> int:
+        return fee_for_message(message)
+
+    # --- reads ----------------------------------------------------------------
+
+    def get_account(self, key: Pubkey, commitment: Commitment = "processed") -> Account | None:
+        versions = self._versions.get(key)
+        if commitment == "processed" or versions is None:
+            account = self.svm.get_account(key)
+        else:
+            limit = self.slot_at(commitment)
+            account = next(acct for slot, acct in reversed(versions) if slot <= limit)
+        if account is None or account.lamports == 0:
+            return None
+        return account
+
+    def program_accounts(
+        self, program: Pubkey, commitment: Commitment = "processed"
+    ) -> list[tuple[Pubkey, Account]]:
+        current = dict(self.svm.get_program_accounts(program))
+        if commitment != "processed":
+            for key in self._versions:
+                account = self.get_account(key, commitment)
+                if account is not None and account.owner == program:
+                    current[key] = account
+                else:
+                    current.pop(key, None)
+        return [(key, acct) for key, acct in current.items() if acct.lamports > 0]
+
+    def status_of(self, signature: str, search_history: bool) -> LandedTransaction | None:
+        record = self.landed.get(signature)
+        if record is None:
+            return None
+        if not search_history and record.slot < self.slot - STATUS_CACHE_SLOTS:
+            return None
+        return record
+
+    def confirmation_of(self, record: LandedTransaction) -> tuple[Commitment, int | None]:
+        if record.slot <= self.slot_at("finalized"):
+            return "finalized", None
+        confirmations = self.slot - record.slot
+        if record.slot <= self.slot_at("confirmed"):
+            return "confirmed", confirmations
+        return "processed", confirmations
+
+    def visible_at(self, record: LandedTransaction, commitment: Commitment) -> bool:
+        return record.slot <= self.slot_at(commitment)
+
+    def signatures_for(self, address: str) -> list[str]:
+        return self._by_address.get(address, [])
+
+    # --- faults ---------------------------------------------------------------
+
+    def fork(self) -> int:
+        """Roll back every block above the confirmed slot; returns how many transactions."""
+        keep = self.slot_at("confirmed")
+        rolled_back = 0
+        for slot in [slot for slot in self._touched if slot > keep]:
+            for key in self._touched.pop(slot):
+                versions = self._versions[key]
+                while versions[-1][0] > keep:
+                    versions.pop()
+                self.svm.set_account(key, versions[-1][1] or _EMPTY_ACCOUNT)
+        for slot in range(keep + 1, self.slot + 1):
+            block = self.blocks.get(slot)
+            if block is None:
+                continue
+            for signature in block.signatures:
+                record = self.landed.pop(signature, None)
+                if record is None:
+                    continue
+                rolled_back += 1
+                self.transaction_count -= 1
+                for key_string in record.account_keys:
+                    listed = self._by_address.get(key_string)
+                    if listed and listed[-1] == signature:
+                        listed.pop()
+            block.signatures = []
+            block.min_priority_fee = None
+            block.account_priority_fees = {}
+        return rolled_back
+
+    def _prune_versions(self, finalized_slot: int) -> None:
+        for slot in [slot for slot in self._touched if slot <= finalized_slot]:
+            for key in self._touched.pop(slot):
+                versions = self._versions.get(key)
+                if versions is None:
+                    continue
+                index = max(i for i, (s, _) in enumerate(versions) if s <= finalized_slot)
+                del versions[:index]
+                if len(versions) == 1:
+                    del self._versions[key]
