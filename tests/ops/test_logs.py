@@ -1,0 +1,183 @@
+"""Structured logs: JSON lines with the bound context, and secrets never printed."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+from pydantic import SecretStr
+from solders.keypair import Keypair
+
+from chainworker.config import load_settings
+from chainworker.ops import logs
+
+
+class Captured:
+    def __init__(self, stream: io.StringIO) -> None:
+        self.stream = stream
+
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def captured() -> Iterator[Captured]:
+    stream = io.StringIO()
+    logs.configure_logging("DEBUG", "json", stream)
+    yield Captured(stream)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "chainworker"]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    logs.clear_registered_secrets()
+    logs.clear_log_context()
+    structlog.reset_defaults()
+
+
+def test_a_log_line_is_json_with_the_bound_fields(captured: Captured) -> None:
+    with logs.log_context(
+        tenant_id="7a1d4c2e-0000-4000-8000-000000000001",
+        request_id="req-1",
+        ticket_id=42,
+        signature="5sig",
+        attempt=2,
+        job_id="job-9",
+    ):
+        logs.get_logger("chainworker.test").info("transaction sent", lamports=5000)
+    logs.get_logger("chainworker.test").info("outside")
+
+    first, second = captured.lines()
+    assert first["event"] == "transaction sent"
+    assert first["level"] == "info"
+    assert first["logger"] == "chainworker.test"
+    assert first["lamports"] == 5000
+    assert "timestamp" in first
+    assert {key: first[key] for key in logs.CONTEXT_KEYS} == {
+        "tenant_id": "7a1d4c2e-0000-4000-8000-000000000001",
+        "request_id": "req-1",
+        "ticket_id": 42,
+        "signature": "5sig",
+        "attempt": 2,
+        "job_id": "job-9",
+    }
+    assert not set(logs.CONTEXT_KEYS) & set(second)
+
+
+def test_standard_library_loggers_share_the_format_and_context(captured: Captured) -> None:
+    with logs.log_context(job_id="job-1"):
+        logging.getLogger("arq.worker").warning("job %s took %.1fs", "mint_ticket", 1.25)
+    (line,) = captured.lines()
+    assert line == {
+        "event": "job mint_ticket took 1.2s",
+        "job_id": "job-1",
+        "level": "warning",
+        "logger": "arq.worker",
+        "timestamp": line["timestamp"],
+    }
+
+
+async def test_context_follows_each_asyncio_task(captured: Captured) -> None:
+    log = logs.get_logger("chainworker.test")
+
+    async def job(job_id: str) -> None:
+        with logs.log_context(job_id=job_id):
+            await asyncio.sleep(0.01)
+            log.info("done")
+
+    await asyncio.gather(job("a"), job("b"), job("c"))
+    done = [line for line in captured.lines() if line["event"] == "done"]
+    assert sorted(str(line["job_id"]) for line in done) == ["a", "b", "c"]
+
+
+def test_bind_log_context_refuses_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="password"):
+        logs.bind_log_context(password="x")
+
+
+def test_registered_secrets_never_appear_in_output(captured: Captured) -> None:
+    keypair = Keypair()
+    secret_key = str(keypair)
+    signature = str(keypair.sign_message(b"ticket"))
+    settings = load_settings(
+        mint_seed="mint-seed-do-not-print",
+        custodial_seed="custodial-seed-do-not-print",
+        authority_keypair=secret_key,
+        database_url="postgresql://chainworker_app:db-password-do-not-print@db:5432/cw",
+        solana_rpc_urls="https://rpc.example.com/?api-key=rpc-key-do-not-print",
+    )
+    logs.register_settings_secrets(settings)
+    secrets = [
+        "mint-seed-do-not-print",
+        "custodial-seed-do-not-print",
+        secret_key,
+        "db-password-do-not-print",
+        "rpc-key-do-not-print",
+    ]
+
+    log = logs.get_logger("chainworker.test")
+    with logs.log_context(signature=signature):
+        log.info("seed is mint-seed-do-not-print", seed=settings.mint_seed)
+        log.info("settings", values={"nested": ["custodial-seed-do-not-print"]})
+        log.info("dsn", dsn=settings.database_url, rpc=settings.solana_rpc_urls)
+        log.info("key file", contents=list(bytes(keypair)), text=str(list(bytes(keypair))))
+        logging.getLogger("asyncpg").error("connect failed: %s", settings.database_url)
+        try:
+            raise RuntimeError(f"bad key {secret_key}")
+        except RuntimeError:
+            log.exception("loading the authority failed")
+
+    output = captured.text()
+    for secret in secrets:
+        assert secret not in output
+    assert str(list(bytes(keypair))) not in output
+    assert output.count(logs.REDACTED) >= 8
+    # A signature is 64 bytes of base58 too, but not a keypair: it stays readable.
+    assert all(line["signature"] == signature for line in captured.lines())
+
+
+def test_an_unregistered_keypair_is_still_redacted(captured: Captured) -> None:
+    keypair = Keypair()
+    logs.get_logger().warning("leaked", key=str(keypair), inline=f"key={keypair} end")
+    (line,) = captured.lines()
+    assert line["key"] == logs.REDACTED
+    assert line["inline"] == f"key={logs.REDACTED} end"
+
+
+def test_short_secrets_are_redacted_only_as_whole_values(captured: Captured) -> None:
+    logs.register_secret(SecretStr("abc"))
+    logs.get_logger().info("abcdef", value="abc")
+    (line,) = captured.lines()
+    assert line["value"] == logs.REDACTED
+    assert line["event"] == "abcdef"
+
+
+def test_console_format_is_not_json() -> None:
+    stream = io.StringIO()
+    try:
+        logs.configure_logging("INFO", "console", stream)
+        logs.get_logger("chainworker.test").info("hello", ticket_id=7)
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if h.get_name() == "chainworker"]:
+            root.removeHandler(handler)
+        structlog.reset_defaults()
+    text = stream.getvalue()
+    assert "hello" in text
+    assert "ticket_id=7" in text
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+
+
+def test_auto_format_is_json_when_not_a_terminal(captured: Captured) -> None:
+    stream = io.StringIO()  # StringIO.isatty() is False
+    logs.configure_logging("INFO", "auto", stream)
+    logs.get_logger().info("auto")
+    assert json.loads(stream.getvalue())["event"] == "auto"
