@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     mint_seed: SecretStr | None = None
     custodial_seed: SecretStr | None = None
 
+    # NFT metadata. The uri template may use {tenant_id}, {ticket_id} and {event_id}.
+    nft_symbol: str = Field(default="TICKET", max_length=10)
+    nft_uri_template: str = Field(default="", max_length=120)
+    # Lamports the development authority keeps on localnet/devnet (topped up by airdrop).
+    dev_authority_min_lamports: int = Field(default=50_000_000_000, ge=0)
+
     # --- lifecycle policy ----------------------------------------------
     max_retries: int = Field(default=3, ge=0, le=20)
     rebroadcast_interval_seconds: float = Field(default=2.0, gt=0, le=60)

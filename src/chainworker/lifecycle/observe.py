@@ -33,6 +33,21 @@ def observed_from_rpc(entry: Mapping[str, Any] | None) -> ObservedStatus | None:
     )
 
 
+def observed_status(
+    slot: int,
+    confirmation_status: str | None,
+    confirmations: int | None,
+    err_code: str | None = None,
+    err_message: str | None = None,
+) -> ObservedStatus:
+    """The same decoding for an entry already split into fields (the chain layer's view)."""
+    level = {"confirmationStatus": confirmation_status, "confirmations": confirmations}
+    return ObservedStatus(
+        slot=slot, confirmation_status=_commitment(level), err_code=err_code,
+        err_message=err_message,
+    )
+
+
 def describe_error(err: object) -> tuple[str, str]:
     """A transaction error (JSON-RPC shape) as (code, message)."""
     if isinstance(err, str):

@@ -9,9 +9,11 @@ def register(app: typer.Typer) -> None:
     # Each area adds its own line here: `from chainworker.<area> import cli as <area>_cli`
     # then `<area>_cli.register(app)`.
     from chainworker.db import cli as db_cli
+    from chainworker.jobs import cli as jobs_cli
     from chainworker.localnet import cli as localnet_cli
     from chainworker.ops import services_cli
 
     services_cli.register(app)
     db_cli.register(app)
     localnet_cli.register(app)
+    jobs_cli.register(app)

@@ -1,0 +1,81 @@
+"""Queries on the records an outcome leaves: blockchain_sync_log, outbox, spending."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+from chainworker.db.pool import Connection
+
+
+async def log_sync(
+    conn: Connection,
+    tenant_id: UUID,
+    *,
+    entity_type: str,
+    entity_id: UUID | None,
+    operation: str,
+    status: str,
+    ticket_id: UUID | None = None,
+    signature: str | None = None,
+    details: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    """One row of blockchain_sync_log (confirm/fail write theirs inside the seed functions)."""
+    await conn.execute(
+        """INSERT INTO blockchain_sync_log (tenant_id, entity_type, entity_id, ticket_id,
+                                            operation, tx_signature, status, details,
+                                            error_message)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)""",
+        tenant_id,
+        entity_type,
+        entity_id,
+        ticket_id,
+        operation,
+        signature,
+        status,
+        json.dumps(details or {}, default=str),
+        error,
+    )
+
+
+async def emit_event(
+    conn: Connection,
+    tenant_id: UUID,
+    *,
+    aggregate_type: str,
+    aggregate_id: UUID,
+    event_type: str,
+    payload: dict[str, Any],
+) -> None:
+    """An outbox event for the ticket service, in the same transaction as the change."""
+    await conn.execute(
+        """INSERT INTO outbox (tenant_id, aggregate_type, aggregate_id, event_type, payload)
+           VALUES ($1, $2, $3, $4, $5::jsonb)""",
+        tenant_id,
+        aggregate_type,
+        aggregate_id,
+        event_type,
+        json.dumps(payload, default=str),
+    )
+
+
+async def spending_headroom(conn: Connection, amount: int) -> str | None:
+    """Why spending `amount` more lamports would pass the tenant's limits; None when it fits."""
+    reason = await conn.fetchval("SELECT chainworker_spend_refusal($1)", amount)
+    return str(reason) if reason is not None else None
+
+
+async def record_spend(conn: Connection, tx_id: UUID) -> int:
+    """Charge the tenant the attempt's lamports (tenant-wide row, currency LAM)."""
+    amount = await conn.fetchval(
+        """INSERT INTO spending_transactions
+               (tenant_id, user_id, amount, currency, reference_type, reference_id)
+           SELECT tenant_id, NULL, coalesce((metadata->>'estimated_lamports')::numeric, 0),
+                  'LAM', 'pending_transaction', id
+             FROM pending_transactions WHERE id = $1
+           RETURNING amount""",
+        tx_id,
+    )
+    return int(amount or 0)

@@ -1,0 +1,204 @@
+"""Queries on `chain_requests`: record (collapsing duplicates), read, settle, sweep."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+import asyncpg
+
+from chainworker.db.pool import Connection
+
+Operation = Literal["mint", "transfer", "burn"]
+LIVE_REQUEST_STATUSES = ("queued", "submitted")
+FINAL_REQUEST_STATUSES = ("confirmed", "failed", "expired", "refused", "abandoned")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    id: UUID
+    tenant_id: UUID
+    ticket_id: UUID
+    transfer_id: UUID | None
+    operation: Operation
+    reason: str | None
+    source: str
+    status: str
+    attempts: int
+    outcome_code: str | None
+    outcome_message: str | None
+    token_mint: str | None
+    tx_signature: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_REQUEST_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class NewRequest:
+    ticket_id: UUID
+    operation: Operation
+    transfer_id: UUID | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    request_id: UUID
+    ticket_id: UUID
+    created: bool  # False: a live request already existed and is returned instead
+
+
+_COLUMNS = """id, tenant_id, ticket_id, transfer_id, operation, reason, source, status, attempts,
+    outcome_code, outcome_message, token_mint, tx_signature, created_at, updated_at, completed_at"""
+
+_RECORD_MANY = """
+WITH wanted AS (
+    SELECT t.ticket_id, t.transfer_id, t.reason, t.ord
+      FROM unnest($2::uuid[], $3::uuid[], $4::text[]) WITH ORDINALITY
+           AS t(ticket_id, transfer_id, reason, ord)
+), inserted AS (
+    INSERT INTO chain_requests (tenant_id, ticket_id, transfer_id, operation, reason, source)
+    SELECT $1, w.ticket_id, w.transfer_id, $5, w.reason, $6
+      FROM wanted w
+     ORDER BY w.ord
+    ON CONFLICT (tenant_id, ticket_id, operation) WHERE status IN ('queued', 'submitted')
+    DO NOTHING
+    RETURNING id, ticket_id
+)
+SELECT w.ord, coalesce(i.id, live.id) AS id, w.ticket_id, (i.id IS NOT NULL) AS created
+  FROM wanted w
+  LEFT JOIN inserted i ON i.ticket_id = w.ticket_id
+  LEFT JOIN chain_requests live
+         ON i.id IS NULL
+        AND live.tenant_id = $1 AND live.ticket_id = w.ticket_id AND live.operation = $5
+        AND live.status IN ('queued', 'submitted')
+ ORDER BY w.ord
+"""
+
+
+async def record_requests(
+    conn: Connection,
+    tenant_id: UUID,
+    operation: Operation,
+    items: Sequence[NewRequest],
+    source: str,
+) -> list[Recorded]:
+    """Record many requests of one operation in one round trip.
+
+    A ticket that already has a live request of this operation gets that request
+    back (created=False). Must run inside a tenant transaction. The same ticket twice
+    in one call collapses to one request.
+    """
+    unique: dict[UUID, NewRequest] = {}
+    for item in items:
+        if item.operation != operation:
+            raise ValueError(f"mixed operations in one batch: {item.operation} != {operation}")
+        unique.setdefault(item.ticket_id, item)
+    if not unique:
+        return []
+    values = list(unique.values())
+    for _ in range(3):
+        rows = await conn.fetch(
+            _RECORD_MANY,
+            tenant_id,
+            [v.ticket_id for v in values],
+            [v.transfer_id for v in values],
+            [v.reason for v in values],
+            operation,
+            source,
+        )
+        # A live request that settled between the insert and the lookup shows as None:
+        # asking again records a new one.
+        if all(row["id"] is not None for row in rows):
+            by_ticket = {row["ticket_id"]: row for row in rows}
+            return [
+                Recorded(by_ticket[t]["id"], t, by_ticket[t]["created"])
+                for t in (item.ticket_id for item in items)
+            ]
+    raise asyncpg.UniqueViolationError("could not record requests: live requests kept changing")
+
+
+async def get_request(
+    conn: Connection, request_id: UUID, *, lock: bool = False
+) -> RequestRow | None:
+    sql = f"SELECT {_COLUMNS} FROM chain_requests WHERE id = $1"  # noqa: S608 - constant columns
+    row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), request_id)
+    return RequestRow(**dict(row)) if row else None
+
+
+async def latest_for_ticket(conn: Connection, ticket_id: UUID, limit: int = 20) -> list[RequestRow]:
+    sql = (
+        f"SELECT {_COLUMNS} FROM chain_requests WHERE ticket_id = $1"  # noqa: S608
+        " ORDER BY created_at DESC LIMIT $2"
+    )
+    return [RequestRow(**dict(row)) for row in await conn.fetch(sql, ticket_id, limit)]
+
+
+async def mark_submitted(conn: Connection, request_id: UUID, signature: str, attempt: int) -> None:
+    await conn.execute(
+        """UPDATE chain_requests
+              SET status = 'submitted', tx_signature = $2, attempts = $3, updated_at = now()
+            WHERE id = $1""",
+        request_id,
+        signature,
+        attempt,
+    )
+
+
+async def settle(
+    conn: Connection,
+    request_id: UUID,
+    status: str,
+    *,
+    code: str | None = None,
+    message: str | None = None,
+    token_mint: str | None = None,
+    signature: str | None = None,
+) -> bool:
+    """Give a live request its final status. False when it was already final."""
+    if status not in FINAL_REQUEST_STATUSES:
+        raise ValueError(f"{status!r} is not a final request status")
+    result = await conn.execute(
+        """UPDATE chain_requests
+              SET status = $2, outcome_code = $3, outcome_message = $4,
+                  token_mint = coalesce($5, token_mint),
+                  tx_signature = coalesce($6, tx_signature),
+                  updated_at = now(), completed_at = now()
+            WHERE id = $1 AND status IN ('queued', 'submitted')""",
+        request_id,
+        status,
+        code,
+        message,
+        token_mint,
+        signature,
+    )
+    return result.endswith(" 1")
+
+
+async def requeue(conn: Connection, request_id: UUID) -> None:
+    """Back to queued (a retry from the CLI, or after a deferral): the sweeper will see it."""
+    await conn.execute(
+        """UPDATE chain_requests
+              SET status = 'queued', enqueued_at = now(), updated_at = now(),
+                  outcome_code = NULL, outcome_message = NULL, completed_at = NULL
+            WHERE id = $1""",
+        request_id,
+    )
+
+
+async def stale_requests(
+    conn: Connection, grace_seconds: float, limit: int
+) -> list[tuple[UUID, UUID, str]]:
+    """Queued requests of every tenant whose job may be lost (the sweeper's narrow path)."""
+    rows = await conn.fetch(
+        "SELECT * FROM chainworker_stale_requests($1, $2)", grace_seconds, limit
+    )
+    return [(row["id"], row["tenant_id"], row["operation"]) for row in rows]

@@ -1,0 +1,138 @@
+"""Queries on tickets, ticket_transfers, events and wallets: what the worker reads and settles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from chainworker.db.pool import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRow:
+    id: UUID
+    tenant_id: UUID
+    event_id: UUID
+    user_id: UUID | None
+    status: str
+    token_mint: str | None
+    ticket_number: str | None
+    event_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRow:
+    id: UUID
+    ticket_id: UUID
+    from_user_id: UUID | None
+    to_user_id: UUID | None
+    status: str
+    tx_signature: str | None
+
+
+async def lock_ticket(conn: Connection, ticket_id: UUID) -> TicketRow | None:
+    """The ticket, locked for the rest of the transaction; None when invisible to this tenant."""
+    row = await conn.fetchrow(
+        """SELECT t.id, t.tenant_id, t.event_id, t.user_id, t.status, t.token_mint,
+                  t.ticket_number, e.name AS event_name
+             FROM tickets t LEFT JOIN events e ON e.id = t.event_id
+            WHERE t.id = $1 AND t.deleted_at IS NULL
+              FOR UPDATE OF t""",
+        ticket_id,
+    )
+    return TicketRow(**dict(row)) if row else None
+
+
+async def get_ticket(conn: Connection, ticket_id: UUID) -> TicketRow | None:
+    row = await conn.fetchrow(
+        """SELECT t.id, t.tenant_id, t.event_id, t.user_id, t.status, t.token_mint,
+                  t.ticket_number, e.name AS event_name
+             FROM tickets t LEFT JOIN events e ON e.id = t.event_id
+            WHERE t.id = $1""",
+        ticket_id,
+    )
+    return TicketRow(**dict(row)) if row else None
+
+
+async def lock_transfer(conn: Connection, transfer_id: UUID) -> TransferRow | None:
+    row = await conn.fetchrow(
+        """SELECT id, ticket_id, from_user_id, to_user_id, status, tx_signature
+             FROM ticket_transfers WHERE id = $1 FOR UPDATE""",
+        transfer_id,
+    )
+    return TransferRow(**dict(row)) if row else None
+
+
+async def has_live_transaction(conn: Connection, ticket_id: UUID) -> bool:
+    return bool(await conn.fetchval("SELECT has_pending_transaction($1)", ticket_id))
+
+
+async def wallet_address(conn: Connection, user_id: UUID) -> str | None:
+    """The user's registered external wallet, if any (else a custodial one is derived)."""
+    value = await conn.fetchval("SELECT address FROM wallets WHERE user_id = $1", user_id)
+    return str(value) if value is not None else None
+
+
+async def register_wallet(conn: Connection, tenant_id: UUID, user_id: UUID, address: str) -> None:
+    await conn.execute(
+        """INSERT INTO wallets (tenant_id, user_id, address) VALUES ($1, $2, $3)
+           ON CONFLICT (tenant_id, user_id)
+           DO UPDATE SET address = EXCLUDED.address, updated_at = now()""",
+        tenant_id,
+        user_id,
+        address,
+    )
+
+
+async def set_minted(
+    conn: Connection, ticket_id: UUID, token_mint: str, holder: str, status: str | None
+) -> None:
+    """Record the ticket's mint; the status only when the rules give one (the trigger logs it)."""
+    await conn.execute(
+        """UPDATE tickets
+              SET token_mint = $2, wallet_address = $3, is_nft = true, minted_at = now(),
+                  status = coalesce($4, status),
+                  status_changed_at = CASE WHEN $4::text IS NULL THEN status_changed_at
+                                           ELSE now() END
+            WHERE id = $1""",
+        ticket_id,
+        token_mint,
+        holder,
+        status,
+    )
+
+
+async def set_holder(
+    conn: Connection, ticket_id: UUID, user_id: UUID, holder: str, status: str | None
+) -> None:
+    await conn.execute(
+        """UPDATE tickets
+              SET user_id = $2, wallet_address = $3, status = coalesce($4, status),
+                  transfer_count = transfer_count + 1,
+                  status_changed_at = CASE WHEN $4::text IS NULL THEN status_changed_at
+                                           ELSE now() END
+            WHERE id = $1""",
+        ticket_id,
+        user_id,
+        holder,
+        status,
+    )
+
+
+async def set_status(conn: Connection, ticket_id: UUID, status: str) -> None:
+    await conn.execute(
+        "UPDATE tickets SET status = $2, status_changed_at = now() WHERE id = $1",
+        ticket_id,
+        status,
+    )
+
+
+async def complete_transfer(conn: Connection, transfer_id: UUID, signature: str) -> None:
+    await conn.execute(
+        """UPDATE ticket_transfers
+              SET status = 'completed', tx_signature = $2, blockchain_confirmed = true,
+                  blockchain_confirmed_at = now(), completed_at = now()
+            WHERE id = $1""",
+        transfer_id,
+        signature,
+    )

@@ -1,0 +1,197 @@
+"""Queries on `pending_transactions`: record an attempt, claim live ones, settle them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from chainworker.db.pool import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttempt:
+    tenant_id: UUID
+    ticket_id: UUID
+    event_id: UUID | None
+    transfer_id: UUID | None
+    request_id: UUID
+    op: str
+    signature: str
+    blockhash: str
+    last_valid_block_height: int
+    serialized_tx: bytes
+    attempt: int
+    parent_tx_id: UUID | None
+    job_id: str | None
+    max_retries: int
+    estimated_lamports: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiveAttempt:
+    """One claimed live attempt, with what the confirmation loop needs to decide."""
+
+    id: UUID
+    tenant_id: UUID
+    ticket_id: UUID
+    request_id: UUID
+    tx_type: str
+    tx_signature: str
+    status: str
+    attempt: int
+    last_valid_block_height: int
+    serialized_tx: bytes
+    submitted_at: datetime
+    last_sent_at: datetime | None
+    last_rebroadcast_at: datetime | None
+    expiry_check_pending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    id: UUID
+    request_id: UUID | None
+    ticket_id: UUID
+    tx_type: str
+    tx_signature: str
+    status: str
+    attempt: int
+    blockhash: str
+    last_valid_block_height: int
+    slot: int | None
+    error_code: str | None
+    error_message: str | None
+    submitted_at: datetime
+    confirmed_at: datetime | None
+
+
+async def record_attempt(conn: Connection, new: NewAttempt) -> UUID:
+    """Insert the signed attempt through the seed's function, before anything is sent."""
+    tx_id = await conn.fetchval(
+        """SELECT create_pending_transaction(
+                p_tenant_id => $1, p_ticket_id => $2, p_tx_signature => $3, p_tx_type => $4,
+                p_blockhash => $5, p_last_valid_block_height => $6, p_event_id => $7,
+                p_max_retries => $8, p_request_id => $9, p_attempt => $10,
+                p_parent_tx_id => $11, p_serialized_tx => $12, p_job_id => $13,
+                p_transfer_id => $14,
+                p_metadata => jsonb_build_object('estimated_lamports', $15::bigint))""",
+        new.tenant_id,
+        new.ticket_id,
+        new.signature,
+        new.op,
+        new.blockhash,
+        new.last_valid_block_height,
+        new.event_id,
+        new.max_retries,
+        new.request_id,
+        new.attempt,
+        new.parent_tx_id,
+        new.serialized_tx,
+        new.job_id,
+        new.transfer_id,
+        new.estimated_lamports,
+    )
+    # Sent right after commit; a crash before the send is covered by the rebroadcast.
+    await conn.execute(
+        "UPDATE pending_transactions SET last_sent_at = now(), send_count = 1 WHERE id = $1",
+        tx_id,
+    )
+    return UUID(str(tx_id))
+
+
+_LIVE_COLUMNS = """p.id, p.tenant_id, p.ticket_id, p.request_id, p.tx_type, p.tx_signature,
+    p.status, p.attempt, p.last_valid_block_height, p.serialized_tx, p.submitted_at,
+    p.last_sent_at, p.last_rebroadcast_at, p.expiry_check_pending"""
+
+
+async def claim_live(
+    conn: Connection, worker_id: str, limit: int, lease_seconds: int
+) -> list[LiveAttempt]:
+    """Claim live attempts of every tenant under a lease (the loop's one cross-tenant path)."""
+    rows = await conn.fetch(
+        "SELECT * FROM chainworker_claim_live_transactions($1, $2, $3)",
+        worker_id,
+        limit,
+        lease_seconds,
+    )
+    return [LiveAttempt(**dict(row)) for row in rows]
+
+
+async def lock_live(conn: Connection, tx_id: UUID) -> LiveAttempt | None:
+    """Re-read one attempt under the tenant's context; None when it is no longer live."""
+    row = await conn.fetchrow(
+        f"SELECT {_LIVE_COLUMNS} FROM pending_transactions p"  # noqa: S608 - constant columns
+        " WHERE p.id = $1 AND p.status IN ('pending', 'confirming') FOR UPDATE",
+        tx_id,
+    )
+    return LiveAttempt(**dict(row)) if row else None
+
+
+async def mark_confirming(conn: Connection, tx_id: UUID, slot: int) -> None:
+    await conn.execute(
+        """UPDATE pending_transactions
+              SET status = 'confirming', slot = $2, expiry_check_pending = false
+            WHERE id = $1 AND status IN ('pending', 'confirming')""",
+        tx_id,
+        slot,
+    )
+
+
+async def mark_expiry_check(conn: Connection, tx_id: UUID) -> None:
+    await conn.execute(
+        "UPDATE pending_transactions SET expiry_check_pending = true WHERE id = $1", tx_id
+    )
+
+
+async def mark_rebroadcast(conn: Connection, tx_ids: list[UUID]) -> None:
+    await conn.execute(
+        """UPDATE pending_transactions
+              SET last_rebroadcast_at = now(), send_count = send_count + 1
+            WHERE id = ANY($1::uuid[])""",
+        tx_ids,
+    )
+
+
+async def confirm(conn: Connection, signature: str, slot: int, block_time: int | None) -> None:
+    await conn.execute(
+        "SELECT confirm_transaction($1, $2, to_timestamp($3))", signature, slot, block_time
+    )
+
+
+async def fail(conn: Connection, signature: str, code: str, message: str) -> None:
+    await conn.execute("SELECT fail_transaction($1, $2, $3)", signature, code, message)
+
+
+async def finish(conn: Connection, tx_id: UUID, status: str) -> None:
+    """End an attempt as `replaced` or `expired` (no seed function covers those)."""
+    if status not in ("replaced", "expired"):
+        raise ValueError(f"finish takes replaced or expired, not {status!r}")
+    await conn.execute(
+        """UPDATE pending_transactions SET status = $2, lease_owner = NULL, lease_until = NULL
+            WHERE id = $1 AND status IN ('pending', 'confirming')""",
+        tx_id,
+        status,
+    )
+
+
+_ATTEMPT_COLUMNS = """id, request_id, ticket_id, tx_type, tx_signature, status, attempt, blockhash,
+    last_valid_block_height, slot, error_code, error_message, submitted_at, confirmed_at"""
+
+
+async def attempts_for_request(conn: Connection, request_id: UUID) -> list[AttemptRow]:
+    rows = await conn.fetch(
+        f"SELECT {_ATTEMPT_COLUMNS} FROM pending_transactions"  # noqa: S608 - constant columns
+        " WHERE request_id = $1 ORDER BY attempt",
+        request_id,
+    )
+    return [AttemptRow(**dict(row)) for row in rows]
+
+
+async def attempt_by_signature(conn: Connection, signature: str) -> AttemptRow | None:
+    row = await conn.fetchrow(
+        f"SELECT {_ATTEMPT_COLUMNS} FROM pending_transactions"  # noqa: S608 - constant columns
+        " WHERE tx_signature = $1",
+        signature,
+    )
+    return AttemptRow(**dict(row)) if row else None

@@ -1,0 +1,205 @@
+"""`chainworker worker`, `chainworker enqueue ...` and `chainworker seed`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Iterable
+from typing import Annotated
+from uuid import UUID
+
+import typer
+from arq import create_pool as create_arq_pool
+from arq.connections import RedisSettings
+
+from chainworker import services
+from chainworker.chain.errors import ChainError
+from chainworker.config import Settings, get_settings
+from chainworker.db import seed as seed_data
+from chainworker.db.pool import create_pool
+from chainworker.db.requests import NewRequest, Operation
+from chainworker.jobs.enqueue import request_operation
+from chainworker.ops import logs, metrics
+
+enqueue_app = typer.Typer(help="Record requests and queue them for the workers.")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"chainworker: {message}", err=True)
+    return typer.Exit(2)
+
+
+async def resolve(settings: Settings) -> tuple[services.PostgresTarget, services.RedisTarget]:
+    return await services.resolve_postgres(settings), await services.resolve_redis(settings)
+
+
+def worker(
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve /metrics on this port (0: off). Default: setting.")
+    ] = None,
+    burst: Annotated[bool, typer.Option(help="Exit once the queue is empty.")] = False,
+) -> None:
+    """Run an Arq worker: the jobs, the confirmation loop, the sweeper."""
+    from chainworker.jobs.worker import make_worker
+
+    settings = get_settings()
+    logs.configure_logging(settings.log_level, settings.log_format)
+    logs.register_settings_secrets(settings)
+    try:
+        pg, redis = asyncio.run(resolve(settings))
+    except (services.ServiceError, OSError) as error:
+        raise _fail(str(error)) from None
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    if port:
+        metrics.start_metrics_server(port)
+    try:
+        make_worker(settings, pg.app_dsn, redis.url, burst=burst).run()
+    except ChainError as error:
+        raise _fail(str(error)) from None
+
+
+def _read_ids(values: list[str], what: str) -> list[UUID]:
+    raw: Iterable[str] = values
+    if values == ["-"]:
+        raw = (line.strip() for line in sys.stdin)
+    ids: list[UUID] = []
+    for text in raw:
+        if not text:
+            continue
+        try:
+            ids.append(UUID(text))
+        except ValueError:
+            raise _fail(f"{what} {text!r} is not a UUID; nothing was recorded") from None
+    if not ids:
+        raise _fail(f"no {what} ids given")
+    return ids
+
+
+def _enqueue(tenant: str, operation: Operation, items: list[NewRequest], as_json: bool) -> None:
+    try:
+        tenant_id = UUID(tenant)
+    except ValueError:
+        raise _fail(f"tenant {tenant!r} is not a UUID") from None
+    settings = get_settings()
+
+    async def run() -> list[tuple[str, str, bool]]:
+        pg, redis = await resolve(settings)
+        pool = await create_pool(pg.app_dsn, settings)
+        arq = await create_arq_pool(RedisSettings.from_dsn(redis.url))
+        try:
+            recorded = await request_operation(
+                pool, arq, settings.queue_name, tenant_id, operation, items, source="cli"
+            )
+        finally:
+            await arq.aclose()
+            await pool.close()
+        return [(str(r.ticket_id), str(r.request_id), r.created) for r in recorded]
+
+    try:
+        rows = asyncio.run(run())
+    except (services.ServiceError, OSError) as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        typer.echo(json.dumps([{"ticket_id": t, "request_id": r, "created": c} for t, r, c in rows]))
+    else:
+        created = sum(1 for *_, c in rows if c)
+        typer.echo(f"{len(rows)} {operation} request(s): {created} new, {len(rows) - created} live")
+
+
+TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id.")]
+TicketOption = Annotated[
+    list[str], typer.Option("--ticket", help="Ticket id (repeatable), or - to read from stdin.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@enqueue_app.command("mint")
+def enqueue_mint(tenant: TenantOption, ticket: TicketOption, as_json: JsonOption = False) -> None:
+    """Mint tickets' NFTs."""
+    ids = _read_ids(ticket, "ticket")
+    _enqueue(tenant, "mint", [NewRequest(t, "mint") for t in ids], as_json)
+
+
+@enqueue_app.command("burn")
+def enqueue_burn(
+    tenant: TenantOption,
+    ticket: TicketOption,
+    reason: Annotated[str, typer.Option(help="revoke or refund")],
+    as_json: JsonOption = False,
+) -> None:
+    """Burn tickets' NFTs (revoke or refund)."""
+    if reason not in ("revoke", "refund"):
+        raise _fail(f"reason must be revoke or refund, not {reason!r}")
+    ids = _read_ids(ticket, "ticket")
+    _enqueue(tenant, "burn", [NewRequest(t, "burn", reason=reason) for t in ids], as_json)
+
+
+@enqueue_app.command("transfer")
+def enqueue_transfer(
+    tenant: TenantOption,
+    transfer: Annotated[
+        list[str], typer.Option("--transfer", help="Transfer id (repeatable), or - for stdin.")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Execute accepted transfers on chain."""
+    ids = _read_ids(transfer, "transfer")
+    settings = get_settings()
+
+    async def tickets_of() -> list[NewRequest]:
+        from chainworker.db.pool import tenant_transaction
+
+        pg = await services.resolve_postgres(settings)
+        pool = await create_pool(pg.app_dsn, settings)
+        try:
+            async with tenant_transaction(pool, UUID(tenant)) as conn:
+                rows = await conn.fetch(
+                    "SELECT id, ticket_id FROM ticket_transfers WHERE id = ANY($1::uuid[])", ids
+                )
+        finally:
+            await pool.close()
+        found = {row["id"]: row["ticket_id"] for row in rows}
+        missing = [str(i) for i in ids if i not in found]
+        if missing:
+            raise _fail(f"unknown transfer(s) for this tenant: {', '.join(missing[:5])}")
+        return [NewRequest(found[i], "transfer", transfer_id=i) for i in ids]
+
+    try:
+        UUID(tenant)
+    except ValueError:
+        raise _fail(f"tenant {tenant!r} is not a UUID") from None
+    items = asyncio.run(tickets_of())
+    _enqueue(tenant, "transfer", items, as_json)
+
+
+def seed(
+    tickets: Annotated[int, typer.Option(min=1, max=1_000_000, help="Sold tickets to create.")],
+    tenant_name: Annotated[str, typer.Option(help="The new tenant's name.")] = "Demo Tenant",
+    users: Annotated[int, typer.Option(min=1, max=100_000)] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a tenant, an event, users and sold tickets (demo and test data)."""
+    settings = get_settings()
+
+    async def run() -> seed_data.Seeded:
+        pg = await services.resolve_postgres(settings)
+        pool = await create_pool(pg.app_dsn, settings)
+        try:
+            return await seed_data.seed_tenant(
+                pool, tickets=tickets, users=users, tenant_name=tenant_name
+            )
+        finally:
+            await pool.close()
+
+    seeded = asyncio.run(run())
+    if as_json:
+        typer.echo(json.dumps(seeded.as_json()))
+    else:
+        typer.echo(f"tenant {seeded.tenant_id}: {len(seeded.ticket_ids)} tickets")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
+    app.command("seed")(seed)
+    app.add_typer(enqueue_app, name="enqueue")

@@ -1,0 +1,227 @@
+"""The confirmation loop: claim live attempts, read the chain, act on each decision.
+
+Rows are claimed under a lease (`FOR UPDATE SKIP LOCKED` in the one cross-tenant
+function), so several workers share the work without duplicating it, and a dead
+worker's rows pass to another once its lease runs out. Decisions come from
+`lifecycle.next_action`; this module only carries them out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from uuid import UUID
+
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+
+from chainworker.chain.errors import ChainError
+from chainworker.chain.views import SignatureStatusView
+from chainworker.db import audit, requests, transactions
+from chainworker.db.pool import Connection, tenant_transaction
+from chainworker.db.transactions import LiveAttempt
+from chainworker.jobs import outcomes
+from chainworker.jobs.context import WorkerContext
+from chainworker.jobs.prepare import Refused, prepare_attempt
+from chainworker.jobs.submit import send
+from chainworker.lifecycle import decide
+from chainworker.lifecycle.decide import Action
+from chainworker.lifecycle.model import ObservedStatus, TxSnapshot, TxStatus
+from chainworker.lifecycle.observe import custom_program_error, observed_status
+from chainworker.ops import logs, metrics
+
+CLAIM_LIMIT = 2048
+LEASE_SECONDS = 15
+# Outcome transactions in flight at once; keeps a share of the pool for the jobs.
+OUTCOME_CONCURRENCY = 8
+ALREADY_IN_USE = 0  # Custom error of a second CreateAccount for the same mint
+
+log = logs.get_logger(__name__)
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
+
+
+def observed(view: SignatureStatusView | None) -> ObservedStatus | None:
+    if view is None:
+        return None
+    return observed_status(
+        view.slot, view.confirmation_status, view.confirmations,
+        view.err.code if view.err else None, view.err.message if view.err else None,
+    )
+
+
+def snapshot(row: LiveAttempt) -> TxSnapshot:
+    return TxSnapshot(
+        status=TxStatus(row.status),
+        attempt=row.attempt,
+        last_valid_block_height=row.last_valid_block_height,
+        last_sent_at=_epoch(row.last_sent_at),
+        last_rebroadcast_at=_epoch(row.last_rebroadcast_at),
+        expiry_check_pending=row.expiry_check_pending,
+    )
+
+
+async def run_forever(ctx: WorkerContext) -> None:
+    interval = ctx.settings.confirm_interval_seconds
+    while True:
+        started = time.monotonic()
+        try:
+            handled = await run_once(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the loop must outlive any one bad round
+            log.exception("confirmation round failed", error=str(error))
+            handled = 0
+        if handled < CLAIM_LIMIT:
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+async def run_once(ctx: WorkerContext) -> int:
+    """One round over the live attempts this worker holds. Returns how many it looked at."""
+    async with ctx.pool.acquire() as conn:
+        claimed = await transactions.claim_live(conn, ctx.worker_id, CLAIM_LIMIT, LEASE_SECONDS)
+    if not claimed:
+        return 0
+    try:
+        statuses = await ctx.rpc.signature_statuses(
+            [Signature.from_string(row.tx_signature) for row in claimed]
+        )
+        height = await ctx.rpc.block_height(ctx.settings.commitment)
+    except ChainError as error:
+        log.warning("status read failed; will retry", error=str(error))
+        return len(claimed)
+    metrics.BLOCK_HEIGHT.set(height)
+    now = time.time()
+    decisions = [
+        (row, decide.next_action(snapshot(row), observed(seen), height, now, ctx.policy))
+        for row, seen in zip(claimed, statuses, strict=True)
+    ]
+    await _carry_out(ctx, decisions)
+    return len(claimed)
+
+
+async def _carry_out(ctx: WorkerContext, decisions: Sequence[tuple[LiveAttempt, Action]]) -> None:
+    rebroadcast: list[LiveAttempt] = []
+    marks: dict[UUID, list[tuple[LiveAttempt, Action]]] = defaultdict(list)
+    settles: list[Callable[[], Awaitable[None]]] = []
+    for row, action in decisions:
+        match action:
+            case decide.Rebroadcast():
+                rebroadcast.append(row)
+            case decide.MarkConfirming() | decide.RecheckExpiry():
+                marks[row.tenant_id].append((row, action))
+            case decide.Confirm() | decide.Fail() | decide.Replace() | decide.Expire():
+                settles.append(_settler(ctx, row, action))
+    if rebroadcast:
+        await _rebroadcast(ctx, rebroadcast)
+    for tenant_id, rows in marks.items():
+        async with tenant_transaction(ctx.pool, tenant_id, reason="status observed") as conn:
+            for row, action in rows:
+                if isinstance(action, decide.MarkConfirming):
+                    await transactions.mark_confirming(conn, row.id, action.slot)
+                else:
+                    await transactions.mark_expiry_check(conn, row.id)
+    gate = asyncio.Semaphore(OUTCOME_CONCURRENCY)
+
+    async def gated(job: Callable[[], Awaitable[None]]) -> None:
+        async with gate:
+            await job()
+
+    await asyncio.gather(*(gated(job) for job in settles))
+
+
+async def _rebroadcast(ctx: WorkerContext, rows: list[LiveAttempt]) -> None:
+    await asyncio.gather(*(send(ctx, row.serialized_tx, row.tx_signature) for row in rows))
+    metrics.TX_REBROADCASTS.inc(len(rows))
+    by_tenant: dict[UUID, list[UUID]] = defaultdict(list)
+    for row in rows:
+        by_tenant[row.tenant_id].append(row.id)
+    for tenant_id, ids in by_tenant.items():
+        async with tenant_transaction(ctx.pool, tenant_id, reason="rebroadcast") as conn:
+            await transactions.mark_rebroadcast(conn, ids)
+
+
+def _settler(ctx: WorkerContext, row: LiveAttempt, action: Action) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        with logs.log_context(
+            tenant_id=row.tenant_id, request_id=row.request_id, ticket_id=row.ticket_id,
+            signature=row.tx_signature, attempt=row.attempt,
+        ):
+            try:
+                await settle(ctx, row, action)
+            except Exception as error:  # one bad row must not stop the others
+                log.exception("could not apply outcome", action=action.kind, error=str(error))
+
+    return run
+
+
+async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action) -> None:
+    """Apply a final decision for one attempt, in one tenant transaction (then send, if new)."""
+    resend: tuple[bytes, str] | None = None
+    reason = f"{row.tx_type} {action.kind}"
+    async with tenant_transaction(ctx.pool, row.tenant_id, reason=reason) as conn:
+        live = await transactions.lock_live(conn, row.id)
+        request = await requests.get_request(conn, row.request_id, lock=True)
+        if live is None or request is None:
+            return  # settled meanwhile by another worker or an operator
+        match action:
+            case decide.Confirm(slot=slot):
+                await transactions.confirm(conn, row.tx_signature, slot, None)
+                await _charge(conn, row)
+                await outcomes.confirmed(ctx, conn, row, request, slot)
+                metrics.record_confirmed(
+                    row.tx_type, time.time() - request.created_at.timestamp()
+                )
+            case decide.Fail(code=code, message=message, slot=slot):
+                await transactions.fail(conn, row.tx_signature, code, message)
+                await _charge(conn, row)
+                if await _adoptable(ctx, row, code):
+                    await outcomes.confirmed(ctx, conn, row, request, slot, adopted=True)
+                    metrics.record_confirmed(
+                        row.tx_type, time.time() - request.created_at.timestamp()
+                    )
+                else:
+                    await outcomes.failed(conn, request, row.tx_signature, code, message)
+                    metrics.record_failed(row.tx_type, code)
+            case decide.Replace(next_attempt=attempt):
+                await transactions.finish(conn, row.id, "replaced")
+                metrics.TX_RETRIES.labels(op=row.tx_type).inc()
+                try:
+                    async with conn.transaction():
+                        prepared = await prepare_attempt(
+                            ctx, conn, request, attempt=attempt, parent_tx_id=row.id,
+                            job_id=None,
+                        )
+                except Refused as refusal:
+                    await outcomes.refuse(conn, request, refusal.code, refusal.message)
+                    return
+                await requests.mark_submitted(conn, request.id, prepared.signature, attempt)
+                resend = (prepared.raw, prepared.signature)
+            case decide.Expire():
+                await outcomes.expired(conn, row, request)
+                metrics.TX_EXPIRED.labels(op=row.tx_type).inc()
+    if resend is not None:
+        await send(ctx, *resend)
+        metrics.TX_SUBMITTED.labels(op=row.tx_type).inc()
+
+
+async def _charge(conn: Connection, row: LiveAttempt) -> None:
+    """A landed attempt paid its fee (and, when it succeeded, rent): charge the tenant."""
+    lamports = await audit.record_spend(conn, row.id)
+    metrics.FEES_LAMPORTS.labels(op=row.tx_type).inc(lamports)
+
+
+async def _adoptable(ctx: WorkerContext, row: LiveAttempt, code: str) -> bool:
+    """A mint that failed because the mint exists: adopt it when it is this ticket's."""
+    if row.tx_type != "mint" or custom_program_error(code) != ALREADY_IN_USE:
+        return False
+    mint: Pubkey = ctx.mint_key(row.tenant_id, row.ticket_id).pubkey()
+    state = await ctx.rpc.get_mint_state(mint)
+    if state is None or state.supply != 1 or state.metadata is None:
+        return False
+    return state.metadata.field("ticket_id") == str(row.ticket_id)

@@ -1,0 +1,54 @@
+"""What every job of a worker process shares: settings, the pool, the RPC client, keys."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import asyncpg
+from arq.connections import ArqRedis
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from chainworker.chain import keys
+from chainworker.chain.rpc import SolanaRpc
+from chainworker.config import Settings
+from chainworker.lifecycle.model import Policy
+
+# Simulated compute units are reused this long before simulating again.
+UNITS_TTL_SECONDS = 300.0
+PRIORITY_FEE_TTL_SECONDS = 10.0
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    pool: asyncpg.Pool
+    rpc: SolanaRpc
+    arq: ArqRedis
+    authority: Keypair
+    mint_seed: bytes
+    custodial_seed: bytes
+    policy: Policy
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    # op -> (units, measured at): simulation is per operation kind, not per transaction.
+    simulated_units: dict[str, tuple[int, float]] = field(default_factory=dict)
+    priority_fee: tuple[int, float] | None = None
+
+    def mint_key(self, tenant_id: UUID, ticket_id: UUID) -> Keypair:
+        return keys.mint_keypair(self.mint_seed, tenant_id, ticket_id)
+
+    def custodial_wallet(self, tenant_id: UUID, user_id: UUID) -> Pubkey:
+        return keys.custodial_wallet(self.custodial_seed, tenant_id, user_id)
+
+    def cached_units(self, op: str) -> int | None:
+        entry = self.simulated_units.get(op)
+        if entry is None or time.monotonic() - entry[1] > UNITS_TTL_SECONDS:
+            return None
+        return entry[0]
+
+    def remember_units(self, op: str, units: int) -> None:
+        self.simulated_units[op] = (units, time.monotonic())

@@ -1,0 +1,212 @@
+"""Decide and record one attempt: check the ticket, build and sign, insert the row.
+
+Runs inside a tenant transaction that holds the request, ticket and transfer locks.
+Nothing here sends: the caller sends the recorded bytes after the commit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from uuid import UUID
+
+from solders.hash import Hash
+from solders.pubkey import Pubkey
+
+from chainworker.chain import fees, nft, token2022
+from chainworker.chain.errors import ChainError
+from chainworker.db import audit, tickets, transactions
+from chainworker.db.pool import Connection
+from chainworker.db.requests import RequestRow
+from chainworker.jobs.context import PRIORITY_FEE_TTL_SECONDS, WorkerContext
+from chainworker.lifecycle import ticket_rules
+from chainworker.lifecycle.ticket_rules import Refusal, RefusalCode
+
+LAMPORTS_PER_SIGNATURE = 5_000
+# Rent of a Token-2022 associated token account (ImmutableOwner): 170 bytes.
+TOKEN_ACCOUNT_SIZE = 170
+# Used when simulation cannot answer (e.g. the operation would fail on chain anyway).
+FALLBACK_UNITS = {"mint": 80_000, "transfer": 50_000, "burn": 15_000}
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    tx_id: UUID
+    signature: str
+    raw: bytes
+    estimated_cost: int
+
+
+class Refused(Exception):
+    """The request cannot be carried out as asked; the ticket stays unchanged."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _metadata_name(ticket: tickets.TicketRow) -> str:
+    label = ticket.ticket_number or str(ticket.id)[:8]
+    name = f"{ticket.event_name or 'Ticket'} #{label}"
+    encoded = name.encode("utf-8")[: nft.NAME_MAX_BYTES]
+    return encoded.decode("utf-8", "ignore")
+
+
+async def holder_of(ctx: WorkerContext, conn: Connection, tenant_id: UUID, user_id: UUID) -> Pubkey:
+    """The user's registered wallet, else the custodial address derived for them."""
+    address = await tickets.wallet_address(conn, user_id)
+    if address is None:
+        return ctx.custodial_wallet(tenant_id, user_id)
+    try:
+        return Pubkey.from_string(address)
+    except ValueError:
+        message = f"wallet {address!r} is not a public key"
+        raise Refused(RefusalCode.INVALID_WALLET, message) from None
+
+
+async def _compute_budget(ctx: WorkerContext, op: str, draft: nft.SignedTx) -> nft.ComputeBudget:
+    units = ctx.cached_units(op)
+    if units is None:
+        try:
+            units = await ctx.rpc.simulate_units(draft.transaction)
+        except ChainError:
+            units = FALLBACK_UNITS[op]
+        ctx.remember_units(op, units)
+    fee = ctx.priority_fee
+    if fee is None or time.monotonic() - fee[1] > PRIORITY_FEE_TTL_SECONDS:
+        recent = await ctx.rpc.recent_prioritization_fees()
+        price = fees.compute_unit_price(
+            recent,
+            ctx.settings.priority_fee_percentile,
+            ctx.settings.priority_fee_max_microlamports,
+        )
+        fee = ctx.priority_fee = (price, time.monotonic())
+    limit = fees.compute_unit_limit(units, ctx.settings.compute_unit_margin)
+    return nft.ComputeBudget(unit_limit=limit, unit_price_microlamports=fee[0])
+
+
+def _cost(signers: int, budget: nft.ComputeBudget, rent: int) -> int:
+    priority = (budget.unit_limit or 0) * (budget.unit_price_microlamports or 0) // 1_000_000
+    return signers * LAMPORTS_PER_SIGNATURE + priority + rent
+
+
+async def prepare_attempt(
+    ctx: WorkerContext,
+    conn: Connection,
+    request: RequestRow,
+    *,
+    attempt: int,
+    parent_tx_id: UUID | None,
+    job_id: str | None,
+) -> Prepared:
+    """Check, build, sign and record attempt `attempt` of `request`. Raises Refused."""
+    ticket = await tickets.lock_ticket(conn, request.ticket_id)
+    if ticket is None:
+        raise Refused(RefusalCode.UNKNOWN_TICKET, f"no ticket {request.ticket_id} for this tenant")
+    transfer = None
+    if request.transfer_id is not None:
+        transfer = await tickets.lock_transfer(conn, request.transfer_id)
+        if transfer is None or transfer.ticket_id != ticket.id:
+            raise Refused(RefusalCode.TRANSFER_MISSING, "no such transfer for this ticket")
+    verdict = ticket_rules.check_operation(
+        request.operation,
+        ticket.status,
+        token_mint=ticket.token_mint,
+        transfer_status=transfer.status if transfer else None,
+        burn_reason=request.reason,
+    )
+    if isinstance(verdict, Refusal):
+        raise Refused(verdict.code, verdict.message)
+    if ticket.user_id is None:
+        raise Refused(RefusalCode.NO_HOLDER, "the ticket has no holder")
+
+    blockhash, last_valid = await ctx.rpc.latest_blockhash()
+    memo = f"cw:{request.id}:{attempt}"
+    built, rent, signers = await _build(ctx, conn, request, ticket, transfer, memo, blockhash)
+    budget = await _compute_budget(ctx, request.operation, built)
+    signed, _, _ = await _build(ctx, conn, request, ticket, transfer, memo, blockhash, budget)
+    cost = _cost(signers, budget, rent)
+
+    refusal = await audit.spending_headroom(conn, cost)
+    if refusal is not None:
+        raise Refused(RefusalCode.SPEND_LIMIT, refusal)
+
+    tx_id = await transactions.record_attempt(
+        conn,
+        transactions.NewAttempt(
+            tenant_id=request.tenant_id,
+            ticket_id=ticket.id,
+            event_id=ticket.event_id,
+            transfer_id=request.transfer_id,
+            request_id=request.id,
+            op=request.operation,
+            signature=str(signed.signature),
+            blockhash=str(blockhash),
+            last_valid_block_height=last_valid,
+            serialized_tx=signed.raw,
+            attempt=attempt,
+            parent_tx_id=parent_tx_id,
+            job_id=job_id,
+            max_retries=ctx.policy.max_retries,
+            estimated_lamports=cost,
+        ),
+    )
+    return Prepared(tx_id, str(signed.signature), signed.raw, cost)
+
+
+async def _build(
+    ctx: WorkerContext,
+    conn: Connection,
+    request: RequestRow,
+    ticket: tickets.TicketRow,
+    transfer: tickets.TransferRow | None,
+    memo: str,
+    blockhash: Hash,
+    budget: nft.ComputeBudget | None = None,
+) -> tuple[nft.SignedTx, int, int]:
+    """The signed transaction, the rent it pays and how many signatures it carries."""
+    assert ticket.user_id is not None
+    tenant = request.tenant_id
+    try:
+        if request.operation == "mint":
+            mint = ctx.mint_key(tenant, ticket.id)
+            holder = await holder_of(ctx, conn, tenant, ticket.user_id)
+            name = _metadata_name(ticket)
+            uri = ctx.settings.nft_uri_template.format(
+                tenant_id=tenant, ticket_id=ticket.id, event_id=ticket.event_id
+            )
+            fields = [
+                (nft.TICKET_ID_FIELD, str(ticket.id)),
+                (nft.EVENT_ID_FIELD, str(ticket.event_id)),
+            ]
+            size = token2022.final_mint_size(name, ctx.settings.nft_symbol, uri, fields)
+            rent = token2022.rent_exempt_lamports(size)
+            rent += token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE)
+            signed = nft.build_mint(
+                authority=ctx.authority, mint=mint, holder=holder, name=name,
+                symbol=ctx.settings.nft_symbol, uri=uri, ticket_id=ticket.id,
+                event_id=ticket.event_id, memo=memo, recent_blockhash=blockhash, compute=budget,
+            )
+            return signed, rent, 2
+        assert ticket.token_mint is not None
+        mint_key = Pubkey.from_string(ticket.token_mint)
+        if request.operation == "transfer":
+            assert transfer is not None
+            if transfer.to_user_id is None:
+                raise Refused(RefusalCode.NO_HOLDER, "the transfer has no recipient")
+            source = await holder_of(ctx, conn, tenant, transfer.from_user_id or ticket.user_id)
+            target = await holder_of(ctx, conn, tenant, transfer.to_user_id)
+            signed = nft.build_transfer(
+                authority=ctx.authority, mint=mint_key, from_holder=source, to_holder=target,
+                memo=memo, recent_blockhash=blockhash, compute=budget,
+            )
+            return signed, token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE), 1
+        holder = await holder_of(ctx, conn, tenant, ticket.user_id)
+        signed = nft.build_burn(
+            authority=ctx.authority, mint=mint_key, holder=holder, memo=memo,
+            recent_blockhash=blockhash, compute=budget,
+        )
+        return signed, 0, 1
+    except ValueError as error:
+        raise Refused(RefusalCode.INVALID_INPUT, str(error)) from None

@@ -1,0 +1,127 @@
+"""The job functions: decide and record in one transaction, commit, then send.
+
+Every job is safe to run twice: a request that is no longer queued is left alone,
+and the database refuses a second live transaction for a ticket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from arq import Retry
+
+from chainworker.chain.errors import ChainError
+from chainworker.db import requests
+from chainworker.db.pool import tenant_transaction
+from chainworker.jobs import outcomes
+from chainworker.jobs.context import WorkerContext
+from chainworker.jobs.prepare import Prepared, Refused, prepare_attempt
+from chainworker.ops import logs, metrics
+
+log = logs.get_logger(__name__)
+
+# Another operation is live on the ticket: try again after it settles.
+BUSY_DEFER_SECONDS = 2.0
+# The chain or database did not answer: try again soon.
+TRANSIENT_DEFER_SECONDS = 1.0
+
+
+def _parse_ids(request_id: object, tenant_id: object) -> tuple[UUID, UUID] | None:
+    try:
+        return UUID(str(request_id)), UUID(str(tenant_id))
+    except ValueError:
+        return None
+
+
+async def mint_ticket(ctx: dict[str, Any], request_id: str, tenant_id: str) -> str:
+    return await run_request(ctx, "mint", request_id, tenant_id)
+
+
+async def transfer_ticket(ctx: dict[str, Any], request_id: str, tenant_id: str) -> str:
+    return await run_request(ctx, "transfer", request_id, tenant_id)
+
+
+async def burn_ticket(ctx: dict[str, Any], request_id: str, tenant_id: str) -> str:
+    return await run_request(ctx, "burn", request_id, tenant_id)
+
+
+async def run_request(ctx: dict[str, Any], op: str, request_id: object, tenant_id: object) -> str:
+    """Carry out one recorded request. Returns a short word on what happened."""
+    worker: WorkerContext = ctx["worker"]
+    ids = _parse_ids(request_id, tenant_id)
+    if ids is None:
+        log.warning("job payload rejected", op=op, job_id=ctx.get("job_id"))
+        return "rejected: request_id and tenant_id must be UUIDs"
+    rid, tid = ids
+    started = time.perf_counter()
+    with logs.log_context(tenant_id=tid, request_id=rid, job_id=ctx.get("job_id")):
+        try:
+            return await _run(worker, op, rid, tid, ctx.get("job_id"))
+        except (ChainError, OSError, asyncpg.PostgresConnectionError) as error:
+            log.warning("job deferred", op=op, error=str(error))
+            raise Retry(defer=TRANSIENT_DEFER_SECONDS) from error
+        finally:
+            metrics.JOB_SECONDS.labels(job=f"{op}_ticket").observe(time.perf_counter() - started)
+
+
+async def _run(worker: WorkerContext, op: str, rid: UUID, tid: UUID, job_id: str | None) -> str:
+    prepared: Prepared | None = None
+    async with tenant_transaction(worker.pool, tid, reason=f"{op} submitted") as conn:
+        request = await requests.get_request(conn, rid, lock=True)
+        if request is None:
+            return "unknown request"  # another tenant's id, or never recorded
+        if request.operation != op:
+            return f"rejected: request is a {request.operation}, not a {op}"
+        if request.status != "queued":
+            return f"nothing to do: request is {request.status}"
+        try:
+            async with conn.transaction():  # a savepoint: a refusal keeps nothing of the attempt
+                prepared = await prepare_attempt(
+                    worker, conn, request, attempt=request.attempts + 1, parent_tx_id=None,
+                    job_id=job_id,
+                )
+        except Refused as refusal:
+            await outcomes.refuse(conn, request, refusal.code, refusal.message)
+            log.info("request refused", op=op, code=refusal.code, reason=refusal.message)
+            return f"refused: {refusal.code}"
+        except asyncpg.UniqueViolationError:
+            # Another operation holds the ticket's one live transaction.
+            raise Retry(defer=BUSY_DEFER_SECONDS) from None
+        await requests.mark_submitted(conn, rid, prepared.signature, request.attempts + 1)
+    await send(worker, prepared.raw, prepared.signature)
+    metrics.TX_SUBMITTED.labels(op=op).inc()
+    return f"submitted {prepared.signature}"
+
+
+async def send(worker: WorkerContext, raw: bytes, signature: str) -> None:
+    """Send recorded bytes; a failure is left to the rebroadcast, never lost."""
+    try:
+        await worker.rpc.send_raw(raw)
+    except ChainError as error:
+        log.warning("send failed; the confirmation loop will rebroadcast", signature=signature,
+                    error=str(error))
+
+
+async def ensure_authority_funded(worker: WorkerContext) -> None:
+    """On localnet/devnet, top up the development authority by airdrop."""
+    if worker.settings.solana_cluster not in ("localnet", "devnet"):
+        return
+    pubkey = worker.authority.pubkey()
+    balance = await worker.rpc.get_balance(pubkey)
+    wanted = worker.settings.dev_authority_min_lamports
+    if balance >= wanted:
+        return
+    amount = wanted if worker.settings.solana_cluster == "localnet" else 2_000_000_000
+    try:
+        await worker.rpc.request_airdrop(pubkey, amount)
+    except ChainError as error:
+        log.warning("airdrop failed", error=str(error))
+        return
+    for _ in range(100):
+        if await worker.rpc.get_balance(pubkey) > balance:
+            return
+        await asyncio.sleep(0.1)

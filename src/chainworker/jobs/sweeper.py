@@ -1,0 +1,83 @@
+"""Keep Redis honest to Postgres, and export the numbers that describe the database.
+
+The sweeper re-enqueues recorded requests that have neither a live transaction nor
+an outcome (after a Redis restart, a lost job, a worker killed mid-job). The job id
+is the request id, so a request whose job is still queued is not doubled.
+
+The database gauges are computed by one process at a time: whichever holds the
+advisory lock; the others stop exporting them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from chainworker.db import requests
+from chainworker.jobs.context import WorkerContext
+from chainworker.jobs.enqueue import enqueue_jobs
+from chainworker.ops import logs, metrics
+
+SWEEP_BATCH = 5000
+GAUGES_LOCK_KEY = 0x63_77_67_61  # "cwga": the advisory lock electing the gauge exporter
+GAUGES_INTERVAL_SECONDS = 5.0
+
+log = logs.get_logger(__name__)
+
+
+async def sweep_once(ctx: WorkerContext) -> int:
+    """Re-enqueue stale queued requests; returns how many were put back on the queue."""
+    async with ctx.pool.acquire() as conn:
+        stale = await requests.stale_requests(conn, ctx.settings.sweeper_grace_seconds, SWEEP_BATCH)
+    if not stale:
+        return 0
+    added = await enqueue_jobs(ctx.arq, ctx.settings.queue_name, stale)
+    if added:
+        log.info("sweeper re-enqueued lost requests", count=added, seen=len(stale))
+    return added
+
+
+async def run_forever(ctx: WorkerContext) -> None:
+    while True:
+        try:
+            await sweep_once(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # keep sweeping after a transient failure
+            log.warning("sweep failed", error=str(error))
+        await asyncio.sleep(ctx.settings.sweeper_interval_seconds)
+
+
+async def export_database_gauges(ctx: WorkerContext) -> None:
+    """Hold the gauges lock on one connection and refresh the gauges while holding it."""
+    while True:
+        try:
+            async with ctx.pool.acquire() as conn:
+                while True:
+                    held = await conn.fetchval("SELECT pg_try_advisory_lock($1)", GAUGES_LOCK_KEY)
+                    if held:
+                        break
+                    metrics.DATABASE_GAUGES.release()
+                    await asyncio.sleep(GAUGES_INTERVAL_SECONDS)
+                try:
+                    while True:
+                        live = await conn.fetch("SELECT * FROM chainworker_live_summary()")
+                        backlog = await conn.fetchrow("SELECT * FROM chainworker_backlog()")
+                        depth = await ctx.arq.zcard(ctx.settings.queue_name)
+                        metrics.DATABASE_GAUGES.refresh(
+                            live_by_status={row["status"]: row["live_count"] for row in live},
+                            oldest_live_seconds=max(
+                                (row["oldest_seconds"] for row in live), default=0.0
+                            ),
+                            requests_pending=backlog["queued_requests"] if backlog else 0,
+                            outbox_unprocessed=backlog["outbox_unprocessed"] if backlog else 0,
+                            queue_depth={ctx.settings.queue_name: int(depth)},
+                        )
+                        await asyncio.sleep(GAUGES_INTERVAL_SECONDS)
+                finally:
+                    metrics.DATABASE_GAUGES.release()
+                    await conn.execute("SELECT pg_advisory_unlock($1)", GAUGES_LOCK_KEY)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # lost the connection: let another process take over
+            log.warning("database gauges stopped", error=str(error))
+            await asyncio.sleep(GAUGES_INTERVAL_SECONDS)

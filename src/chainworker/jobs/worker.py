@@ -1,0 +1,102 @@
+"""The Arq worker: the job functions, and the loops that run beside them.
+
+One process runs:
+- the jobs `mint_ticket`, `transfer_ticket`, `burn_ticket` (decide, record, send);
+- the confirmation loop (claims live transactions under a lease, reads their status);
+- the sweeper (re-enqueues recorded requests whose job was lost);
+- the database gauges, exported only by the process holding an advisory lock.
+Any number of such processes share one Redis and one Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings
+from arq.worker import Worker, func
+
+from chainworker.chain import keys
+from chainworker.chain.rpc import SolanaRpc
+from chainworker.config import Settings
+from chainworker.db.pool import create_pool
+from chainworker.jobs import confirm as confirm_loop
+from chainworker.jobs import submit
+from chainworker.jobs import sweeper as sweeper_loop
+from chainworker.jobs.context import WorkerContext
+from chainworker.lifecycle.model import Policy
+from chainworker.ops import logs, metrics
+
+# A job only decides, records and sends; anything slower is a stuck RPC call.
+JOB_TIMEOUT_SECONDS = 120
+JOB_MAX_TRIES = 20
+
+log = logs.get_logger(__name__)
+
+
+def _background(ctx: dict[str, Any], name: str, coroutine: Any) -> None:
+    ctx.setdefault("tasks", {})[name] = asyncio.create_task(coroutine, name=name)
+
+
+async def build_context(settings: Settings, app_dsn: str, arq: ArqRedis) -> WorkerContext:
+    """Everything a job needs; raises ChainError (config) before touching the queue."""
+    authority = keys.load_authority(settings)
+    mint_seed = keys.load_mint_seed(settings)
+    custodial_seed = keys.load_custodial_seed(settings)
+    logs.register_secret(str(authority))
+    logs.register_secret(mint_seed.decode("utf-8", "replace"))
+    logs.register_secret(custodial_seed.decode("utf-8", "replace"))
+    rpc = SolanaRpc.from_settings(settings, observer=metrics.rpc_observer)
+    pool = await create_pool(app_dsn, settings)
+    return WorkerContext(
+        settings=settings,
+        pool=pool,
+        rpc=rpc,
+        arq=arq,
+        authority=authority,
+        mint_seed=mint_seed,
+        custodial_seed=custodial_seed,
+        policy=Policy.from_settings(settings),
+    )
+
+
+def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool = False) -> Worker:
+    async def startup(ctx: dict[str, Any]) -> None:
+        worker_ctx = await build_context(settings, app_dsn, ctx["redis"])
+        await submit.ensure_authority_funded(worker_ctx)
+        ctx["worker"] = worker_ctx
+        _background(ctx, "confirm", confirm_loop.run_forever(worker_ctx))
+        _background(ctx, "sweeper", sweeper_loop.run_forever(worker_ctx))
+        _background(ctx, "gauges", sweeper_loop.export_database_gauges(worker_ctx))
+        log.info("worker started", worker_id=worker_ctx.worker_id)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        for task in ctx.get("tasks", {}).values():
+            task.cancel()
+        for task in ctx.get("tasks", {}).values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        worker_ctx: WorkerContext | None = ctx.get("worker")
+        if worker_ctx is not None:
+            await worker_ctx.rpc.close()
+            await worker_ctx.pool.close()
+
+    return Worker(
+        functions=[
+            func(submit.mint_ticket, name="mint_ticket", max_tries=JOB_MAX_TRIES),
+            func(submit.transfer_ticket, name="transfer_ticket", max_tries=JOB_MAX_TRIES),
+            func(submit.burn_ticket, name="burn_ticket", max_tries=JOB_MAX_TRIES),
+        ],
+        queue_name=settings.queue_name,
+        redis_settings=RedisSettings.from_dsn(redis_url),
+        on_startup=startup,
+        on_shutdown=shutdown,
+        max_jobs=settings.worker_max_jobs,
+        job_timeout=JOB_TIMEOUT_SECONDS,
+        # No stored results: a request id can be enqueued again once its job is done.
+        keep_result=0,
+        burst=burst,
+        handle_signals=True,
+        log_results=False,
+    )
