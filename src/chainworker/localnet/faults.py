@@ -18,8 +18,10 @@ Settings (GET/POST/DELETE /admin/faults; the same names as CLI flags):
   HTTP requests is held for ``stall_seconds`` before being answered normally.
 - ``clock_frozen`` (bool): no blocks are produced; slot, block height and
   blockhash stay put and sent transactions wait.
-- ``warp_slots`` (int, applied once): that many empty blocks are produced at
-  once; queued transactions are not in them. Reads back as 0.
+- ``warp_slots`` (int, applied once): that many blocks are produced at once,
+  as if that many slots passed in an instant (queued transactions land in the
+  first of them). With ``clock_frozen`` this steps the cluster one block at a
+  time. Reads back as 0.
 - ``fork_unconfirmed`` (bool, applied once): every block above the confirmed
   slot loses its transactions (their effects are rolled back, their signatures
   become unknown); clients must rebroadcast. Reads back as false.
@@ -50,6 +52,7 @@ class FaultSettings:
 
 _RATES = ("drop_rate", "http_error_rate", "stall_rate")
 _COUNTS = ("drop_first_sends", "land_delay_slots", "warp_slots")
+MAX_WARP_SLOTS = 100_000
 
 
 def validate(changes: Any) -> dict[str, Any]:
@@ -68,6 +71,8 @@ def validate(changes: Any) -> dict[str, Any]:
         elif name in _COUNTS:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer")
+            if name == "warp_slots" and value > MAX_WARP_SLOTS:
+                raise ValueError(f"warp_slots must be at most {MAX_WARP_SLOTS}")
             clean[name] = value
         elif name == "http_error_status":
             if value not in HTTP_ERROR_STATUSES:
