@@ -18,6 +18,7 @@ from solders.signature import Signature
 
 from chainworker.chain import fees, nft
 from chainworker.chain.errors import ChainError
+from chainworker.chain.funding import ensure_funded
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.localnet.process import LocalnetProcess
 
@@ -328,3 +329,17 @@ async def test_garbage_from_one_endpoint_fails_over(
         assert [kind for _, kind in calls.of("getBlockHeight")] == ["bad_response", None]
     finally:
         server.close()
+
+
+async def test_ensure_funded_airdrops_on_localnet_only(
+    localnet: LocalnetProcess, make_rpc: Any
+) -> None:
+    rpc, calls = make_rpc([localnet.rpc_url])
+    fresh = Keypair().pubkey()
+    balance = await ensure_funded(rpc, fresh, cluster="localnet", min_lamports=10**9)
+    assert balance >= 10**9
+    assert await ensure_funded(rpc, fresh, cluster="localnet", min_lamports=10**9) == balance
+    assert len(calls.of("requestAirdrop")) == 1
+    with pytest.raises(ChainError, match="fund it") as raised:
+        await ensure_funded(rpc, Keypair().pubkey(), cluster="mainnet")
+    assert raised.value.kind == "config"

@@ -12,6 +12,10 @@ TIMEOUT: Final = "timeout"
 RPC: Final = "rpc"
 BAD_RESPONSE: Final = "bad_response"
 CONFIG: Final = "config"
+# The account at an address exists but is not what was expected (e.g. not a Token-2022 mint).
+UNEXPECTED_ACCOUNT: Final = "unexpected_account"
+# A simulation ran and the transaction failed in it.
+SIMULATION: Final = "simulation"
 
 # Kinds worth another attempt (possibly on another endpoint).
 RETRYABLE_KINDS: Final = frozenset({TRANSPORT, RATE_LIMITED, UNAVAILABLE, TIMEOUT})

@@ -27,7 +27,15 @@ from solders.transaction import VersionedTransaction
 
 from chainworker.chain import token2022, views
 from chainworker.chain.endpoints import Endpoint, Observer
-from chainworker.chain.errors import BAD_RESPONSE, RPC, TIMEOUT, ChainError
+from chainworker.chain.errors import (
+    BAD_RESPONSE,
+    CONFIG,
+    RPC,
+    SIMULATION,
+    TIMEOUT,
+    UNEXPECTED_ACCOUNT,
+    ChainError,
+)
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 from chainworker.chain.views import (
     MintState,
@@ -61,7 +69,7 @@ class SolanaRpc:
         observer: Observer | None = None,
     ) -> None:
         if not urls:
-            raise ChainError("config", "at least one RPC URL is required")
+            raise ChainError(CONFIG, "at least one RPC URL is required")
         self._endpoints = [Endpoint(i, url, timeout_seconds) for i, url in enumerate(urls)]
         self.commitment = commitment
         self._max_attempts = max(1, max_attempts)
@@ -237,7 +245,7 @@ class SolanaRpc:
         result = await self.simulate(tx)
         if result.err is not None:
             tail = " | ".join(result.logs[-3:])
-            raise ChainError("simulation", f"{result.err.code} {tail}".strip())
+            raise ChainError(SIMULATION, f"{result.err.code} {tail}".strip())
         return result.units_consumed
 
     async def recent_prioritization_fees(self, accounts: Sequence[Pubkey] = ()) -> list[int]:
@@ -316,17 +324,17 @@ class SolanaRpc:
     async def get_mint_state(self, mint: Pubkey) -> MintState | None:
         """The mint's supply, authorities and metadata; None if no account exists there.
 
-        An account that exists but is not a Token-2022 mint is ChainError("unexpected_account").
+        An account there that is not a Token-2022 mint: ChainError(kind="unexpected_account").
         """
         account = await self.get_account(mint)
         if account is None:
             return None
         if account.owner != TOKEN_2022_PROGRAM_ID:
-            raise ChainError("unexpected_account", f"{mint} is owned by {account.owner}")
+            raise ChainError(UNEXPECTED_ACCOUNT, f"{mint} is owned by {account.owner}")
         try:
             return views.mint_state(mint, account)
         except ValueError as error:
-            raise ChainError("unexpected_account", f"{mint} is not a mint: {error}") from None
+            raise ChainError(UNEXPECTED_ACCOUNT, f"{mint} is not a mint: {error}") from None
 
     async def get_token_holder(self, mint: Pubkey) -> tuple[Pubkey, int] | None:
         """(owner wallet, amount) of the account holding the mint's token; None if none does."""
