@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
+
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Commitment
 from solana.rpc.models import TxOpts
@@ -75,3 +77,12 @@ async def current_slot(client: AsyncClient) -> int:
 def step(localnet: LocalnetProcess, blocks: int = 1) -> None:
     """With the clock frozen, produce exactly `blocks` blocks."""
     localnet.set_faults(warp_slots=blocks)
+
+
+async def rpc(url: str, method: str, params: list | None = None) -> dict:
+    """One raw JSON-RPC call (for methods solana-py has no wrapper for)."""
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
+        )
+    return response.json()
