@@ -80,12 +80,40 @@ def test_rpc_observer_records_latency_and_bounded_errors_without_url_secrets() -
     assert f'chainworker_rpc_request_seconds_count{{{endpoint},method="other"}} 1.0' in text
 
 
+def _endpoint_up(label: str) -> float:
+    value = metrics.REGISTRY.get_sample_value("chainworker_rpc_endpoint_up", {"endpoint": label})
+    assert value is not None
+    return value
+
+
+def test_rpc_observer_keeps_endpoint_up_from_what_it_sees() -> None:
+    label = "0:rpc-up.example.com:443"  # the chain layer's own label passes through
+    metrics.rpc_observer(label, "getSlot", 0.01, None)
+    assert _endpoint_up(label) == 1
+    metrics.rpc_observer(label, "getSlot", 0.01, "rpc")  # the node answered: still up
+    metrics.rpc_observer(label, "getSlot", 0.01, "rate_limited")
+    assert _endpoint_up(label) == 1
+    metrics.rpc_observer(label, "getSlot", 5.0, "transport")
+    assert _endpoint_up(label) == 0
+    metrics.rpc_observer(label, "getSlot", 0.01, None)
+    assert _endpoint_up(label) == 1
+    errors = {
+        kind: metrics.REGISTRY.get_sample_value(
+            "chainworker_rpc_errors_total", {"endpoint": label, "kind": kind}
+        )
+        for kind in ("rpc", "rate_limited", "transport")
+    }
+    assert errors == {"rpc": 1.0, "rate_limited": 1.0, "transport": 1.0}
+
+
 @pytest.mark.parametrize(
     ("url", "label"),
     [
         ("http://127.0.0.1:8899", "http://127.0.0.1:8899"),
         ("https://user:pw@host.example:443/path?k=v", "https://host.example:443"),
+        ("1:api.mainnet-beta.solana.com:443", "1:api.mainnet-beta.solana.com:443"),
         ("not a url", "invalid"),
+        ("host/path?api-key=x", "invalid"),
     ],
 )
 def test_endpoint_label_keeps_only_scheme_host_and_port(url: str, label: str) -> None:
@@ -96,6 +124,10 @@ def test_endpoint_label_keeps_only_scheme_host_and_port(url: str, label: str) ->
     ("error", "reason"),
     [
         ({"InstructionError": [0, {"Custom": 0}]}, "already_in_use"),
+        ("InstructionError:0:Custom:0", "already_in_use"),
+        ("InstructionError:2:Custom:1", "insufficient_funds"),
+        ("InstructionError:1:Custom:17", "program_error"),
+        ("InstructionError:0:InvalidAccountData", "invalid_account"),
         ('{"InstructionError": [2, {"Custom": 1}]}', "insufficient_funds"),
         ("Allocate: account Address { address: X } already in use", "already_in_use"),
         ("Transaction simulation failed: Blockhash not found", "blockhash_not_found"),

@@ -17,6 +17,9 @@ a time: the worker that holds the Postgres advisory lock calls
 these series, so `max()` across workers in PromQL is the holder's value and a
 former holder's numbers never linger. `chainworker_db_gauges_refreshed_timestamp_seconds`
 tells whether anyone is computing them at all.
+
+`rpc_observer` is the hook the chain layer's `SolanaRpc` calls after every request;
+it also keeps `chainworker_rpc_endpoint_up` as this process last saw each endpoint.
 """
 
 from __future__ import annotations
@@ -70,17 +73,20 @@ FAILURE_REASONS: tuple[str, ...] = (
     "other",
 )
 
-# Bounded kinds for chainworker_rpc_errors_total{kind}; see rpc_error_kind().
+# Bounded kinds for chainworker_rpc_errors_total{kind}: the chain layer's error kinds
+# (chain/errors.py); see rpc_error_kind().
 RPC_ERROR_KINDS: tuple[str, ...] = (
     "timeout",
-    "connection",
+    "transport",
     "rate_limited",
-    "server_error",
-    "http_error",
-    "rpc_error",
-    "decode",
+    "unavailable",
+    "rpc",
+    "bad_response",
     "other",
 )
+# Kinds after which an endpoint counts as down until a call to it succeeds again.
+# JSON-RPC errors and rate limits mean the node answered.
+_ENDPOINT_DOWN_KINDS = frozenset({"timeout", "transport", "unavailable"})
 
 
 @dataclass(frozen=True)
@@ -427,18 +433,15 @@ def failure_reason(error: object) -> str:
 
 
 _RPC_KIND_ALIASES = {
-    "timeouterror": "timeout",
     "readtimeout": "timeout",
     "connecttimeout": "timeout",
-    "connecterror": "connection",
-    "connectionerror": "connection",
-    "transport": "connection",
+    "connection": "transport",
+    "connecterror": "transport",
     "429": "rate_limited",
-    "too_many_requests": "rate_limited",
-    "500": "server_error",
-    "502": "server_error",
-    "503": "server_error",
-    "504": "server_error",
+    "500": "unavailable",
+    "502": "unavailable",
+    "503": "unavailable",
+    "504": "unavailable",
 }
 
 
@@ -450,10 +453,20 @@ def rpc_error_kind(kind: str) -> str:
     return _RPC_KIND_ALIASES.get(normalized, "other")
 
 
-def endpoint_label(url: str) -> str:
-    """An RPC URL reduced to scheme://host[:port]: paths and queries often carry API keys."""
+# Labels the chain layer already made ("0:api.mainnet-beta.solana.com:443"): no path, no query.
+_SAFE_ENDPOINT = re.compile(r"^[A-Za-z0-9_.:\-\[\]]{1,100}$")
+
+
+def endpoint_label(endpoint: str) -> str:
+    """A secret-free endpoint label.
+
+    A URL is reduced to scheme://host[:port] (paths and queries often carry API keys);
+    a label that is already bare (no slashes, no query) is kept as it is.
+    """
+    if "://" not in endpoint:
+        return endpoint if _SAFE_ENDPOINT.match(endpoint) else "invalid"
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(endpoint)
         host = parts.hostname
         port = parts.port
     except ValueError:
@@ -475,13 +488,22 @@ def method_label(method: str) -> str:
 
 
 def rpc_observer(endpoint: str, method: str, seconds: float, error_kind: str | None) -> None:
-    """The hook `SolanaRpc` calls after each RPC call; `error_kind` None means success."""
+    """The hook `SolanaRpc` calls after each RPC call; `error_kind` None means success.
+
+    Also keeps chainworker_rpc_endpoint_up as this process last saw the endpoint: 1 after
+    a success, 0 after a timeout, transport failure or unavailable answer.
+    """
     endpoint_name = endpoint_label(endpoint)
     RPC_REQUEST_SECONDS.labels(endpoint=endpoint_name, method=method_label(method)).observe(
         max(0.0, seconds)
     )
-    if error_kind is not None:
-        RPC_ERRORS.labels(endpoint=endpoint_name, kind=rpc_error_kind(error_kind)).inc()
+    if error_kind is None:
+        RPC_ENDPOINT_UP.labels(endpoint=endpoint_name).set(1)
+        return
+    kind = rpc_error_kind(error_kind)
+    RPC_ERRORS.labels(endpoint=endpoint_name, kind=kind).inc()
+    if kind in _ENDPOINT_DOWN_KINDS:
+        RPC_ENDPOINT_UP.labels(endpoint=endpoint_name).set(0)
 
 
 def set_endpoint_up(endpoint: str, up: bool) -> None:
