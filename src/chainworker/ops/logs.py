@@ -187,31 +187,33 @@ def log_context(
     job_id: object = None,
 ) -> Iterator[None]:
     """Bind the known context fields (those not None) for the enclosed code and its logs."""
-    given = {
-        "tenant_id": tenant_id,
-        "request_id": request_id,
-        "ticket_id": ticket_id,
-        "signature": signature,
-        "attempt": attempt,
-        "job_id": job_id,
-    }
-    fields = {
-        key: value if isinstance(value, int | str) else str(value)
-        for key, value in given.items()
-        if value is not None
-    }
+    fields = _context_fields(
+        tenant_id=tenant_id,
+        request_id=request_id,
+        ticket_id=ticket_id,
+        signature=signature,
+        attempt=attempt,
+        job_id=job_id,
+    )
     with structlog.contextvars.bound_contextvars(**fields):
         yield
 
 
 def bind_log_context(**fields: object) -> None:
     """Bind context fields until cleared (for code that cannot use a `with` block)."""
+    structlog.contextvars.bind_contextvars(**_context_fields(**fields))
+
+
+def _context_fields(**fields: object) -> dict[str, object]:
+    """Known keys only; ids (UUIDs and the like) as strings; None left out."""
     unknown = set(fields) - set(CONTEXT_KEYS)
     if unknown:
         raise ValueError(f"unknown log context keys: {', '.join(sorted(unknown))}")
-    structlog.contextvars.bind_contextvars(
-        **{k: v if isinstance(v, int | str) else str(v) for k, v in fields.items() if v is not None}
-    )
+    return {
+        key: value if isinstance(value, int | str) else str(value)
+        for key, value in fields.items()
+        if value is not None
+    }
 
 
 def clear_log_context() -> None:
