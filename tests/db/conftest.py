@@ -1,0 +1,49 @@
+"""Fixtures of the schema tests: two complete tenants in one shared database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from tests.db.world import World, seed_world
+
+
+@dataclass(frozen=True)
+class Worlds:
+    admin_dsn: str
+    app_dsn: str
+    a: World
+    b: World
+
+
+@pytest.fixture(scope="module")
+async def worlds(module_db) -> Worlds:
+    """Tenants A and B with one row in every tenant table, seeded once per module."""
+    conn = await asyncpg.connect(module_db.admin_dsn)
+    try:
+        a = await seed_world(conn, "a")
+        b = await seed_world(conn, "b")
+    finally:
+        await conn.close()
+    return Worlds(module_db.admin_dsn, module_db.app_dsn, a, b)
+
+
+@pytest.fixture(scope="module")
+async def module_admin(worlds: Worlds) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(worlds.admin_dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def module_app(worlds: Worlds) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(worlds.app_dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
