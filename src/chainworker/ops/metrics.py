@@ -506,10 +506,6 @@ def rpc_observer(endpoint: str, method: str, seconds: float, error_kind: str | N
         RPC_ENDPOINT_UP.labels(endpoint=endpoint_name).set(0)
 
 
-def set_endpoint_up(endpoint: str, up: bool) -> None:
-    RPC_ENDPOINT_UP.labels(endpoint=endpoint_label(endpoint)).set(1 if up else 0)
-
-
 def record_failed(op: str, error: object) -> str:
     """Count a failed transaction; returns the reason label used."""
     reason = failure_reason(error)
