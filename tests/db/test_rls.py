@@ -99,22 +99,12 @@ async def test_tenant_cannot_reach_other_tenant(table, worlds: Worlds, module_ap
     assert b_id not in {row["pk"] for row in seen}
 
     # update / delete B's row: no row matches
-    status = await in_tenant(
-        module_app,
-        a,
-        f"UPDATE {table} SET tenant_id = tenant_id WHERE {pk} = $1",
-        b_id,  # noqa: S608
-    )
-    assert status == "UPDATE 0"
-    status = await in_tenant(module_app, a, f"DELETE FROM {table} WHERE {pk} = $1", b_id)  # noqa: S608
-    assert status == "DELETE 0"
-    assert (
-        await module_admin.fetchval(
-            f"SELECT count(*) FROM {table} WHERE {pk} = $1",
-            b_id,  # noqa: S608
-        )
-        == 1
-    )
+    touch = f"UPDATE {table} SET tenant_id = tenant_id WHERE {pk} = $1"  # noqa: S608
+    assert await in_tenant(module_app, a, touch, b_id) == "UPDATE 0"
+    delete = f"DELETE FROM {table} WHERE {pk} = $1"  # noqa: S608
+    assert await in_tenant(module_app, a, delete, b_id) == "DELETE 0"
+    count = f"SELECT count(*) FROM {table} WHERE {pk} = $1"  # noqa: S608
+    assert await module_admin.fetchval(count, b_id) == 1
 
     # move A's row into B: refused by the policy's WITH CHECK
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
@@ -127,10 +117,8 @@ async def test_tenant_cannot_reach_other_tenant(table, worlds: Worlds, module_ap
         )
 
     # insert a row for B while acting as A: refused
-    record = await module_admin.fetchval(
-        f"SELECT row_to_json(t)::text FROM {table} t WHERE {pk} = $1",
-        b_id,  # noqa: S608
-    )
+    as_json = f"SELECT row_to_json(t)::text FROM {table} t WHERE {pk} = $1"  # noqa: S608
+    record = await module_admin.fetchval(as_json, b_id)
     columns = await module_admin.fetch(
         """SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0
               AND NOT attisdropped AND attgenerated = ''""",

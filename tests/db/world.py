@@ -180,7 +180,8 @@ async def seed_world(conn: asyncpg.Connection, label: str) -> World:
     existing = {
         row["relname"]
         for row in await conn.fetch(
-            "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+            "SELECT relname FROM pg_class"
+            " WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
         )
     }
     for table, cells in ROWS:
