@@ -76,6 +76,11 @@ class PubSub:
             async for message in websocket:
                 for reply in self._handle_text(connection, message):
                     connection.send(reply)
+                # A signature that already landed is notified right away, after the reply
+                # that announced the subscription id.
+                for sub in list(connection.subscriptions.values()):
+                    if sub.kind == "signature":
+                        self._check_signature(sub)
         except ConnectionClosed:
             pass
         finally:
@@ -124,8 +129,6 @@ class PubSub:
         sub = self._subscription(connection, kind, params)
         connection.subscriptions[sub.id] = sub
         self.subscriptions[sub.id] = sub
-        if kind == "signature":
-            self._check_signature(sub)
         return sub.id
 
     def _subscription(self, connection: Connection, kind: str, params: list[Any]) -> Subscription:
