@@ -18,6 +18,8 @@ from chainworker import services
 from chainworker.config import Settings, load_settings
 from chainworker.db.migrate import migrate
 
+pytest_plugins = ["tests.plugins.localnet"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = uuid.uuid4().hex[:10]
 

@@ -59,8 +59,9 @@ class Settings(BaseSettings):
     # NFT metadata. The uri template may use {tenant_id}, {ticket_id} and {event_id}.
     nft_symbol: str = Field(default="TICKET", max_length=10)
     nft_uri_template: str = Field(default="", max_length=120)
-    # Lamports the development authority keeps on localnet/devnet (topped up by airdrop).
-    dev_authority_min_lamports: int = Field(default=50_000_000_000, ge=0)
+    # Below this balance the authority is topped up by airdrop (localnet, devnet, testnet)
+    # or, on mainnet, the worker refuses to start.
+    authority_min_lamports: int = Field(default=1_000_000_000, ge=0)
 
     # --- lifecycle policy ----------------------------------------------
     max_retries: int = Field(default=3, ge=0, le=20)
@@ -77,11 +78,18 @@ class Settings(BaseSettings):
     sweeper_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     sweeper_grace_seconds: float = Field(default=30.0, ge=0, le=86400)
     outbox_max_attempts: int = Field(default=5, ge=1, le=100)
+    outbox_poll_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    # A malformed outbox row is retried after this many seconds, doubling per attempt.
+    outbox_retry_seconds: float = Field(default=5.0, ge=0, le=3600)
     metrics_port: int = Field(default=9464, ge=0, le=65535)
 
     # --- api ------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=1, le=65535)
+    # A verified token is trusted this long before it is looked up again (revocation delay).
+    api_auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    revocation_required_approvals: int = Field(default=2, ge=1, le=20)
+    revocation_ttl_seconds: int = Field(default=86400, ge=60, le=2_592_000)
 
     # --- logs -----------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -43,7 +43,8 @@ async def seed_tenant(
         )
         await conn.execute(
             """INSERT INTO events (id, tenant_id, name, starts_at, ends_at)
-               VALUES ($1, $2, $3, now() + interval '30 days', now() + interval '30 days 4 hours')""",
+               VALUES ($1, $2, $3, now() + interval '30 days',
+                       now() + interval '30 days 4 hours')""",
             event_id,
             tenant_id,
             f"{tenant_name} Live",

@@ -101,7 +101,8 @@ def _enqueue(tenant: str, operation: Operation, items: list[NewRequest], as_json
     except (services.ServiceError, OSError) as error:
         raise _fail(str(error)) from None
     if as_json:
-        typer.echo(json.dumps([{"ticket_id": t, "request_id": r, "created": c} for t, r, c in rows]))
+        found = [{"ticket_id": t, "request_id": r, "created": c} for t, r, c in rows]
+        typer.echo(json.dumps(found))
     else:
         created = sum(1 for *_, c in rows if c)
         typer.echo(f"{len(rows)} {operation} request(s): {created} new, {len(rows) - created} live")

@@ -41,8 +41,8 @@ async def refuse(conn: Connection, request: RequestRow, code: str, message: str)
     await requests.settle(conn, request.id, "refused", code=code, message=message)
     await audit.log_sync(
         conn, request.tenant_id, entity_type="chain_request", entity_id=request.id,
-        ticket_id=request.ticket_id, operation=request.operation, status="refused",
-        details={"code": code}, error=message,
+        ticket_id=request.ticket_id, operation=request.operation, status="skipped",
+        details={"outcome": "refused", "code": code}, error=message,
     )
     await audit.emit_event(
         conn, request.tenant_id, aggregate_type="ticket", aggregate_id=request.ticket_id,

@@ -6,7 +6,6 @@ and the database refuses a second live transaction for a ticket.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 from uuid import UUID
@@ -104,24 +103,3 @@ async def send(worker: WorkerContext, raw: bytes, signature: str) -> None:
     except ChainError as error:
         log.warning("send failed; the confirmation loop will rebroadcast", signature=signature,
                     error=str(error))
-
-
-async def ensure_authority_funded(worker: WorkerContext) -> None:
-    """On localnet/devnet, top up the development authority by airdrop."""
-    if worker.settings.solana_cluster not in ("localnet", "devnet"):
-        return
-    pubkey = worker.authority.pubkey()
-    balance = await worker.rpc.get_balance(pubkey)
-    wanted = worker.settings.dev_authority_min_lamports
-    if balance >= wanted:
-        return
-    amount = wanted if worker.settings.solana_cluster == "localnet" else 2_000_000_000
-    try:
-        await worker.rpc.request_airdrop(pubkey, amount)
-    except ChainError as error:
-        log.warning("airdrop failed", error=str(error))
-        return
-    for _ in range(100):
-        if await worker.rpc.get_balance(pubkey) > balance:
-            return
-        await asyncio.sleep(0.1)

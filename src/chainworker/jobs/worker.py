@@ -17,7 +17,7 @@ from typing import Any
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker, func
 
-from chainworker.chain import keys
+from chainworker.chain import funding, keys
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
 from chainworker.db.pool import create_pool
@@ -31,6 +31,8 @@ from chainworker.ops import logs, metrics
 # A job only decides, records and sends; anything slower is a stuck RPC call.
 JOB_TIMEOUT_SECONDS = 120
 JOB_MAX_TRIES = 20
+# What the development authority asks for when it runs low (faucets cap devnet's).
+DEV_AIRDROP_LAMPORTS = {"localnet": 1_000 * 10**9, "devnet": 2 * 10**9, "testnet": 2 * 10**9}
 
 log = logs.get_logger(__name__)
 
@@ -64,7 +66,13 @@ async def build_context(settings: Settings, app_dsn: str, arq: ArqRedis) -> Work
 def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool = False) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         worker_ctx = await build_context(settings, app_dsn, ctx["redis"])
-        await submit.ensure_authority_funded(worker_ctx)
+        await funding.ensure_funded(
+            worker_ctx.rpc,
+            worker_ctx.authority.pubkey(),
+            cluster=settings.solana_cluster,
+            min_lamports=settings.authority_min_lamports,
+            airdrop_lamports=DEV_AIRDROP_LAMPORTS.get(settings.solana_cluster, 0),
+        )
         ctx["worker"] = worker_ctx
         _background(ctx, "confirm", confirm_loop.run_forever(worker_ctx))
         _background(ctx, "sweeper", sweeper_loop.run_forever(worker_ctx))

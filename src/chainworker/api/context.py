@@ -1,0 +1,27 @@
+"""What every request handler shares: settings, the pool, the Arq connection, the RPC client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+from arq.connections import ArqRedis
+from fastapi import Request
+
+from chainworker.chain.rpc import SolanaRpc
+from chainworker.api.tokens import TokenCache
+from chainworker.config import Settings
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    pool: asyncpg.Pool
+    arq: ArqRedis
+    rpc: SolanaRpc
+    tokens: TokenCache = field(default_factory=TokenCache)
+
+
+def get_context(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.context
+    return context

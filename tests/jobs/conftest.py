@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from chainworker.localnet.process import LocalnetProcess
+from tests.conftest import TestDatabase
+from tests.helpers import Stack
+
+
+@pytest.fixture
+def stack(
+    fresh_db: TestDatabase, redis_url: str, localnet_faults: LocalnetProcess, tmp_path: Path
+) -> Stack:
+    return Stack(db=fresh_db, redis_url=redis_url, rpc_urls=localnet_faults.rpc_url,
+                 state_dir=tmp_path / "state")
+
+
+@pytest.fixture
+async def admin(fresh_db: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+    """A superuser connection to the test's database, for assertions across tenants."""
+    conn = await asyncpg.connect(fresh_db.admin_dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
