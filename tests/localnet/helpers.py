@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Commitment
 from solana.rpc.models import TxOpts
@@ -30,17 +29,17 @@ async def funded(client: AsyncClient, lamports: int = 10 * SOL) -> Keypair:
 
 
 async def wait_status(
-    client: AsyncClient, signature: Signature, level: str = "confirmed", timeout: float = 10.0
+    client: AsyncClient, signature: Signature, level: str = "confirmed", wait_seconds: float = 10.0
 ):
     order = ["processed", "confirmed", "finalized"]
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + wait_seconds
     while asyncio.get_running_loop().time() < deadline:
         status = (await client.get_signature_statuses([signature])).value[0]
         if status is not None and status.confirmation_status is not None:
             if int(status.confirmation_status) >= order.index(level):
                 return status
         await asyncio.sleep(0.02)
-    raise AssertionError(f"{signature} did not reach {level} in {timeout}s")
+    raise AssertionError(f"{signature} did not reach {level} in {wait_seconds}s")
 
 
 async def signed(
@@ -59,8 +58,9 @@ async def send(
     skip_preflight: bool = False,
 ) -> Signature:
     transaction, _ = await signed(client, instructions, payer, *signers)
-    opts = TxOpts(skip_preflight=skip_preflight, preflight_commitment=Commitment("confirmed"),
-                  max_retries=0)
+    opts = TxOpts(
+        skip_preflight=skip_preflight, preflight_commitment=Commitment("confirmed"), max_retries=0
+    )
     return (await client.send_raw_transaction(bytes(transaction), opts)).value
 
 

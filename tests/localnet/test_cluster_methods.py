@@ -51,8 +51,11 @@ async def test_slots_heights_and_commitments(client):
     latest = (await client.get_latest_blockhash(CONFIRMED)).value
     height_after = (await client.get_block_height(CONFIRMED)).value
     assert height_after <= latest.last_valid_block_height - 150 + 1
-    valid = await rpc(client._provider.endpoint_uri, "isBlockhashValid",
-                      [str(latest.blockhash), {"commitment": "confirmed"}])
+    valid = await rpc(
+        client._provider.endpoint_uri,
+        "isBlockhashValid",
+        [str(latest.blockhash), {"commitment": "confirmed"}],
+    )
     assert valid["result"]["value"] is True
 
 

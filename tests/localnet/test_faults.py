@@ -176,8 +176,9 @@ async def test_blockhash_expiry(client, localnet_faults):
     url = localnet_faults.rpc_url
 
     async def valid() -> bool:
-        body = await rpc(url, "isBlockhashValid", [str(latest.blockhash),
-                                                   {"commitment": "processed"}])
+        body = await rpc(
+            url, "isBlockhashValid", [str(latest.blockhash), {"commitment": "processed"}]
+        )
         return body["result"]["value"]
 
     from solders.message import Message
@@ -201,7 +202,7 @@ async def test_blockhash_expiry(client, localnet_faults):
     step(localnet_faults)  # height + 150 == lastValidBlockHeight: nothing can land any more
     assert not await valid()
     late = transfer_with(SOL // 5)
-    with pytest.raises(RPCException, match="BlockhashNotFound|Blockhash not found"):
+    with pytest.raises(RPCException, match=r"BlockhashNotFound|Blockhash not found"):
         await client.send_raw_transaction(bytes(late), TxOpts(preflight_commitment=PROCESSED))
     signature = (await client.send_raw_transaction(bytes(late), SKIP)).value
     step(localnet_faults, 2)

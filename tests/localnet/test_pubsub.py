@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 import websockets
@@ -35,15 +36,6 @@ async def client(localnet):
         yield rpc
 
 
-async def _next(ws: SolanaWsClient, kind: type, timeout: float = 5.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        remaining = deadline - asyncio.get_running_loop().time()
-        notification = await asyncio.wait_for(ws.recv(), remaining)
-        if isinstance(notification, kind):
-            return notification
-
-
 async def test_signature_account_and_logs(client, localnet):
     payer = await funded(client)
     destination = Keypair().pubkey()
@@ -51,13 +43,15 @@ async def test_signature_account_and_logs(client, localnet):
     signature = transaction.signatures[0]
     async with SolanaWsClient(localnet.ws_url) as ws:
         sig_sub = await ws.signature_subscribe(signature=signature, commitment=CONFIRMED)
-        account_sub = await ws.account_subscribe(pubkey=destination, commitment=CONFIRMED,
-                                                 encoding="base64")
+        account_sub = await ws.account_subscribe(
+            pubkey=destination, commitment=CONFIRMED, encoding="base64"
+        )
         logs_sub = await ws.logs_subscribe(
-            filter_=RpcTransactionLogsFilterMentions(destination), commitment=PROCESSED)
+            filter_=RpcTransactionLogsFilterMentions(destination), commitment=PROCESSED
+        )
         await client.send_raw_transaction(bytes(transaction), TxOpts(skip_preflight=True))
 
-        got: dict[type, object] = {}
+        got: dict[type, Any] = {}
         while len(got) < 3:
             notification = await asyncio.wait_for(ws.recv(), 5)
             got.setdefault(type(notification), notification)
@@ -74,7 +68,8 @@ async def test_signature_account_and_logs(client, localnet):
 
         # A signature that already landed is notified at once.
         again = await ws.signature_subscribe(signature=signature, commitment=CONFIRMED)
-        late = await _next(ws, SignatureNotification)
+        late = await asyncio.wait_for(ws.recv(), 5)
+        assert isinstance(late, SignatureNotification)
         assert late.subscription == again.subscription_id
 
 
@@ -82,19 +77,23 @@ async def test_program_logs_all_slot_and_root(client, localnet):
     payer = await funded(client)
     async with SolanaWsClient(localnet.ws_url) as ws:
         slot_sub = await ws.slot_subscribe()
-        first = await _next(ws, SlotNotification)
-        second = await _next(ws, SlotNotification)
+        first = await asyncio.wait_for(ws.recv(), 5)
+        second = await asyncio.wait_for(ws.recv(), 5)
+        assert isinstance(first, SlotNotification) and isinstance(second, SlotNotification)
         assert second.result.slot > first.result.slot
         await ws.unsubscribe(slot_sub)
         root_sub = await ws.root_subscribe()
-        root = await _next(ws, RootNotification)
+        root = await asyncio.wait_for(ws.recv(), 5)
+        assert isinstance(root, RootNotification)
         assert root.result >= 0
         await ws.unsubscribe(root_sub)
 
-        program_sub = await ws.program_subscribe(program_id=SYSTEM_PROGRAM, commitment=PROCESSED,
-                                                 encoding="base64")
-        all_logs = await ws.logs_subscribe(filter_=RpcTransactionLogsFilter.All,
-                                           commitment=PROCESSED)
+        program_sub = await ws.program_subscribe(
+            program_id=SYSTEM_PROGRAM, commitment=PROCESSED, encoding="base64"
+        )
+        all_logs = await ws.logs_subscribe(
+            filter_=RpcTransactionLogsFilter.All, commitment=PROCESSED
+        )
         destination = Keypair().pubkey()
         transaction, _ = await signed(client, [sol_transfer(payer, destination, SOL)], payer)
         await client.send_raw_transaction(bytes(transaction), TxOpts(skip_preflight=True))
@@ -116,9 +115,13 @@ async def test_bad_pubsub_requests(localnet):
         assert json.loads(await ws.recv())["error"]["code"] == -32700
         await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "nopeSubscribe"}))
         assert json.loads(await ws.recv())["error"]["code"] == -32601
-        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "accountSubscribe",
-                                  "params": ["not-a-key"]}))
+        await ws.send(
+            json.dumps(
+                {"jsonrpc": "2.0", "id": 2, "method": "accountSubscribe", "params": ["not-a-key"]}
+            )
+        )
         assert json.loads(await ws.recv())["error"]["code"] == -32602
-        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "slotUnsubscribe",
-                                  "params": [999999]}))
+        await ws.send(
+            json.dumps({"jsonrpc": "2.0", "id": 3, "method": "slotUnsubscribe", "params": [999999]})
+        )
         assert json.loads(await ws.recv())["error"]["code"] == -32602

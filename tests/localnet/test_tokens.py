@@ -43,17 +43,36 @@ async def test_mint_and_transfer(client, program: Pubkey):
     minted = await send(
         client,
         [
-            create_account(CreateAccountParams(
-                from_pubkey=payer.pubkey(), to_pubkey=mint.pubkey(), lamports=rent,
-                space=MINT_SIZE, owner=program)),
-            initialize_mint2(InitializeMint2Params(
-                decimals=2, program_id=program, mint=mint.pubkey(),
-                mint_authority=payer.pubkey())),
+            create_account(
+                CreateAccountParams(
+                    from_pubkey=payer.pubkey(),
+                    to_pubkey=mint.pubkey(),
+                    lamports=rent,
+                    space=MINT_SIZE,
+                    owner=program,
+                )
+            ),
+            initialize_mint2(
+                InitializeMint2Params(
+                    decimals=2,
+                    program_id=program,
+                    mint=mint.pubkey(),
+                    mint_authority=payer.pubkey(),
+                )
+            ),
             create_idempotent_associated_token_account(
-                payer.pubkey(), holder, mint.pubkey(), program),
-            mint_to_checked(MintToCheckedParams(
-                program_id=program, mint=mint.pubkey(), dest=holder_ata,
-                mint_authority=payer.pubkey(), amount=1050, decimals=2)),
+                payer.pubkey(), holder, mint.pubkey(), program
+            ),
+            mint_to_checked(
+                MintToCheckedParams(
+                    program_id=program,
+                    mint=mint.pubkey(),
+                    dest=holder_ata,
+                    mint_authority=payer.pubkey(),
+                    amount=1050,
+                    decimals=2,
+                )
+            ),
         ],
         payer,
         mint,
@@ -71,15 +90,32 @@ async def test_mint_and_transfer(client, program: Pubkey):
         client,
         [
             create_idempotent_associated_token_account(
-                payer.pubkey(), holder_kp.pubkey(), mint.pubkey(), program),
+                payer.pubkey(), holder_kp.pubkey(), mint.pubkey(), program
+            ),
             create_idempotent_associated_token_account(
-                payer.pubkey(), receiver, mint.pubkey(), program),
-            mint_to_checked(MintToCheckedParams(
-                program_id=program, mint=mint.pubkey(), dest=signer_ata,
-                mint_authority=payer.pubkey(), amount=500, decimals=2)),
-            transfer_checked(TransferCheckedParams(
-                program_id=program, source=signer_ata, mint=mint.pubkey(), dest=receiver_ata,
-                owner=holder_kp.pubkey(), amount=200, decimals=2)),
+                payer.pubkey(), receiver, mint.pubkey(), program
+            ),
+            mint_to_checked(
+                MintToCheckedParams(
+                    program_id=program,
+                    mint=mint.pubkey(),
+                    dest=signer_ata,
+                    mint_authority=payer.pubkey(),
+                    amount=500,
+                    decimals=2,
+                )
+            ),
+            transfer_checked(
+                TransferCheckedParams(
+                    program_id=program,
+                    source=signer_ata,
+                    mint=mint.pubkey(),
+                    dest=receiver_ata,
+                    owner=holder_kp.pubkey(),
+                    amount=200,
+                    decimals=2,
+                )
+            ),
         ],
         payer,
         holder_kp,
@@ -91,13 +127,16 @@ async def test_mint_and_transfer(client, program: Pubkey):
     assert left.amount == "300"
 
     by_owner = await client.get_token_accounts_by_owner(
-        receiver, TokenAccountOpts(mint=mint.pubkey()), CONFIRMED)
+        receiver, TokenAccountOpts(mint=mint.pubkey()), CONFIRMED
+    )
     assert [item.pubkey for item in by_owner.value] == [receiver_ata]
     by_program = await client.get_token_accounts_by_owner(
-        holder, TokenAccountOpts(program_id=program), CONFIRMED)
+        holder, TokenAccountOpts(program_id=program), CONFIRMED
+    )
     assert [item.pubkey for item in by_program.value] == [holder_ata]
     parsed = await client.get_token_accounts_by_owner_json_parsed(
-        receiver, TokenAccountOpts(mint=mint.pubkey()), CONFIRMED)
+        receiver, TokenAccountOpts(mint=mint.pubkey()), CONFIRMED
+    )
     info = parsed.value[0].account.data.parsed["info"]
     assert info["tokenAmount"]["amount"] == "200" and info["owner"] == str(receiver)
     parsed_mint = (await client.get_account_info_json_parsed(mint.pubkey(), CONFIRMED)).value
@@ -105,4 +144,7 @@ async def test_mint_and_transfer(client, program: Pubkey):
 
     largest = (await client.get_token_largest_accounts(mint.pubkey(), CONFIRMED)).value
     assert [(item.address, item.amount.amount) for item in largest] == [
-        (holder_ata, "1050"), (signer_ata, "300"), (receiver_ata, "200")]
+        (holder_ata, "1050"),
+        (signer_ata, "300"),
+        (receiver_ata, "200"),
+    ]

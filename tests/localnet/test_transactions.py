@@ -9,8 +9,7 @@ import pytest
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Commitment
 from solana.rpc.core import RPCException
-from solana.rpc.models import TxOpts
-from solana.rpc.models import MemcmpOpts
+from solana.rpc.models import MemcmpOpts, TxOpts
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.message import Message
@@ -83,7 +82,9 @@ async def test_failed_instruction_lands_and_charges_the_fee(client):
 
 async def test_signature_verification_failure(client):
     payer = await funded(client)
-    transaction, _ = await signed(client, [sol_transfer(payer, Keypair().pubkey(), SOL // 100)], payer)
+    transaction, _ = await signed(
+        client, [sol_transfer(payer, Keypair().pubkey(), SOL // 100)], payer
+    )
     raw = bytearray(bytes(transaction))
     raw[10] ^= 0xFF  # corrupt the signature
     with pytest.raises(RPCException, match="SignatureVerificationFailure"):
@@ -92,7 +93,9 @@ async def test_signature_verification_failure(client):
 
 async def test_duplicate_send_is_already_processed(client):
     payer = await funded(client)
-    transaction, _ = await signed(client, [sol_transfer(payer, Keypair().pubkey(), SOL // 100)], payer)
+    transaction, _ = await signed(
+        client, [sol_transfer(payer, Keypair().pubkey(), SOL // 100)], payer
+    )
     opts = TxOpts(preflight_commitment=CONFIRMED, max_retries=0)
     signature = (await client.send_raw_transaction(bytes(transaction), opts)).value
     await wait_status(client, signature, "processed")
@@ -150,7 +153,9 @@ async def test_get_transaction_encodings_and_history(client):
 
 async def test_simulate_transaction(client):
     payer = await funded(client)
-    transaction, _ = await signed(client, [sol_transfer(payer, Keypair().pubkey(), SOL // 100)], payer)
+    transaction, _ = await signed(
+        client, [sol_transfer(payer, Keypair().pubkey(), SOL // 100)], payer
+    )
     result = (await client.simulate_transaction(transaction, sig_verify=True)).value
     assert result.err is None and result.units_consumed == 150 and result.logs
 
@@ -164,7 +169,9 @@ async def test_simulate_transaction(client):
     response = await client._provider.session.post(
         client._provider.endpoint_uri,
         json={
-            "jsonrpc": "2.0", "id": 1, "method": "simulateTransaction",
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "simulateTransaction",
             "params": [
                 base64.b64encode(bytes(stale)).decode(),
                 {"encoding": "base64", "replaceRecentBlockhash": True},
@@ -184,8 +191,11 @@ async def test_accounts_and_program_accounts(client):
     other = await funded(client, 4 * SOL)
     info = (await client.get_account_info(payer.pubkey(), CONFIRMED)).value
     assert info is not None and info.lamports == 3 * SOL and info.owner == SYSTEM_PROGRAM
-    many = (await client.get_multiple_accounts(
-        [payer.pubkey(), other.pubkey(), Keypair().pubkey()], CONFIRMED)).value
+    many = (
+        await client.get_multiple_accounts(
+            [payer.pubkey(), other.pubkey(), Keypair().pubkey()], CONFIRMED
+        )
+    ).value
     assert [a.lamports if a else None for a in many] == [3 * SOL, 4 * SOL, None]
     assert (await client.get_minimum_balance_for_rent_exemption(0)).value == 890_880
 
@@ -193,12 +203,18 @@ async def test_accounts_and_program_accounts(client):
     native_mint = Pubkey.from_string("So11111111111111111111111111111111111111112")
     mint = (await client.get_account_info(native_mint, CONFIRMED)).value
     assert mint is not None and mint.owner == token_program and len(mint.data) == 82
-    found = (await client.get_program_accounts(
-        token_program, CONFIRMED, encoding="base64",
-        filters=[82, MemcmpOpts(offset=44, bytes="A")],  # decimals 9 (base58 "A" = 0x09)
-    )).value
+    found = (
+        await client.get_program_accounts(
+            token_program,
+            CONFIRMED,
+            encoding="base64",
+            filters=[82, MemcmpOpts(offset=44, bytes="A")],  # decimals 9 (base58 "A" = 0x09)
+        )
+    ).value
     assert native_mint in [item.pubkey for item in found]
-    none = (await client.get_program_accounts(
-        token_program, CONFIRMED, encoding="base64", filters=[MemcmpOpts(offset=44, bytes="2")]
-    )).value
+    none = (
+        await client.get_program_accounts(
+            token_program, CONFIRMED, encoding="base64", filters=[MemcmpOpts(offset=44, bytes="2")]
+        )
+    ).value
     assert native_mint not in [item.pubkey for item in none]
