@@ -154,6 +154,7 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
     # chainworker's own tables (migrations 100+)
     ("chain_requests", {"ticket_id": "$tickets", "operation": "mint"}),
     ("wallets", {"user_id": "$users", "address": "{wallet}"}),
+    ("api_tokens", {"name": "ticket service", "user_id": "$users", "token_hash": "{hash}"}),
 ]
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -200,7 +201,10 @@ async def seed_world(conn: asyncpg.Connection, label: str) -> World:
             else:
                 if isinstance(value, str):
                     value = value.format(
-                        label=label, unique=unique, wallet=_wallet(uuid.uuid4().int)
+                        label=label,
+                        unique=unique,
+                        wallet=_wallet(uuid.uuid4().int),
+                        hash=uuid.uuid4().hex + uuid.uuid4().hex,
                     )
                 args.append(value)
                 values.append(f"${len(args)}")
