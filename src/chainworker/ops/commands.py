@@ -11,9 +11,10 @@ def register(app: typer.Typer) -> None:
     from chainworker.db import cli as db_cli
     from chainworker.jobs import cli as jobs_cli
     from chainworker.localnet import cli as localnet_cli
-    from chainworker.ops import services_cli
+    from chainworker.ops import reconcile_cli, services_cli
 
     services_cli.register(app)
     db_cli.register(app)
     localnet_cli.register(app)
     jobs_cli.register(app)
+    reconcile_cli.register(app)

@@ -1,0 +1,297 @@
+"""Reconcile stuck transactions: find old live attempts, read the chain, classify, settle.
+
+The verdicts come from `lifecycle.outcome.reconcile` (which replays `next_action`),
+and `--apply` goes through `jobs.confirm.settle`, the same path the confirmation loop
+uses: this module only streams rows, reads statuses and hands decisions over.
+
+Scale: rows are read in keyset pages through one narrow cross-tenant function, and
+statuses in batches of 256 with a bounded number of calls in flight, so memory and
+RPC load stay flat however many rows are live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from chainworker.chain.rpc import SolanaRpc
+from chainworker.chain.views import SignatureStatusView
+from chainworker.db.pool import tenant_transaction
+from chainworker.db.transactions import LiveAttempt
+from chainworker.jobs.confirm import observed, settle, snapshot
+from chainworker.jobs.context import WorkerContext
+from chainworker.lifecycle.model import Policy
+from chainworker.lifecycle.outcome import ReconcileDecision, ReconcileVerdict, reconcile
+
+STATUS_BATCH = 256  # getSignatureStatuses takes at most 256 signatures a call
+STATUS_CALLS_IN_FLIGHT = 8
+PAGE_SIZE = 4096
+PAGES_IN_FLIGHT = 3
+APPLY_CONCURRENCY = 8
+OPERATIONS = ("mint", "transfer", "burn")
+FINAL_VERDICTS = frozenset(
+    {ReconcileVerdict.CONFIRM, ReconcileVerdict.FAIL, ReconcileVerdict.RETRY,
+     ReconcileVerdict.EXPIRE}
+)
+
+_PAGE_SQL = """SELECT * FROM chainworker_live_transactions(
+    p_older_than_seconds => $1, p_tenant => $2, p_op => $3, p_limit => $4,
+    p_after_submitted => $5, p_after_id => $6)"""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    older_than_seconds: float = 120.0
+    tenant_id: UUID | None = None
+    op: str | None = None
+    limit: int | None = None
+    page_size: int = PAGE_SIZE
+
+    def __post_init__(self) -> None:
+        if self.older_than_seconds < 0:
+            raise ValueError("older_than_seconds must not be negative")
+        if self.op is not None and self.op not in OPERATIONS:
+            raise ValueError(f"op must be one of {', '.join(OPERATIONS)}, not {self.op!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("limit must be at least 1")
+        if self.page_size < 1:
+            raise ValueError("page_size must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One live attempt, what the chain says about it, and the verdict."""
+
+    row: LiveAttempt
+    chain: SignatureStatusView | None  # the first read; None: signature unknown
+    decision: ReconcileDecision
+    age_seconds: float
+    applied: str | None = None  # the attempt's status after --apply settled it
+    error: str | None = None  # why --apply could not settle it
+
+    @property
+    def verdict(self) -> ReconcileVerdict:
+        return self.decision.verdict
+
+    def as_json(self) -> dict[str, Any]:
+        chain: dict[str, Any] | None = None
+        if self.chain is not None:
+            chain = {
+                "slot": self.chain.slot,
+                "confirmation_status": self.chain.confirmation_status,
+                "err": None if self.chain.err is None else {
+                    "code": self.chain.err.code, "message": self.chain.err.message,
+                },
+            }
+        return {
+            "tx_id": str(self.row.id),
+            "tenant_id": str(self.row.tenant_id),
+            "ticket_id": str(self.row.ticket_id),
+            "request_id": str(self.row.request_id) if self.row.request_id else None,
+            "op": self.row.tx_type,
+            "signature": self.row.tx_signature,
+            "status": self.row.status,
+            "attempt": self.row.attempt,
+            "age_seconds": round(self.age_seconds, 1),
+            "last_valid_block_height": self.row.last_valid_block_height,
+            "chain": chain,
+            "verdict": self.verdict.value,
+            "action": self.decision.action.kind,
+            "applied": self.applied,
+            "error": self.error,
+        }
+
+
+@dataclass
+class ScanReport:
+    block_height: int
+    findings: list[Finding] = field(default_factory=list)
+    applied: bool = False
+    seconds: float = 0.0
+
+    @property
+    def by_verdict(self) -> dict[str, int]:
+        counts = Counter(f.verdict.value for f in self.findings)
+        return {verdict.value: counts.get(verdict.value, 0) for verdict in ReconcileVerdict}
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for f in self.findings if f.error is not None)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "scanned": len(self.findings),
+            "block_height": self.block_height,
+            "by_verdict": self.by_verdict,
+            "mode": "apply" if self.applied else "dry-run",
+            "settled": sum(1 for f in self.findings if f.applied is not None),
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "findings": [f.as_json() for f in self.findings]}
+
+
+async def live_pages(pool: asyncpg.Pool, options: ScanOptions) -> AsyncIterator[list[LiveAttempt]]:
+    """Live attempts older than the threshold, oldest first, a page at a time."""
+    remaining = options.limit
+    after: tuple[Any, UUID] | None = None
+    while remaining is None or remaining > 0:
+        size = options.page_size if remaining is None else min(options.page_size, remaining)
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                _PAGE_SQL, options.older_than_seconds, options.tenant_id, options.op, size,
+                after[0] if after else None, after[1] if after else None,
+            )
+        if not rows:
+            return
+        page = [LiveAttempt(**dict(row), serialized_tx=b"") for row in rows]
+        yield page
+        if remaining is not None:
+            remaining -= len(page)
+        if len(rows) < size:
+            return
+        after = (rows[-1]["submitted_at"], rows[-1]["id"])
+
+
+async def read_statuses(
+    rpc: SolanaRpc, signatures: Sequence[str], gate: asyncio.Semaphore
+) -> list[SignatureStatusView | None]:
+    """Statuses in input order, 256 a call, with at most the gate's calls in flight."""
+
+    async def batch(part: Sequence[str]) -> list[SignatureStatusView | None]:
+        async with gate:
+            return await rpc.signature_statuses(part)
+
+    parts = [signatures[i : i + STATUS_BATCH] for i in range(0, len(signatures), STATUS_BATCH)]
+    results = await asyncio.gather(*(batch(part) for part in parts))
+    return [status for part in results for status in part]
+
+
+async def classify(
+    rpc: SolanaRpc,
+    rows: Sequence[LiveAttempt],
+    block_height: int,
+    now: float,
+    policy: Policy,
+    gate: asyncio.Semaphore,
+) -> list[Finding]:
+    """Read the rows' statuses and decide; rows that look expired are read a second time."""
+    first = await read_statuses(rpc, [row.tx_signature for row in rows], gate)
+    decisions = [
+        reconcile(snapshot(row), [observed(seen)], block_height, now, policy)
+        for row, seen in zip(rows, first, strict=True)
+    ]
+    recheck = [i for i, d in enumerate(decisions) if d.verdict is ReconcileVerdict.RECHECK]
+    if recheck:
+        # Expiry needs the signature unknown twice with the height past: read again.
+        second = await read_statuses(rpc, [rows[i].tx_signature for i in recheck], gate)
+        for i, seen in zip(recheck, second, strict=True):
+            decisions[i] = reconcile(
+                snapshot(rows[i]), [observed(first[i]), observed(seen)], block_height, now,
+                policy,
+            )
+    return [
+        Finding(row, seen, decision, max(0.0, now - row.submitted_at.timestamp()))
+        for row, seen, decision in zip(rows, first, decisions, strict=True)
+    ]
+
+
+async def scan(
+    pool: asyncpg.Pool,
+    rpc: SolanaRpc,
+    policy: Policy,
+    options: ScanOptions,
+    *,
+    commitment: str,
+    on_progress: Callable[[int], None] | None = None,
+) -> ScanReport:
+    """Classify every live attempt the options select. Changes nothing.
+
+    The block height is read once, before any status: a height read earlier is never
+    higher than the height at the status reads, so it can only delay an expiry verdict,
+    never give a wrong one.
+    """
+    started = time.perf_counter()
+    height = await rpc.block_height(commitment)
+    now = time.time()
+    report = ScanReport(block_height=height)
+    gate = asyncio.Semaphore(STATUS_CALLS_IN_FLIGHT)
+    in_flight: list[asyncio.Task[list[Finding]]] = []
+
+    async def collect(task: asyncio.Task[list[Finding]]) -> None:
+        found = await task
+        report.findings.extend(found)
+        if on_progress is not None:
+            on_progress(len(found))
+
+    try:
+        async for page in live_pages(pool, options):
+            in_flight.append(
+                asyncio.create_task(classify(rpc, page, height, now, policy, gate))
+            )
+            if len(in_flight) >= PAGES_IN_FLIGHT:
+                await collect(in_flight.pop(0))
+        while in_flight:
+            await collect(in_flight.pop(0))
+    finally:
+        for task in in_flight:
+            task.cancel()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def apply(ctx: WorkerContext, report: ScanReport) -> ScanReport:
+    """Settle every final verdict through `jobs.confirm.settle`; record what each became."""
+    gate = asyncio.Semaphore(APPLY_CONCURRENCY)
+    errors: dict[UUID, str] = {}
+
+    async def one(finding: Finding) -> None:
+        async with gate:
+            try:
+                await settle(ctx, finding.row, finding.decision.action, report.block_height)
+            except Exception as error:  # one bad row must not stop the others
+                errors[finding.row.id] = f"{type(error).__name__}: {error}"
+
+    final = [f for f in report.findings if f.verdict in FINAL_VERDICTS]
+    await asyncio.gather(*(one(f) for f in final))
+    statuses = await _statuses_after(ctx.pool, [f.row for f in final])
+    settled = {f.row.id for f in final}
+    report.findings = [
+        _with_outcome(f, statuses.get(f.row.id), errors.get(f.row.id))
+        if f.row.id in settled else f
+        for f in report.findings
+    ]
+    report.applied = True
+    return report
+
+
+def _with_outcome(finding: Finding, status: str | None, error: str | None) -> Finding:
+    still_live = status in (None, "pending", "confirming")
+    return Finding(
+        finding.row, finding.chain, finding.decision, finding.age_seconds,
+        applied=None if still_live else status,
+        error=error or (f"still {status} after settling" if still_live else None),
+    )
+
+
+async def _statuses_after(pool: asyncpg.Pool, rows: Sequence[LiveAttempt]) -> dict[UUID, str]:
+    by_tenant: dict[UUID, list[UUID]] = defaultdict(list)
+    for row in rows:
+        by_tenant[row.tenant_id].append(row.id)
+    statuses: dict[UUID, str] = {}
+    for tenant_id, ids in by_tenant.items():
+        async with tenant_transaction(pool, tenant_id, reason="reconcile") as conn:
+            found = await conn.fetch(
+                "SELECT id, status FROM pending_transactions WHERE id = ANY($1::uuid[])", ids
+            )
+        statuses.update({row["id"]: row["status"] for row in found})
+    return statuses

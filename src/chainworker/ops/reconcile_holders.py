@@ -1,0 +1,265 @@
+"""Compare every minted ticket with its NFT on chain: supply, and who holds the token.
+
+The database says which user holds a ticket; the user's wallet is their registered
+address (`wallets`), else the custodial address derived from the custodial seed and
+(tenant, user). The chain says which wallet owns the token account holding the one
+token. Each disagreement is a drift, written to `blockchain_sync_log`.
+
+Policy for `--apply` (the chain is the truth only where it names someone we know):
+- holder_other_user: the token sits in the wallet of another user of the same tenant
+  (a move the database missed): the ticket's user and wallet are set to that user's.
+- wallet_stale: the right user holds it but `tickets.wallet_address` differs: the
+  address is set to the chain's.
+- everything else is flagged for a person and left as it is: an unknown holder (an
+  outside wallet: possible theft or a wrong registration), a burned token for a ticket
+  the database considers live (supply_zero), a live token for a ticket the database
+  burned (not_burned), a missing or foreign mint account, no holder at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from solders.pubkey import Pubkey
+
+from chainworker.chain import keys
+from chainworker.chain.errors import UNEXPECTED_ACCOUNT, ChainError
+from chainworker.chain.rpc import SolanaRpc
+from chainworker.db import audit
+from chainworker.db.pool import tenant_transaction
+
+PAGE_SIZE = 1000
+CHAIN_CALLS_IN_FLIGHT = 16
+# Ticket statuses a burn leaves (lifecycle.ticket_rules.BURN_RESULT): supply 0 expected.
+BURNED_STATUSES = frozenset({"revoked", "refunded"})
+SYNC_OPERATION = "reconcile_holder"
+
+_PAGE_SQL = "SELECT * FROM chainworker_minted_tickets(p_tenant => $1, p_limit => $2, p_after => $3)"
+
+
+class DriftKind(StrEnum):
+    MINT_MISSING = "mint_missing"
+    NOT_A_MINT = "not_a_mint"
+    SUPPLY_ZERO = "supply_zero"
+    NOT_BURNED = "not_burned"
+    NO_HOLDER = "no_holder"
+    HOLDER_OTHER_USER = "holder_other_user"
+    HOLDER_UNKNOWN = "holder_unknown"
+    WALLET_STALE = "wallet_stale"
+
+    @property
+    def recordable(self) -> bool:
+        """May `--apply` record the chain's truth for this kind (see the module policy)?"""
+        return self in (DriftKind.HOLDER_OTHER_USER, DriftKind.WALLET_STALE)
+
+
+@dataclass(frozen=True, slots=True)
+class MintedTicket:
+    tenant_id: UUID
+    ticket_id: UUID
+    token_mint: str
+    status: str
+    user_id: UUID | None
+    wallet_address: str | None
+    registered_wallet: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    ticket: MintedTicket
+    kind: DriftKind
+    expected_holder: str | None
+    chain_holder: str | None
+    chain_supply: int | None
+    holder_user_id: UUID | None = None  # the tenant's user whose wallet holds it, if any
+    recorded: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tenant_id": str(self.ticket.tenant_id),
+            "ticket_id": str(self.ticket.ticket_id),
+            "token_mint": self.ticket.token_mint,
+            "ticket_status": self.ticket.status,
+            "kind": self.kind.value,
+            "db_user_id": str(self.ticket.user_id) if self.ticket.user_id else None,
+            "db_wallet": self.ticket.wallet_address,
+            "expected_holder": self.expected_holder,
+            "chain_holder": self.chain_holder,
+            "chain_supply": self.chain_supply,
+            "holder_user_id": str(self.holder_user_id) if self.holder_user_id else None,
+            "recordable": self.kind.recordable,
+            "recorded": self.recorded,
+        }
+
+
+@dataclass
+class HoldersReport:
+    checked: int = 0
+    drifts: list[Drift] = field(default_factory=list)
+    applied: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "summary": {
+                "checked": self.checked,
+                "drifts": len(self.drifts),
+                "recorded": sum(1 for d in self.drifts if d.recorded),
+                "mode": "apply" if self.applied else "dry-run",
+            },
+            "drifts": [d.as_json() for d in self.drifts],
+        }
+
+
+class TenantWallets:
+    """Every known wallet of a tenant's users: registered ones, else custodial ones."""
+
+    def __init__(self, custodial_seed: bytes) -> None:
+        self._seed = custodial_seed
+        self._owners: dict[UUID, dict[str, UUID]] = {}
+
+    async def owners(self, pool: asyncpg.Pool, tenant_id: UUID) -> dict[str, UUID]:
+        if tenant_id not in self._owners:
+            async with tenant_transaction(pool, tenant_id, reason="reconcile holders") as conn:
+                users = await conn.fetch("SELECT id FROM users WHERE tenant_id = $1", tenant_id)
+                wallets = await conn.fetch("SELECT user_id, address FROM wallets")
+            registered = {row["user_id"]: row["address"] for row in wallets}
+            owners: dict[str, UUID] = {}
+            for row in users:
+                user_id = row["id"]
+                address = registered.get(user_id) or str(
+                    keys.custodial_wallet(self._seed, tenant_id, user_id)
+                )
+                owners[address] = user_id
+            self._owners[tenant_id] = owners
+        return self._owners[tenant_id]
+
+    def expected(self, ticket: MintedTicket) -> str | None:
+        if ticket.user_id is None:
+            return None
+        return ticket.registered_wallet or str(
+            keys.custodial_wallet(self._seed, ticket.tenant_id, ticket.user_id)
+        )
+
+
+async def minted_pages(pool: asyncpg.Pool, tenant_id: UUID | None) -> Any:
+    after: UUID | None = None
+    while True:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(_PAGE_SQL, tenant_id, PAGE_SIZE, after)
+        if not rows:
+            return
+        yield [MintedTicket(**dict(row)) for row in rows]
+        if len(rows) < PAGE_SIZE:
+            return
+        after = rows[-1]["ticket_id"]
+
+
+async def check_ticket(
+    rpc: SolanaRpc, ticket: MintedTicket, expected: str | None, owners: dict[str, UUID]
+) -> Drift | None:
+    """The drift between one minted ticket and its mint on chain; None when they agree."""
+
+    def drift(kind: DriftKind, **chain: Any) -> Drift:
+        return Drift(ticket, kind, expected, **chain)
+
+    try:
+        mint = Pubkey.from_string(ticket.token_mint)
+    except ValueError:
+        return drift(DriftKind.NOT_A_MINT, chain_holder=None, chain_supply=None)
+    try:
+        state = await rpc.get_mint_state(mint)
+    except ChainError as error:
+        if error.kind != UNEXPECTED_ACCOUNT:
+            raise
+        return drift(DriftKind.NOT_A_MINT, chain_holder=None, chain_supply=None)
+    if state is None:
+        return drift(DriftKind.MINT_MISSING, chain_holder=None, chain_supply=None)
+    burned_in_db = ticket.status in BURNED_STATUSES
+    if state.supply == 0:
+        if burned_in_db:
+            return None
+        return drift(DriftKind.SUPPLY_ZERO, chain_holder=None, chain_supply=0)
+    if burned_in_db:
+        return drift(DriftKind.NOT_BURNED, chain_holder=None, chain_supply=state.supply)
+    holder = await rpc.get_token_holder(mint)
+    if holder is None:
+        return drift(DriftKind.NO_HOLDER, chain_holder=None, chain_supply=state.supply)
+    owner = str(holder[0])
+    if owner == expected:
+        if ticket.wallet_address == owner:
+            return None
+        return drift(DriftKind.WALLET_STALE, chain_holder=owner, chain_supply=state.supply)
+    other = owners.get(owner)
+    if other is not None and other != ticket.user_id:
+        return drift(
+            DriftKind.HOLDER_OTHER_USER, chain_holder=owner, chain_supply=state.supply,
+            holder_user_id=other,
+        )
+    return drift(DriftKind.HOLDER_UNKNOWN, chain_holder=owner, chain_supply=state.supply)
+
+
+async def record(pool: asyncpg.Pool, found: Drift, *, apply: bool) -> Drift:
+    """Write the drift to blockchain_sync_log; with apply, record the chain's truth if allowed."""
+    ticket = found.ticket
+    recorded = False
+    async with tenant_transaction(
+        pool, ticket.tenant_id, actor_type="system", reason=f"reconcile: {found.kind}",
+        source="reconcile",
+    ) as conn:
+        if apply and found.kind.recordable and found.chain_holder is not None:
+            user_id = found.holder_user_id or ticket.user_id
+            result = await conn.execute(
+                """UPDATE tickets SET user_id = $2, wallet_address = $3, updated_at = now()
+                    WHERE id = $1 AND token_mint = $4 AND user_id IS NOT DISTINCT FROM $5""",
+                ticket.ticket_id, user_id, found.chain_holder, ticket.token_mint,
+                ticket.user_id,
+            )
+            recorded = result.endswith(" 1")
+        await audit.log_sync(
+            conn, ticket.tenant_id, entity_type="ticket", entity_id=ticket.ticket_id,
+            ticket_id=ticket.ticket_id, operation=SYNC_OPERATION,
+            status="reconciled" if recorded else "pending",
+            details={**found.as_json(), "recorded": recorded},
+            error=None if recorded else f"drift: {found.kind}",
+        )
+    return Drift(
+        ticket, found.kind, found.expected_holder, found.chain_holder, found.chain_supply,
+        found.holder_user_id, recorded,
+    )
+
+
+async def reconcile_holders(
+    pool: asyncpg.Pool,
+    rpc: SolanaRpc,
+    custodial_seed: bytes,
+    *,
+    tenant_id: UUID | None = None,
+    apply: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+) -> HoldersReport:
+    report = HoldersReport(applied=apply)
+    wallets = TenantWallets(custodial_seed)
+    gate = asyncio.Semaphore(CHAIN_CALLS_IN_FLIGHT)
+
+    async def one(ticket: MintedTicket) -> Drift | None:
+        owners = await wallets.owners(pool, ticket.tenant_id)
+        async with gate:
+            found = await check_ticket(rpc, ticket, wallets.expected(ticket), owners)
+        return await record(pool, found, apply=apply) if found is not None else None
+
+    async for page in minted_pages(pool, tenant_id):
+        # Load each tenant's wallets once, before the page fans out.
+        for tenant in {t.tenant_id for t in page}:
+            await wallets.owners(pool, tenant)
+        results = await asyncio.gather(*(one(ticket) for ticket in page))
+        report.checked += len(page)
+        report.drifts.extend(d for d in results if d is not None)
+        if on_progress is not None:
+            on_progress(len(page))
+    return report
