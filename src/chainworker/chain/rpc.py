@@ -254,14 +254,18 @@ class SolanaRpc:
 
     # --- cluster state -------------------------------------------------------
 
-    async def latest_blockhash(self) -> tuple[Hash, int]:
-        """(blockhash, last valid block height), cached for `blockhash_cache_seconds`."""
+    async def latest_blockhash(self, *, valid_beyond: int = 0) -> tuple[Hash, int]:
+        """(blockhash, last valid block height), cached for `blockhash_cache_seconds`.
+
+        A cached blockhash whose last valid height is not above `valid_beyond` (a block
+        height the caller has already seen) is refreshed: the chain moved past it.
+        """
         cached = self._fresh_blockhash()
-        if cached is not None:
+        if cached is not None and cached[1] > valid_beyond:
             return cached
         async with self._blockhash_lock:
             cached = self._fresh_blockhash()
-            if cached is not None:
+            if cached is not None and cached[1] > valid_beyond:
                 return cached
             value = await self._call(
                 "getLatestBlockhash", [{"commitment": self.commitment}], views.blockhash

@@ -101,11 +101,13 @@ async def run_once(ctx: WorkerContext) -> int:
         (row, decide.next_action(snapshot(row), observed(seen), height, now, ctx.policy))
         for row, seen in zip(claimed, statuses, strict=True)
     ]
-    await _carry_out(ctx, decisions)
+    await _carry_out(ctx, decisions, height)
     return len(claimed)
 
 
-async def _carry_out(ctx: WorkerContext, decisions: Sequence[tuple[LiveAttempt, Action]]) -> None:
+async def _carry_out(
+    ctx: WorkerContext, decisions: Sequence[tuple[LiveAttempt, Action]], height: int
+) -> None:
     rebroadcast: list[LiveAttempt] = []
     marks: dict[UUID, list[tuple[LiveAttempt, Action]]] = defaultdict(list)
     settles: list[Callable[[], Awaitable[None]]] = []
@@ -116,7 +118,7 @@ async def _carry_out(ctx: WorkerContext, decisions: Sequence[tuple[LiveAttempt, 
             case decide.MarkConfirming() | decide.RecheckExpiry():
                 marks[row.tenant_id].append((row, action))
             case decide.Confirm() | decide.Fail() | decide.Replace() | decide.Expire():
-                settles.append(_settler(ctx, row, action))
+                settles.append(_settler(ctx, row, action, height))
     if rebroadcast:
         await _rebroadcast(ctx, rebroadcast)
     for tenant_id, rows in marks.items():
@@ -146,22 +148,27 @@ async def _rebroadcast(ctx: WorkerContext, rows: list[LiveAttempt]) -> None:
             await transactions.mark_rebroadcast(conn, ids)
 
 
-def _settler(ctx: WorkerContext, row: LiveAttempt, action: Action) -> Callable[[], Awaitable[None]]:
+def _settler(
+    ctx: WorkerContext, row: LiveAttempt, action: Action, height: int
+) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         with logs.log_context(
             tenant_id=row.tenant_id, request_id=row.request_id, ticket_id=row.ticket_id,
             signature=row.tx_signature, attempt=row.attempt,
         ):
             try:
-                await settle(ctx, row, action)
+                await settle(ctx, row, action, height)
             except Exception as error:  # one bad row must not stop the others
                 log.exception("could not apply outcome", action=action.kind, error=str(error))
 
     return run
 
 
-async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action) -> None:
-    """Apply a final decision for one attempt, in one tenant transaction (then send, if new)."""
+async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: int) -> None:
+    """Apply a final decision for one attempt, in one tenant transaction (then send, if new).
+
+    `height` is the block height the decision was made at; a replacement outlives it.
+    """
     resend: tuple[bytes, str] | None = None
     reason = f"{row.tx_type} {action.kind}"
     async with tenant_transaction(ctx.pool, row.tenant_id, reason=reason) as conn:
@@ -195,7 +202,7 @@ async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action) -> None:
                     async with conn.transaction():
                         prepared = await prepare_attempt(
                             ctx, conn, request, attempt=attempt, parent_tx_id=row.id,
-                            job_id=None,
+                            job_id=None, seen_height=height,
                         )
                 except Refused as refusal:
                     await outcomes.refuse(conn, request, refusal.code, refusal.message)

@@ -99,8 +99,12 @@ async def prepare_attempt(
     attempt: int,
     parent_tx_id: UUID | None,
     job_id: str | None,
+    seen_height: int = 0,
 ) -> Prepared:
-    """Check, build, sign and record attempt `attempt` of `request`. Raises Refused."""
+    """Check, build, sign and record attempt `attempt` of `request`. Raises Refused.
+
+    `seen_height` is a block height already observed: the blockhash must outlive it.
+    """
     ticket = await tickets.lock_ticket(conn, request.ticket_id)
     if ticket is None:
         raise Refused(RefusalCode.UNKNOWN_TICKET, f"no ticket {request.ticket_id} for this tenant")
@@ -121,7 +125,7 @@ async def prepare_attempt(
     if ticket.user_id is None:
         raise Refused(RefusalCode.NO_HOLDER, "the ticket has no holder")
 
-    blockhash, last_valid = await ctx.rpc.latest_blockhash()
+    blockhash, last_valid = await ctx.rpc.latest_blockhash(valid_beyond=seen_height)
     memo = f"cw:{request.id}:{attempt}"
     built, rent, signers = await _build(ctx, conn, request, ticket, transfer, memo, blockhash)
     budget = await _compute_budget(ctx, request.operation, built)
