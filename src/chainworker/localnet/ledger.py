@@ -250,6 +250,15 @@ class Ledger:
             self._execute(item, block)
         return len(self._executing)
 
+    def defer_remaining(self) -> int:
+        """Leave the block's unexecuted transactions for the next block, in arrival order."""
+        deferred = len(self._executing)
+        for item in reversed(self._executing):
+            item.land_slot = self.slot + 1
+            self.pending.appendleft(item)
+        self._executing.clear()
+        return deferred
+
     def finish_block(self) -> Block:
         block = self.blocks[self.slot]
         self._prune_versions(self.slot - self.finalize_depth)
