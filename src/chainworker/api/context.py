@@ -8,8 +8,8 @@ import asyncpg
 from arq.connections import ArqRedis
 from fastapi import Request
 
-from chainworker.chain.rpc import SolanaRpc
 from chainworker.api.tokens import TokenCache
+from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
 
 

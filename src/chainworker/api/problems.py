@@ -45,14 +45,18 @@ def problem_type(kind: str) -> str:
 
 
 class FieldError(BaseModel):
-    field: str = Field(description="Where the bad value is, e.g. body.reason or header.Idempotency-Key.")
+    field: str = Field(
+        description="Where the bad value is, e.g. body.reason or header.Idempotency-Key."
+    )
     message: str
 
 
 class ProblemDetails(BaseModel):
     """The body of every error response."""
 
-    type: str = Field(description="Stable URI naming the error kind, e.g. urn:chainworker:problem:not-found.")
+    type: str = Field(
+        description="Stable URI naming the error kind, e.g. urn:chainworker:problem:not-found."
+    )
     title: str
     status: int
     detail: str | None = None
@@ -110,7 +114,9 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
         status: {
             "model": ProblemDetails,
             "description": "; ".join(titles.get(status, ["Error"])),
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+            "content": {
+                PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
+            },
         }
         for status in statuses
     }
@@ -132,8 +138,14 @@ def _validation_problem(error: RequestValidationError) -> Problem:
     return Problem("validation-error", f"invalid value for {names}", errors=errors)
 
 
-_STATUS_KIND = {401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
-                415: "unsupported-media-type", 422: "validation-error"}
+_STATUS_KIND = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    415: "unsupported-media-type",
+    422: "validation-error",
+}
 
 
 def install(app: FastAPI) -> None:
@@ -152,8 +164,9 @@ def install(app: FastAPI) -> None:
         kind = _STATUS_KIND.get(error.status_code)
         if kind is None:
             kind = "conflict" if error.status_code < 500 else "internal-error"
-        problem = Problem(kind, str(error.detail) if error.detail else None,
-                          headers=dict(error.headers or {}))
+        problem = Problem(
+            kind, str(error.detail) if error.detail else None, headers=dict(error.headers or {})
+        )
         response = problem.response(request.url.path)
         response.status_code = error.status_code
         return response
@@ -171,7 +184,13 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    for unavailable in (OSError, TimeoutError, RedisError, asyncpg.InterfaceError,
-                        asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError):
+    for unavailable in (
+        OSError,
+        TimeoutError,
+        RedisError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.TooManyConnectionsError,
+    ):
         app.add_exception_handler(unavailable, on_unavailable)
     app.add_exception_handler(Exception, on_unexpected)

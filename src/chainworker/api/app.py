@@ -1,0 +1,84 @@
+"""The FastAPI application: `create_app(settings)`; OpenAPI at /openapi.json, docs at /docs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import asyncpg
+from arq import create_pool as create_arq_pool
+from arq.connections import ArqRedis, RedisSettings
+from fastapi import FastAPI
+
+from chainworker import services
+from chainworker.api import isolation, problems
+from chainworker.api.context import ApiContext
+from chainworker.api.routes import health, operations, revocations, status, wallets
+from chainworker.api.tokens import TokenCache
+from chainworker.chain.rpc import SolanaRpc
+from chainworker.config import Settings
+from chainworker.db.pool import create_pool
+from chainworker.ops import metrics
+
+DESCRIPTION = """\
+How the ticket service asks chainworker for mints, transfers and burns, and reads
+their status. Every `/v1` route needs `Authorization: Bearer <token>` (tokens are bound
+to one tenant). Every POST needs an `Idempotency-Key`. Errors are RFC 9457
+`application/problem+json` with a stable `type` per kind.
+"""
+
+
+def create_app(
+    settings: Settings,
+    *,
+    app_dsn: str | None = None,
+    redis_url: str | None = None,
+    pool: asyncpg.Pool | None = None,
+    arq: ArqRedis | None = None,
+    rpc: SolanaRpc | None = None,
+) -> FastAPI:
+    """The API; what is not given is created at startup (and closed at shutdown)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            the_pool = pool
+            if the_pool is None:
+                dsn = app_dsn or (await services.resolve_postgres(settings)).app_dsn
+                the_pool = await create_pool(dsn, settings)
+                stack.push_async_callback(the_pool.close)
+            the_arq = arq
+            if the_arq is None:
+                url = redis_url or (await services.resolve_redis(settings)).url
+                the_arq = await create_arq_pool(RedisSettings.from_dsn(url))
+                stack.push_async_callback(the_arq.aclose)
+            the_rpc = rpc
+            if the_rpc is None:
+                the_rpc = SolanaRpc.from_settings(settings, observer=metrics.rpc_observer)
+                stack.push_async_callback(the_rpc.close)
+            app.state.context = ApiContext(
+                settings=settings,
+                pool=the_pool,
+                arq=the_arq,
+                rpc=the_rpc,
+                tokens=TokenCache(ttl_seconds=settings.api_auth_cache_seconds),
+            )
+            yield
+
+    app = FastAPI(
+        title="chainworker",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    isolation.install(app)
+    for router in (
+        operations.router,
+        status.router,
+        wallets.router,
+        revocations.router,
+        health.router,
+    ):
+        app.include_router(router)
+    return app

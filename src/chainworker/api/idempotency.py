@@ -1,0 +1,129 @@
+"""Idempotency-Key handling for every POST, through the shared schema's functions.
+
+`acquire_idempotency_key(tenant, key, operation, request_hash)` decides:
+- acquired: this call does the work; it stores its response with
+  `complete_idempotency_key` in the same transaction as the work, so the response is
+  stored exactly when the work is committed;
+- cached: the same key and body succeeded before: the stored response is replayed
+  (header `Idempotent-Replayed: true`);
+- hash_mismatch: the key was used with a different method, path or body: 422;
+- in_progress: the first call still holds the key: 409 with `Retry-After`.
+A call that fails after acquiring releases the key as failed, so a retry runs again.
+Keys are per tenant and per route, and are remembered for 24 hours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import Header
+from fastapi.responses import JSONResponse, Response
+
+from chainworker.api.context import ApiContext
+from chainworker.api.problems import Problem
+from chainworker.api.tokens import Principal
+from chainworker.db.pool import Connection, tenant_transaction
+
+LOCK_SECONDS = 30
+REMEMBER_SECONDS = 86_400
+RETRY_AFTER_SECONDS = 1
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="A unique key per logical operation (e.g. a UUID), reused on retries.",
+    ),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    key_id: UUID
+
+    async def complete(self, conn: Connection, status: int, body: dict[str, Any]) -> None:
+        """Store the response; call inside the transaction that does the work."""
+        await conn.execute(
+            "SELECT complete_idempotency_key($1, $2, $3::jsonb)",
+            self.key_id,
+            status,
+            json.dumps(body),
+        )
+
+
+def fingerprint(method: str, path: str, body: dict[str, Any] | None) -> str:
+    canonical = json.dumps(body or {}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+
+
+async def _acquire(
+    context: ApiContext, principal: Principal, key: str, operation: str, request_hash: str
+) -> Claim | Response:
+    async with tenant_transaction(context.pool, principal.tenant_id, source="api") as conn:
+        row = await conn.fetchrow(
+            "SELECT * FROM acquire_idempotency_key($1, $2, $3, $4, $5, $6, $7)",
+            principal.tenant_id,
+            key,
+            operation,
+            request_hash,
+            str(principal.token_id),
+            LOCK_SECONDS,
+            REMEMBER_SECONDS,
+        )
+    assert row is not None
+    outcome = row["outcome"]
+    if outcome == "acquired":
+        return Claim(row["key_id"])
+    if outcome == "cached":
+        body = row["response_body"]
+        return JSONResponse(
+            json.loads(body) if isinstance(body, str) else body,
+            status_code=row["response_status"],
+            headers={REPLAYED_HEADER: "true"},
+        )
+    if outcome == "hash_mismatch":
+        raise Problem(
+            "idempotency-key-reused",
+            "this Idempotency-Key was used with a different request; use a new key",
+        )
+    raise Problem(
+        "idempotency-in-progress",
+        "a request with this Idempotency-Key is still running; retry after it ends",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _release(context: ApiContext, principal: Principal, claim: Claim) -> None:
+    async with tenant_transaction(context.pool, principal.tenant_id, source="api") as conn:
+        await conn.execute("SELECT release_idempotency_lock($1, true)", claim.key_id)
+
+
+async def run_once(
+    context: ApiContext,
+    principal: Principal,
+    key: str,
+    operation: str,
+    request_hash: str,
+    work: Callable[[Claim], Awaitable[Response]],
+) -> Response:
+    """Run `work` at most once per (tenant, key, operation); replay its stored response."""
+    claim = await _acquire(context, principal, key, operation, request_hash)
+    if isinstance(claim, Response):
+        return claim
+    try:
+        return await work(claim)
+    except BaseException:
+        # The lock would lapse on its own after LOCK_SECONDS; releasing lets a retry run now.
+        with contextlib.suppress(Exception):
+            await _release(context, principal, claim)
+        raise

@@ -1,0 +1,123 @@
+"""GET a ticket's chain view, a request's status, a transaction's status."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path
+from solders.pubkey import Pubkey
+
+from chainworker.api.auth import Caller
+from chainworker.api.context import ApiContext, get_context
+from chainworker.api.isolation import Hidden
+from chainworker.api.problems import documented
+from chainworker.api.schemas import (
+    Attempt,
+    OnChainHolder,
+    RequestStatus,
+    StateChange,
+    TicketChain,
+    TransactionStatus,
+)
+from chainworker.chain.errors import ChainError
+from chainworker.chain.rpc import SolanaRpc
+from chainworker.db import requests, tickets, transactions
+from chainworker.db.pool import tenant_transaction
+
+router = APIRouter(prefix="/v1", tags=["status"])
+Context = Annotated[ApiContext, Depends(get_context)]
+ERRORS = documented(401, 404, 422, 503)
+RECENT_REQUESTS = 5
+RECENT_HISTORY = 20
+HOLDER_TIMEOUT_SECONDS = 3.0
+Signature = Annotated[
+    str, Path(pattern=r"^[1-9A-HJ-NP-Za-km-z]{64,88}$", description="Base58 signature.")
+]
+
+
+async def _holder(rpc: SolanaRpc, token_mint: str) -> OnChainHolder:
+    try:
+        mint = Pubkey.from_string(token_mint)
+        found = await asyncio.wait_for(rpc.get_token_holder(mint), HOLDER_TIMEOUT_SECONDS)
+    except (ChainError, ValueError, TimeoutError, OSError) as error:
+        return OnChainHolder(owner=None, amount=0, error=f"{type(error).__name__}: {error}")
+    if found is None:
+        return OnChainHolder(owner=None, amount=0)
+    return OnChainHolder(owner=str(found[0]), amount=found[1])
+
+
+@router.get(
+    "/tickets/{ticket_id}/chain",
+    response_model=TicketChain,
+    responses=ERRORS,
+    summary="The ticket on chain: mint, holder, live transaction, requests, history",
+)
+async def ticket_chain(ticket_id: UUID, principal: Caller, context: Context) -> TicketChain:
+    async with tenant_transaction(context.pool, principal.tenant_id, source="api") as conn:
+        ticket = await tickets.get_ticket(conn, ticket_id)
+        if ticket is None:
+            raise Hidden("tickets", str(ticket_id))
+        recent = await requests.latest_for_ticket(conn, ticket_id, RECENT_REQUESTS)
+        request_views = [
+            RequestStatus.of(row, await transactions.attempts_for_request(conn, row.id))
+            for row in recent
+        ]
+        live = next(
+            (
+                a
+                for view in request_views
+                for a in view.transactions
+                if a.status in ("pending", "confirming")
+            ),
+            None,
+        )
+        history = await conn.fetch(
+            "SELECT previous_status, new_status, actor_type, reason, source, created_at"
+            " FROM get_ticket_state_history($1, $2)",
+            ticket_id,
+            RECENT_HISTORY,
+        )
+    holder = await _holder(context.rpc, ticket.token_mint) if ticket.token_mint else None
+    return TicketChain(
+        ticket_id=ticket.id,
+        event_id=ticket.event_id,
+        status=ticket.status,
+        token_mint=ticket.token_mint,
+        holder=holder,
+        live_transaction=Attempt.model_validate(live.model_dump()) if live else None,
+        requests=request_views,
+        history=[StateChange(**dict(row)) for row in history],
+    )
+
+
+@router.get(
+    "/requests/{request_id}",
+    response_model=RequestStatus,
+    responses=ERRORS,
+    summary="A recorded request: status, attempts, slot, error",
+)
+async def request_status(request_id: UUID, principal: Caller, context: Context) -> RequestStatus:
+    async with tenant_transaction(context.pool, principal.tenant_id, source="api") as conn:
+        row = await requests.get_request(conn, request_id)
+        if row is None:
+            raise Hidden("chain_requests", str(request_id))
+        attempts = await transactions.attempts_for_request(conn, request_id)
+    return RequestStatus.of(row, attempts)
+
+
+@router.get(
+    "/transactions/{signature}",
+    response_model=TransactionStatus,
+    responses=ERRORS,
+    summary="One signed transaction attempt by its signature",
+)
+async def transaction_status(
+    signature: Signature, principal: Caller, context: Context
+) -> TransactionStatus:
+    async with tenant_transaction(context.pool, principal.tenant_id, source="api") as conn:
+        row = await transactions.attempt_by_signature(conn, signature)
+    if row is None:
+        raise Hidden("pending_transactions", signature)
+    return TransactionStatus.of_row(row)

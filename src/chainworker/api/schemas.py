@@ -1,0 +1,194 @@
+"""Request and response bodies of the API (the OpenAPI schema is generated from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chainworker.db.requests import RequestRow
+from chainworker.db.transactions import AttemptRow
+
+BurnReasonText = Literal["revoke", "refund"]
+# Printable text without control characters (Postgres text refuses NUL).
+_PLAIN_TEXT = r"^[^\x00-\x1f\x7f]*$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BurnBody(_Body):
+    reason: BurnReasonText = Field(
+        description="revoke: the ticket is withdrawn; refund: paid back."
+    )
+
+
+class WalletBody(_Body):
+    user_id: UUID
+    address: str = Field(
+        min_length=32,
+        max_length=44,
+        description="A base58 ed25519 public key (32 bytes).",
+        examples=["9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin"],
+    )
+
+
+class RevocationBody(_Body):
+    reason: BurnReasonText = "revoke"
+    comment: str | None = Field(default=None, max_length=500, pattern=_PLAIN_TEXT)
+
+
+class VoteBody(_Body):
+    comment: str | None = Field(default=None, max_length=500, pattern=_PLAIN_TEXT)
+
+
+class Accepted(BaseModel):
+    """A recorded request: the work happens in the workers; poll `status_url`."""
+
+    request_id: UUID
+    ticket_id: UUID
+    operation: Literal["mint", "transfer", "burn"]
+    status: str
+    created: bool = Field(description="False when a live request already existed and is returned.")
+    status_url: str
+
+
+class Attempt(BaseModel):
+    signature: str
+    status: str
+    attempt: int
+    slot: int | None
+    error_code: str | None
+    error_message: str | None
+    submitted_at: datetime
+    confirmed_at: datetime | None
+
+    @classmethod
+    def of(cls, row: AttemptRow) -> Attempt:
+        return cls(
+            signature=row.tx_signature,
+            status=row.status,
+            attempt=row.attempt,
+            slot=row.slot,
+            error_code=row.error_code,
+            error_message=row.error_message,
+            submitted_at=row.submitted_at,
+            confirmed_at=row.confirmed_at,
+        )
+
+
+class RequestStatus(BaseModel):
+    request_id: UUID
+    ticket_id: UUID
+    transfer_id: UUID | None
+    operation: Literal["mint", "transfer", "burn"]
+    reason: str | None
+    source: str
+    status: str = Field(
+        description="queued, submitted, confirmed, failed, expired, refused, abandoned"
+    )
+    attempts: int
+    token_mint: str | None
+    signature: str | None
+    slot: int | None
+    error_code: str | None
+    error_message: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    transactions: list[Attempt]
+
+    @classmethod
+    def of(cls, row: RequestRow, attempts: list[AttemptRow]) -> RequestStatus:
+        landed = next((a for a in attempts if a.slot is not None), None)
+        return cls(
+            request_id=row.id,
+            ticket_id=row.ticket_id,
+            transfer_id=row.transfer_id,
+            operation=row.operation,
+            reason=row.reason,
+            source=row.source,
+            status=row.status,
+            attempts=row.attempts,
+            token_mint=row.token_mint,
+            signature=row.tx_signature,
+            slot=landed.slot if landed else None,
+            error_code=row.outcome_code,
+            error_message=row.outcome_message,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            completed_at=row.completed_at,
+            transactions=[Attempt.of(a) for a in attempts],
+        )
+
+
+class TransactionStatus(Attempt):
+    request_id: UUID | None
+    ticket_id: UUID
+    operation: str
+    blockhash: str
+    last_valid_block_height: int
+
+    @classmethod
+    def of_row(cls, row: AttemptRow) -> TransactionStatus:
+        return cls(
+            **Attempt.of(row).model_dump(),
+            request_id=row.request_id,
+            ticket_id=row.ticket_id,
+            operation=row.tx_type,
+            blockhash=row.blockhash,
+            last_valid_block_height=row.last_valid_block_height,
+        )
+
+
+class StateChange(BaseModel):
+    previous_status: str | None
+    new_status: str
+    actor_type: str
+    reason: str | None
+    source: str | None
+    created_at: datetime
+
+
+class OnChainHolder(BaseModel):
+    owner: str | None = Field(description="Owner of the token account holding the NFT.")
+    amount: int
+    error: str | None = Field(default=None, description="Set when the chain could not be read.")
+
+
+class TicketChain(BaseModel):
+    ticket_id: UUID
+    event_id: UUID
+    status: str
+    token_mint: str | None
+    holder: OnChainHolder | None = Field(description="Read from the chain; null before the mint.")
+    live_transaction: Attempt | None
+    requests: list[RequestStatus]
+    history: list[StateChange]
+
+
+class Wallet(BaseModel):
+    user_id: UUID
+    address: str
+
+
+class Revocation(BaseModel):
+    revocation_id: UUID
+    event_id: UUID
+    reason: BurnReasonText
+    status: Literal["pending", "approved", "rejected", "expired", "executed"]
+    required_approvals: int
+    current_approvals: int
+    requested_by: UUID
+    approvers: list[UUID]
+    expires_at: datetime
+    executed_at: datetime | None
+    burn_request_ids: list[UUID] = Field(description="One recorded burn per minted ticket.")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)
