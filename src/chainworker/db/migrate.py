@@ -146,15 +146,19 @@ async def _ensure_roles(conn: asyncpg.Connection) -> None:
             )
         try:
             await conn.execute(statement)
-        except asyncpg.DuplicateObjectError:
-            pass  # created meanwhile by a run on another database of this server
-    if not await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", OWNER_ROLE):
+        except (asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+            # Created meanwhile by a run on another database of this server: roles are
+            # cluster-wide, the advisory lock is per database.
+            pass
+    member = "SELECT pg_has_role(current_user, $1, 'MEMBER')"
+    if not await conn.fetchval(member, OWNER_ROLE):
         try:
             await conn.execute(f"GRANT {OWNER_ROLE} TO current_user")
         except asyncpg.PostgresError as error:
-            raise MigrationError(
-                f"cannot make the migration user a member of {OWNER_ROLE}: {error}"
-            ) from error
+            if not await conn.fetchval(member, OWNER_ROLE):  # not a concurrent grant
+                raise MigrationError(
+                    f"cannot make the migration user a member of {OWNER_ROLE}: {error}"
+                ) from error
     try:
         await conn.execute(f"GRANT CREATE, USAGE ON SCHEMA public TO {OWNER_ROLE}")
         await conn.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
