@@ -120,15 +120,20 @@ def wait_landed(url: str, signatures: list[str], timeout: float) -> float:
 
 def transfers(url: str, count: int) -> list[VersionedTransaction]:
     payers = fund(url, 16, 1_000 * SOL)
-    blockhash = Hash.from_string(rpc(url, "getLatestBlockhash", [{"commitment": "processed"}])
-                                 ["value"]["blockhash"])
+    blockhash = Hash.from_string(
+        rpc(url, "getLatestBlockhash", [{"commitment": "processed"}])["value"]["blockhash"]
+    )
     destinations = [Keypair().pubkey() for _ in range(64)]
     signed = []
     for index in range(count):
         payer = payers[index % len(payers)]
-        instruction = transfer(TransferParams(
-            from_pubkey=payer.pubkey(), to_pubkey=destinations[index % len(destinations)],
-            lamports=SOL // 100 + index))
+        instruction = transfer(
+            TransferParams(
+                from_pubkey=payer.pubkey(),
+                to_pubkey=destinations[index % len(destinations)],
+                lamports=SOL // 100 + index,
+            )
+        )
         message = Message.new_with_blockhash([instruction], payer.pubkey(), blockhash)
         signed.append(VersionedTransaction(message, [payer]))
     return signed
@@ -137,8 +142,9 @@ def transfers(url: str, count: int) -> list[VersionedTransaction]:
 def token_2022_mints(url: str, count: int) -> list[VersionedTransaction]:
     payers = fund(url, 16, 1_000 * SOL)
     rent = rpc(url, "getMinimumBalanceForRentExemption", [MINT_SIZE])
-    blockhash = Hash.from_string(rpc(url, "getLatestBlockhash", [{"commitment": "processed"}])
-                                 ["value"]["blockhash"])
+    blockhash = Hash.from_string(
+        rpc(url, "getLatestBlockhash", [{"commitment": "processed"}])["value"]["blockhash"]
+    )
     program = TOKEN_2022_PROGRAM_ID
     signed = []
     for index in range(count):
@@ -147,25 +153,45 @@ def token_2022_mints(url: str, count: int) -> list[VersionedTransaction]:
         owner = Keypair().pubkey()
         ata = get_associated_token_address(owner, mint.pubkey(), program)
         instructions = [
-            create_account(CreateAccountParams(
-                from_pubkey=payer.pubkey(), to_pubkey=mint.pubkey(), lamports=rent,
-                space=MINT_SIZE, owner=program)),
-            initialize_mint2(InitializeMint2Params(
-                decimals=0, program_id=program, mint=mint.pubkey(),
-                mint_authority=payer.pubkey())),
-            create_idempotent_associated_token_account(payer.pubkey(), owner, mint.pubkey(),
-                                                       program),
-            mint_to_checked(MintToCheckedParams(
-                program_id=program, mint=mint.pubkey(), dest=ata,
-                mint_authority=payer.pubkey(), amount=1, decimals=0)),
+            create_account(
+                CreateAccountParams(
+                    from_pubkey=payer.pubkey(),
+                    to_pubkey=mint.pubkey(),
+                    lamports=rent,
+                    space=MINT_SIZE,
+                    owner=program,
+                )
+            ),
+            initialize_mint2(
+                InitializeMint2Params(
+                    decimals=0,
+                    program_id=program,
+                    mint=mint.pubkey(),
+                    mint_authority=payer.pubkey(),
+                )
+            ),
+            create_idempotent_associated_token_account(
+                payer.pubkey(), owner, mint.pubkey(), program
+            ),
+            mint_to_checked(
+                MintToCheckedParams(
+                    program_id=program,
+                    mint=mint.pubkey(),
+                    dest=ata,
+                    mint_authority=payer.pubkey(),
+                    amount=1,
+                    decimals=0,
+                )
+            ),
         ]
         message = Message.new_with_blockhash(instructions, payer.pubkey(), blockhash)
         signed.append(VersionedTransaction(message, [payer, mint]))
     return signed
 
 
-async def blast(url: str, signed: list[VersionedTransaction], connections: int,
-                batch: int) -> float:
+async def blast(
+    url: str, signed: list[VersionedTransaction], connections: int, batch: int
+) -> float:
     """Send everything; returns seconds until the last response."""
     bodies: list[bytes] = []
     for offset in range(0, len(signed), batch):
@@ -196,8 +222,7 @@ def stats(url: str) -> dict[str, Any]:
     return result
 
 
-async def paced(url: str, signed: list[VersionedTransaction], rate: int,
-                 connections: int) -> float:
+async def paced(url: str, signed: list[VersionedTransaction], rate: int, connections: int) -> float:
     """Send at `rate` per second in 20 ms slices; returns seconds spent sending."""
     slice_size = max(rate // 50, 1)
     started = time.perf_counter()
@@ -209,8 +234,14 @@ async def paced(url: str, signed: list[VersionedTransaction], rate: int,
     return time.perf_counter() - started
 
 
-def measure_send(url: str, name: str, signed: list[VersionedTransaction], batch: int,
-                 connections: int, rate: int | None = None) -> dict[str, Any]:
+def measure_send(
+    url: str,
+    name: str,
+    signed: list[VersionedTransaction],
+    batch: int,
+    connections: int,
+    rate: int | None = None,
+) -> dict[str, Any]:
     before = stats(url)
     if rate is None:
         accepted_seconds = asyncio.run(blast(url, signed, connections, batch))
@@ -233,8 +264,12 @@ def measure_send(url: str, name: str, signed: list[VersionedTransaction], batch:
 
 def status_latency(url: str, signatures: list[str], rounds: int = 50) -> dict[str, float]:
     chunk = signatures[:256]
-    body = {"jsonrpc": "2.0", "id": 1, "method": "getSignatureStatuses",
-            "params": [chunk, {"searchTransactionHistory": True}]}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "getSignatureStatuses",
+        "params": [chunk, {"searchTransactionHistory": True}],
+    }
     timings = []
     with httpx.Client(timeout=30) as http:
         for _ in range(rounds):
@@ -242,7 +277,10 @@ def status_latency(url: str, signatures: list[str], rounds: int = 50) -> dict[st
             http.post(url, json=body).raise_for_status()
             timings.append((time.perf_counter() - started) * 1000)
     timings.sort()
-    return {"median_ms": statistics.median(timings), "p99_ms": timings[int(len(timings) * 0.99) - 1]}
+    return {
+        "median_ms": statistics.median(timings),
+        "p99_ms": timings[int(len(timings) * 0.99) - 1],
+    }
 
 
 def main() -> None:
@@ -258,15 +296,24 @@ def main() -> None:
         url = node.rpc_url
         results = []
         steady = transfers(url, args.rate * 5)
-        results.append(measure_send(url, f"transfer, steady {args.rate}/s for 5 s", steady, 1,
-                                    args.connections, rate=args.rate))
+        results.append(
+            measure_send(
+                url,
+                f"transfer, steady {args.rate}/s for 5 s",
+                steady,
+                1,
+                args.connections,
+                rate=args.rate,
+            )
+        )
         single = transfers(url, args.transfers)
         results.append(measure_send(url, "transfer, 1 per request", single, 1, args.connections))
         batched = transfers(url, args.transfers)
         results.append(measure_send(url, "transfer, batches of 50", batched, 50, 2))
         mints = token_2022_mints(url, args.mints)
-        results.append(measure_send(url, "Token-2022 mint, 1 per request", mints, 1,
-                                    args.connections))
+        results.append(
+            measure_send(url, "Token-2022 mint, 1 per request", mints, 1, args.connections)
+        )
         latency = status_latency(url, [str(tx.signatures[0]) for tx in single])
 
     print(f"localnet throughput (slot {args.slot_ms} ms)")
