@@ -22,7 +22,7 @@ from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
 from chainworker.db.pool import create_pool
 from chainworker.jobs import confirm as confirm_loop
-from chainworker.jobs import submit
+from chainworker.jobs import relay, submit
 from chainworker.jobs import sweeper as sweeper_loop
 from chainworker.jobs.context import WorkerContext
 from chainworker.lifecycle.model import Policy
@@ -77,6 +77,7 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
         _background(ctx, "confirm", confirm_loop.run_forever(worker_ctx))
         _background(ctx, "sweeper", sweeper_loop.run_forever(worker_ctx))
         _background(ctx, "gauges", sweeper_loop.export_database_gauges(worker_ctx))
+        _background(ctx, "relay", relay.run_forever(worker_ctx))
         log.info("worker started", worker_id=worker_ctx.worker_id)
 
     async def shutdown(ctx: dict[str, Any]) -> None:

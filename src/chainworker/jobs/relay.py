@@ -1,0 +1,206 @@
+"""The outbox relay: requests the ticket service writes into its own transactions.
+
+The ticket service inserts an `outbox` row (`nft.mint_requested`,
+`nft.transfer_requested`, `nft.burn_requested`) in the same transaction as its own
+change. A relay claims a batch of such rows of every tenant (FOR UPDATE SKIP LOCKED,
+through `chainworker_claim_outbox_requests`), and for each, in one transaction:
+records the request (duplicates collapse onto the live one) and marks the row
+processed. Two relays never take the same row, and a row is marked exactly when its
+request is recorded. Jobs are enqueued after commit (the sweeper covers a crash in
+between).
+
+A row that cannot be turned into a request (bad payload, unknown ticket or transfer)
+gets `last_error`, `attempts + 1` and a later `available_at`; after
+`outbox_max_attempts` it is marked processed with its error. It never blocks the rows
+behind it. Events chainworker itself emits (`ticket.minted`, ...) are not claimed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from arq.connections import ArqRedis
+
+from chainworker.db import requests, tickets
+from chainworker.db.pool import Connection, set_context
+from chainworker.db.requests import NewRequest, Operation
+from chainworker.jobs.context import WorkerContext
+from chainworker.jobs.enqueue import enqueue_jobs
+from chainworker.ops import logs
+
+# event type -> (operation, the aggregate_type the row must name)
+RELAYED_EVENTS: dict[str, tuple[Operation, str]] = {
+    "nft.mint_requested": ("mint", "ticket"),
+    "nft.transfer_requested": ("transfer", "ticket_transfer"),
+    "nft.burn_requested": ("burn", "ticket"),
+}
+BURN_REASONS = ("revoke", "refund")
+BATCH_SIZE = 200
+MAX_BACKOFF_SECONDS = 3600.0
+
+log = logs.get_logger(__name__)
+
+
+class MalformedEvent(Exception):
+    """The row cannot become a request; the message is stored in `last_error`."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRequest:
+    id: int
+    tenant_id: UUID
+    aggregate_type: str
+    aggregate_id: UUID
+    event_type: str
+    payload: Any
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class RelayResult:
+    claimed: int
+    recorded: int  # rows turned into a request (new or the live one)
+    failed: int  # rows given an error (retried later, or given up)
+
+
+@dataclass(frozen=True, slots=True)
+class _Intent:
+    operation: Operation
+    ticket_id: UUID | None
+    transfer_id: UUID | None
+    reason: str | None
+
+
+def parse_event(row: OutboxRequest) -> _Intent:
+    """What the row asks for; MalformedEvent when its shape is wrong."""
+    kind = RELAYED_EVENTS.get(row.event_type)
+    if kind is None:
+        raise MalformedEvent(f"event type {row.event_type!r} is not relayed")
+    operation, aggregate_type = kind
+    if row.aggregate_type != aggregate_type:
+        raise MalformedEvent(
+            f"{row.event_type} needs aggregate_type {aggregate_type!r}, not {row.aggregate_type!r}"
+        )
+    payload = json.loads(row.payload) if isinstance(row.payload, str) else row.payload
+    if not isinstance(payload, dict):
+        raise MalformedEvent("payload must be a JSON object")
+    if operation == "transfer":
+        return _Intent("transfer", None, row.aggregate_id, None)
+    if operation == "burn":
+        reason = payload.get("reason")
+        if reason not in BURN_REASONS:
+            raise MalformedEvent(f"payload.reason must be revoke or refund, not {reason!r}")
+        return _Intent("burn", row.aggregate_id, None, str(reason))
+    return _Intent("mint", row.aggregate_id, None, None)
+
+
+async def _claim(conn: Connection, limit: int) -> list[OutboxRequest]:
+    rows = await conn.fetch("SELECT * FROM chainworker_claim_outbox_requests($1)", limit)
+    return [OutboxRequest(**dict(row)) for row in rows]
+
+
+async def _record(conn: Connection, row: OutboxRequest) -> tuple[UUID, Operation, bool]:
+    intent = parse_event(row)
+    ticket_id = intent.ticket_id
+    if intent.transfer_id is not None:
+        transfer = await tickets.lock_transfer(conn, intent.transfer_id)
+        if transfer is None:
+            raise MalformedEvent(f"no transfer {intent.transfer_id} in this tenant")
+        ticket_id = transfer.ticket_id
+    assert ticket_id is not None
+    if await tickets.get_ticket(conn, ticket_id) is None:
+        raise MalformedEvent(f"no ticket {ticket_id} in this tenant")
+    item = NewRequest(ticket_id, intent.operation, transfer_id=intent.transfer_id,
+                      reason=intent.reason)
+    [recorded] = await requests.record_requests(
+        conn, row.tenant_id, intent.operation, [item], "outbox"
+    )
+    await conn.execute(
+        """UPDATE outbox SET processed_at = now(), attempts = attempts + 1, last_error = NULL
+            WHERE id = $1""",
+        row.id,
+    )
+    return recorded.request_id, intent.operation, recorded.created
+
+
+async def _mark_failed(
+    conn: Connection, row: OutboxRequest, error: str, max_attempts: int, retry_seconds: float
+) -> bool:
+    """Record the error; True when the row was given up (marked processed)."""
+    give_up = row.attempts + 1 >= max_attempts
+    backoff = min(MAX_BACKOFF_SECONDS, retry_seconds * 2**row.attempts)
+    await conn.execute(
+        """UPDATE outbox
+              SET attempts = attempts + 1, last_error = $2,
+                  processed_at = CASE WHEN $3 THEN now() END,
+                  available_at = CASE WHEN $3 THEN available_at
+                                      ELSE now() + make_interval(secs => $4) END
+            WHERE id = $1""",
+        row.id,
+        error[:1000],
+        give_up,
+        backoff,
+    )
+    return give_up
+
+
+async def relay_once(
+    pool: asyncpg.Pool,
+    arq: ArqRedis,
+    queue_name: str,
+    *,
+    max_attempts: int,
+    retry_seconds: float,
+    batch_size: int = BATCH_SIZE,
+) -> RelayResult:
+    """Claim one batch, record its requests, mark its rows; then enqueue the new jobs."""
+    to_enqueue: list[tuple[UUID, UUID, str]] = []
+    recorded = failed = 0
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await _claim(conn, batch_size)
+        for row in rows:
+            try:
+                async with conn.transaction():  # a savepoint: one bad row undoes only itself
+                    await set_context(conn, row.tenant_id, reason=f"{row.event_type} relayed",
+                                      source="outbox")
+                    request_id, operation, created = await _record(conn, row)
+            except (MalformedEvent, asyncpg.DataError, asyncpg.IntegrityConstraintViolationError
+                    ) as error:
+                await set_context(conn, row.tenant_id, reason="outbox row refused",
+                                  source="outbox")
+                gave_up = await _mark_failed(
+                    conn, row, str(error), max_attempts, retry_seconds
+                )
+                failed += 1
+                log.warning("outbox row refused", outbox_id=row.id, error=str(error),
+                            given_up=gave_up)
+                continue
+            recorded += 1
+            if created:
+                to_enqueue.append((request_id, row.tenant_id, operation))
+    if to_enqueue:
+        await enqueue_jobs(arq, queue_name, to_enqueue)
+    return RelayResult(claimed=len(rows), recorded=recorded, failed=failed)
+
+
+async def run_forever(ctx: WorkerContext) -> None:
+    settings = ctx.settings
+    while True:
+        try:
+            result = await relay_once(
+                ctx.pool, ctx.arq, settings.queue_name,
+                max_attempts=settings.outbox_max_attempts,
+                retry_seconds=settings.outbox_retry_seconds,
+            )
+            if result.claimed >= BATCH_SIZE:
+                continue  # more waiting: no pause
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # keep relaying after a transient failure
+            log.warning("outbox relay failed", error=repr(error))
+        await asyncio.sleep(settings.outbox_poll_interval_seconds)
