@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
     def localnet(
         host: str = typer.Option("127.0.0.1", help="Address to listen on."),
         port: int = typer.Option(8899, help="JSON-RPC HTTP port."),
-        ws_port: int | None = typer.Option(None, help="PubSub WebSocket port [default: port+1]."),
+        ws_port: int | None = typer.Option(None, help="PubSub port; default: RPC port + 1."),
         slot_ms: int = typer.Option(400, min=1, help="Milliseconds per slot."),
         seed: int = typer.Option(0, help="Seed for genesis keys and fault decisions."),
         confirm_depth: int = typer.Option(1, min=1, help="Slots until a block is confirmed."),
