@@ -70,7 +70,7 @@ async def test_pages_stream_every_selected_row_once(
                                last_valid=FAR_HEIGHT)
 
     async def ids(**options: object) -> list[UUID]:
-        scan = reconcile.ScanOptions(page_size=3, **options)  # type: ignore[arg-type]
+        scan = reconcile.ScanOptions(page_size=3, **options)
         pages = [page async for page in reconcile.live_pages(pool, scan)]
         assert all(len(page) <= 3 for page in pages)
         return [row.id for page in pages for row in page]
