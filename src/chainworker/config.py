@@ -69,12 +69,16 @@ class Settings(BaseSettings):
     confirm_interval_seconds: float = Field(default=0.5, gt=0, le=10)
     status_batch_size: int = Field(default=256, ge=1, le=256)
     compute_unit_margin: float = Field(default=1.2, ge=1.0, le=3.0)
+    compute_unit_headroom: int = Field(default=30_000, ge=0, le=1_000_000)
     priority_fee_percentile: int = Field(default=50, ge=0, le=100)
     priority_fee_max_microlamports: int = Field(default=100_000, ge=0)
 
     # --- worker ---------------------------------------------------------
     queue_name: str = "chainworker:queue"
     worker_max_jobs: int = Field(default=50, ge=1, le=1000)
+    # A job only decides, records and sends. Arq keeps a killed worker's jobs locked
+    # for this long (plus 10 s) before another worker may run them.
+    job_timeout_seconds: float = Field(default=30.0, ge=1, le=600)
     sweeper_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     sweeper_grace_seconds: float = Field(default=30.0, ge=0, le=86400)
     outbox_max_attempts: int = Field(default=5, ge=1, le=100)

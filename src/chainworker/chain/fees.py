@@ -9,13 +9,19 @@ from typing import Final
 MAX_COMPUTE_UNITS: Final = 1_400_000
 
 
-def compute_unit_limit(simulated_units: int, margin: float) -> int:
-    """Simulated units times the margin, rounded up, within 1..1.4M."""
+def compute_unit_limit(simulated_units: int, margin: float, headroom: int = 0) -> int:
+    """Simulated units times the margin plus a fixed headroom, rounded up, within 1..1.4M.
+
+    The headroom covers costs a single simulation cannot see, such as the bump search of
+    a program-derived address, which differs from one holder to the next.
+    """
     if simulated_units < 0:
         raise ValueError("simulated units must not be negative")
     if margin < 1.0:
         raise ValueError("the compute unit margin must be at least 1.0")
-    return max(1, min(MAX_COMPUTE_UNITS, math.ceil(simulated_units * margin)))
+    if headroom < 0:
+        raise ValueError("the compute unit headroom must not be negative")
+    return max(1, min(MAX_COMPUTE_UNITS, math.ceil(simulated_units * margin) + headroom))
 
 
 def compute_unit_price(recent_fees: Sequence[int], percentile: int, max_microlamports: int) -> int:

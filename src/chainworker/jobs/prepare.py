@@ -82,7 +82,9 @@ async def _compute_budget(ctx: WorkerContext, op: str, draft: nft.SignedTx) -> n
             ctx.settings.priority_fee_max_microlamports,
         )
         fee = ctx.priority_fee = (price, time.monotonic())
-    limit = fees.compute_unit_limit(units, ctx.settings.compute_unit_margin)
+    limit = fees.compute_unit_limit(
+        units, ctx.settings.compute_unit_margin, ctx.settings.compute_unit_headroom
+    )
     return nft.ComputeBudget(unit_limit=limit, unit_price_microlamports=fee[0])
 
 

@@ -28,8 +28,6 @@ from chainworker.jobs.context import WorkerContext
 from chainworker.lifecycle.model import Policy
 from chainworker.ops import logs, metrics
 
-# A job only decides, records and sends; anything slower is a stuck RPC call.
-JOB_TIMEOUT_SECONDS = 120
 JOB_MAX_TRIES = 20
 # What the development authority asks for when it runs low (faucets cap devnet's).
 DEV_AIRDROP_LAMPORTS = {"localnet": 1_000 * 10**9, "devnet": 2 * 10**9, "testnet": 2 * 10**9}
@@ -102,7 +100,7 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
         on_startup=startup,
         on_shutdown=shutdown,
         max_jobs=settings.worker_max_jobs,
-        job_timeout=JOB_TIMEOUT_SECONDS,
+        job_timeout=settings.job_timeout_seconds,
         # No stored results: a request id can be enqueued again once its job is done.
         keep_result=0,
         burst=burst,
