@@ -126,8 +126,9 @@ async def arq(redis_url: str) -> AsyncIterator[ArqRedis]:
 
 
 async def new_tenant(pool: asyncpg.Pool, *, tickets: int = 4, users: int = 3) -> Tenant:
-    seeded = await seed.seed_tenant(pool, tickets=tickets, users=users,
-                                    tenant_name=f"t{uuid.uuid4().hex[:6]}")
+    seeded = await seed.seed_tenant(
+        pool, tickets=tickets, users=users, tenant_name=f"t{uuid.uuid4().hex[:6]}"
+    )
     service = await issue_token(pool, seeded.tenant_id, "ticket-service")
     admins = [
         await issue_token(pool, seeded.tenant_id, f"admin-{i}", is_admin=True, user_id=user)

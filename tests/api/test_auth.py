@@ -52,17 +52,17 @@ async def test_bad_tokens_are_401_problems(
         assert response.json()["type"] == "urn:chainworker:problem:unauthorized"
         assert response.headers["www-authenticate"].startswith("Bearer")
 
-    no_auth_post = await client.post(f"/v1/tickets/{tenant.seeded.ticket_ids[0]}/mint",
-                                     headers={"Idempotency-Key": "k"})
+    no_auth_post = await client.post(
+        f"/v1/tickets/{tenant.seeded.ticket_ids[0]}/mint", headers={"Idempotency-Key": "k"}
+    )
     assert no_auth_post.status_code == 401
 
 
-async def test_service_token_cannot_vote(
-    client: httpx.AsyncClient, pool: asyncpg.Pool
-) -> None:
+async def test_service_token_cannot_vote(client: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
     tenant = await new_tenant(pool, tickets=1)
     response = await client.post(
-        f"/v1/events/{tenant.seeded.event_id}/revocations", json={"reason": "revoke"},
+        f"/v1/events/{tenant.seeded.event_id}/revocations",
+        json={"reason": "revoke"},
         headers=tenant.post_headers(),
     )
     assert response.status_code == 403
@@ -76,23 +76,39 @@ def _cli(running_api: RunningApi, *args: str) -> subprocess.CompletedProcess[str
         "DATABASE_ADMIN_URL": running_api.db.admin_dsn,
         "STATE_DIR": str(running_api.settings.state_dir),
     }
-    return subprocess.run([sys.executable, "-m", "chainworker", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "chainworker", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def test_token_cli_issues_and_revokes(
     client: httpx.AsyncClient, pool: asyncpg.Pool, running_api: RunningApi
 ) -> None:
     tenant = await new_tenant(pool, tickets=1)
-    made = _cli(running_api, "token", "create", "--tenant", str(tenant.id), "--name", "svc",
-                "--ttl", "30d", "--json")
+    made = _cli(
+        running_api,
+        "token",
+        "create",
+        "--tenant",
+        str(tenant.id),
+        "--name",
+        "svc",
+        "--ttl",
+        "30d",
+        "--json",
+    )
     assert made.returncode == 0, made.stderr
     issued = json.loads(made.stdout)
     assert issued["token"].startswith("cwt_") and issued["expires_at"]
     path = f"/v1/tickets/{tenant.seeded.ticket_ids[0]}/chain"
     assert (await _status(client, path, issued["token"])).status_code == 200
-    stored = await pool.fetchval("SELECT count(*) FROM chainworker_authenticate($1)",
-                                 uuid.UUID(issued["token_id"]))
+    stored = await pool.fetchval(
+        "SELECT count(*) FROM chainworker_authenticate($1)", uuid.UUID(issued["token_id"])
+    )
     assert stored == 1
 
     gone = _cli(running_api, "token", "revoke", issued["token_id"])
@@ -101,9 +117,11 @@ async def test_token_cli_issues_and_revokes(
 
     again = _cli(running_api, "token", "revoke", issued["token_id"])
     assert again.returncode == 2 and "no live token" in again.stderr
-    needs_user = _cli(running_api, "token", "create", "--tenant", str(tenant.id), "--name",
-                      "a", "--admin")
+    needs_user = _cli(
+        running_api, "token", "create", "--tenant", str(tenant.id), "--name", "a", "--admin"
+    )
     assert needs_user.returncode == 2 and "--user" in needs_user.stderr
-    bad_ttl = _cli(running_api, "token", "create", "--tenant", str(tenant.id), "--name", "a",
-                   "--ttl", "soon")
+    bad_ttl = _cli(
+        running_api, "token", "create", "--tenant", str(tenant.id), "--name", "a", "--ttl", "soon"
+    )
     assert bad_ttl.returncode == 2 and "ttl" in bad_ttl.stderr

@@ -14,7 +14,8 @@ async def _violations(admin: asyncpg.Connection, caller: Tenant, owner: Tenant) 
     rows = await admin.fetch(
         """SELECT table_name FROM tenant_access_violations
             WHERE tenant_id = $1 AND attempted_tenant_id = $2 ORDER BY created_at""",
-        caller.id, owner.id,
+        caller.id,
+        owner.id,
     )
     return [row["table_name"] for row in rows]
 
@@ -30,7 +31,8 @@ async def test_cross_tenant_access_is_404_and_recorded(
     assert b_request.status_code == 202
     b_request_id = b_request.json()["request_id"]
     b_revocation = await client.post(
-        f"/v1/events/{b.seeded.event_id}/revocations", json={},
+        f"/v1/events/{b.seeded.event_id}/revocations",
+        json={},
         headers=b.post_headers(token=b.admin_tokens[0]),
     )
     assert b_revocation.status_code == 201
@@ -40,7 +42,10 @@ async def test_cross_tenant_access_is_404_and_recorded(
         """INSERT INTO pending_transactions (tenant_id, ticket_id, tx_signature, tx_type,
                                              blockhash, last_valid_block_height)
            VALUES ($1, $2, $3, 'mint', $4, 100)""",
-        b.id, b_sold, signature, "1" * 32,
+        b.id,
+        b_sold,
+        signature,
+        "1" * 32,
     )
 
     attempts = [
@@ -51,13 +56,30 @@ async def test_cross_tenant_access_is_404_and_recorded(
         ("GET", f"/v1/requests/{b_request_id}", None, a.token, "chain_requests"),
         ("GET", f"/v1/transactions/{signature}", None, a.token, "pending_transactions"),
         ("POST", f"/v1/events/{b.seeded.event_id}/revocations", {}, a.admin_tokens[0], "events"),
-        ("POST", f"/v1/events/{b.seeded.event_id}/revocations/{b_revocation_id}/approvals", {},
-         a.admin_tokens[0], "multisig_approval_requests"),
-        ("POST", f"/v1/events/{b.seeded.event_id}/revocations/{b_revocation_id}/rejections", {},
-         a.admin_tokens[0], "multisig_approval_requests"),
-        ("POST", "/v1/wallets",
-         {"user_id": str(b.seeded.user_ids[0]), "address": "9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin"},
-         a.token, "users"),
+        (
+            "POST",
+            f"/v1/events/{b.seeded.event_id}/revocations/{b_revocation_id}/approvals",
+            {},
+            a.admin_tokens[0],
+            "multisig_approval_requests",
+        ),
+        (
+            "POST",
+            f"/v1/events/{b.seeded.event_id}/revocations/{b_revocation_id}/rejections",
+            {},
+            a.admin_tokens[0],
+            "multisig_approval_requests",
+        ),
+        (
+            "POST",
+            "/v1/wallets",
+            {
+                "user_id": str(b.seeded.user_ids[0]),
+                "address": "9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin",
+            },
+            a.token,
+            "users",
+        ),
     ]
     for method, path, body, token, _ in attempts:
         headers = a.post_headers(token=token) if method == "POST" else a.auth(token)
@@ -67,15 +89,23 @@ async def test_cross_tenant_access_is_404_and_recorded(
     assert await _violations(admin, a, b) == [table for *_, table in attempts]
 
     # Nothing of B's changed, and a plain unknown id is 404 without a violation.
-    assert await admin.fetchval(
-        "SELECT count(*) FROM chain_requests WHERE tenant_id = $1", b.id) == 1
+    assert (
+        await admin.fetchval("SELECT count(*) FROM chain_requests WHERE tenant_id = $1", b.id) == 1
+    )
     revocation = await admin.fetchrow(
         "SELECT status, current_approvals FROM multisig_approval_requests WHERE id = $1",
-        uuid.UUID(b_revocation_id))
-    assert tuple(revocation) == ("pending", 0)
+        uuid.UUID(b_revocation_id),
+    )
+    assert revocation is not None and tuple(revocation) == ("pending", 0)
     unknown = await client.get(f"/v1/requests/{uuid.uuid4()}", headers=a.auth())
     assert unknown.status_code == 404
     assert len(await _violations(admin, a, b)) == len(attempts)
-    assert await admin.fetchval(
-        "SELECT count(*) FROM tenant_access_violations WHERE tenant_id = $1 AND"
-        " attempted_tenant_id IS DISTINCT FROM $2", a.id, b.id) == 0
+    assert (
+        await admin.fetchval(
+            "SELECT count(*) FROM tenant_access_violations WHERE tenant_id = $1 AND"
+            " attempted_tenant_id IS DISTINCT FROM $2",
+            a.id,
+            b.id,
+        )
+        == 0
+    )

@@ -16,8 +16,11 @@ PROBLEM = "application/problem+json"
 
 
 async def test_mint_records_and_queues_the_request(
-    client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection,
-    arq: ArqRedis, running_api: RunningApi,
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    admin: asyncpg.Connection,
+    arq: ArqRedis,
+    running_api: RunningApi,
 ) -> None:
     tenant = await new_tenant(pool)
     ticket = tenant.seeded.ticket_ids[0]
@@ -26,9 +29,12 @@ async def test_mint_records_and_queues_the_request(
     body = response.json()
     assert body["operation"] == "mint" and body["created"] is True
     assert body["status"] == "queued" and body["ticket_id"] == str(ticket)
-    assert response.headers["location"] == body["status_url"] == f"/v1/requests/{body['request_id']}"
-    row = await admin.fetchrow("SELECT * FROM chain_requests WHERE id = $1",
-                               uuid.UUID(body["request_id"]))
+    assert (
+        response.headers["location"] == body["status_url"] == f"/v1/requests/{body['request_id']}"
+    )
+    row = await admin.fetchrow(
+        "SELECT * FROM chain_requests WHERE id = $1", uuid.UUID(body["request_id"])
+    )
     assert row["tenant_id"] == tenant.id and row["source"] == "api" and row["operation"] == "mint"
     queued = await arq.zscore(running_api.settings.queue_name, body["request_id"])
     assert queued is not None, "the job id is the request id"
@@ -65,14 +71,16 @@ async def test_refusals_and_unknowns(
     )
     assert not_minted.status_code == 409 and not_minted.json()["code"] == "status_not_allowed"
 
-    missing_reason = await client.post(f"/v1/tickets/{minted}/burn", json={},
-                                       headers=tenant.post_headers())
+    missing_reason = await client.post(
+        f"/v1/tickets/{minted}/burn", json={}, headers=tenant.post_headers()
+    )
     assert missing_reason.status_code == 422
     assert missing_reason.json()["type"] == "urn:chainworker:problem:validation-error"
     assert [e["field"] for e in missing_reason.json()["errors"]] == ["body.reason"]
 
-    bad_reason = await client.post(f"/v1/tickets/{minted}/burn", json={"reason": "lost"},
-                                   headers=tenant.post_headers())
+    bad_reason = await client.post(
+        f"/v1/tickets/{minted}/burn", json={"reason": "lost"}, headers=tenant.post_headers()
+    )
     assert bad_reason.status_code == 422 and "body.reason" in bad_reason.json()["detail"]
 
     bad_id = await client.post("/v1/tickets/not-a-uuid/mint", headers=tenant.post_headers())
@@ -82,8 +90,9 @@ async def test_refusals_and_unknowns(
     assert no_key.status_code == 422
     assert no_key.json()["errors"][0]["field"] == "header.Idempotency-Key"
 
-    count = await admin.fetchval("SELECT count(*) FROM chain_requests WHERE tenant_id = $1",
-                                 tenant.id)
+    count = await admin.fetchval(
+        "SELECT count(*) FROM chain_requests WHERE tenant_id = $1", tenant.id
+    )
     assert count == 0, "refused input changes nothing"
 
 
@@ -94,28 +103,34 @@ async def test_burn_and_transfer_execute(
     to_burn, to_move, pending = tenant.seeded.ticket_ids[:3]
     await make_minted(admin, [to_burn, to_move, pending])
 
-    burned = await client.post(f"/v1/tickets/{to_burn}/burn", json={"reason": "revoke"},
-                               headers=tenant.post_headers())
+    burned = await client.post(
+        f"/v1/tickets/{to_burn}/burn", json={"reason": "revoke"}, headers=tenant.post_headers()
+    )
     assert burned.status_code == 202 and burned.json()["operation"] == "burn"
-    reason = await admin.fetchval("SELECT reason FROM chain_requests WHERE id = $1",
-                                  uuid.UUID(burned.json()["request_id"]))
+    reason = await admin.fetchval(
+        "SELECT reason FROM chain_requests WHERE id = $1", uuid.UUID(burned.json()["request_id"])
+    )
     assert reason == "revoke"
 
     transfer = await accepted_transfer(admin, to_move, tenant.seeded.user_ids[-1])
     moved = await client.post(f"/v1/transfers/{transfer}/execute", headers=tenant.post_headers())
     assert moved.status_code == 202, moved.text
     assert moved.json()["operation"] == "transfer" and moved.json()["ticket_id"] == str(to_move)
-    recorded = await admin.fetchval("SELECT transfer_id FROM chain_requests WHERE id = $1",
-                                    uuid.UUID(moved.json()["request_id"]))
+    recorded = await admin.fetchval(
+        "SELECT transfer_id FROM chain_requests WHERE id = $1",
+        uuid.UUID(moved.json()["request_id"]),
+    )
     assert recorded == transfer
 
     not_accepted = await accepted_transfer(admin, pending, tenant.seeded.user_ids[-1], "pending")
-    refused = await client.post(f"/v1/transfers/{not_accepted}/execute",
-                                headers=tenant.post_headers())
+    refused = await client.post(
+        f"/v1/transfers/{not_accepted}/execute", headers=tenant.post_headers()
+    )
     assert refused.status_code == 409 and refused.json()["code"] == "transfer_not_accepted"
 
-    unknown = await client.post(f"/v1/transfers/{uuid.uuid4()}/execute",
-                                headers=tenant.post_headers())
+    unknown = await client.post(
+        f"/v1/transfers/{uuid.uuid4()}/execute", headers=tenant.post_headers()
+    )
     assert unknown.status_code == 404
 
 
@@ -132,22 +147,25 @@ async def test_same_key_same_request_replays_the_first_response(
     assert replay.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
 
-    other_ticket = await client.post(f"/v1/tickets/{tenant.seeded.ticket_ids[1]}/mint",
-                                     headers=headers)
+    other_ticket = await client.post(
+        f"/v1/tickets/{tenant.seeded.ticket_ids[1]}/mint", headers=headers
+    )
     assert other_ticket.status_code == 422
     assert other_ticket.json()["type"] == "urn:chainworker:problem:idempotency-key-reused"
 
     await make_minted(admin, [tenant.seeded.ticket_ids[2]])
     burn_path = f"/v1/tickets/{tenant.seeded.ticket_ids[2]}/burn"
     burn_headers = tenant.post_headers("burn-key")
-    assert (await client.post(burn_path, json={"reason": "refund"},
-                              headers=burn_headers)).status_code == 202
+    assert (
+        await client.post(burn_path, json={"reason": "refund"}, headers=burn_headers)
+    ).status_code == 202
     changed = await client.post(burn_path, json={"reason": "revoke"}, headers=burn_headers)
     assert changed.status_code == 422
     assert changed.json()["type"] == "urn:chainworker:problem:idempotency-key-reused"
 
-    rows = await admin.fetchval("SELECT count(*) FROM chain_requests WHERE tenant_id = $1",
-                                tenant.id)
+    rows = await admin.fetchval(
+        "SELECT count(*) FROM chain_requests WHERE tenant_id = $1", tenant.id
+    )
     assert rows == 2
 
 
@@ -159,7 +177,9 @@ async def test_duplicate_while_the_first_runs_gets_409_retry_after(
     # The first request holds the key (as a call that is still running does).
     await admin.execute(
         "SELECT acquire_idempotency_key($1, 'slow-key', $2, $3, 'other-process', 30, 86400)",
-        tenant.id, "POST /v1/tickets/{ticket_id}/mint", fingerprint("POST", path, None),
+        tenant.id,
+        "POST /v1/tickets/{ticket_id}/mint",
+        fingerprint("POST", path, None),
     )
     busy = await client.post(path, headers=tenant.post_headers("slow-key"))
     assert busy.status_code == 409
@@ -180,6 +200,7 @@ async def test_concurrent_duplicates_record_one_request(
     assert len(ids) == 1
     for conflict in (r for r in responses if r.status_code == 409):
         assert conflict.headers["retry-after"]
-    rows = await admin.fetchval("SELECT count(*) FROM chain_requests WHERE tenant_id = $1",
-                                tenant.id)
+    rows = await admin.fetchval(
+        "SELECT count(*) FROM chain_requests WHERE tenant_id = $1", tenant.id
+    )
     assert rows == 1

@@ -18,13 +18,21 @@ MAX_ATTEMPTS = 2
 
 
 async def _outbox(
-    admin: asyncpg.Connection, tenant_id: uuid.UUID, event_type: str, aggregate_type: str,
-    aggregate_id: uuid.UUID, payload: Any = None,
+    admin: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    event_type: str,
+    aggregate_type: str,
+    aggregate_id: uuid.UUID,
+    payload: Any = None,
 ) -> int:
     outbox_id: int = await admin.fetchval(
         """INSERT INTO outbox (tenant_id, aggregate_type, aggregate_id, event_type, payload)
            VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING id""",
-        tenant_id, aggregate_type, aggregate_id, event_type, json.dumps(payload or {}),
+        tenant_id,
+        aggregate_type,
+        aggregate_id,
+        event_type,
+        json.dumps(payload or {}),
     )
     return outbox_id
 
@@ -45,8 +53,9 @@ async def test_two_relays_record_each_request_once(
     # The same mint asked twice collapses onto one request.
     good.append(await _outbox(admin, a.id, "nft.mint_requested", "ticket", a.seeded.ticket_ids[0]))
     for ticket in b.seeded.ticket_ids[:2]:
-        good.append(await _outbox(admin, b.id, "nft.burn_requested", "ticket", ticket,
-                                  {"reason": "refund"}))
+        good.append(
+            await _outbox(admin, b.id, "nft.burn_requested", "ticket", ticket, {"reason": "refund"})
+        )
     transfer = await accepted_transfer(admin, b.seeded.ticket_ids[2], b.seeded.user_ids[0])
     good.append(await _outbox(admin, b.id, "nft.transfer_requested", "ticket_transfer", transfer))
     poison = [
@@ -59,13 +68,19 @@ async def test_two_relays_record_each_request_once(
     # Chainworker's own events are for the ticket service, never for the relay.
     own = await _outbox(admin, a.id, "ticket.minted", "ticket", a.seeded.ticket_ids[1])
 
-    two_pools = [await asyncpg.create_pool(module_db.app_dsn, min_size=1, max_size=2)
-                 for _ in range(2)]
+    two_pools = [
+        await asyncpg.create_pool(module_db.app_dsn, min_size=1, max_size=2) for _ in range(2)
+    ]
     try:
-        results = await asyncio.gather(*(
-            relay_once(p, arq, queue, max_attempts=MAX_ATTEMPTS, retry_seconds=600, batch_size=8)
-            for p in two_pools for _ in range(4)
-        ))
+        results = await asyncio.gather(
+            *(
+                relay_once(
+                    p, arq, queue, max_attempts=MAX_ATTEMPTS, retry_seconds=600, batch_size=8
+                )
+                for p in two_pools
+                for _ in range(4)
+            )
+        )
         assert sum(r.claimed for r in results) == len(good) + len(poison)
         assert sum(r.recorded for r in results) == len(good)
     finally:
@@ -76,11 +91,13 @@ async def test_two_relays_record_each_request_once(
         "SELECT id, attempts, last_error, processed_at FROM outbox WHERE id = ANY($1::bigint[])",
         good,
     )
-    assert all(r["processed_at"] and r["attempts"] == 1 and r["last_error"] is None
-               for r in processed)
+    assert all(
+        r["processed_at"] and r["attempts"] == 1 and r["last_error"] is None for r in processed
+    )
     requests = await admin.fetch(
         "SELECT tenant_id, ticket_id, operation, reason, transfer_id FROM chain_requests"
-        " WHERE source = 'outbox' AND tenant_id = ANY($1::uuid[])", [a.id, b.id],
+        " WHERE source = 'outbox' AND tenant_id = ANY($1::uuid[])",
+        [a.id, b.id],
     )
     assert len(requests) == len(a.seeded.ticket_ids) + 3
     assert len({(r["ticket_id"], r["operation"]) for r in requests}) == len(requests)
@@ -90,30 +107,36 @@ async def test_two_relays_record_each_request_once(
 
     failed = await admin.fetch(
         "SELECT attempts, last_error, processed_at, available_at > now() + interval '5 minutes'"
-        " AS pushed FROM outbox WHERE id = ANY($1::bigint[]) ORDER BY id", poison,
+        " AS pushed FROM outbox WHERE id = ANY($1::bigint[]) ORDER BY id",
+        poison,
     )
-    assert all(r["attempts"] == 1 and r["last_error"] and r["processed_at"] is None
-               and r["pushed"] for r in failed)
+    assert all(
+        r["attempts"] == 1 and r["last_error"] and r["processed_at"] is None and r["pushed"]
+        for r in failed
+    )
     errors = [r["last_error"] for r in failed]
     assert "reason" in errors[0] and "no ticket" in errors[1]
     assert "aggregate_type" in errors[2] and "no transfer" in errors[3]
     assert "JSON object" in errors[4]
 
     # Second round, once due: the poison rows reach MAX_ATTEMPTS and are given up.
-    await admin.execute("UPDATE outbox SET available_at = now() WHERE id = ANY($1::bigint[])",
-                        poison)
+    await admin.execute(
+        "UPDATE outbox SET available_at = now() WHERE id = ANY($1::bigint[])", poison
+    )
     again = await relay_once(pool, arq, queue, max_attempts=MAX_ATTEMPTS, retry_seconds=0)
     assert again.failed == len(poison) and again.recorded == 0
     given_up = await admin.fetch(
         "SELECT attempts, last_error, processed_at FROM outbox WHERE id = ANY($1::bigint[])",
         poison,
     )
-    assert all(r["attempts"] == MAX_ATTEMPTS and r["processed_at"] and r["last_error"]
-               for r in given_up)
-    assert (await relay_once(pool, arq, queue, max_attempts=MAX_ATTEMPTS,
-                             retry_seconds=0)).claimed == 0
+    assert all(
+        r["attempts"] == MAX_ATTEMPTS and r["processed_at"] and r["last_error"] for r in given_up
+    )
+    assert (
+        await relay_once(pool, arq, queue, max_attempts=MAX_ATTEMPTS, retry_seconds=0)
+    ).claimed == 0
     untouched = await admin.fetchrow("SELECT attempts, processed_at FROM outbox WHERE id = $1", own)
-    assert tuple(untouched) == (0, None)
+    assert untouched is not None and tuple(untouched) == (0, None)
     await arq.delete(queue)
 
 
@@ -124,12 +147,14 @@ async def test_a_failing_row_waits_its_backoff(
     bad = await _outbox(admin, tenant.id, "nft.mint_requested", "ticket", uuid.uuid4())
     first = await relay_once(pool, arq, queue, max_attempts=5, retry_seconds=60)
     assert first.failed >= 1
-    good = await _outbox(admin, tenant.id, "nft.mint_requested", "ticket",
-                         tenant.seeded.ticket_ids[0])
+    good = await _outbox(
+        admin, tenant.id, "nft.mint_requested", "ticket", tenant.seeded.ticket_ids[0]
+    )
     second = await relay_once(pool, arq, queue, max_attempts=5, retry_seconds=60)
     assert second.recorded == 1 and second.failed == 0, "the bad row is not retried yet"
     row = await admin.fetchrow(
-        "SELECT attempts, processed_at, available_at - now() AS wait FROM outbox WHERE id = $1", bad)
+        "SELECT attempts, processed_at, available_at - now() AS wait FROM outbox WHERE id = $1", bad
+    )
     assert row["attempts"] == 1 and row["processed_at"] is None
     assert row["wait"].total_seconds() > 50
     assert await admin.fetchval("SELECT processed_at FROM outbox WHERE id = $1", good)

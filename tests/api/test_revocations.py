@@ -16,22 +16,34 @@ def _base(tenant: Tenant) -> str:
 
 
 async def _create(client: httpx.AsyncClient, tenant: Tenant, reason: str = "revoke") -> dict:
-    response = await client.post(_base(tenant), json={"reason": reason},
-                                 headers=tenant.post_headers(token=tenant.admin_tokens[0]))
+    response = await client.post(
+        _base(tenant),
+        json={"reason": reason},
+        headers=tenant.post_headers(token=tenant.admin_tokens[0]),
+    )
     assert response.status_code == 201, response.text
     return dict(response.json())
 
 
-async def _vote(client: httpx.AsyncClient, tenant: Tenant, revocation: dict, admin_index: int,
-                kind: str = "approvals") -> httpx.Response:
+async def _vote(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    revocation: dict,
+    admin_index: int,
+    kind: str = "approvals",
+) -> httpx.Response:
     return await client.post(
-        f"{_base(tenant)}/{revocation['revocation_id']}/{kind}", json={"comment": "ok"},
+        f"{_base(tenant)}/{revocation['revocation_id']}/{kind}",
+        json={"comment": "ok"},
         headers=tenant.post_headers(token=tenant.admin_tokens[admin_index]),
     )
 
 
 async def test_two_distinct_admins_execute_the_revocation(
-    client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection, arq: ArqRedis,
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    admin: asyncpg.Connection,
+    arq: ArqRedis,
     running_api: RunningApi,
 ) -> None:
     tenant = await new_tenant(pool, tickets=4, users=3)
@@ -41,9 +53,12 @@ async def test_two_distinct_admins_execute_the_revocation(
     assert revocation["status"] == "pending" and revocation["required_approvals"] == 2
     assert revocation["requested_by"] == str(tenant.seeded.user_ids[0])
 
-    second_pending = await client.post(_base(tenant), json={},
-                                       headers=tenant.post_headers(token=tenant.admin_tokens[1]))
-    assert second_pending.status_code == 409 and second_pending.json()["code"] == "revocation_pending"
+    second_pending = await client.post(
+        _base(tenant), json={}, headers=tenant.post_headers(token=tenant.admin_tokens[1])
+    )
+    assert (
+        second_pending.status_code == 409 and second_pending.json()["code"] == "revocation_pending"
+    )
 
     one = await _vote(client, tenant, revocation, 0)
     assert one.status_code == 200 and one.json()["current_approvals"] == 1
@@ -58,17 +73,22 @@ async def test_two_distinct_admins_execute_the_revocation(
     assert sorted(body["approvers"]) == sorted(str(u) for u in tenant.seeded.user_ids[:2])
     assert len(body["burn_request_ids"]) == 3
     rows = await admin.fetch(
-        "SELECT ticket_id, operation, reason, source FROM chain_requests WHERE id = ANY($1::uuid[])",
+        "SELECT ticket_id, operation, reason, source FROM chain_requests"
+        " WHERE id = ANY($1::uuid[])",
         [uuid.UUID(i) for i in body["burn_request_ids"]],
     )
     assert sorted(r["ticket_id"] for r in rows) == sorted(minted)
-    assert {(r["operation"], r["reason"], r["source"]) for r in rows} == {("burn", "revoke", "multisig")}
+    assert {(r["operation"], r["reason"], r["source"]) for r in rows} == {
+        ("burn", "revoke", "multisig")
+    }
     for request_id in body["burn_request_ids"]:
         assert await arq.zscore(running_api.settings.queue_name, request_id) is not None
 
     late = await _vote(client, tenant, revocation, 2)
     assert late.status_code == 409 and late.json()["code"] == "revocation_executed"
-    shown = await client.get(f"{_base(tenant)}/{revocation['revocation_id']}", headers=tenant.auth())
+    shown = await client.get(
+        f"{_base(tenant)}/{revocation['revocation_id']}", headers=tenant.auth()
+    )
     assert shown.status_code == 200 and shown.json() == body
 
 
@@ -83,8 +103,10 @@ async def test_rejection_ends_it(
     assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
     after = await _vote(client, tenant, revocation, 2)
     assert after.status_code == 409 and after.json()["code"] == "revocation_rejected"
-    assert await admin.fetchval(
-        "SELECT count(*) FROM chain_requests WHERE tenant_id = $1", tenant.id) == 0
+    assert (
+        await admin.fetchval("SELECT count(*) FROM chain_requests WHERE tenant_id = $1", tenant.id)
+        == 0
+    )
 
 
 async def test_expired_request_takes_no_votes(
@@ -95,10 +117,14 @@ async def test_expired_request_takes_no_votes(
     revocation = await _create(client, tenant)
     await admin.execute(
         "UPDATE multisig_approval_requests SET expires_at = now() - interval '1 second'"
-        " WHERE id = $1", uuid.UUID(revocation["revocation_id"]))
+        " WHERE id = $1",
+        uuid.UUID(revocation["revocation_id"]),
+    )
     vote = await _vote(client, tenant, revocation, 1)
     assert vote.status_code == 409 and vote.json()["code"] == "revocation_expired"
-    shown = await client.get(f"{_base(tenant)}/{revocation['revocation_id']}", headers=tenant.auth())
+    shown = await client.get(
+        f"{_base(tenant)}/{revocation['revocation_id']}", headers=tenant.auth()
+    )
     assert shown.json()["status"] == "expired" and shown.json()["current_approvals"] == 0
     # An expired request no longer blocks a new one.
     fresh = await _create(client, tenant)

@@ -115,8 +115,9 @@ async def _record(conn: Connection, row: OutboxRequest) -> tuple[UUID, Operation
     assert ticket_id is not None
     if await tickets.get_ticket(conn, ticket_id) is None:
         raise MalformedEvent(f"no ticket {ticket_id} in this tenant")
-    item = NewRequest(ticket_id, intent.operation, transfer_id=intent.transfer_id,
-                      reason=intent.reason)
+    item = NewRequest(
+        ticket_id, intent.operation, transfer_id=intent.transfer_id, reason=intent.reason
+    )
     [recorded] = await requests.record_requests(
         conn, row.tenant_id, intent.operation, [item], "outbox"
     )
@@ -166,19 +167,21 @@ async def relay_once(
         for row in rows:
             try:
                 async with conn.transaction():  # a savepoint: one bad row undoes only itself
-                    await set_context(conn, row.tenant_id, reason=f"{row.event_type} relayed",
-                                      source="outbox")
+                    await set_context(
+                        conn, row.tenant_id, reason=f"{row.event_type} relayed", source="outbox"
+                    )
                     request_id, operation, created = await _record(conn, row)
-            except (MalformedEvent, asyncpg.DataError, asyncpg.IntegrityConstraintViolationError
-                    ) as error:
-                await set_context(conn, row.tenant_id, reason="outbox row refused",
-                                  source="outbox")
-                gave_up = await _mark_failed(
-                    conn, row, str(error), max_attempts, retry_seconds
-                )
+            except (
+                MalformedEvent,
+                asyncpg.DataError,
+                asyncpg.IntegrityConstraintViolationError,
+            ) as error:
+                await set_context(conn, row.tenant_id, reason="outbox row refused", source="outbox")
+                gave_up = await _mark_failed(conn, row, str(error), max_attempts, retry_seconds)
                 failed += 1
-                log.warning("outbox row refused", outbox_id=row.id, error=str(error),
-                            given_up=gave_up)
+                log.warning(
+                    "outbox row refused", outbox_id=row.id, error=str(error), given_up=gave_up
+                )
                 continue
             recorded += 1
             if created:
@@ -193,7 +196,9 @@ async def run_forever(ctx: WorkerContext) -> None:
     while True:
         try:
             result = await relay_once(
-                ctx.pool, ctx.arq, settings.queue_name,
+                ctx.pool,
+                ctx.arq,
+                settings.queue_name,
                 max_attempts=settings.outbox_max_attempts,
                 retry_seconds=settings.outbox_retry_seconds,
             )
