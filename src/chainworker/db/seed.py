@@ -67,15 +67,18 @@ async def seed_tenant(
 async def accepted_transfers(
     pool: asyncpg.Pool, tenant_id: UUID, ticket_ids: list[UUID], to_user: UUID
 ) -> list[UUID]:
-    """Accepted transfers of the given tickets to `to_user` (as the ticket service makes them)."""
+    """Accepted transfers of the given tickets to `to_user` (as the ticket service makes them).
+
+    Tickets `to_user` already holds are skipped.
+    """
     async with pool.acquire() as conn, conn.transaction():
-        await set_context(conn, tenant_id, actor_type="user", reason="transfer accepted",
+        await set_context(conn, tenant_id, actor_type="service", reason="transfer accepted",
                           source="seed")
         rows = await conn.fetch(
             """INSERT INTO ticket_transfers (tenant_id, ticket_id, from_user_id, to_user_id,
                                              status, accepted_at)
                SELECT t.tenant_id, t.id, t.user_id, $2, 'accepted', now()
-                 FROM tickets t WHERE t.id = ANY($1::uuid[])
+                 FROM tickets t WHERE t.id = ANY($1::uuid[]) AND t.user_id IS DISTINCT FROM $2
                RETURNING id""",
             ticket_ids,
             to_user,

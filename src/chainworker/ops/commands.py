@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
     from chainworker.db import cli as db_cli
     from chainworker.jobs import cli as jobs_cli
     from chainworker.localnet import cli as localnet_cli
-    from chainworker.ops import reconcile_cli, services_cli
+    from chainworker.ops import demo, reconcile_cli, services_cli
 
     services_cli.register(app)
     db_cli.register(app)
@@ -20,3 +20,4 @@ def register(app: typer.Typer) -> None:
     jobs_cli.register(app)
     api_cli.register(app)
     reconcile_cli.register(app)
+    demo.register(app)

@@ -1,0 +1,257 @@
+"""`chainworker demo`: the whole pipeline on the embedded defaults, checked against the chain.
+
+Migrates, seeds a tenant, starts a localnet (unless SOLANA_RPC_URLS is set) and a
+worker process, mints every ticket, transfers and burns some, shows live progress,
+prints a summary and exits non-zero unless the database and the chain agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Annotated
+from uuid import UUID
+
+import asyncpg
+import typer
+from arq import create_pool as create_arq_pool
+from arq.connections import ArqRedis, RedisSettings
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from solders.pubkey import Pubkey
+
+from chainworker import services
+from chainworker.chain.keys import custodial_wallet, load_custodial_seed
+from chainworker.chain.rpc import SolanaRpc
+from chainworker.config import Settings, get_settings
+from chainworker.db import seed as seed_data
+from chainworker.db.migrate import migrate
+from chainworker.db.pool import create_pool, tenant_transaction
+from chainworker.db.requests import NewRequest, Operation
+from chainworker.jobs.enqueue import request_operation
+
+console = Console()
+CHECK_CONCURRENCY = 32
+
+
+@dataclass
+class DemoRun:
+    settings: Settings
+    pool: asyncpg.Pool
+    arq: ArqRedis
+    queue: str
+    tenant: UUID
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Mismatch:
+    ticket_id: UUID
+    problem: str
+
+
+@contextmanager
+def _localnet(settings: Settings, slot_ms: int) -> Iterator[str]:
+    """The configured RPC endpoints, or a localnet of our own for the run."""
+    if "solana_rpc_urls" in settings.model_fields_set:
+        yield ",".join(settings.solana_rpc_urls)
+        return
+    from chainworker.localnet.process import start_localnet
+
+    with start_localnet(slot_ms=slot_ms) as node:
+        console.print(f"localnet: {node.rpc_url} (slot {slot_ms} ms)")
+        yield node.rpc_url
+
+
+@contextmanager
+def _worker(env: dict[str, str], log_path: str) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chainworker", "worker", "--metrics-port", "0"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def _statuses(run: DemoRun, operation: str) -> dict[str, int]:
+    rows = await _tenant_fetch(
+        run,
+        "SELECT status, count(*) AS n FROM chain_requests WHERE operation = $1 GROUP BY status",
+        operation,
+    )
+    return {row["status"]: int(row["n"]) for row in rows}
+
+
+async def _tenant_fetch(run: DemoRun, sql: str, *args: object) -> list[asyncpg.Record]:
+    async with tenant_transaction(run.pool, run.tenant, reason="demo") as conn:
+        return list(await conn.fetch(sql, *args))
+
+
+async def _run_phase(
+    run: DemoRun, progress: Progress, label: str, operation: Operation, items: list[NewRequest]
+) -> None:
+    if not items:
+        return
+    task = progress.add_task(label, total=len(items))
+    started = time.monotonic()
+    await request_operation(
+        run.pool, run.arq, run.queue, run.tenant, operation, items, source="demo"
+    )
+    while True:
+        statuses = await _statuses(run, operation)
+        live = statuses.get("queued", 0) + statuses.get("submitted", 0)
+        done = sum(statuses.values()) - live
+        progress.update(task, completed=done)
+        if live == 0 and done >= len(items):
+            run.phase_seconds[operation] = time.monotonic() - started
+            return
+        await asyncio.sleep(0.25)
+
+
+async def _check_chain(run: DemoRun, rpc: SolanaRpc, seed: bytes) -> list[Mismatch]:
+    """Every ticket the database says is on chain is on chain, held by whom it says."""
+    rows = await _tenant_fetch(
+        run, "SELECT id, status, token_mint, user_id FROM tickets WHERE token_mint IS NOT NULL"
+    )
+    gate = asyncio.Semaphore(CHECK_CONCURRENCY)
+
+    async def check(row: asyncpg.Record) -> Mismatch | None:
+        async with gate:
+            mint = Pubkey.from_string(row["token_mint"])
+            state = await rpc.get_mint_state(mint)
+            burned = row["status"] in ("revoked", "refunded")
+            if state is None:
+                return Mismatch(row["id"], "mint account missing on chain")
+            if burned:
+                return None if state.supply == 0 else Mismatch(row["id"], "burned but supply 1")
+            if state.supply != 1:
+                return Mismatch(row["id"], f"supply {state.supply}, expected 1")
+            holder = await rpc.get_token_holder(mint)
+            expected = custodial_wallet(seed, run.tenant, row["user_id"])
+            if holder is None or holder[0] != expected:
+                return Mismatch(row["id"], f"held by {holder}, expected {expected}")
+            return None
+
+    found = await asyncio.gather(*(check(row) for row in rows))
+    return [m for m in found if m is not None]
+
+
+async def _summary(run: DemoRun) -> Table:
+    rows = await _tenant_fetch(
+        run,
+        """SELECT operation, status, count(*) AS n,
+                  sum(greatest(attempts - 1, 0)) AS retries,
+                  percentile_cont(0.5) WITHIN GROUP (
+                      ORDER BY extract(epoch FROM completed_at - created_at)) AS p50,
+                  percentile_cont(0.99) WITHIN GROUP (
+                      ORDER BY extract(epoch FROM completed_at - created_at)) AS p99
+             FROM chain_requests GROUP BY operation, status ORDER BY operation, status""",
+    )
+    table = Table("operation", "outcome", "count", "retries", "p50 s", "p99 s", "per second",
+                  title=f"chainworker demo: tenant {run.tenant}")
+    for row in rows:
+        table.add_row(
+            row["operation"], row["status"], str(row["n"]), str(row["retries"] or 0),
+            f"{row['p50'] or 0:.2f}", f"{row['p99'] or 0:.2f}",
+            _rate(row["n"], run.phase_seconds.get(row["operation"]))
+            if row["status"] == "confirmed" else "",
+        )
+    return table
+
+
+def _rate(count: int, seconds: float | None) -> str:
+    return f"{count / seconds:.1f}" if seconds else ""
+
+
+async def _demo(settings: Settings, tickets: int, slot_ms: int) -> int:
+    pg, redis = await services.resolve_postgres(settings), await services.resolve_redis(settings)
+    console.print(f"postgresql: {pg.origin}   redis: {redis.origin}")
+    applied = await migrate(pg.admin_dsn)
+    console.print(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
+    queue = f"chainworker:demo:{uuid.uuid4().hex[:8]}"
+    pool = await create_pool(pg.app_dsn, settings)
+    arq = await create_arq_pool(RedisSettings.from_dsn(redis.url))
+    try:
+        seeded = await seed_data.seed_tenant(
+            pool, tickets=tickets, users=max(2, tickets // 10), tenant_name="Demo Tenant"
+        )
+        console.print(f"seeded tenant {seeded.tenant_id}: {tickets} sold tickets")
+        run = DemoRun(settings, pool, arq, queue, seeded.tenant_id)
+        with _localnet(settings, slot_ms) as rpc_urls:
+            env = {
+                **os.environ, "DATABASE_URL": pg.app_dsn, "DATABASE_ADMIN_URL": pg.admin_dsn,
+                "REDIS_URL": redis.url, "SOLANA_RPC_URLS": rpc_urls, "QUEUE_NAME": queue,
+                "STATE_DIR": str(settings.state_dir.resolve()), "METRICS_PORT": "0",
+                "LOG_FORMAT": "json",
+            }
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+            log_path = str(settings.state_dir / "demo-worker.log")
+            with _worker(env, log_path):
+                with Progress(
+                    TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console,
+                ) as progress:
+                    await _run_phase(run, progress, "mint", "mint",
+                                     [NewRequest(t, "mint") for t in seeded.ticket_ids])
+                    movers = seeded.ticket_ids[: max(1, tickets // 10)]
+                    burners = seeded.ticket_ids[len(movers): len(movers) + max(1, tickets // 10)]
+                    transfers = await seed_data.accepted_transfers(
+                        pool, seeded.tenant_id, movers, seeded.user_ids[-1]
+                    )
+                    transfer_tickets = await _tenant_fetch(
+                        run, "SELECT id, ticket_id FROM ticket_transfers WHERE id = ANY($1)",
+                        transfers,
+                    )
+                    await _run_phase(run, progress, "transfer", "transfer", [
+                        NewRequest(r["ticket_id"], "transfer", transfer_id=r["id"])
+                        for r in transfer_tickets
+                    ])
+                    await _run_phase(run, progress, "burn", "burn", [
+                        NewRequest(t, "burn", reason="revoke" if i % 2 else "refund")
+                        for i, t in enumerate(burners)
+                    ])
+            console.print(await _summary(run))
+            async with SolanaRpc(rpc_urls.split(",")) as rpc:
+                mismatches = await _check_chain(run, rpc, load_custodial_seed(settings))
+        if mismatches:
+            console.print(f"[red]database and chain disagree on {len(mismatches)} ticket(s):")
+            for mismatch in mismatches[:20]:
+                console.print(f"  {mismatch.ticket_id}: {mismatch.problem}")
+            return 1
+        console.print("[green]database and chain agree on every ticket.")
+        return 0
+    finally:
+        await arq.aclose()
+        await pool.close()
+
+
+def demo(
+    tickets: Annotated[int, typer.Option(min=1, max=100_000, help="Tickets to mint.")] = 200,
+    slot_ms: Annotated[int, typer.Option(min=10, max=2000, help="Localnet slot time.")] = 100,
+) -> None:
+    """Run the whole pipeline (migrate, seed, mint, transfer, burn) and check the chain."""
+    try:
+        code = asyncio.run(_demo(get_settings(), tickets, slot_ms))
+    except (services.ServiceError, OSError) as error:
+        typer.echo(f"chainworker: {error}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
