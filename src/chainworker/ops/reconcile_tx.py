@@ -241,6 +241,12 @@ async def abandon(
         if request is None or not request.is_live:
             status = request.status if request else "unknown"
             raise OperatorError(f"request {where.request_id} is {status}, not live")
+        now_live = {a.id for a in await transactions.attempts_for_request(conn, request.id)
+                    if a.status in ("pending", "confirming")}
+        if not now_live <= {a.id for a in live}:
+            raise OperatorError(
+                f"request {request.id} recorded a new attempt meanwhile; run the command again"
+            )
         for attempt in live:
             if await transactions.lock_live(conn, attempt.id) is not None:
                 await transactions.finish(conn, attempt.id, "expired")
