@@ -303,6 +303,17 @@ async def test_holders_finds_drift_and_records_what_policy_allows(world: World) 
         "AND status = 'reconciled'") == 1
     assert await admin.fetchval("SELECT count(*) FROM blockchain_sync_log") == sync_before + 6
 
+    # The right user holds it, but the recorded address is wrong: the chain's is recorded.
+    chain_holder = await admin.fetchval(
+        "SELECT wallet_address FROM tickets WHERE id = $1", UUID(world.a[0]))
+    await admin.execute("UPDATE tickets SET wallet_address = $2 WHERE id = $1",
+                        UUID(world.a[0]), str(Keypair().pubkey()))
+    stale = run_json(world.stack, "reconcile", "holders", "--apply", "--tenant", world.tenant_a)
+    assert {d["ticket_id"]: (d["kind"], d["recorded"]) for d in stale["drifts"]}[world.a[0]] == (
+        "wallet_stale", True)
+    assert await admin.fetchval(
+        "SELECT wallet_address FROM tickets WHERE id = $1", UUID(world.a[0])) == chain_holder
+
     clean = run_json(world.stack, "reconcile", "holders", "--tenant", world.tenant_b, expect=0)
     assert clean["summary"] == {"checked": 0, "drifts": 0, "recorded": 0, "mode": "dry-run"}
 

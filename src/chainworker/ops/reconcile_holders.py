@@ -19,7 +19,7 @@ Policy for `--apply` (the chain is the truth only where it names someone we know
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -147,7 +147,10 @@ class TenantWallets:
         )
 
 
-async def minted_pages(pool: asyncpg.Pool, tenant_id: UUID | None) -> Any:
+async def minted_pages(
+    pool: asyncpg.Pool, tenant_id: UUID | None
+) -> AsyncIterator[list[MintedTicket]]:
+    """Minted tickets (of one tenant, or all), a keyset page at a time."""
     after: UUID | None = None
     while True:
         async with pool.acquire() as conn:
