@@ -24,6 +24,7 @@ TYPE_PREFIX = "urn:chainworker:problem:"
 
 # kind -> (status, title). The kind is the stable part of the type URI.
 KINDS: dict[str, tuple[int, str]] = {
+    "bad-request": (400, "The request could not be read"),
     "unauthorized": (401, "Missing or invalid bearer token"),
     "forbidden": (403, "This token may not do that"),
     "not-found": (404, "No such resource"),
@@ -139,6 +140,7 @@ def _validation_problem(error: RequestValidationError) -> Problem:
 
 
 _STATUS_KIND = {
+    400: "bad-request",
     401: "unauthorized",
     403: "forbidden",
     404: "not-found",

@@ -30,7 +30,7 @@ from chainworker.ops import logs
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 Context = Annotated[ApiContext, Depends(get_context)]
-ERRORS = documented(401, 404, 409, 422, 503)
+ERRORS = documented(400, 401, 404, 409, 422, 503)
 
 log = logs.get_logger(__name__)
 

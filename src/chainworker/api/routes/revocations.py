@@ -143,7 +143,7 @@ async def _enqueue_burns(context: ApiContext, tenant_id: UUID, request_ids: list
     "",
     status_code=201,
     response_model=Revocation,
-    responses=documented(401, 403, 404, 409, 422, 503),
+    responses=documented(400, 401, 403, 404, 409, 422, 503),
     summary="Ask for every minted ticket of the event to be burned (needs admin approvals)",
 )
 async def create_revocation(
@@ -204,7 +204,7 @@ async def create_revocation(
 @router.get(
     "/{revocation_id}",
     response_model=Revocation,
-    responses=documented(401, 404, 422, 503),
+    responses=documented(400, 401, 404, 422, 503),
     summary="A revocation's state, approvals and the burns it recorded",
 )
 async def get_revocation(
@@ -271,7 +271,7 @@ async def _vote(
 @router.post(
     "/{revocation_id}/approvals",
     response_model=Revocation,
-    responses=documented(401, 403, 404, 409, 422, 503),
+    responses=documented(400, 401, 403, 404, 409, 422, 503),
     summary="Approve; the approval reaching the threshold executes the revocation",
 )
 async def approve(
@@ -298,7 +298,7 @@ async def approve(
 @router.post(
     "/{revocation_id}/rejections",
     response_model=Revocation,
-    responses=documented(401, 403, 404, 409, 422, 503),
+    responses=documented(400, 401, 403, 404, 409, 422, 503),
     summary="Reject; one rejection ends the revocation",
 )
 async def reject(

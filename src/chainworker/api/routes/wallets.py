@@ -56,7 +56,7 @@ async def _register(
     "/wallets",
     status_code=201,
     response_model=Wallet,
-    responses=documented(401, 404, 409, 422, 503),
+    responses=documented(400, 401, 404, 409, 422, 503),
     summary="Register (or replace) a user's external wallet address",
 )
 async def register_wallet(
