@@ -70,6 +70,9 @@ async def _acquire(
     context: ApiContext, principal: Principal, key: str, operation: str, request_hash: str
 ) -> Claim | Response:
     async with tenant_transaction(context.pool, principal.tenant_id, source="api") as conn:
+        # The claim need not be durable on its own: the work's transaction, which stores
+        # the response, commits after it and flushes the WAL up to and past it.
+        await conn.execute("SET LOCAL synchronous_commit = off")
         row = await conn.fetchrow(
             "SELECT * FROM acquire_idempotency_key($1, $2, $3, $4, $5, $6, $7)",
             principal.tenant_id,

@@ -74,27 +74,31 @@ async def record_one(
             raise Problem("conflict", verdict.message, code=str(verdict.code))
         item = NewRequest(ticket_id, operation, transfer_id=transfer_id, reason=reason)
         [recorded] = await requests.record_requests(conn, tenant_id, operation, [item], "api")
-        row = await requests.get_request(conn, recorded.request_id)
-        assert row is not None
+        status = "queued"
+        if not recorded.created:
+            live = await requests.get_request(conn, recorded.request_id)
+            status = live.status if live is not None else status
         body = Accepted(
-            request_id=row.id,
-            ticket_id=row.ticket_id,
+            request_id=recorded.request_id,
+            ticket_id=ticket_id,
             operation=operation,
-            status=row.status,
+            status=status,
             created=recorded.created,
-            status_url=status_url(row.id),
+            status_url=status_url(recorded.request_id),
         ).model_dump(mode="json")
         await claim.complete(conn, 202, body)
     if recorded.created:
         try:
             await enqueue_jobs(
-                context.arq, context.settings.queue_name, [(row.id, tenant_id, operation)]
+                context.arq,
+                context.settings.queue_name,
+                [(recorded.request_id, tenant_id, operation)],
             )
         except (RedisError, OSError) as error:
             log.warning(
                 "enqueue failed; the sweeper will queue it",
                 error=repr(error),
-                request_id=str(row.id),
+                request_id=str(recorded.request_id),
             )
     return JSONResponse(body, status_code=202, headers={"Location": body["status_url"]})
 
