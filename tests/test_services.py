@@ -33,9 +33,10 @@ async def test_embedded_postgres_and_valkey_round_trip(tmp_path: Path) -> None:
             tenant = await conn.fetchval("SELECT gen_random_uuid()")
             async with conn.transaction():
                 await conn.execute("SELECT set_tenant_context($1)", tenant)
+                await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, 'embedded')", tenant)
                 await conn.execute(
-                    "INSERT INTO blockchain_sync_log (tenant_id, sync_type, status) "
-                    "VALUES ($1, 'round_trip', 'ok')",
+                    "INSERT INTO blockchain_sync_log (tenant_id, entity_type, operation, status) "
+                    "VALUES ($1, 'round_trip', 'verify', 'confirmed')",
                     tenant,
                 )
                 count = await conn.fetchval("SELECT count(*) FROM blockchain_sync_log")

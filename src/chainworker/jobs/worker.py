@@ -18,6 +18,7 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker, func
 
 from chainworker.chain import funding, keys
+from chainworker.chain.errors import ChainError
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
 from chainworker.db.pool import create_pool
@@ -29,6 +30,7 @@ from chainworker.lifecycle.model import Policy
 from chainworker.ops import logs, metrics
 
 JOB_MAX_TRIES = 20
+STARTUP_ATTEMPTS = 8
 # What the development authority asks for when it runs low (faucets cap devnet's).
 DEV_AIRDROP_LAMPORTS = {"localnet": 1_000 * 10**9, "devnet": 2 * 10**9, "testnet": 2 * 10**9}
 
@@ -61,16 +63,29 @@ async def build_context(settings: Settings, app_dsn: str, arq: ArqRedis) -> Work
     )
 
 
+async def _fund_authority(ctx: WorkerContext) -> None:
+    """Top up the authority where the cluster allows; ride out a flaky endpoint at start."""
+    for attempt in range(STARTUP_ATTEMPTS):
+        try:
+            await funding.ensure_funded(
+                ctx.rpc,
+                ctx.authority.pubkey(),
+                cluster=ctx.settings.solana_cluster,
+                min_lamports=ctx.settings.authority_min_lamports,
+                airdrop_lamports=DEV_AIRDROP_LAMPORTS.get(ctx.settings.solana_cluster, 0),
+            )
+            return
+        except ChainError as error:
+            if not error.retryable or attempt == STARTUP_ATTEMPTS - 1:
+                raise
+            log.warning("funding check failed; retrying", error=str(error))
+            await asyncio.sleep(min(5.0, 0.5 * 2**attempt))
+
+
 def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool = False) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         worker_ctx = await build_context(settings, app_dsn, ctx["redis"])
-        await funding.ensure_funded(
-            worker_ctx.rpc,
-            worker_ctx.authority.pubkey(),
-            cluster=settings.solana_cluster,
-            min_lamports=settings.authority_min_lamports,
-            airdrop_lamports=DEV_AIRDROP_LAMPORTS.get(settings.solana_cluster, 0),
-        )
+        await _fund_authority(worker_ctx)
         ctx["worker"] = worker_ctx
         _background(ctx, "confirm", confirm_loop.run_forever(worker_ctx))
         _background(ctx, "sweeper", sweeper_loop.run_forever(worker_ctx))
