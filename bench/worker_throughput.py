@@ -1,0 +1,164 @@
+"""End-to-end worker throughput: request recorded -> ticket minted, against the localnet.
+
+Run: python bench/worker_throughput.py [--tickets 2000] [--slot-ms 400]
+
+In one run it measures
+- the localnet's raw sendTransaction capacity for Token-2022 mints (pre-signed,
+  sent over HTTP, until every one has landed);
+- one worker (in this process, so its database statements can be counted) minting
+  `--tickets` recorded requests: confirmed mints per second, p50/p99 latency from
+  request recorded to ticket minted, and database statements per mint;
+and prints the ratio of the two rates. It creates its own database and drops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from arq import create_pool as create_arq_pool
+from arq.connections import RedisSettings
+
+from chainworker import services
+from chainworker.config import load_settings
+from chainworker.db import seed as seed_data
+from chainworker.db.migrate import migrate
+from chainworker.db.pool import create_pool
+from chainworker.db.requests import NewRequest
+from chainworker.jobs.enqueue import request_operation
+from chainworker.jobs.worker import make_worker
+from chainworker.localnet.process import start_localnet
+
+sys.path.insert(0, str(Path(__file__).parent))
+from localnet_throughput import measure_send, token_2022_mints  # noqa: E402
+
+STATEMENTS = {"count": 0}
+
+
+def count_statements() -> None:
+    """Count every statement asyncpg sends from this process (the worker's included)."""
+    original_execute = asyncpg.connection.Connection._execute
+    original_simple = asyncpg.connection.Connection.execute
+
+    async def counted_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        STATEMENTS["count"] += 1
+        return await original_execute(self, *args, **kwargs)
+
+    async def counted_simple(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if not args:  # with arguments, execute() goes through _execute
+            STATEMENTS["count"] += 1
+        return await original_simple(self, query, *args, **kwargs)
+
+    asyncpg.connection.Connection._execute = counted_execute  # type: ignore[method-assign]
+    asyncpg.connection.Connection.execute = counted_simple  # type: ignore[method-assign]
+
+
+async def run_worker_bench(rpc_url: str, tickets: int) -> dict[str, float]:
+    base = load_settings()
+    server, origin = await services.find_postgres_server(base)
+    name = f"cw_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server.admin_dsn("postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    redis = await services.resolve_redis(base)
+    state = Path(tempfile.mkdtemp(prefix="cw-bench-"))
+    queue = f"chainworker:bench:{uuid.uuid4().hex[:8]}"
+    settings = load_settings(
+        solana_rpc_urls=rpc_url, state_dir=state, queue_name=queue, metrics_port=0,
+        log_level="WARNING", log_format="json", confirm_interval_seconds=0.2,
+    )
+    try:
+        await migrate(server.admin_dsn(name))
+        pool = await create_pool(server.app_dsn(name), settings)
+        arq = await create_arq_pool(RedisSettings.from_dsn(redis.url))
+        seeded = await seed_data.seed_tenant(pool, tickets=tickets, users=max(2, tickets // 20))
+        worker = make_worker(settings, server.app_dsn(name), redis.url)
+        running = asyncio.create_task(worker.async_run())
+        await asyncio.sleep(2.0)  # startup: pool, keys, airdrop
+        count_statements()
+        started = time.monotonic()
+        await request_operation(
+            pool, arq, queue, seeded.tenant_id, "mint",
+            [NewRequest(t, "mint") for t in seeded.ticket_ids], source="cli",
+        )
+        statements_before = STATEMENTS["count"]
+        while True:
+            done = await admin_count(server.admin_dsn(name))
+            if done >= tickets:
+                break
+            await asyncio.sleep(0.1)
+        elapsed = time.monotonic() - started
+        statements = STATEMENTS["count"] - statements_before
+        conn = await asyncpg.connect(server.admin_dsn(name))
+        latencies = [
+            row["seconds"] for row in await conn.fetch(
+                """SELECT extract(epoch FROM completed_at - created_at)::float8 AS seconds
+                     FROM chain_requests WHERE status = 'confirmed'"""
+            )
+        ]
+        attempts = await conn.fetchval("SELECT count(*) FROM pending_transactions")
+        await conn.close()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
+        await worker.close()
+        await arq.aclose()
+        await pool.close()
+        quantiles = statistics.quantiles(latencies, n=100)
+        return {
+            "postgres": 0.0 if origin == "local" else 1.0,
+            "mints": float(tickets),
+            "attempts": float(attempts),
+            "seconds": elapsed,
+            "mints_per_s": tickets / elapsed,
+            "p50_s": statistics.median(latencies),
+            "p99_s": quantiles[98],
+            "statements_per_mint": statements / tickets,
+        }
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def admin_count(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(
+            "SELECT count(*) FROM chain_requests WHERE status NOT IN ('queued', 'submitted')"
+        ))
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickets", type=int, default=2000)
+    parser.add_argument("--raw-mints", type=int, default=1500)
+    parser.add_argument("--slot-ms", type=int, default=400)
+    args = parser.parse_args()
+    with start_localnet(slot_ms=args.slot_ms) as node:
+        raw = measure_send(
+            node.rpc_url, "raw mints", token_2022_mints(node.rpc_url, args.raw_mints), 1, 8
+        )
+        result = asyncio.run(run_worker_bench(node.rpc_url, args.tickets))
+    raw_rate = raw["executed_per_s"]
+    print(f"localnet raw capacity (Token-2022 mints, executed): {raw_rate:,.0f}/s")
+    print(f"worker end to end: {result['mints']:.0f} mints in {result['seconds']:.1f} s "
+          f"= {result['mints_per_s']:,.0f} confirmed mints/s "
+          f"({result['attempts']:.0f} attempts)")
+    print(f"latency request recorded -> minted: p50 {result['p50_s']:.2f} s, "
+          f"p99 {result['p99_s']:.2f} s")
+    print(f"database statements per mint: {result['statements_per_mint']:.1f}")
+    print(f"ratio worker / raw capacity: {result['mints_per_s'] / raw_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
