@@ -95,7 +95,8 @@ CREATE FUNCTION create_pending_transaction(
     p_parent_tx_id             uuid DEFAULT NULL,
     p_serialized_tx            bytea DEFAULT NULL,
     p_job_id                   text DEFAULT NULL,
-    p_transfer_id              uuid DEFAULT NULL
+    p_transfer_id              uuid DEFAULT NULL,
+    p_last_sent_at             timestamptz DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -104,20 +105,22 @@ BEGIN
     INSERT INTO pending_transactions (
         tenant_id, tx_signature, tx_type, ticket_id, event_id, blockhash,
         last_valid_block_height, max_retries, metadata, request_id, attempt, parent_tx_id,
-        serialized_tx, job_id, transfer_id)
+        serialized_tx, job_id, transfer_id, last_sent_at, send_count)
     VALUES (
         p_tenant_id, p_tx_signature, p_tx_type, p_ticket_id, p_event_id, p_blockhash,
         p_last_valid_block_height, coalesce(p_max_retries, 3), coalesce(p_metadata, '{}'::jsonb),
         p_request_id, coalesce(p_attempt, 1), p_parent_tx_id, p_serialized_tx, p_job_id,
-        p_transfer_id)
+        p_transfer_id, p_last_sent_at, CASE WHEN p_last_sent_at IS NULL THEN 0 ELSE 1 END)
     RETURNING id INTO v_id;
     RETURN v_id;
 END;
 $$;
 COMMENT ON FUNCTION create_pending_transaction(uuid, text, text, uuid, uuid, text, bigint, integer,
-                                               jsonb, uuid, integer, uuid, bytea, text, uuid) IS
+                                               jsonb, uuid, integer, uuid, bytea, text, uuid,
+                                               timestamptz) IS
     'Records a signed transaction as pending before it is sent; returns its id. The trailing '
-    'parameters (request, attempt, parent attempt, signed bytes, job, transfer) are optional. '
+    'parameters (request, attempt, parent attempt, signed bytes, job, transfer, when it is '
+    'sent) are optional. '
     'Refused (unique violation) when the ticket already has a live transaction.';
 
 CREATE FUNCTION confirm_transaction(p_tx_signature text, p_slot bigint,

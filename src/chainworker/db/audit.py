@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -40,25 +42,35 @@ async def log_sync(
     )
 
 
-async def emit_event(
-    conn: Connection,
-    tenant_id: UUID,
-    *,
-    aggregate_type: str,
-    aggregate_id: UUID,
-    event_type: str,
-    payload: dict[str, Any],
-) -> None:
-    """An outbox event for the ticket service, in the same transaction as the change."""
-    await conn.execute(
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An outbox event for the ticket service."""
+
+    aggregate_type: str
+    aggregate_id: UUID
+    event_type: str
+    payload: dict[str, Any]
+
+
+async def emit_events(conn: Connection, tenant_id: UUID, events: Sequence[Event]) -> None:
+    """Outbox events, in the same transaction as the change they describe."""
+    await conn.executemany(
         """INSERT INTO outbox (tenant_id, aggregate_type, aggregate_id, event_type, payload)
            VALUES ($1, $2, $3, $4, $5::jsonb)""",
-        tenant_id,
-        aggregate_type,
-        aggregate_id,
-        event_type,
-        json.dumps(payload, default=str),
+        [
+            (tenant_id, e.aggregate_type, e.aggregate_id, e.event_type,
+             json.dumps(e.payload, default=str))
+            for e in events
+        ],
     )
+
+
+async def has_spend_limit(conn: Connection) -> bool:
+    """Whether the current tenant has an active chain spending limit."""
+    return bool(await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM spending_limits
+                           WHERE user_id IS NULL AND currency = 'LAM' AND is_active)"""
+    ))
 
 
 async def spending_headroom(conn: Connection, amount: int) -> str | None:
@@ -67,15 +79,17 @@ async def spending_headroom(conn: Connection, amount: int) -> str | None:
     return str(reason) if reason is not None else None
 
 
-async def record_spend(conn: Connection, tx_id: UUID) -> int:
-    """Charge the tenant the attempt's lamports (tenant-wide row, currency LAM)."""
-    amount = await conn.fetchval(
-        """INSERT INTO spending_transactions
-               (tenant_id, user_id, amount, currency, reference_type, reference_id)
-           SELECT tenant_id, NULL, coalesce((metadata->>'estimated_lamports')::numeric, 0),
-                  'LAM', 'pending_transaction', id
-             FROM pending_transactions WHERE id = $1
-           RETURNING amount""",
-        tx_id,
+async def record_spend(conn: Connection, tx_ids: list[UUID]) -> int:
+    """Charge the tenant the attempts' lamports (tenant-wide rows, currency LAM); the total."""
+    total = await conn.fetchval(
+        """WITH charged AS (
+               INSERT INTO spending_transactions
+                      (tenant_id, user_id, amount, currency, reference_type, reference_id)
+               SELECT tenant_id, NULL, coalesce((metadata->>'estimated_lamports')::numeric, 0),
+                      'LAM', 'pending_transaction', id
+                 FROM pending_transactions WHERE id = ANY($1::uuid[])
+               RETURNING amount)
+           SELECT coalesce(sum(amount), 0) FROM charged""",
+        tx_ids,
     )
-    return int(amount or 0)
+    return int(total or 0)

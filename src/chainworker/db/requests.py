@@ -134,6 +134,16 @@ async def get_request(
     return RequestRow(**dict(row)) if row else None
 
 
+async def get_requests(conn: Connection, request_ids: list[UUID]) -> dict[UUID, RequestRow]:
+    """Many requests by id, locked in id order."""
+    sql = (
+        f"SELECT {_COLUMNS} FROM chain_requests WHERE id = ANY($1::uuid[])"  # noqa: S608
+        " ORDER BY id FOR UPDATE"
+    )
+    rows = await conn.fetch(sql, request_ids)
+    return {row["id"]: RequestRow(**dict(row)) for row in rows}
+
+
 async def latest_for_ticket(conn: Connection, ticket_id: UUID, limit: int = 20) -> list[RequestRow]:
     sql = (
         f"SELECT {_COLUMNS} FROM chain_requests WHERE ticket_id = $1"  # noqa: S608
@@ -153,6 +163,38 @@ async def mark_submitted(conn: Connection, request_id: UUID, signature: str, att
     )
 
 
+_SETTLE = """UPDATE chain_requests
+              SET status = $2, outcome_code = $3, outcome_message = $4,
+                  token_mint = coalesce($5, token_mint),
+                  tx_signature = coalesce($6, tx_signature),
+                  updated_at = now(), completed_at = now()
+            WHERE id = $1 AND status IN ('queued', 'submitted')"""
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    request_id: UUID
+    status: str
+    code: str | None = None
+    message: str | None = None
+    token_mint: str | None = None
+    signature: str | None = None
+
+
+async def settle_many(conn: Connection, settlements: Sequence[Settlement]) -> None:
+    """Give live requests their final status, in one round trip."""
+    for item in settlements:
+        if item.status not in FINAL_REQUEST_STATUSES:
+            raise ValueError(f"{item.status!r} is not a final request status")
+    await conn.executemany(
+        _SETTLE,
+        [
+            (i.request_id, i.status, i.code, i.message, i.token_mint, i.signature)
+            for i in settlements
+        ],
+    )
+
+
 async def settle(
     conn: Connection,
     request_id: UUID,
@@ -167,12 +209,7 @@ async def settle(
     if status not in FINAL_REQUEST_STATUSES:
         raise ValueError(f"{status!r} is not a final request status")
     result = await conn.execute(
-        """UPDATE chain_requests
-              SET status = $2, outcome_code = $3, outcome_message = $4,
-                  token_mint = coalesce($5, token_mint),
-                  tx_signature = coalesce($6, tx_signature),
-                  updated_at = now(), completed_at = now()
-            WHERE id = $1 AND status IN ('queued', 'submitted')""",
+        _SETTLE,
         request_id,
         status,
         code,

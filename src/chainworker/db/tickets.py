@@ -30,25 +30,32 @@ class TransferRow:
     tx_signature: str | None
 
 
+_TICKET_COLUMNS = """t.id, t.tenant_id, t.event_id, t.user_id, t.status, t.token_mint,
+                  t.ticket_number, e.name AS event_name"""
+
+
 async def lock_ticket(conn: Connection, ticket_id: UUID) -> TicketRow | None:
     """The ticket, locked for the rest of the transaction; None when invisible to this tenant."""
-    row = await conn.fetchrow(
-        """SELECT t.id, t.tenant_id, t.event_id, t.user_id, t.status, t.token_mint,
-                  t.ticket_number, e.name AS event_name
-             FROM tickets t LEFT JOIN events e ON e.id = t.event_id
-            WHERE t.id = $1 AND t.deleted_at IS NULL
-              FOR UPDATE OF t""",
-        ticket_id,
+    return (await lock_tickets(conn, [ticket_id])).get(ticket_id)
+
+
+async def lock_tickets(conn: Connection, ticket_ids: list[UUID]) -> dict[UUID, TicketRow]:
+    """Tickets locked in id order (so concurrent batches cannot deadlock)."""
+    rows = await conn.fetch(
+        f"""SELECT {_TICKET_COLUMNS}
+              FROM tickets t LEFT JOIN events e ON e.id = t.event_id
+             WHERE t.id = ANY($1::uuid[]) AND t.deleted_at IS NULL
+             ORDER BY t.id FOR UPDATE OF t""",  # noqa: S608 - constant columns
+        ticket_ids,
     )
-    return TicketRow(**dict(row)) if row else None
+    return {row["id"]: TicketRow(**dict(row)) for row in rows}
 
 
 async def get_ticket(conn: Connection, ticket_id: UUID) -> TicketRow | None:
     row = await conn.fetchrow(
-        """SELECT t.id, t.tenant_id, t.event_id, t.user_id, t.status, t.token_mint,
-                  t.ticket_number, e.name AS event_name
-             FROM tickets t LEFT JOIN events e ON e.id = t.event_id
-            WHERE t.id = $1""",
+        f"""SELECT {_TICKET_COLUMNS}
+              FROM tickets t LEFT JOIN events e ON e.id = t.event_id
+             WHERE t.id = $1""",  # noqa: S608 - constant columns
         ticket_id,
     )
     return TicketRow(**dict(row)) if row else None
@@ -67,10 +74,12 @@ async def has_live_transaction(conn: Connection, ticket_id: UUID) -> bool:
     return bool(await conn.fetchval("SELECT has_pending_transaction($1)", ticket_id))
 
 
-async def wallet_address(conn: Connection, user_id: UUID) -> str | None:
-    """The user's registered external wallet, if any (else a custodial one is derived)."""
-    value = await conn.fetchval("SELECT address FROM wallets WHERE user_id = $1", user_id)
-    return str(value) if value is not None else None
+async def wallet_addresses(conn: Connection, user_ids: list[UUID]) -> dict[UUID, str]:
+    """Users' registered external wallets (users without one get a custodial address)."""
+    rows = await conn.fetch(
+        "SELECT user_id, address FROM wallets WHERE user_id = ANY($1::uuid[])", user_ids
+    )
+    return {row["user_id"]: str(row["address"]) for row in rows}
 
 
 async def register_wallet(conn: Connection, tenant_id: UUID, user_id: UUID, address: str) -> None:
@@ -84,21 +93,18 @@ async def register_wallet(conn: Connection, tenant_id: UUID, user_id: UUID, addr
     )
 
 
-async def set_minted(
-    conn: Connection, ticket_id: UUID, token_mint: str, holder: str, status: str | None
+async def set_minted_many(
+    conn: Connection, minted: list[tuple[UUID, str, str, str | None]]
 ) -> None:
-    """Record the ticket's mint; the status only when the rules give one (the trigger logs it)."""
-    await conn.execute(
+    """Record tickets' mints (ticket, mint, holder, status or None to keep it)."""
+    await conn.executemany(
         """UPDATE tickets
               SET token_mint = $2, wallet_address = $3, is_nft = true, minted_at = now(),
                   status = coalesce($4, status),
                   status_changed_at = CASE WHEN $4::text IS NULL THEN status_changed_at
                                            ELSE now() END
             WHERE id = $1""",
-        ticket_id,
-        token_mint,
-        holder,
-        status,
+        minted,
     )
 
 
@@ -119,11 +125,9 @@ async def set_holder(
     )
 
 
-async def set_status(conn: Connection, ticket_id: UUID, status: str) -> None:
-    await conn.execute(
-        "UPDATE tickets SET status = $2, status_changed_at = now() WHERE id = $1",
-        ticket_id,
-        status,
+async def set_status_many(conn: Connection, statuses: list[tuple[UUID, str]]) -> None:
+    await conn.executemany(
+        "UPDATE tickets SET status = $2, status_changed_at = now() WHERE id = $1", statuses
     )
 
 

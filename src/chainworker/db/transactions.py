@@ -67,7 +67,11 @@ class AttemptRow:
 
 
 async def record_attempt(conn: Connection, new: NewAttempt) -> UUID:
-    """Insert the signed attempt through the seed's function, before anything is sent."""
+    """Insert the signed attempt through the seed's function, before anything is sent.
+
+    It is stamped as sent: the caller sends right after the commit, and a crash in
+    between is covered by the rebroadcast one interval later.
+    """
     tx_id = await conn.fetchval(
         """SELECT create_pending_transaction(
                 p_tenant_id => $1, p_ticket_id => $2, p_tx_signature => $3, p_tx_type => $4,
@@ -75,7 +79,8 @@ async def record_attempt(conn: Connection, new: NewAttempt) -> UUID:
                 p_max_retries => $8, p_request_id => $9, p_attempt => $10,
                 p_parent_tx_id => $11, p_serialized_tx => $12, p_job_id => $13,
                 p_transfer_id => $14,
-                p_metadata => jsonb_build_object('estimated_lamports', $15::bigint))""",
+                p_metadata => jsonb_build_object('estimated_lamports', $15::bigint),
+                p_last_sent_at => now())""",
         new.tenant_id,
         new.ticket_id,
         new.signature,
@@ -91,11 +96,6 @@ async def record_attempt(conn: Connection, new: NewAttempt) -> UUID:
         new.job_id,
         new.transfer_id,
         new.estimated_lamports,
-    )
-    # Sent right after commit; a crash before the send is covered by the rebroadcast.
-    await conn.execute(
-        "UPDATE pending_transactions SET last_sent_at = now(), send_count = 1 WHERE id = $1",
-        tx_id,
     )
     return UUID(str(tx_id))
 
@@ -128,6 +128,17 @@ async def lock_live(conn: Connection, tx_id: UUID) -> LiveAttempt | None:
     return LiveAttempt(**dict(row)) if row else None
 
 
+async def lock_live_many(conn: Connection, tx_ids: list[UUID]) -> set[UUID]:
+    """Lock the attempts that are still live, in id order; returns their ids."""
+    rows = await conn.fetch(
+        """SELECT id FROM pending_transactions
+            WHERE id = ANY($1::uuid[]) AND status IN ('pending', 'confirming')
+            ORDER BY id FOR UPDATE""",
+        tx_ids,
+    )
+    return {row["id"] for row in rows}
+
+
 async def mark_confirming(conn: Connection, tx_id: UUID, slot: int) -> None:
     await conn.execute(
         """UPDATE pending_transactions
@@ -153,9 +164,13 @@ async def mark_rebroadcast(conn: Connection, tx_ids: list[UUID]) -> None:
     )
 
 
-async def confirm(conn: Connection, signature: str, slot: int, block_time: int | None) -> None:
+async def confirm_many(conn: Connection, landed: list[tuple[str, int]]) -> None:
+    """Confirm attempts (signature, slot) through the seed's function, in one statement."""
     await conn.execute(
-        "SELECT confirm_transaction($1, $2, to_timestamp($3))", signature, slot, block_time
+        """SELECT confirm_transaction(u.signature, u.slot)
+             FROM unnest($1::text[], $2::bigint[]) AS u(signature, slot)""",
+        [signature for signature, _ in landed],
+        [slot for _, slot in landed],
     )
 
 

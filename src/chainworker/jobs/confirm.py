@@ -110,6 +110,7 @@ async def _carry_out(
 ) -> None:
     rebroadcast: list[LiveAttempt] = []
     marks: dict[UUID, list[tuple[LiveAttempt, Action]]] = defaultdict(list)
+    landed: dict[UUID, list[tuple[LiveAttempt, int]]] = defaultdict(list)
     settles: list[Callable[[], Awaitable[None]]] = []
     for row, action in decisions:
         match action:
@@ -117,8 +118,12 @@ async def _carry_out(
                 rebroadcast.append(row)
             case decide.MarkConfirming() | decide.RecheckExpiry():
                 marks[row.tenant_id].append((row, action))
-            case decide.Confirm() | decide.Fail() | decide.Replace() | decide.Expire():
+            case decide.Confirm(slot=slot):
+                landed[row.tenant_id].append((row, slot))
+            case decide.Fail() | decide.Replace() | decide.Expire():
                 settles.append(_settler(ctx, row, action, height))
+    for tenant_id, batch in landed.items():
+        settles.append(_batch_settler(ctx, tenant_id, batch))
     if rebroadcast:
         await _rebroadcast(ctx, rebroadcast)
     for tenant_id, rows in marks.items():
@@ -164,6 +169,43 @@ def _settler(
     return run
 
 
+def _batch_settler(
+    ctx: WorkerContext, tenant_id: UUID, rows: list[tuple[LiveAttempt, int]]
+) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        with logs.log_context(tenant_id=tenant_id):
+            try:
+                await settle_landed(ctx, tenant_id, rows)
+            except Exception as error:  # one bad batch must not stop the others
+                log.exception("could not apply confirmations", count=len(rows), error=str(error))
+
+    return run
+
+
+async def settle_landed(
+    ctx: WorkerContext, tenant_id: UUID, rows: list[tuple[LiveAttempt, int]]
+) -> None:
+    """Confirm landed attempts of one tenant and apply their outcomes, in one transaction."""
+    reason = "chain transaction confirmed"
+    async with tenant_transaction(ctx.pool, tenant_id, reason=reason) as conn:
+        live = await transactions.lock_live_many(conn, [row.id for row, _ in rows])
+        still = [(row, slot) for row, slot in rows if row.id in live]
+        if not still:
+            return
+        found = await requests.get_requests(conn, sorted({row.request_id for row, _ in still}))
+        items = [
+            outcomes.Landed(row, found[row.request_id], slot)
+            for row, slot in still
+            if row.request_id in found
+        ]
+        await transactions.confirm_many(conn, [(i.attempt.tx_signature, i.slot) for i in items])
+        await _charge(conn, [i.attempt for i in items])
+        await outcomes.confirmed(ctx, conn, items)
+    now = time.time()
+    for item in items:
+        metrics.record_confirmed(item.attempt.tx_type, now - item.request.created_at.timestamp())
+
+
 async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: int) -> None:
     """Apply a final decision for one attempt, in one tenant transaction (then send, if new).
 
@@ -178,17 +220,13 @@ async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: i
             return  # settled meanwhile by another worker or an operator
         match action:
             case decide.Confirm(slot=slot):
-                await transactions.confirm(conn, row.tx_signature, slot, None)
-                await _charge(conn, row)
-                await outcomes.confirmed(ctx, conn, row, request, slot)
-                metrics.record_confirmed(
-                    row.tx_type, time.time() - request.created_at.timestamp()
-                )
+                pass  # below, through the batch path, after this transaction ends
             case decide.Fail(code=code, message=message, slot=slot):
                 await transactions.fail(conn, row.tx_signature, code, message)
-                await _charge(conn, row)
+                await _charge(conn, [row])
                 if await _adoptable(ctx, row, code):
-                    await outcomes.confirmed(ctx, conn, row, request, slot, adopted=True)
+                    landed = outcomes.Landed(row, request, slot, adopted=True)
+                    await outcomes.confirmed(ctx, conn, [landed])
                     metrics.record_confirmed(
                         row.tx_type, time.time() - request.created_at.timestamp()
                     )
@@ -212,15 +250,20 @@ async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: i
             case decide.Expire():
                 await outcomes.expired(conn, row, request)
                 metrics.TX_EXPIRED.labels(op=row.tx_type).inc()
+    if isinstance(action, decide.Confirm):
+        await settle_landed(ctx, row.tenant_id, [(row, action.slot)])
     if resend is not None:
         await send(ctx, *resend)
         metrics.TX_SUBMITTED.labels(op=row.tx_type).inc()
 
 
-async def _charge(conn: Connection, row: LiveAttempt) -> None:
-    """A landed attempt paid its fee (and, when it succeeded, rent): charge the tenant."""
-    lamports = await audit.record_spend(conn, row.id)
-    metrics.FEES_LAMPORTS.labels(op=row.tx_type).inc(lamports)
+async def _charge(conn: Connection, rows: list[LiveAttempt]) -> None:
+    """Landed attempts paid their fees (and, when they succeeded, rent): charge the tenant."""
+    by_op: dict[str, list[UUID]] = defaultdict(list)
+    for row in rows:
+        by_op[row.tx_type].append(row.id)
+    for op, ids in by_op.items():
+        metrics.FEES_LAMPORTS.labels(op=op).inc(await audit.record_spend(conn, ids))
 
 
 async def _adoptable(ctx: WorkerContext, row: LiveAttempt, code: str) -> bool:

@@ -16,11 +16,15 @@ from solders.pubkey import Pubkey
 from chainworker.chain import keys
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
+from chainworker.db import audit
+from chainworker.db.pool import Connection
 from chainworker.lifecycle.model import Policy
 
 # Simulated compute units are reused this long before simulating again.
 UNITS_TTL_SECONDS = 300.0
 PRIORITY_FEE_TTL_SECONDS = 10.0
+# A new or changed spending limit applies to requests prepared after this long at most.
+SPEND_LIMIT_TTL_SECONDS = 10.0
 
 
 @dataclass
@@ -37,12 +41,22 @@ class WorkerContext:
     # op -> (units, measured at): simulation is per operation kind, not per transaction.
     simulated_units: dict[str, tuple[int, float]] = field(default_factory=dict)
     priority_fee: tuple[int, float] | None = None
+    # tenant -> (has an active chain spending limit, checked at)
+    spend_limits: dict[UUID, tuple[bool, float]] = field(default_factory=dict)
 
     def mint_key(self, tenant_id: UUID, ticket_id: UUID) -> Keypair:
         return keys.mint_keypair(self.mint_seed, tenant_id, ticket_id)
 
     def custodial_wallet(self, tenant_id: UUID, user_id: UUID) -> Pubkey:
         return keys.custodial_wallet(self.custodial_seed, tenant_id, user_id)
+
+    async def tenant_has_spend_limit(self, conn: Connection, tenant_id: UUID) -> bool:
+        """Whether spending must be checked: most tenants have no limit, so skip the sums."""
+        entry = self.spend_limits.get(tenant_id)
+        if entry is None or time.monotonic() - entry[1] > SPEND_LIMIT_TTL_SECONDS:
+            entry = (await audit.has_spend_limit(conn), time.monotonic())
+            self.spend_limits[tenant_id] = entry
+        return entry[0]
 
     def cached_units(self, op: str) -> int | None:
         entry = self.simulated_units.get(op)

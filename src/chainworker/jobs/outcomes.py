@@ -2,21 +2,23 @@
 
 Ticket status and mint, transfer completion, history (through the trigger, with the
 session variables set by the tenant transaction), blockchain_sync_log, an outbox
-event for the ticket service, the tenant's spending, and the request's final status.
+event for the ticket service, and the request's final status. Confirmations come in
+batches (one tenant, one transaction): every statement here is one round trip for
+the whole batch.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from solders.pubkey import Pubkey
-
 from chainworker.db import audit, requests, tickets, transactions
+from chainworker.db.audit import Event
 from chainworker.db.pool import Connection
-from chainworker.db.requests import RequestRow
+from chainworker.db.requests import RequestRow, Settlement
 from chainworker.db.transactions import LiveAttempt
 from chainworker.jobs.context import WorkerContext
-from chainworker.jobs.prepare import holder_of
+from chainworker.jobs.prepare import holders_of
 from chainworker.lifecycle import ticket_rules
 from chainworker.lifecycle.model import TxOp
 from chainworker.ops import metrics
@@ -25,13 +27,24 @@ EVENT_FOR_OP = {"mint": "ticket.minted", "transfer": "ticket.transferred", "burn
 CHAIN_FAILED_EVENT = "ticket.chain_failed"
 
 
-def _payload(request: RequestRow, **extra: Any) -> dict[str, Any]:
-    return {
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """An attempt that reached the target commitment, with its request."""
+
+    attempt: LiveAttempt
+    request: RequestRow
+    slot: int
+    adopted: bool = False  # a failed mint whose mint account is this ticket's
+
+
+def _event(request: RequestRow, event_type: str, **extra: Any) -> Event:
+    payload = {
         "request_id": str(request.id),
         "ticket_id": str(request.ticket_id),
         "operation": request.operation,
         **{key: value for key, value in extra.items() if value is not None},
     }
+    return Event("ticket", request.ticket_id, event_type, payload)
 
 
 async def refuse(conn: Connection, request: RequestRow, code: str, message: str) -> None:
@@ -44,64 +57,71 @@ async def refuse(conn: Connection, request: RequestRow, code: str, message: str)
         ticket_id=request.ticket_id, operation=request.operation, status="skipped",
         details={"outcome": "refused", "code": code}, error=message,
     )
-    await audit.emit_event(
-        conn, request.tenant_id, aggregate_type="ticket", aggregate_id=request.ticket_id,
-        event_type=CHAIN_FAILED_EVENT, payload=_payload(request, code=code, message=message),
+    await audit.emit_events(conn, request.tenant_id, [
+        _event(request, CHAIN_FAILED_EVENT, code=code, message=message)
+    ])
+
+
+async def confirmed(ctx: WorkerContext, conn: Connection, landed: list[Landed]) -> None:
+    """Landed attempts of one tenant: tickets, transfers, requests and events, batched."""
+    if not landed:
+        return
+    tenant_id = landed[0].request.tenant_id
+    ticket_rows = await tickets.lock_tickets(
+        conn, sorted({item.request.ticket_id for item in landed})
     )
+    transfers = {
+        item.request.transfer_id: await tickets.lock_transfer(conn, item.request.transfer_id)
+        for item in landed
+        if item.request.transfer_id is not None
+    }
+    owners = {t.user_id for t in ticket_rows.values() if t.user_id is not None}
+    owners |= {t.to_user_id for t in transfers.values() if t and t.to_user_id is not None}
+    holders = await holders_of(ctx, conn, tenant_id, sorted(owners))
 
-
-async def confirmed(
-    ctx: WorkerContext,
-    conn: Connection,
-    attempt: LiveAttempt,
-    request: RequestRow,
-    slot: int,
-    *,
-    adopted: bool = False,
-) -> str | None:
-    """The attempt landed at the target commitment. Returns the token mint it concerns."""
-    ticket = await tickets.lock_ticket(conn, request.ticket_id)
-    op = TxOp(request.operation)
-    token_mint: str | None = None
-    if ticket is not None:
-        new_status = ticket_rules.ticket_status_on_confirm(
-            op, ticket.status, burn_reason=request.reason
-        )
-        if op is TxOp.MINT:
-            token_mint = str(ctx.mint_key(request.tenant_id, ticket.id).pubkey())
-            holder = await holder_of(ctx, conn, request.tenant_id, ticket.user_id) if (
-                ticket.user_id
-            ) else Pubkey.default()
-            await tickets.set_minted(
-                conn, ticket.id, token_mint, str(holder), new_status.value if new_status else None
+    minted: list[tuple[Any, str, str, str | None]] = []
+    burned: list[tuple[Any, str]] = []
+    settlements: list[Settlement] = []
+    events: list[Event] = []
+    for item in landed:
+        request, signature = item.request, item.attempt.tx_signature
+        ticket = ticket_rows.get(request.ticket_id)
+        token_mint = ticket.token_mint if ticket else None
+        if ticket is not None:
+            op = TxOp(request.operation)
+            status = ticket_rules.ticket_status_on_confirm(
+                op, ticket.status, burn_reason=request.reason
             )
-        elif op is TxOp.TRANSFER and request.transfer_id is not None:
-            token_mint = ticket.token_mint
-            transfer = await tickets.lock_transfer(conn, request.transfer_id)
-            if transfer is not None and transfer.to_user_id is not None:
-                holder = await holder_of(ctx, conn, request.tenant_id, transfer.to_user_id)
-                await tickets.set_holder(
-                    conn, ticket.id, transfer.to_user_id, str(holder),
-                    new_status.value if new_status else None,
-                )
-                await tickets.complete_transfer(conn, transfer.id, attempt.tx_signature)
-        else:
-            token_mint = ticket.token_mint
-            if new_status is not None:
-                await tickets.set_status(conn, ticket.id, new_status.value)
-    await requests.settle(
-        conn, request.id, "confirmed", code="adopted" if adopted else None,
-        token_mint=token_mint, signature=attempt.tx_signature,
-    )
-    await audit.emit_event(
-        conn, request.tenant_id, aggregate_type="ticket", aggregate_id=request.ticket_id,
-        event_type=EVENT_FOR_OP[request.operation],
-        payload=_payload(
-            request, token_mint=token_mint, signature=attempt.tx_signature, slot=slot,
-            reason=request.reason, adopted=adopted or None,
-        ),
-    )
-    return token_mint
+            new_status = status.value if status else None
+            if op is TxOp.MINT:
+                token_mint = str(ctx.mint_key(tenant_id, ticket.id).pubkey())
+                holder = holders.get(ticket.user_id) if ticket.user_id else None
+                minted.append((ticket.id, token_mint, str(holder or ""), new_status))
+            elif op is TxOp.TRANSFER:
+                transfer = transfers.get(request.transfer_id) if request.transfer_id else None
+                if transfer is not None and transfer.to_user_id is not None:
+                    await tickets.set_holder(
+                        conn, ticket.id, transfer.to_user_id,
+                        str(holders[transfer.to_user_id]), new_status,
+                    )
+                    await tickets.complete_transfer(conn, transfer.id, signature)
+            elif new_status is not None:
+                burned.append((ticket.id, new_status))
+        settlements.append(Settlement(
+            request.id, "confirmed", code="adopted" if item.adopted else None,
+            token_mint=token_mint, signature=signature,
+        ))
+        events.append(_event(
+            request, EVENT_FOR_OP[request.operation], token_mint=token_mint,
+            signature=signature, slot=item.slot, reason=request.reason,
+            adopted=item.adopted or None,
+        ))
+    if minted:
+        await tickets.set_minted_many(conn, minted)
+    if burned:
+        await tickets.set_status_many(conn, burned)
+    await requests.settle_many(conn, settlements)
+    await audit.emit_events(conn, tenant_id, events)
 
 
 async def failed(
@@ -111,11 +131,9 @@ async def failed(
     await requests.settle(
         conn, request.id, "failed", code=code, message=message, signature=signature
     )
-    await audit.emit_event(
-        conn, request.tenant_id, aggregate_type="ticket", aggregate_id=request.ticket_id,
-        event_type=CHAIN_FAILED_EVENT,
-        payload=_payload(request, signature=signature, code=code, message=message),
-    )
+    await audit.emit_events(conn, request.tenant_id, [
+        _event(request, CHAIN_FAILED_EVENT, signature=signature, code=code, message=message)
+    ])
 
 
 async def expired(conn: Connection, attempt: LiveAttempt, request: RequestRow) -> None:
@@ -131,9 +149,7 @@ async def expired(conn: Connection, attempt: LiveAttempt, request: RequestRow) -
         ticket_id=request.ticket_id, operation=request.operation, status="expired",
         signature=attempt.tx_signature, details={"attempt": attempt.attempt},
     )
-    await audit.emit_event(
-        conn, request.tenant_id, aggregate_type="ticket", aggregate_id=request.ticket_id,
-        event_type=CHAIN_FAILED_EVENT,
-        payload=_payload(request, signature=attempt.tx_signature, code="expired",
-                         message=message),
-    )
+    await audit.emit_events(conn, request.tenant_id, [
+        _event(request, CHAIN_FAILED_EVENT, signature=attempt.tx_signature, code="expired",
+               message=message)
+    ])

@@ -7,6 +7,7 @@ Nothing here sends: the caller sends the recorded bytes after the commit.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -53,23 +54,33 @@ def _metadata_name(ticket: tickets.TicketRow) -> str:
     return encoded.decode("utf-8", "ignore")
 
 
-async def holder_of(ctx: WorkerContext, conn: Connection, tenant_id: UUID, user_id: UUID) -> Pubkey:
-    """The user's registered wallet, else the custodial address derived for them."""
-    address = await tickets.wallet_address(conn, user_id)
-    if address is None:
-        return ctx.custodial_wallet(tenant_id, user_id)
-    try:
-        return Pubkey.from_string(address)
-    except ValueError:
-        message = f"wallet {address!r} is not a public key"
-        raise Refused(RefusalCode.INVALID_WALLET, message) from None
+async def holders_of(
+    ctx: WorkerContext, conn: Connection, tenant_id: UUID, user_ids: list[UUID]
+) -> dict[UUID, Pubkey]:
+    """Each user's registered wallet, else the custodial address derived for them."""
+    registered = await tickets.wallet_addresses(conn, user_ids)
+    holders: dict[UUID, Pubkey] = {}
+    for user_id in user_ids:
+        address = registered.get(user_id)
+        if address is None:
+            holders[user_id] = ctx.custodial_wallet(tenant_id, user_id)
+            continue
+        try:
+            holders[user_id] = Pubkey.from_string(address)
+        except ValueError:
+            message = f"wallet {address!r} is not a public key"
+            raise Refused(RefusalCode.INVALID_WALLET, message) from None
+    return holders
 
 
-async def _compute_budget(ctx: WorkerContext, op: str, draft: nft.SignedTx) -> nft.ComputeBudget:
+async def _compute_budget(
+    ctx: WorkerContext, op: str, draft: Callable[[], Awaitable[nft.SignedTx]]
+) -> nft.ComputeBudget:
+    """The unit limit from a simulation of this kind of transaction (reused for a while)."""
     units = ctx.cached_units(op)
     if units is None:
         try:
-            units = await ctx.rpc.simulate_units(draft.transaction)
+            units = await ctx.rpc.simulate_units((await draft()).transaction)
         except ChainError:
             units = FALLBACK_UNITS[op]
         ctx.remember_units(op, units)
@@ -129,14 +140,19 @@ async def prepare_attempt(
 
     blockhash, last_valid = await ctx.rpc.latest_blockhash(valid_beyond=seen_height)
     memo = f"cw:{request.id}:{attempt}"
-    built, rent, signers = await _build(ctx, conn, request, ticket, transfer, memo, blockhash)
-    budget = await _compute_budget(ctx, request.operation, built)
-    signed, _, _ = await _build(ctx, conn, request, ticket, transfer, memo, blockhash, budget)
+    holders = await holders_of(ctx, conn, request.tenant_id, _users(ticket, transfer))
+
+    async def draft() -> nft.SignedTx:
+        return _build(ctx, request, ticket, transfer, holders, memo, blockhash)[0]
+
+    budget = await _compute_budget(ctx, request.operation, draft)
+    signed, rent, signers = _build(ctx, request, ticket, transfer, holders, memo, blockhash, budget)
     cost = _cost(signers, budget, rent)
 
-    refusal = await audit.spending_headroom(conn, cost)
-    if refusal is not None:
-        raise Refused(RefusalCode.SPEND_LIMIT, refusal)
+    if await ctx.tenant_has_spend_limit(conn, request.tenant_id):
+        refusal = await audit.spending_headroom(conn, cost)
+        if refusal is not None:
+            raise Refused(RefusalCode.SPEND_LIMIT, refusal)
 
     tx_id = await transactions.record_attempt(
         conn,
@@ -161,12 +177,20 @@ async def prepare_attempt(
     return Prepared(tx_id, str(signed.signature), signed.raw, cost)
 
 
-async def _build(
+def _users(ticket: tickets.TicketRow, transfer: tickets.TransferRow | None) -> list[UUID]:
+    """The users whose wallets the transaction touches."""
+    users = [ticket.user_id] if ticket.user_id else []
+    if transfer is not None:
+        users += [u for u in (transfer.from_user_id, transfer.to_user_id) if u is not None]
+    return sorted(set(users))
+
+
+def _build(
     ctx: WorkerContext,
-    conn: Connection,
     request: RequestRow,
     ticket: tickets.TicketRow,
     transfer: tickets.TransferRow | None,
+    holders: dict[UUID, Pubkey],
     memo: str,
     blockhash: Hash,
     budget: nft.ComputeBudget | None = None,
@@ -177,7 +201,7 @@ async def _build(
     try:
         if request.operation == "mint":
             mint = ctx.mint_key(tenant, ticket.id)
-            holder = await holder_of(ctx, conn, tenant, ticket.user_id)
+            holder = holders[ticket.user_id]
             name = _metadata_name(ticket)
             uri = ctx.settings.nft_uri_template.format(
                 tenant_id=tenant, ticket_id=ticket.id, event_id=ticket.event_id
@@ -201,14 +225,14 @@ async def _build(
             assert transfer is not None
             if transfer.to_user_id is None:
                 raise Refused(RefusalCode.NO_HOLDER, "the transfer has no recipient")
-            source = await holder_of(ctx, conn, tenant, transfer.from_user_id or ticket.user_id)
-            target = await holder_of(ctx, conn, tenant, transfer.to_user_id)
+            source = holders[transfer.from_user_id or ticket.user_id]
+            target = holders[transfer.to_user_id]
             signed = nft.build_transfer(
                 authority=ctx.authority, mint=mint_key, from_holder=source, to_holder=target,
                 memo=memo, recent_blockhash=blockhash, compute=budget,
             )
             return signed, token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE), 1
-        holder = await holder_of(ctx, conn, tenant, ticket.user_id)
+        holder = holders[ticket.user_id]
         signed = nft.build_burn(
             authority=ctx.authority, mint=mint_key, holder=holder, memo=memo,
             recent_blockhash=blockhash, compute=budget,

@@ -78,11 +78,11 @@ async def _run(worker: WorkerContext, op: str, rid: UUID, tid: UUID, job_id: str
         if request.status != "queued":
             return f"nothing to do: request is {request.status}"
         try:
-            async with conn.transaction():  # a savepoint: a refusal keeps nothing of the attempt
-                prepared = await prepare_attempt(
-                    worker, conn, request, attempt=request.attempts + 1, parent_tx_id=None,
-                    job_id=job_id,
-                )
+            # Refused is raised before prepare_attempt writes anything: no savepoint needed.
+            prepared = await prepare_attempt(
+                worker, conn, request, attempt=request.attempts + 1, parent_tx_id=None,
+                job_id=job_id,
+            )
         except Refused as refusal:
             await outcomes.refuse(conn, request, refusal.code, refusal.message)
             log.info("request refused", op=op, code=refusal.code, reason=refusal.message)

@@ -271,12 +271,11 @@ async def abandon(
                 ticket.id, ticket.status, f"{request.operation} abandoned: {reason}", SOURCE,
                 str(request.id), request.operation,
             )
-        await audit.emit_event(
-            conn, request.tenant_id, aggregate_type="ticket", aggregate_id=request.ticket_id,
-            event_type=CHAIN_FAILED_EVENT,
-            payload={"request_id": str(request.id), "ticket_id": str(request.ticket_id),
-                     "operation": request.operation, "code": ABANDONED, "message": reason},
-        )
+        await audit.emit_events(conn, request.tenant_id, [audit.Event(
+            "ticket", request.ticket_id, CHAIN_FAILED_EVENT,
+            {"request_id": str(request.id), "ticket_id": str(request.ticket_id),
+             "operation": request.operation, "code": ABANDONED, "message": reason},
+        )])
         done = await requests.get_request(conn, request.id)
     assert done is not None
     return done
