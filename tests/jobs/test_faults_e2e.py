@@ -170,7 +170,9 @@ async def test_spend_limit_refuses_and_leaves_the_ticket(
         await wait_for(lambda: settled(admin, tenant, 1), 30, "the refusal")
     finally:
         worker.stop()
-    request = await admin.fetchrow("SELECT status, outcome_code, outcome_message FROM chain_requests")
+    request = await admin.fetchrow(
+        "SELECT status, outcome_code, outcome_message FROM chain_requests"
+    )
     assert (request["status"], request["outcome_code"]) == ("refused", "spend_limit")
     assert "per-transaction limit" in request["outcome_message"]
     assert await admin.fetchval("SELECT count(*) FROM pending_transactions") == 0
