@@ -46,6 +46,7 @@ CONTEXT_KEYS: tuple[str, ...] = (
 # ordinary words.
 _MIN_SUBSTRING_SECRET = 8
 _HANDLER_NAME = "chainworker"
+_CHATTY_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "hpack")
 
 # A 64-byte value is 86-88 base58 characters (fewer with leading zero bytes).
 _BASE58_TOKEN = re.compile(
@@ -276,6 +277,9 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # HTTP clients log every request at INFO: one line per RPC call drowns the rest.
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
