@@ -39,7 +39,7 @@ from chainworker.jobs.worker import make_worker
 from chainworker.localnet.process import start_localnet
 
 sys.path.insert(0, str(Path(__file__).parent))
-from localnet_throughput import measure_send, token_2022_mints  # noqa: E402
+from localnet_throughput import measure_send, token_2022_mints
 
 STATEMENTS = {"count": 0}
 

@@ -11,8 +11,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.chainworker-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    echo "installing chainworker and its tools into .venv (log: .venv/pip.log)"
+    if ! { .venv/bin/python -m pip install --quiet --upgrade pip &&
+           .venv/bin/python -m pip install --quiet -e '.[dev]'; } > .venv/pip.log 2>&1; then
+        cat .venv/pip.log >&2
+        echo "installing into .venv failed" >&2
+        exit 2
+    fi
     touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"

@@ -28,7 +28,9 @@ async def test_embedded_postgres_and_valkey_round_trip(tmp_path: Path) -> None:
 
         conn = await asyncpg.connect(server.app_dsn("chainworker"))
         try:
-            is_super = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            is_super = await conn.fetchval(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+            )
             assert is_super is False
             tenant = await conn.fetchval("SELECT gen_random_uuid()")
             async with conn.transaction():
