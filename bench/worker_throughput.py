@@ -46,8 +46,9 @@ STATEMENTS = {"count": 0}
 
 def count_statements() -> None:
     """Count every statement asyncpg sends from this process (the worker's included)."""
-    original_execute = asyncpg.connection.Connection._execute
-    original_simple = asyncpg.connection.Connection.execute
+    connection: Any = asyncpg.connection.Connection  # patched: private methods, untyped
+    original_execute = connection._execute
+    original_simple = connection.execute
 
     async def counted_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
         STATEMENTS["count"] += 1
@@ -58,8 +59,8 @@ def count_statements() -> None:
             STATEMENTS["count"] += 1
         return await original_simple(self, query, *args, **kwargs)
 
-    asyncpg.connection.Connection._execute = counted_execute  # type: ignore[method-assign]
-    asyncpg.connection.Connection.execute = counted_simple  # type: ignore[method-assign]
+    connection._execute = counted_execute
+    connection.execute = counted_simple
 
 
 async def run_worker_bench(rpc_url: str, tickets: int) -> dict[str, float]:

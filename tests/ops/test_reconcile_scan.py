@@ -7,6 +7,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -69,7 +70,7 @@ async def test_pages_stream_every_selected_row_once(
     other = await _insert_live(admin, b.tenant_id, b.ticket_ids, op="mint", age_minutes=10,
                                last_valid=FAR_HEIGHT)
 
-    async def ids(**options: object) -> list[UUID]:
+    async def ids(**options: Any) -> list[UUID]:
         scan = reconcile.ScanOptions(page_size=3, **options)
         pages = [page async for page in reconcile.live_pages(pool, scan)]
         assert all(len(page) <= 3 for page in pages)
