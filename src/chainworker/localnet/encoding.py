@@ -6,11 +6,11 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+import base58
 from solders.account import Account
 from solders.message import MessageV0
 from solders.pubkey import Pubkey
 
-from chainworker.localnet.base58 import b58encode
 from chainworker.localnet.errors import invalid_params
 from chainworker.localnet.ledger import LandedTransaction, writable_keys
 from chainworker.localnet.tokens import (
@@ -76,7 +76,8 @@ def encode_account(
                 "Encoded binary (base 58) data should be less than 129 bytes, "
                 "please use Base64 encoding."
             )
-        data = b58encode(sliced) if encoding == "binary" else [b58encode(sliced), "base58"]
+        text = base58.b58encode(sliced).decode()
+        data = text if encoding == "binary" else [text, "base58"]
     elif encoding in ("base64", "jsonParsed"):
         data = [base64.b64encode(slice_data(raw, data_slice)).decode(), "base64"]
     else:
@@ -102,7 +103,7 @@ def _json_message(record: LandedTransaction, parsed: bool) -> dict[str, Any]:
     instructions: list[dict[str, Any]] = []
     for instruction in message.instructions:
         accounts = list(bytes(instruction.accounts))
-        data = b58encode(bytes(instruction.data))
+        data = base58.b58encode(bytes(instruction.data)).decode()
         if parsed:
             instructions.append(
                 {
@@ -158,9 +159,9 @@ def encode_transaction_body(record: LandedTransaction, encoding: str) -> Any:
     if encoding == "base64":
         return [base64.b64encode(record.raw).decode(), "base64"]
     if encoding == "base58":
-        return [b58encode(record.raw), "base58"]
+        return [base58.b58encode(record.raw).decode(), "base58"]
     if encoding == "binary":
-        return b58encode(record.raw)
+        return base58.b58encode(record.raw).decode()
     if encoding in ("json", "jsonParsed"):
         return {
             "message": _json_message(record, encoding == "jsonParsed"),

@@ -6,11 +6,11 @@ import base64
 import binascii
 from typing import Any
 
+import base58
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
-from chainworker.localnet.base58 import b58decode
 from chainworker.localnet.errors import invalid_params
 from chainworker.localnet.ledger import PACKET_DATA_SIZE, Commitment
 
@@ -124,7 +124,7 @@ def decode_bytes(value: Any, encoding: str, max_encoded: int | None, what: str) 
         )
     try:
         if encoding == "base58":
-            return b58decode(value)
+            return base58.b58decode(value)
         return base64.b64decode(value, validate=True)
     except (ValueError, binascii.Error) as error:
         raise invalid_params(f"invalid {encoding} encoding: {error}") from None
