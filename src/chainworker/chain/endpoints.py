@@ -12,7 +12,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import httpx2
@@ -44,6 +44,7 @@ _UNAVAILABLE_RPC_CODES: Final = frozenset(
 )
 
 _request_ids = itertools.count(1)
+T = TypeVar("T")
 
 
 def endpoint_label(index: int, url: str) -> str:
@@ -88,6 +89,37 @@ def decode_answer(text: str, label: str) -> Any:
         doc = json.loads(text)
     except ValueError:
         raise ChainError(BAD_RESPONSE, "answer is not JSON", endpoint=label) from None
+    return _result(doc, label)
+
+
+def decode_batch(text: str, label: str, ids: list[int]) -> list[Any | ChainError]:
+    """Each answer of a JSON-RPC batch, in request order: its result, or its ChainError.
+
+    A whole-batch failure (a single error object, garbage) raises ChainError.
+    """
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise ChainError(BAD_RESPONSE, "answer is not JSON", endpoint=label) from None
+    if isinstance(doc, dict):
+        _result(doc, label)  # a node that refuses batches answers with one error
+        raise ChainError(BAD_RESPONSE, "a batch answered with a single object", endpoint=label)
+    if not isinstance(doc, list):
+        raise ChainError(BAD_RESPONSE, "batch answer is not a JSON array", endpoint=label)
+    by_id = {item.get("id"): item for item in doc if isinstance(item, dict)}
+    answers: list[Any | ChainError] = []
+    for request_id in ids:
+        if request_id not in by_id:
+            answers.append(ChainError(BAD_RESPONSE, "no answer in the batch", endpoint=label))
+            continue
+        try:
+            answers.append(_result(by_id[request_id], label))
+        except ChainError as error:
+            answers.append(error)
+    return answers
+
+
+def _result(doc: Any, label: str) -> Any:
     if not isinstance(doc, dict):
         raise ChainError(BAD_RESPONSE, "answer is not a JSON object", endpoint=label)
     error = doc.get("error")
@@ -133,12 +165,36 @@ class Endpoint:
         payload = json.dumps(
             {"jsonrpc": "2.0", "id": next(_request_ids), "method": method, "params": params}
         )
+        return await self._post(payload, method, observer, lambda text: decode_answer(
+            text, self.label
+        ))
+
+    async def request_batch(
+        self, method: str, params_list: list[list[Any]], observer: Observer | None = None
+    ) -> list[Any | ChainError]:
+        """One HTTP request carrying a JSON-RPC batch; per call its result or ChainError."""
+        ids = [next(_request_ids) for _ in params_list]
+        payload = json.dumps([
+            {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+            for request_id, params in zip(ids, params_list, strict=True)
+        ])
+        return await self._post(
+            payload, method, observer, lambda text: decode_batch(text, self.label, ids)
+        )
+
+    async def _post(
+        self,
+        payload: str,
+        method: str,
+        observer: Observer | None,
+        decode: Callable[[str], T],
+    ) -> T:
         started = time.perf_counter()
         kind: str | None = None
         try:
             async with asyncio.timeout(self._timeout):
                 text = await self._client._provider.make_request_unparsed(_Body(payload))
-            return decode_answer(text, self.label)
+            return decode(text)
         except ChainError as error:
             kind = error.kind
             raise

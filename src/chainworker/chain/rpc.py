@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 MAX_STATUS_BATCH: Final = 256
+# sendTransaction calls per JSON-RPC batch (providers commonly accept 100 or more).
+SEND_BATCH_MAX: Final = 100
 _DECODE_ERRORS: Final = (ValueError, TypeError, KeyError, IndexError, AttributeError)
 
 
@@ -180,11 +182,9 @@ class SolanaRpc:
 
     # --- sending -----------------------------------------------------------
 
-    async def send_raw(self, tx_bytes: bytes) -> Signature:
-        """Send signed bytes to every endpoint at once; the signature once any accepts."""
-        encoded = base64.b64encode(tx_bytes).decode()
-        params: list[Any] = [
-            encoded,
+    def _send_params(self, tx_bytes: bytes) -> list[Any]:
+        return [
+            base64.b64encode(tx_bytes).decode(),
             {
                 "encoding": "base64",
                 "skipPreflight": True,
@@ -192,6 +192,60 @@ class SolanaRpc:
                 "preflightCommitment": self.commitment,
             },
         ]
+
+    async def send_raw_many(self, txs: Sequence[bytes]) -> list[ChainError | None]:
+        """Send many signed transactions to every endpoint at once, in JSON-RPC batches.
+
+        Per transaction, None when at least one endpoint accepted it, else the most
+        telling error (a node's answer says more than a dead socket).
+        """
+        if not txs:
+            return []
+        params = [self._send_params(tx) for tx in txs]
+        chunks = [params[i : i + SEND_BATCH_MAX] for i in range(0, len(params), SEND_BATCH_MAX)]
+
+        async def on(endpoint: Endpoint) -> list[Any | ChainError]:
+            answers: list[Any | ChainError] = []
+            for chunk in chunks:
+                try:
+                    answers += await self._batch_with_retries(endpoint, "sendTransaction", chunk)
+                except ChainError as error:
+                    answers += [error] * len(chunk)
+            return answers
+
+        per_endpoint = await asyncio.gather(*(on(endpoint) for endpoint in self._endpoints))
+        outcomes: list[ChainError | None] = []
+        for answers in zip(*per_endpoint, strict=True):
+            errors = [a for a in answers if isinstance(a, ChainError)]
+            if len(errors) < len(answers):
+                outcomes.append(None)
+            else:
+                outcomes.append(sorted(errors, key=lambda e: e.retryable)[0])
+        return outcomes
+
+    async def _batch_with_retries(
+        self, endpoint: Endpoint, method: str, params_list: list[list[Any]]
+    ) -> list[Any | ChainError]:
+        last: ChainError | None = None
+        for attempt in range(self._max_attempts):
+            if last is not None:
+                await asyncio.sleep(self._backoff(attempt - 1))
+            try:
+                answers = await endpoint.request_batch(method, params_list, self._observer)
+            except ChainError as error:
+                last = error
+                if error.retryable:
+                    endpoint.mark_down(self._cooldown)
+                    continue
+                raise
+            endpoint.mark_up()
+            return answers
+        assert last is not None
+        raise last
+
+    async def send_raw(self, tx_bytes: bytes) -> Signature:
+        """Send signed bytes to every endpoint at once; the signature once any accepts."""
+        params = self._send_params(tx_bytes)
         tasks = [
             asyncio.create_task(
                 self._with_retries("sendTransaction", params, _signature, endpoint=endpoint)

@@ -143,7 +143,14 @@ async def _carry_out(
 
 
 async def _rebroadcast(ctx: WorkerContext, rows: list[LiveAttempt]) -> None:
-    await asyncio.gather(*(send(ctx, row.serialized_tx, row.tx_signature) for row in rows))
+    try:
+        outcomes = await ctx.rpc.send_raw_many([row.serialized_tx for row in rows])
+    except ChainError as error:
+        log.warning("rebroadcast failed; will retry", count=len(rows), error=str(error))
+        return
+    refused = sum(outcome is not None for outcome in outcomes)
+    if refused:
+        log.info("rebroadcast refused by every endpoint", count=refused)
     metrics.TX_REBROADCASTS.inc(len(rows))
     by_tenant: dict[UUID, list[UUID]] = defaultdict(list)
     for row in rows:

@@ -14,6 +14,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from chainworker.chain import keys
+from chainworker.chain.batcher import SendBatcher
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
 from chainworker.db import audit
@@ -37,6 +38,7 @@ class WorkerContext:
     mint_seed: bytes
     custodial_seed: bytes
     policy: Policy
+    sender: SendBatcher
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     # op -> (units, measured at): simulation is per operation kind, not per transaction.
     simulated_units: dict[str, tuple[int, float]] = field(default_factory=dict)

@@ -99,7 +99,7 @@ async def _run(worker: WorkerContext, op: str, rid: UUID, tid: UUID, job_id: str
 async def send(worker: WorkerContext, raw: bytes, signature: str) -> None:
     """Send recorded bytes; a failure is left to the rebroadcast, never lost."""
     try:
-        await worker.rpc.send_raw(raw)
+        await worker.sender.send(raw)
     except ChainError as error:
         log.warning("send failed; the confirmation loop will rebroadcast", signature=signature,
                     error=str(error))

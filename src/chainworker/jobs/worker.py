@@ -18,6 +18,7 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker, func
 
 from chainworker.chain import funding, keys
+from chainworker.chain.batcher import SendBatcher
 from chainworker.chain.errors import ChainError
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
@@ -60,6 +61,7 @@ async def build_context(settings: Settings, app_dsn: str, arq: ArqRedis) -> Work
         mint_seed=mint_seed,
         custodial_seed=custodial_seed,
         policy=Policy.from_settings(settings),
+        sender=SendBatcher(rpc),
     )
 
 
@@ -101,6 +103,7 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
                 await task
         worker_ctx: WorkerContext | None = ctx.get("worker")
         if worker_ctx is not None:
+            await worker_ctx.sender.close()
             await worker_ctx.rpc.close()
             await worker_ctx.pool.close()
 
