@@ -141,17 +141,48 @@ CREATE FUNCTION chainworker_backlog()
 RETURNS TABLE (queued_requests bigint, outbox_unprocessed bigint)
 LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT (SELECT count(*) FROM chain_requests WHERE status = 'queued'),
-           (SELECT count(*) FROM outbox WHERE processed_at IS NULL)
+           -- the relay's backlog only: chainworker's own ticket.* events are for others
+           (SELECT count(*) FROM outbox
+             WHERE processed_at IS NULL
+               AND event_type IN ('nft.mint_requested', 'nft.transfer_requested',
+                                  'nft.burn_requested'))
+$$;
+
+-- The highest share of a chain spending limit any tenant has used, per period.
+CREATE FUNCTION chainworker_spend_utilization()
+RETURNS TABLE (period text, ratio double precision)
+LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    WITH spent AS (
+        SELECT l.daily_limit, l.weekly_limit, l.monthly_limit,
+               coalesce(sum(s.amount) FILTER (WHERE s.created_at >= now() - interval '1 day'), 0)
+                   AS day,
+               coalesce(sum(s.amount) FILTER (WHERE s.created_at >= now() - interval '7 days'), 0)
+                   AS week,
+               coalesce(sum(s.amount), 0) AS month
+          FROM spending_limits l
+          LEFT JOIN spending_transactions s
+                 ON s.tenant_id = l.tenant_id AND s.user_id IS NULL AND s.currency = 'LAM'
+                AND s.created_at >= now() - interval '30 days'
+         WHERE l.user_id IS NULL AND l.currency = 'LAM' AND l.is_active
+         GROUP BY l.id, l.daily_limit, l.weekly_limit, l.monthly_limit)
+    SELECT 'daily', coalesce(max(day / nullif(daily_limit, 0)), 0)::double precision FROM spent
+    UNION ALL
+    SELECT 'weekly', coalesce(max(week / nullif(weekly_limit, 0)), 0)::double precision FROM spent
+    UNION ALL
+    SELECT 'monthly', coalesce(max(month / nullif(monthly_limit, 0)), 0)::double precision
+      FROM spent
 $$;
 
 REVOKE ALL ON FUNCTION chainworker_claim_live_transactions(text, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION chainworker_stale_requests(double precision, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION chainworker_live_summary() FROM PUBLIC;
 REVOKE ALL ON FUNCTION chainworker_backlog() FROM PUBLIC;
+REVOKE ALL ON FUNCTION chainworker_spend_utilization() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION chainworker_claim_live_transactions(text, integer, integer) TO chainworker_app;
 GRANT EXECUTE ON FUNCTION chainworker_stale_requests(double precision, integer) TO chainworker_app;
 GRANT EXECUTE ON FUNCTION chainworker_live_summary() TO chainworker_app;
 GRANT EXECUTE ON FUNCTION chainworker_backlog() TO chainworker_app;
+GRANT EXECUTE ON FUNCTION chainworker_spend_utilization() TO chainworker_app;
 
 
 -- Chain spending: fees and rent a tenant pays, in lamports (currency 'LAM'), against

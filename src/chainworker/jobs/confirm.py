@@ -38,6 +38,7 @@ LEASE_SECONDS = 15
 # Outcome transactions in flight at once; keeps a share of the pool for the jobs.
 OUTCOME_CONCURRENCY = 8
 ALREADY_IN_USE = 0  # Custom error of a second CreateAccount for the same mint
+BLOCKHASH_VALID_BLOCKS = 150
 
 log = logs.get_logger(__name__)
 
@@ -123,7 +124,7 @@ async def _carry_out(
             case decide.Fail() | decide.Replace() | decide.Expire():
                 settles.append(_settler(ctx, row, action, height))
     for tenant_id, batch in landed.items():
-        settles.append(_batch_settler(ctx, tenant_id, batch))
+        settles.append(_batch_settler(ctx, tenant_id, batch, height))
     if rebroadcast:
         await _rebroadcast(ctx, rebroadcast)
     for tenant_id, rows in marks.items():
@@ -177,12 +178,12 @@ def _settler(
 
 
 def _batch_settler(
-    ctx: WorkerContext, tenant_id: UUID, rows: list[tuple[LiveAttempt, int]]
+    ctx: WorkerContext, tenant_id: UUID, rows: list[tuple[LiveAttempt, int]], height: int
 ) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         with logs.log_context(tenant_id=tenant_id):
             try:
-                await settle_landed(ctx, tenant_id, rows)
+                await settle_landed(ctx, tenant_id, rows, height)
             except Exception as error:  # one bad batch must not stop the others
                 log.exception("could not apply confirmations", count=len(rows), error=str(error))
 
@@ -190,9 +191,14 @@ def _batch_settler(
 
 
 async def settle_landed(
-    ctx: WorkerContext, tenant_id: UUID, rows: list[tuple[LiveAttempt, int]]
+    ctx: WorkerContext, tenant_id: UUID, rows: list[tuple[LiveAttempt, int]], height: int
 ) -> None:
-    """Confirm landed attempts of one tenant and apply their outcomes, in one transaction."""
+    """Confirm landed attempts of one tenant and apply their outcomes, in one transaction.
+
+    `height` is the block height read with their statuses: how many blocks after its
+    blockhash each landed is what `chainworker_tx_landing_slots` shows (a blockhash is
+    good for 150).
+    """
     reason = "chain transaction confirmed"
     async with tenant_transaction(ctx.pool, tenant_id, reason=reason) as conn:
         live = await transactions.lock_live_many(conn, [row.id for row, _ in rows])
@@ -210,7 +216,12 @@ async def settle_landed(
         await outcomes.confirmed(ctx, conn, items)
     now = time.time()
     for item in items:
-        metrics.record_confirmed(item.attempt.tx_type, now - item.request.created_at.timestamp())
+        blockhash_height = item.attempt.last_valid_block_height - BLOCKHASH_VALID_BLOCKS
+        metrics.record_confirmed(
+            item.attempt.tx_type,
+            now - item.request.created_at.timestamp(),
+            landing_slots=max(0, height - blockhash_height),
+        )
 
 
 async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: int) -> None:
@@ -258,7 +269,7 @@ async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: i
                 await outcomes.expired(conn, row, request)
                 metrics.TX_EXPIRED.labels(op=row.tx_type).inc()
     if isinstance(action, decide.Confirm):
-        await settle_landed(ctx, row.tenant_id, [(row, action.slot)])
+        await settle_landed(ctx, row.tenant_id, [(row, action.slot)], height)
     if resend is not None:
         await send(ctx, *resend)
         metrics.TX_SUBMITTED.labels(op=row.tx_type).inc()

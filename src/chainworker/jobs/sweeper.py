@@ -62,6 +62,7 @@ async def export_database_gauges(ctx: WorkerContext) -> None:
                     while True:
                         live = await conn.fetch("SELECT * FROM chainworker_live_summary()")
                         backlog = await conn.fetchrow("SELECT * FROM chainworker_backlog()")
+                        spend = await conn.fetch("SELECT * FROM chainworker_spend_utilization()")
                         depth = await ctx.arq.zcard(ctx.settings.queue_name)
                         metrics.DATABASE_GAUGES.refresh(
                             live_by_status={row["status"]: row["live_count"] for row in live},
@@ -71,6 +72,7 @@ async def export_database_gauges(ctx: WorkerContext) -> None:
                             requests_pending=backlog["queued_requests"] if backlog else 0,
                             outbox_unprocessed=backlog["outbox_unprocessed"] if backlog else 0,
                             queue_depth={ctx.settings.queue_name: int(depth)},
+                            spend_utilization={row["period"]: row["ratio"] for row in spend},
                         )
                         await asyncio.sleep(GAUGES_INTERVAL_SECONDS)
                 finally:

@@ -1,0 +1,79 @@
+"""chainworker's narrow cross-tenant functions, called as the runtime role without a tenant."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import asyncpg
+
+from tests.conftest import TestDatabase
+from tests.db.world import seed_world
+
+
+async def test_gauge_functions_see_every_tenant_and_reveal_no_ids(fresh_db: TestDatabase) -> None:
+    admin = await asyncpg.connect(fresh_db.admin_dsn)
+    app = await asyncpg.connect(fresh_db.app_dsn)
+    try:
+        a, b = await seed_world(admin, "a"), await seed_world(admin, "b")
+        # Each world has one pending transaction, one queued request and a ticket.sold event.
+        await admin.execute(
+            """INSERT INTO outbox (tenant_id, aggregate_type, aggregate_id, event_type)
+               VALUES ($1, 'ticket', $2, 'nft.mint_requested')""",
+            a["tenants"], a["tickets"],
+        )
+        await admin.execute(
+            """INSERT INTO spending_limits (tenant_id, user_id, currency, per_transaction_limit,
+                                            daily_limit, weekly_limit, monthly_limit)
+               VALUES ($1, NULL, 'LAM', 1000, 1000, 4000, 10000)""",
+            b["tenants"],
+        )
+        await admin.execute(
+            """INSERT INTO spending_transactions (tenant_id, user_id, amount, currency)
+               VALUES ($1, NULL, 500, 'LAM')""",
+            b["tenants"],
+        )
+        live = await app.fetch("SELECT * FROM chainworker_live_summary()")
+        assert {row["status"]: row["live_count"] for row in live} == {"pending": 2}
+        assert all(set(row.keys()) == {"status", "live_count", "oldest_seconds"} for row in live)
+        backlog = await app.fetchrow("SELECT * FROM chainworker_backlog()")
+        assert (backlog["queued_requests"], backlog["outbox_unprocessed"]) == (2, 1)
+        spend = await app.fetch("SELECT * FROM chainworker_spend_utilization()")
+        assert {row["period"]: row["ratio"] for row in spend} == {
+            "daily": 0.5, "weekly": 0.125, "monthly": 0.05,
+        }
+        # The same tables read directly, without a tenant, show nothing.
+        assert await app.fetchval("SELECT count(*) FROM pending_transactions") == 0
+    finally:
+        await app.close()
+        await admin.close()
+
+
+async def test_spend_refusal_names_the_limit_it_would_pass(fresh_db: TestDatabase) -> None:
+    admin = await asyncpg.connect(fresh_db.admin_dsn)
+    app = await asyncpg.connect(fresh_db.app_dsn)
+    try:
+        world = await seed_world(admin, "a")
+        tenant = world["tenants"]
+        await admin.execute(
+            """INSERT INTO spending_limits (tenant_id, user_id, currency, per_transaction_limit,
+                                            daily_limit, weekly_limit, monthly_limit)
+               VALUES ($1, NULL, 'LAM', 100, 150, 1000, 1000)""",
+            tenant,
+        )
+        async with app.transaction():
+            await app.execute("SELECT set_tenant_context($1)", tenant)
+            assert await app.fetchval("SELECT chainworker_spend_refusal(100)") is None
+            assert "per-transaction" in await app.fetchval("SELECT chainworker_spend_refusal(101)")
+            await app.execute(
+                """INSERT INTO spending_transactions (tenant_id, user_id, amount, currency)
+                   VALUES ($1, NULL, 100, 'LAM')""",
+                tenant,
+            )
+            assert "daily" in await app.fetchval("SELECT chainworker_spend_refusal(60)")
+        other = uuid4()
+        async with app.transaction():
+            await app.execute("SELECT set_tenant_context($1)", other)
+            assert await app.fetchval("SELECT chainworker_spend_refusal(10000)") is None
+    finally:
+        await app.close()
+        await admin.close()
