@@ -8,7 +8,12 @@ from uuid import UUID
 import asyncpg
 from solders.pubkey import Pubkey
 
-from chainworker.chain.keys import custodial_wallet, load_custodial_seed
+from chainworker.chain.keys import (
+    custodial_wallet,
+    load_authority,
+    load_custodial_seed,
+    load_mint_seed,
+)
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import load_settings
 from chainworker.localnet.process import LocalnetProcess
@@ -39,7 +44,7 @@ async def test_mint_transfer_burn_with_chain_state(
 ) -> None:
     seeded = stack.cli_json("seed", "--tickets", "3", "--users", "2")
     tenant, tickets, users = seeded["tenant_id"], seeded["ticket_ids"], seeded["user_ids"]
-    worker = stack.worker()
+    worker = stack.worker(LOG_LEVEL="DEBUG")  # the most the logs ever say
     try:
         stack.cli("enqueue", "mint", "--tenant", tenant, "--ticket", "-", stdin="\n".join(tickets))
         await wait_for(lambda: settled(admin, tenant, 3), 60, "three mints")
@@ -123,6 +128,24 @@ async def test_mint_transfer_burn_with_chain_state(
         assert spent > 3 * 5_000
     finally:
         worker.stop()
+    assert_no_key_material(stack, worker.output())
+
+
+def assert_no_key_material(stack: Stack, log: str) -> None:
+    """The whole run's log holds none of the keys it worked with, in any usual encoding."""
+    settings = load_settings(state_dir=stack.state_dir)
+    authority = load_authority(settings)
+    secrets = {
+        str(authority),  # base58 of the 64-byte keypair
+        json.dumps(list(bytes(authority))),
+        ",".join(str(b) for b in bytes(authority)),
+        bytes(authority).hex(),
+        load_mint_seed(settings).decode(),
+        load_custodial_seed(settings).decode(),
+    }
+    assert "worker started" in log  # the log of the whole run, not an empty file
+    for secret in secrets:
+        assert secret not in log
 
 
 async def test_duplicate_requests_collapse_and_minted_ticket_is_refused(
