@@ -118,6 +118,7 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
         on_startup=startup,
         on_shutdown=shutdown,
         max_jobs=settings.worker_max_jobs,
+        poll_delay=settings.worker_poll_delay_seconds,
         job_timeout=settings.job_timeout_seconds,
         # No stored results: a request id can be enqueued again once its job is done.
         keep_result=0,
