@@ -17,7 +17,7 @@ from chainworker import services
 from chainworker.chain.errors import ChainError
 from chainworker.config import Settings, get_settings
 from chainworker.db import seed as seed_data
-from chainworker.db.pool import create_pool
+from chainworker.db.pool import create_pool, tenant_transaction
 from chainworker.db.requests import NewRequest, Operation
 from chainworker.jobs.enqueue import request_operation
 from chainworker.ops import logs, metrics
@@ -149,8 +149,6 @@ def enqueue_transfer(
     settings = get_settings()
 
     async def tickets_of() -> list[NewRequest]:
-        from chainworker.db.pool import tenant_transaction
-
         pg = await services.resolve_postgres(settings)
         pool = await create_pool(pg.app_dsn, settings)
         try:
