@@ -70,10 +70,6 @@ async def lock_transfer(conn: Connection, transfer_id: UUID) -> TransferRow | No
     return TransferRow(**dict(row)) if row else None
 
 
-async def has_live_transaction(conn: Connection, ticket_id: UUID) -> bool:
-    return bool(await conn.fetchval("SELECT has_pending_transaction($1)", ticket_id))
-
-
 async def wallet_addresses(conn: Connection, user_ids: list[UUID]) -> dict[UUID, str]:
     """Users' registered external wallets (users without one get a custodial address)."""
     rows = await conn.fetch(

@@ -1,0 +1,37 @@
+"""The localnet started on a thread of the calling process, for embedding in other programs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from solana.rpc.async_api import AsyncClient
+from solders.keypair import Keypair
+
+from chainworker.localnet.process import run_in_thread
+
+
+async def test_in_process_localnet_serves_rpc_and_stops() -> None:
+    node = run_in_thread(slot_ms=50, faults={"http_error_rate": 0.0})
+    try:
+        assert node.pid > 0
+        async with AsyncClient(node.rpc_url) as client:
+            assert (await client.is_connected()) is True
+            wallet = Keypair().pubkey()
+            await client.request_airdrop(wallet, 1_000_000_000)
+            first = (await client.get_slot()).value
+            for _ in range(100):
+                if (await client.get_balance(wallet, commitment="processed")).value:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await client.get_balance(wallet, commitment="processed")).value == 10**9
+            assert (await client.get_slot()).value >= first
+        assert httpx.get(node.faults_url, timeout=5).json()["drop_rate"] == 0.0
+    finally:
+        node.stop()
+    try:
+        httpx.post(node.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "getHealth"},
+                   timeout=1)
+    except httpx.HTTPError:
+        return
+    raise AssertionError("the localnet still answers after stop()")
