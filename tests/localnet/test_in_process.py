@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Processed
 from solders.keypair import Keypair
 
 from chainworker.localnet.process import run_in_thread
@@ -14,24 +15,23 @@ from chainworker.localnet.process import run_in_thread
 async def test_in_process_localnet_serves_rpc_and_stops() -> None:
     node = run_in_thread(slot_ms=50, faults={"http_error_rate": 0.0})
     try:
-        assert node.pid > 0
-        async with AsyncClient(node.rpc_url) as client:
+        async with AsyncClient(node.rpc_url) as client, httpx.AsyncClient(timeout=5) as http:
             assert (await client.is_connected()) is True
             wallet = Keypair().pubkey()
             await client.request_airdrop(wallet, 1_000_000_000)
             first = (await client.get_slot()).value
             for _ in range(100):
-                if (await client.get_balance(wallet, commitment="processed")).value:
+                if (await client.get_balance(wallet, commitment=Processed)).value:
                     break
                 await asyncio.sleep(0.05)
-            assert (await client.get_balance(wallet, commitment="processed")).value == 10**9
+            assert (await client.get_balance(wallet, commitment=Processed)).value == 10**9
             assert (await client.get_slot()).value >= first
-        assert httpx.get(node.faults_url, timeout=5).json()["drop_rate"] == 0.0
+            assert (await http.get(node.faults_url)).json()["drop_rate"] == 0.0
     finally:
         node.stop()
-    try:
-        httpx.post(node.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "getHealth"},
-                   timeout=1)
-    except httpx.HTTPError:
-        return
+    async with httpx.AsyncClient(timeout=1) as http:
+        try:
+            await http.post(node.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "getHealth"})
+        except httpx.HTTPError:
+            return
     raise AssertionError("the localnet still answers after stop()")
