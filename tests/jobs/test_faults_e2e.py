@@ -10,6 +10,9 @@ from arq import create_pool
 from arq.connections import RedisSettings
 from solders.pubkey import Pubkey
 
+from chainworker.chain.keys import load_mint_seed, mint_keypair
+from chainworker.chain.rpc import SolanaRpc
+from chainworker.config import load_settings
 from chainworker.localnet.process import LocalnetProcess, free_port
 from tests.helpers import Stack, wait_for
 from tests.jobs.test_lifecycle_e2e import request_statuses, settled
@@ -214,3 +217,27 @@ async def test_jobs_never_cross_tenants_and_bad_payloads_change_nothing(
     assert [row["tenant_id"] for row in minted] == [UUID(b["tenant_id"])]
     assert await request_statuses(admin, b["tenant_id"]) == {"confirmed": 1}
     assert "job payload rejected" in worker.output()
+
+
+async def test_a_squatted_mint_address_fails_the_mint_without_looping(
+    stack: Stack, admin: asyncpg.Connection, localnet_faults: LocalnetProcess
+) -> None:
+    seeded = stack.cli_json("seed", "--tickets", "1")
+    tenant, ticket = seeded["tenant_id"], seeded["ticket_ids"][0]
+    # Someone funds the ticket's mint address first: CreateAccount must then fail.
+    seed = load_mint_seed(load_settings(state_dir=stack.state_dir))
+    address = mint_keypair(seed, UUID(tenant), UUID(ticket)).pubkey()
+    async with SolanaRpc([localnet_faults.rpc_url]) as rpc:
+        await rpc.request_airdrop(address, 10**9)
+    worker = stack.worker()
+    try:
+        stack.cli("enqueue", "mint", "--tenant", tenant, "--ticket", ticket)
+        await wait_for(lambda: settled(admin, tenant, 1), 60, "the mint to fail")
+    finally:
+        worker.stop()
+    request = await admin.fetchrow("SELECT status, outcome_code FROM chain_requests")
+    assert request["status"] == "failed"
+    assert request["outcome_code"].endswith("Custom:0")
+    row = await admin.fetchrow("SELECT status, token_mint FROM tickets WHERE id = $1", UUID(ticket))
+    assert (row["status"], row["token_mint"]) == ("sold", None)
+    assert "could not apply outcome" not in worker.output()

@@ -18,7 +18,7 @@ from uuid import UUID
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
-from chainworker.chain.errors import ChainError
+from chainworker.chain.errors import UNEXPECTED_ACCOUNT, ChainError
 from chainworker.chain.views import SignatureStatusView
 from chainworker.db import audit, requests, transactions
 from chainworker.db.pool import Connection, tenant_transaction
@@ -289,7 +289,12 @@ async def _adoptable(ctx: WorkerContext, row: LiveAttempt, code: str) -> bool:
     if row.tx_type != "mint" or custom_program_error(code) != ALREADY_IN_USE:
         return False
     mint: Pubkey = ctx.mint_key(row.tenant_id, row.ticket_id).pubkey()
-    state = await ctx.rpc.get_mint_state(mint)
+    try:
+        state = await ctx.rpc.get_mint_state(mint)
+    except ChainError as error:
+        if error.kind == UNEXPECTED_ACCOUNT:
+            return False  # something else occupies the address: not ours to adopt
+        raise  # could not read it now: the row stays live and is decided again
     if state is None or state.supply != 1 or state.metadata is None:
         return False
     return state.metadata.field("ticket_id") == str(row.ticket_id)
