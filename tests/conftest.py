@@ -13,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
 from chainworker import services
 from chainworker.config import Settings, load_settings
@@ -22,6 +23,7 @@ pytest_plugins = ["tests.plugins.localnet"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = uuid.uuid4().hex[:10]
+QUEUE_PREFIX = f"cwtest:{RUN_ID}:queue:"
 
 
 @dataclass(frozen=True)
@@ -127,11 +129,23 @@ async def app_conn(fresh_db: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
+def own_queue_name(purpose: str) -> str:
+    """An Arq queue name of this run's own; the run deletes its queues and jobs at the end."""
+    return f"{QUEUE_PREFIX}{purpose}:{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture(scope="session")
-async def redis_url(settings: Settings) -> str:
+async def redis_url(settings: Settings) -> AsyncIterator[str]:
     target = await services.resolve_redis(settings)
     print(f"\ntests use {target.origin} Redis at {target.url}")
-    return target.url
+    yield target.url
+    client = Redis.from_url(target.url)
+    try:
+        async for queue in client.scan_iter(match=f"{QUEUE_PREFIX}*"):
+            jobs = await client.zrange(queue, 0, -1)
+            await client.delete(queue, *(b"arq:job:" + job for job in jobs))
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

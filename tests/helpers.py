@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import TestDatabase
+from tests.conftest import TestDatabase, own_queue_name
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Stack:
     redis_url: str
     rpc_urls: str
     state_dir: Path
-    queue: str = field(default_factory=lambda: f"cwtest:{uuid.uuid4().hex[:10]}:queue")
+    queue: str = field(default_factory=lambda: own_queue_name("worker"))
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -24,7 +24,7 @@ from chainworker.api.tokens import issue_token
 from chainworker.config import Settings, load_settings
 from chainworker.db import seed
 from chainworker.localnet.process import LocalnetProcess
-from tests.conftest import TestDatabase
+from tests.conftest import TestDatabase, own_queue_name
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def api_settings(localnet: LocalnetProcess, tmp: Path, **overrides: object) -> S
     return load_settings(
         state_dir=tmp,
         solana_rpc_urls=[localnet.rpc_url],
-        queue_name=f"cwtest:api:{uuid.uuid4().hex[:10]}",
+        queue_name=own_queue_name("api"),
         api_auth_cache_seconds=0,
         **overrides,
     )

@@ -13,6 +13,7 @@ from arq.connections import ArqRedis
 
 from chainworker.jobs.relay import relay_once
 from tests.api.conftest import accepted_transfer, make_minted, new_tenant
+from tests.conftest import own_queue_name
 
 MAX_ATTEMPTS = 2
 
@@ -39,7 +40,7 @@ async def _outbox(
 
 @pytest.fixture
 def queue() -> str:
-    return f"cwtest:relay:{uuid.uuid4().hex[:8]}"
+    return own_queue_name("relay")
 
 
 async def test_two_relays_record_each_request_once(
@@ -137,7 +138,6 @@ async def test_two_relays_record_each_request_once(
     ).claimed == 0
     untouched = await admin.fetchrow("SELECT attempts, processed_at FROM outbox WHERE id = $1", own)
     assert untouched is not None and tuple(untouched) == (0, None)
-    await arq.delete(queue)
 
 
 async def test_a_failing_row_waits_its_backoff(
@@ -158,4 +158,3 @@ async def test_a_failing_row_waits_its_backoff(
     assert row["attempts"] == 1 and row["processed_at"] is None
     assert row["wait"].total_seconds() > 50
     assert await admin.fetchval("SELECT processed_at FROM outbox WHERE id = $1", good)
-    await arq.delete(queue)
