@@ -72,3 +72,8 @@ async def tenant_transaction(
             conn, tenant_id, actor_type=actor_type, reason=reason, source=source, user_id=user_id
         )
         yield conn
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    """Raise unless the database answers."""
+    await pool.fetchval("SELECT 1")

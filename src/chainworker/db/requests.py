@@ -239,3 +239,40 @@ async def stale_requests(
         "SELECT * FROM chainworker_stale_requests($1, $2)", grace_seconds, limit
     )
     return [(row["id"], row["tenant_id"], row["operation"]) for row in rows]
+
+
+async def status_counts(conn: Connection, operation: str) -> dict[str, int]:
+    """The tenant's requests of one operation, counted by status."""
+    rows = await conn.fetch(
+        "SELECT status, count(*) AS n FROM chain_requests WHERE operation = $1 GROUP BY status",
+        operation,
+    )
+    return {row["status"]: int(row["n"]) for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeSummary:
+    operation: str
+    status: str
+    count: int
+    retries: int
+    p50_seconds: float
+    p99_seconds: float
+
+
+async def outcome_summary(conn: Connection) -> list[OutcomeSummary]:
+    """The tenant's requests by operation and status, with retries and latency percentiles."""
+    rows = await conn.fetch(
+        """SELECT operation, status, count(*) AS n,
+                  coalesce(sum(greatest(attempts - 1, 0)), 0) AS retries,
+                  coalesce(percentile_cont(0.5) WITHIN GROUP (
+                      ORDER BY extract(epoch FROM completed_at - created_at)), 0) AS p50,
+                  coalesce(percentile_cont(0.99) WITHIN GROUP (
+                      ORDER BY extract(epoch FROM completed_at - created_at)), 0) AS p99
+             FROM chain_requests GROUP BY operation, status ORDER BY operation, status"""
+    )
+    return [
+        OutcomeSummary(row["operation"], row["status"], int(row["n"]), int(row["retries"]),
+                       float(row["p50"]), float(row["p99"]))
+        for row in rows
+    ]

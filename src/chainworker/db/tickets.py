@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from chainworker.db.pool import Connection
@@ -136,3 +137,67 @@ async def complete_transfer(conn: Connection, transfer_id: UUID, signature: str)
         transfer_id,
         signature,
     )
+
+
+async def transfer_tickets(conn: Connection, transfer_ids: list[UUID]) -> dict[UUID, UUID]:
+    """Transfer id -> ticket id, for the transfers this tenant can see."""
+    rows = await conn.fetch(
+        "SELECT id, ticket_id FROM ticket_transfers WHERE id = ANY($1::uuid[])", transfer_ids
+    )
+    return {row["id"]: row["ticket_id"] for row in rows}
+
+
+async def tickets_with_mints(conn: Connection) -> list[TicketRow]:
+    """The tenant's tickets that have a token mint recorded."""
+    rows = await conn.fetch(
+        f"""SELECT {_TICKET_COLUMNS}
+              FROM tickets t LEFT JOIN events e ON e.id = t.event_id
+             WHERE t.token_mint IS NOT NULL"""  # noqa: S608 - constant columns
+    )
+    return [TicketRow(**dict(row)) for row in rows]
+
+
+async def event_exists(conn: Connection, event_id: UUID) -> bool:
+    """Whether the event is visible to the current tenant."""
+    return await conn.fetchval("SELECT 1 FROM events WHERE id = $1", event_id) is not None
+
+
+async def user_exists(conn: Connection, user_id: UUID) -> bool:
+    """Whether the user (a wallet's owner) is visible to the current tenant."""
+    return await conn.fetchval("SELECT 1 FROM users WHERE id = $1", user_id) is not None
+
+
+async def burnable_ticket_ids(
+    conn: Connection, event_id: UUID, statuses: list[str]
+) -> list[UUID]:
+    """The event's minted, undeleted tickets in one of `statuses`, in id order."""
+    rows = await conn.fetch(
+        """SELECT id FROM tickets
+            WHERE event_id = $1 AND token_mint IS NOT NULL AND deleted_at IS NULL
+              AND status = ANY($2::text[])
+            ORDER BY id""",
+        event_id,
+        statuses,
+    )
+    return [row["id"] for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class StateChangeRow:
+    previous_status: str | None
+    new_status: str
+    actor_type: str
+    reason: str | None
+    source: str | None
+    created_at: datetime
+
+
+async def state_history(conn: Connection, ticket_id: UUID, limit: int) -> list[StateChangeRow]:
+    """The ticket's status changes, newest first, at most `limit`."""
+    rows = await conn.fetch(
+        "SELECT previous_status, new_status, actor_type, reason, source, created_at"
+        " FROM get_ticket_state_history($1, $2)",
+        ticket_id,
+        limit,
+    )
+    return [StateChangeRow(**dict(row)) for row in rows]

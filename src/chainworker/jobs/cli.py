@@ -17,6 +17,7 @@ from chainworker import services
 from chainworker.chain.errors import ChainError
 from chainworker.config import Settings, get_settings
 from chainworker.db import seed as seed_data
+from chainworker.db import tickets
 from chainworker.db.pool import create_pool, tenant_transaction
 from chainworker.db.requests import NewRequest, Operation
 from chainworker.jobs.enqueue import request_operation
@@ -153,12 +154,9 @@ def enqueue_transfer(
         pool = await create_pool(pg.app_dsn, settings)
         try:
             async with tenant_transaction(pool, UUID(tenant)) as conn:
-                rows = await conn.fetch(
-                    "SELECT id, ticket_id FROM ticket_transfers WHERE id = ANY($1::uuid[])", ids
-                )
+                found = await tickets.transfer_tickets(conn, ids)
         finally:
             await pool.close()
-        found = {row["id"]: row["ticket_id"] for row in rows}
         missing = [str(i) for i in ids if i not in found]
         if missing:
             raise _fail(f"unknown transfer(s) for this tenant: {', '.join(missing[:5])}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from chainworker.db import requests
+from chainworker.db import gauges, requests
 from chainworker.jobs.context import WorkerContext
 from chainworker.jobs.enqueue import enqueue_jobs
 from chainworker.ops import logs, metrics
@@ -52,32 +52,25 @@ async def export_database_gauges(ctx: WorkerContext) -> None:
     while True:
         try:
             async with ctx.pool.acquire() as conn:
-                while True:
-                    held = await conn.fetchval("SELECT pg_try_advisory_lock($1)", GAUGES_LOCK_KEY)
-                    if held:
-                        break
+                while not await gauges.try_lock(conn, GAUGES_LOCK_KEY):
                     metrics.DATABASE_GAUGES.release()
                     await asyncio.sleep(GAUGES_INTERVAL_SECONDS)
                 try:
                     while True:
-                        live = await conn.fetch("SELECT * FROM chainworker_live_summary()")
-                        backlog = await conn.fetchrow("SELECT * FROM chainworker_backlog()")
-                        spend = await conn.fetch("SELECT * FROM chainworker_spend_utilization()")
+                        figures = await gauges.read_figures(conn)
                         depth = await ctx.arq.zcard(ctx.settings.queue_name)
                         metrics.DATABASE_GAUGES.refresh(
-                            live_by_status={row["status"]: row["live_count"] for row in live},
-                            oldest_live_seconds=max(
-                                (row["oldest_seconds"] for row in live), default=0.0
-                            ),
-                            requests_pending=backlog["queued_requests"] if backlog else 0,
-                            outbox_unprocessed=backlog["outbox_unprocessed"] if backlog else 0,
+                            live_by_status=figures.live_by_status,
+                            oldest_live_seconds=figures.oldest_live_seconds,
+                            requests_pending=figures.queued_requests,
+                            outbox_unprocessed=figures.outbox_unprocessed,
                             queue_depth={ctx.settings.queue_name: int(depth)},
-                            spend_utilization={row["period"]: row["ratio"] for row in spend},
+                            spend_utilization=figures.spend_utilization,
                         )
                         await asyncio.sleep(GAUGES_INTERVAL_SECONDS)
                 finally:
                     metrics.DATABASE_GAUGES.release()
-                    await conn.execute("SELECT pg_advisory_unlock($1)", GAUGES_LOCK_KEY)
+                    await gauges.unlock(conn, GAUGES_LOCK_KEY)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # lost the connection: let another process take over

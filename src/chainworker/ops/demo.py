@@ -32,7 +32,9 @@ from chainworker import services
 from chainworker.chain.keys import custodial_wallet, load_custodial_seed
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings, get_settings
+from chainworker.db import requests
 from chainworker.db import seed as seed_data
+from chainworker.db import tickets as ticket_queries
 from chainworker.db.migrate import migrate
 from chainworker.db.pool import create_pool, tenant_transaction
 from chainworker.db.requests import NewRequest, Operation
@@ -89,17 +91,8 @@ def _worker(env: dict[str, str], log_path: str) -> Iterator[subprocess.Popen[byt
 
 
 async def _statuses(run: DemoRun, operation: str) -> dict[str, int]:
-    rows = await _tenant_fetch(
-        run,
-        "SELECT status, count(*) AS n FROM chain_requests WHERE operation = $1 GROUP BY status",
-        operation,
-    )
-    return {row["status"]: int(row["n"]) for row in rows}
-
-
-async def _tenant_fetch(run: DemoRun, sql: str, *args: object) -> list[asyncpg.Record]:
     async with tenant_transaction(run.pool, run.tenant, reason="demo") as conn:
-        return list(await conn.fetch(sql, *args))
+        return await requests.status_counts(conn, operation)
 
 
 async def _run_phase(
@@ -125,26 +118,26 @@ async def _run_phase(
 
 async def _check_chain(run: DemoRun, rpc: SolanaRpc, seed: bytes) -> list[Mismatch]:
     """Every ticket the database says is on chain is on chain, held by whom it says."""
-    rows = await _tenant_fetch(
-        run, "SELECT id, status, token_mint, user_id FROM tickets WHERE token_mint IS NOT NULL"
-    )
+    async with tenant_transaction(run.pool, run.tenant, reason="demo") as conn:
+        rows = await ticket_queries.tickets_with_mints(conn)
     gate = asyncio.Semaphore(CHECK_CONCURRENCY)
 
-    async def check(row: asyncpg.Record) -> Mismatch | None:
+    async def check(row: ticket_queries.TicketRow) -> Mismatch | None:
         async with gate:
-            mint = Pubkey.from_string(row["token_mint"])
+            assert row.token_mint is not None and row.user_id is not None
+            mint = Pubkey.from_string(row.token_mint)
             state = await rpc.get_mint_state(mint)
-            burned = row["status"] in ("revoked", "refunded")
+            burned = row.status in ("revoked", "refunded")
             if state is None:
-                return Mismatch(row["id"], "mint account missing on chain")
+                return Mismatch(row.id, "mint account missing on chain")
             if burned:
-                return None if state.supply == 0 else Mismatch(row["id"], "burned but supply 1")
+                return None if state.supply == 0 else Mismatch(row.id, "burned but supply 1")
             if state.supply != 1:
-                return Mismatch(row["id"], f"supply {state.supply}, expected 1")
+                return Mismatch(row.id, f"supply {state.supply}, expected 1")
             holder = await rpc.get_token_holder(mint)
-            expected = custodial_wallet(seed, run.tenant, row["user_id"])
+            expected = custodial_wallet(seed, run.tenant, row.user_id)
             if holder is None or holder[0] != expected:
-                return Mismatch(row["id"], f"held by {holder}, expected {expected}")
+                return Mismatch(row.id, f"held by {holder}, expected {expected}")
             return None
 
     found = await asyncio.gather(*(check(row) for row in rows))
@@ -152,24 +145,16 @@ async def _check_chain(run: DemoRun, rpc: SolanaRpc, seed: bytes) -> list[Mismat
 
 
 async def _summary(run: DemoRun) -> Table:
-    rows = await _tenant_fetch(
-        run,
-        """SELECT operation, status, count(*) AS n,
-                  sum(greatest(attempts - 1, 0)) AS retries,
-                  percentile_cont(0.5) WITHIN GROUP (
-                      ORDER BY extract(epoch FROM completed_at - created_at)) AS p50,
-                  percentile_cont(0.99) WITHIN GROUP (
-                      ORDER BY extract(epoch FROM completed_at - created_at)) AS p99
-             FROM chain_requests GROUP BY operation, status ORDER BY operation, status""",
-    )
+    async with tenant_transaction(run.pool, run.tenant, reason="demo") as conn:
+        rows = await requests.outcome_summary(conn)
     table = Table("operation", "outcome", "count", "retries", "p50 s", "p99 s", "per second",
                   title=f"chainworker demo: tenant {run.tenant}")
     for row in rows:
         table.add_row(
-            row["operation"], row["status"], str(row["n"]), str(row["retries"] or 0),
-            f"{row['p50'] or 0:.2f}", f"{row['p99'] or 0:.2f}",
-            _rate(row["n"], run.phase_seconds.get(row["operation"]))
-            if row["status"] == "confirmed" else "",
+            row.operation, row.status, str(row.count), str(row.retries),
+            f"{row.p50_seconds:.2f}", f"{row.p99_seconds:.2f}",
+            _rate(row.count, run.phase_seconds.get(row.operation))
+            if row.status == "confirmed" else "",
         )
     return table
 
@@ -213,13 +198,11 @@ async def _demo(settings: Settings, tickets: int, slot_ms: int) -> int:
                     transfers = await seed_data.accepted_transfers(
                         pool, seeded.tenant_id, movers, seeded.user_ids[-1]
                     )
-                    transfer_tickets = await _tenant_fetch(
-                        run, "SELECT id, ticket_id FROM ticket_transfers WHERE id = ANY($1)",
-                        transfers,
-                    )
+                    async with tenant_transaction(pool, seeded.tenant_id) as conn:
+                        moving = await ticket_queries.transfer_tickets(conn, transfers)
                     await _run_phase(run, progress, "transfer", "transfer", [
-                        NewRequest(r["ticket_id"], "transfer", transfer_id=r["id"])
-                        for r in transfer_tickets
+                        NewRequest(ticket, "transfer", transfer_id=transfer)
+                        for transfer, ticket in moving.items()
                     ])
                     await _run_phase(run, progress, "burn", "burn", [
                         NewRequest(t, "burn", reason="revoke" if i % 2 else "refund")

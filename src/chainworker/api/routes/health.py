@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from chainworker.api.context import ApiContext, get_context
 from chainworker.api.schemas import Health
+from chainworker.db.pool import ping
 from chainworker.ops import metrics
 
 router = APIRouter(tags=["health"])
@@ -39,7 +40,7 @@ async def _check(probe: Awaitable[object]) -> str:
 )
 async def readyz(context: Context) -> JSONResponse:
     database, redis, rpc = await asyncio.gather(
-        _check(context.pool.fetchval("SELECT 1")),
+        _check(ping(context.pool)),
         _check(context.arq.ping()),
         _check(context.rpc.block_height()),
     )
