@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from chainworker.api.context import ApiContext
 from chainworker.api.problems import Problem
 from chainworker.api.tokens import Principal
+from chainworker.db import idempotency as keys
 from chainworker.db.pool import Connection, tenant_transaction
 
 LOCK_SECONDS = 30
@@ -53,12 +54,7 @@ class Claim:
 
     async def complete(self, conn: Connection, status: int, body: dict[str, Any]) -> None:
         """Store the response; call inside the transaction that does the work."""
-        await conn.execute(
-            "SELECT complete_idempotency_key($1, $2, $3::jsonb)",
-            self.key_id,
-            status,
-            json.dumps(body),
-        )
+        await keys.complete_key(conn, self.key_id, status, body)
 
 
 def fingerprint(method: str, path: str, body: dict[str, Any] | None) -> str:
@@ -70,28 +66,26 @@ async def _acquire(
     context: ApiContext, principal: Principal, key: str, operation: str, request_hash: str
 ) -> Claim | Response:
     async with tenant_transaction(context.pool, principal.tenant_id, source="api") as conn:
-        # The claim need not be durable on its own: the work's transaction, which stores
-        # the response, commits after it and flushes the WAL up to and past it.
-        await conn.execute("SET LOCAL synchronous_commit = off")
-        row = await conn.fetchrow(
-            "SELECT * FROM acquire_idempotency_key($1, $2, $3, $4, $5, $6, $7)",
+        # The claim is not flushed on its own commit (see keys.acquire_key).
+        row = await keys.acquire_key(
+            conn,
             principal.tenant_id,
             key,
             operation,
             request_hash,
-            str(principal.token_id),
-            LOCK_SECONDS,
-            REMEMBER_SECONDS,
+            locked_by=str(principal.token_id),
+            lock_seconds=LOCK_SECONDS,
+            ttl_seconds=REMEMBER_SECONDS,
         )
-    assert row is not None
-    outcome = row["outcome"]
+    outcome = row.outcome
     if outcome == "acquired":
-        return Claim(row["key_id"])
+        assert row.key_id is not None
+        return Claim(row.key_id)
     if outcome == "cached":
-        body = row["response_body"]
+        assert row.response_status is not None
         return JSONResponse(
-            json.loads(body) if isinstance(body, str) else body,
-            status_code=row["response_status"],
+            row.response_body,
+            status_code=row.response_status,
             headers={REPLAYED_HEADER: "true"},
         )
     if outcome == "hash_mismatch":
@@ -108,7 +102,7 @@ async def _acquire(
 
 async def _release(context: ApiContext, principal: Principal, claim: Claim) -> None:
     async with tenant_transaction(context.pool, principal.tenant_id, source="api") as conn:
-        await conn.execute("SELECT release_idempotency_lock($1, true)", claim.key_id)
+        await keys.release_key_failed(conn, claim.key_id)
 
 
 async def run_once(

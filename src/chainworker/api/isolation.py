@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from chainworker.api.problems import Problem
 from chainworker.api.tokens import Principal
+from chainworker.db import violations
 from chainworker.db.pool import tenant_transaction
 from chainworker.ops import logs
 
@@ -52,8 +53,8 @@ def install(app: FastAPI) -> None:
                     reason="cross-tenant lookup",
                     source="api",
                 ) as conn:
-                    noted = await conn.fetchval(
-                        "SELECT chainworker_note_cross_tenant($1, $2, $3)",
+                    noted = await violations.note_cross_tenant(
+                        conn,
                         error.table,
                         error.key,
                         f"{request.method} {request.url.path}",

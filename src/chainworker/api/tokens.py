@@ -18,6 +18,7 @@ from uuid import UUID
 
 import asyncpg
 
+from chainworker.db import api_tokens
 from chainworker.db.pool import Connection, tenant_transaction
 
 TOKEN_PREFIX = "cwt_"
@@ -78,25 +79,22 @@ async def issue_token(
     """Create a token for a tenant and return it with its secret (stored only hashed)."""
     secret = secrets.token_urlsafe(32)
     async with tenant_transaction(pool, tenant_id, actor_type="admin", source="cli") as conn:
-        row = await conn.fetchrow(
-            """INSERT INTO api_tokens (tenant_id, name, is_admin, user_id, token_hash, expires_at)
-               VALUES ($1, $2, $3, $4, $5, now() + $6::interval)
-               RETURNING id, expires_at""",
+        row = await api_tokens.insert_token(
+            conn,
             tenant_id,
             name,
-            is_admin,
-            user_id,
-            hash_secret(secret),
-            ttl,
+            is_admin=is_admin,
+            user_id=user_id,
+            token_hash=hash_secret(secret),
+            ttl=ttl,
         )
-    assert row is not None
-    token_id: UUID = row["id"]
+    token_id = row.id
     return IssuedToken(
         token_id=token_id,
         tenant_id=tenant_id,
         name=name,
         is_admin=is_admin,
-        expires_at=row["expires_at"],
+        expires_at=row.expires_at,
         token=f"{TOKEN_PREFIX}{token_id.hex}_{secret}",
     )
 
@@ -106,12 +104,7 @@ async def revoke_token(conn: Connection, token_id: UUID) -> UUID | None:
 
     Runs as the operator (the owner connection of `chainworker token revoke`).
     """
-    value = await conn.fetchval(
-        "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL"
-        " RETURNING tenant_id",
-        token_id,
-    )
-    return value if isinstance(value, UUID) else None
+    return await api_tokens.revoke_token(conn, token_id)
 
 
 async def verify(conn: Connection, text: str) -> Principal | None:
@@ -120,14 +113,14 @@ async def verify(conn: Connection, text: str) -> Principal | None:
     if parsed is None:
         return None
     token_id, secret = parsed
-    row = await conn.fetchrow("SELECT * FROM chainworker_authenticate($1)", token_id)
+    row = await api_tokens.authenticate(conn, token_id)
     if row is None:
         # Hash anyway so an unknown id costs the same as a wrong secret.
         hmac.compare_digest(hash_secret(secret), "0" * 64)
         return None
-    if not hmac.compare_digest(hash_secret(secret), row["token_hash"]):
+    if not hmac.compare_digest(hash_secret(secret), row.token_hash):
         return None
-    return Principal(row["token_id"], row["tenant_id"], row["is_admin"], row["user_id"])
+    return Principal(row.token_id, row.tenant_id, row.is_admin, row.user_id)
 
 
 @dataclass

@@ -167,9 +167,7 @@ async def user_exists(conn: Connection, user_id: UUID) -> bool:
     return await conn.fetchval("SELECT 1 FROM users WHERE id = $1", user_id) is not None
 
 
-async def burnable_ticket_ids(
-    conn: Connection, event_id: UUID, statuses: list[str]
-) -> list[UUID]:
+async def burnable_ticket_ids(conn: Connection, event_id: UUID, statuses: list[str]) -> list[UUID]:
     """The event's minted, undeleted tickets in one of `statuses`, in id order."""
     rows = await conn.fetch(
         """SELECT id FROM tickets

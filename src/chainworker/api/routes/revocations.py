@@ -11,12 +11,10 @@ touched, and takes no more votes.
 
 from __future__ import annotations
 
-import json
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated
 from uuid import UUID
 
-import asyncpg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
@@ -28,7 +26,8 @@ from chainworker.api.isolation import Hidden
 from chainworker.api.problems import Problem, documented
 from chainworker.api.schemas import Revocation, RevocationBody, VoteBody
 from chainworker.api.tokens import Principal
-from chainworker.db import requests
+from chainworker.db import multisig, requests, tickets
+from chainworker.db.multisig import ApprovalRequestRow
 from chainworker.db.pool import Connection, tenant_transaction
 from chainworker.db.requests import NewRequest
 from chainworker.jobs.enqueue import enqueue_jobs
@@ -56,75 +55,39 @@ def _admin_tx(
     )
 
 
-async def _view(conn: Connection, row: asyncpg.Record) -> Revocation:
-    approvers = await conn.fetch(
-        "SELECT approver_id FROM multisig_approvals WHERE request_id = $1 ORDER BY created_at",
-        row["id"],
-    )
-    payload = row["payload"]
-    payload = json.loads(payload) if isinstance(payload, str) else payload
+async def _view(conn: Connection, row: ApprovalRequestRow) -> Revocation:
+    payload = row.payload
+    assert row.resource_id is not None
     return Revocation(
-        revocation_id=row["id"],
-        event_id=row["resource_id"],
+        revocation_id=row.id,
+        event_id=row.resource_id,
         reason=payload.get("reason", "revoke"),
-        status=row["status"],
-        required_approvals=row["required_approvals"],
-        current_approvals=row["current_approvals"],
-        requested_by=row["requested_by"],
-        approvers=[a["approver_id"] for a in approvers],
-        expires_at=row["expires_at"],
-        executed_at=row["executed_at"],
+        status=row.status,
+        required_approvals=row.required_approvals,
+        current_approvals=row.current_approvals,
+        requested_by=row.requested_by,
+        approvers=await multisig.approver_ids(conn, row.id),
+        expires_at=row.expires_at,
+        executed_at=row.executed_at,
         burn_request_ids=[UUID(i) for i in payload.get("burn_request_ids", [])],
     )
 
 
-async def _expire_due(conn: Connection, revocation_id: UUID) -> None:
-    await conn.execute(
-        """UPDATE multisig_approval_requests SET status = 'expired', version = version + 1
-            WHERE id = $1 AND status = 'pending' AND expires_at <= now()""",
-        revocation_id,
-    )
-
-
-async def _lock(conn: Connection, event_id: UUID, revocation_id: UUID) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        """SELECT * FROM multisig_approval_requests
-            WHERE id = $1 AND resource_id = $2 AND operation_type = $3 FOR UPDATE""",
-        revocation_id,
-        event_id,
-        OPERATION_TYPE,
-    )
+async def _lock(conn: Connection, event_id: UUID, revocation_id: UUID) -> ApprovalRequestRow:
+    row = await multisig.lock_request(conn, revocation_id, event_id, OPERATION_TYPE)
     if row is None:
         raise Hidden("multisig_approval_requests", str(revocation_id))
     return row
 
 
-async def _execute(conn: Connection, tenant_id: UUID, row: asyncpg.Record) -> list[UUID]:
+async def _execute(conn: Connection, tenant_id: UUID, row: ApprovalRequestRow) -> list[UUID]:
     """Record a burn per minted ticket of the event and mark the revocation executed."""
-    payload = row["payload"]
-    payload = json.loads(payload) if isinstance(payload, str) else payload
-    reason = payload.get("reason", "revoke")
-    ticket_ids = [
-        r["id"]
-        for r in await conn.fetch(
-            """SELECT id FROM tickets
-                WHERE event_id = $1 AND token_mint IS NOT NULL AND deleted_at IS NULL
-                  AND status = ANY($2::text[])
-                ORDER BY id""",
-            row["resource_id"],
-            BURNABLE_STATUSES,
-        )
-    ]
+    reason = row.payload.get("reason", "revoke")
+    assert row.resource_id is not None
+    ticket_ids = await tickets.burnable_ticket_ids(conn, row.resource_id, BURNABLE_STATUSES)
     items = [NewRequest(t, "burn", reason=reason) for t in ticket_ids]
     recorded = await requests.record_requests(conn, tenant_id, "burn", items, "multisig")
-    await conn.execute(
-        """UPDATE multisig_approval_requests
-              SET status = 'executed', executed_at = now(), version = version + 1,
-                  payload = payload || jsonb_build_object('burn_request_ids', $2::text[])
-            WHERE id = $1""",
-        row["id"],
-        [str(r.request_id) for r in recorded],
-    )
+    await multisig.mark_executed(conn, row.id, [r.request_id for r in recorded])
     return [r.request_id for r in recorded if r.created]
 
 
@@ -156,37 +119,26 @@ async def create_revocation(
 ) -> Response:
     async def work(claim: Claim) -> Response:
         async with _admin_tx(context, principal, "event revocation requested") as conn:
-            if await conn.fetchval("SELECT 1 FROM events WHERE id = $1", event_id) is None:
+            if not await tickets.event_exists(conn, event_id):
                 raise Hidden("events", str(event_id))
-            live = await conn.fetchval(
-                """SELECT id FROM multisig_approval_requests
-                    WHERE resource_id = $1 AND operation_type = $2 AND status = 'pending'
-                      AND expires_at > now()""",
-                event_id,
-                OPERATION_TYPE,
-            )
+            live = await multisig.live_request_id(conn, event_id, OPERATION_TYPE)
             if live is not None:
                 raise Problem(
                     "conflict",
                     f"revocation {live} of this event is still pending",
                     code="revocation_pending",
                 )
-            row = await conn.fetchrow(
-                """INSERT INTO multisig_approval_requests
-                       (tenant_id, operation_type, resource_type, resource_id, requested_by,
-                        required_approvals, payload, expires_at)
-                   VALUES ($1, $2, 'event', $3, $4, $5, $6::jsonb,
-                           now() + make_interval(secs => $7))
-                   RETURNING *""",
+            row = await multisig.create_request(
+                conn,
                 principal.tenant_id,
-                OPERATION_TYPE,
-                event_id,
-                principal.user_id,
-                context.settings.revocation_required_approvals,
-                json.dumps({"reason": body.reason, "comment": body.comment}),
-                float(context.settings.revocation_ttl_seconds),
+                operation_type=OPERATION_TYPE,
+                resource_type="event",
+                resource_id=event_id,
+                requested_by=principal.user_id,
+                required_approvals=context.settings.revocation_required_approvals,
+                payload={"reason": body.reason, "comment": body.comment},
+                ttl_seconds=float(context.settings.revocation_ttl_seconds),
             )
-            assert row is not None
             result = (await _view(conn, row)).model_dump(mode="json")
             await claim.complete(conn, 201, result)
         return JSONResponse(result, status_code=201)
@@ -211,7 +163,7 @@ async def get_revocation(
     event_id: UUID, revocation_id: UUID, principal: Caller, context: Context
 ) -> Revocation:
     async with tenant_transaction(context.pool, principal.tenant_id, source="api") as conn:
-        await _expire_due(conn, revocation_id)
+        await multisig.expire_if_due(conn, revocation_id)
         row = await _lock(conn, event_id, revocation_id)
         return await _view(conn, row)
 
@@ -227,39 +179,29 @@ async def _vote(
     comment: str | None,
 ) -> Response:
     async with tenant_transaction(context.pool, principal.tenant_id, source="multisig") as conn:
-        await _expire_due(conn, revocation_id)  # committed on its own: expiry is a fact
+        await multisig.expire_if_due(conn, revocation_id)  # committed on its own: expiry is a fact
     created: list[UUID] = []
     verb = "approved" if approve else "rejected"
     async with _admin_tx(context, principal, f"event revocation {verb}") as conn:
         row = await _lock(conn, event_id, revocation_id)
-        table, column = (
-            ("multisig_approvals", "approver_id")
-            if approve
-            else ("multisig_rejections", "rejector_id")
-        )
-        already = await conn.fetchval(
-            f"SELECT 1 FROM {table} WHERE request_id = $1 AND {column} = $2",  # noqa: S608
-            revocation_id,
-            principal.user_id,
-        )
+        already = await multisig.has_voted(conn, revocation_id, principal.user_id, approve=approve)
         if not already:
-            if row["status"] != "pending":
+            if row.status != "pending":
                 raise Problem(
                     "conflict",
-                    f"the revocation is {row['status']}",
-                    code=f"revocation_{row['status']}",
+                    f"the revocation is {row.status}",
+                    code=f"revocation_{row.status}",
                 )
-            await conn.execute(
-                f"""INSERT INTO {table} (tenant_id, request_id, {column}, {
-                    "comment" if approve else "reason"
-                }) VALUES ($1, $2, $3, $4)""",  # noqa: S608 - constant names
+            await multisig.record_vote(
+                conn,
                 principal.tenant_id,
                 revocation_id,
                 principal.user_id,
                 comment,
+                approve=approve,
             )
             row = await _lock(conn, event_id, revocation_id)
-            if row["status"] == "approved":
+            if row.status == "approved":
                 created = await _execute(conn, principal.tenant_id, row)
                 row = await _lock(conn, event_id, revocation_id)
         result = (await _view(conn, row)).model_dump(mode="json")

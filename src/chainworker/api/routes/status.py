@@ -73,12 +73,7 @@ async def ticket_chain(ticket_id: UUID, principal: Caller, context: Context) -> 
             ),
             None,
         )
-        history = await conn.fetch(
-            "SELECT previous_status, new_status, actor_type, reason, source, created_at"
-            " FROM get_ticket_state_history($1, $2)",
-            ticket_id,
-            RECENT_HISTORY,
-        )
+        history = await tickets.state_history(conn, ticket_id, RECENT_HISTORY)
     holder = await _holder(context.rpc, ticket.token_mint) if ticket.token_mint else None
     return TicketChain(
         ticket_id=ticket.id,
@@ -88,7 +83,17 @@ async def ticket_chain(ticket_id: UUID, principal: Caller, context: Context) -> 
         holder=holder,
         live_transaction=Attempt.model_validate(live.model_dump()) if live else None,
         requests=request_views,
-        history=[StateChange(**dict(row)) for row in history],
+        history=[
+            StateChange(
+                previous_status=row.previous_status,
+                new_status=row.new_status,
+                actor_type=row.actor_type,
+                reason=row.reason,
+                source=row.source,
+                created_at=row.created_at,
+            )
+            for row in history
+        ],
     )
 
 

@@ -44,7 +44,7 @@ async def _register(
     async with tenant_transaction(
         context.pool, principal.tenant_id, reason="wallet registered", source="api"
     ) as conn:
-        if await conn.fetchval("SELECT 1 FROM users WHERE id = $1", body.user_id) is None:
+        if not await tickets.user_exists(conn, body.user_id):
             raise Hidden("users", str(body.user_id))
         await tickets.register_wallet(conn, principal.tenant_id, body.user_id, address)
         result = Wallet(user_id=body.user_id, address=address).model_dump(mode="json")
