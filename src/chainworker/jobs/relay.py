@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 from arq.connections import ArqRedis
 
-from chainworker.db import requests, tickets
+from chainworker.db import outbox, requests, tickets
+from chainworker.db.outbox import OutboxRequest
 from chainworker.db.pool import Connection, set_context
 from chainworker.db.requests import NewRequest, Operation
 from chainworker.jobs.context import WorkerContext
@@ -48,17 +48,6 @@ log = logs.get_logger(__name__)
 
 class MalformedEvent(Exception):
     """The row cannot become a request; the message is stored in `last_error`."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRequest:
-    id: int
-    tenant_id: UUID
-    aggregate_type: str
-    aggregate_id: UUID
-    event_type: str
-    payload: Any
-    attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +88,6 @@ def parse_event(row: OutboxRequest) -> _Intent:
     return _Intent("mint", row.aggregate_id, None, None)
 
 
-async def _claim(conn: Connection, limit: int) -> list[OutboxRequest]:
-    rows = await conn.fetch("SELECT * FROM chainworker_claim_outbox_requests($1)", limit)
-    return [OutboxRequest(**dict(row)) for row in rows]
-
-
 async def _record(conn: Connection, row: OutboxRequest) -> tuple[UUID, Operation, bool]:
     intent = parse_event(row)
     ticket_id = intent.ticket_id
@@ -121,11 +105,7 @@ async def _record(conn: Connection, row: OutboxRequest) -> tuple[UUID, Operation
     [recorded] = await requests.record_requests(
         conn, row.tenant_id, intent.operation, [item], "outbox"
     )
-    await conn.execute(
-        """UPDATE outbox SET processed_at = now(), attempts = attempts + 1, last_error = NULL
-            WHERE id = $1""",
-        row.id,
-    )
+    await outbox.mark_processed(conn, row.id)
     return recorded.request_id, intent.operation, recorded.created
 
 
@@ -135,18 +115,7 @@ async def _mark_failed(
     """Record the error; True when the row was given up (marked processed)."""
     give_up = row.attempts + 1 >= max_attempts
     backoff = min(MAX_BACKOFF_SECONDS, retry_seconds * 2**row.attempts)
-    await conn.execute(
-        """UPDATE outbox
-              SET attempts = attempts + 1, last_error = $2,
-                  processed_at = CASE WHEN $3 THEN now() END,
-                  available_at = CASE WHEN $3 THEN available_at
-                                      ELSE now() + make_interval(secs => $4) END
-            WHERE id = $1""",
-        row.id,
-        error[:1000],
-        give_up,
-        backoff,
-    )
+    await outbox.mark_failed(conn, row.id, error[:1000], give_up, backoff)
     return give_up
 
 
@@ -163,7 +132,7 @@ async def relay_once(
     to_enqueue: list[tuple[UUID, UUID, str]] = []
     recorded = failed = 0
     async with pool.acquire() as conn, conn.transaction():
-        rows = await _claim(conn, batch_size)
+        rows = await outbox.claim_requests(conn, batch_size)
         for row in rows:
             try:
                 async with conn.transaction():  # a savepoint: one bad row undoes only itself

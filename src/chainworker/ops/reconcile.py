@@ -23,6 +23,7 @@ import asyncpg
 
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.chain.views import SignatureStatusView
+from chainworker.db import reconcile as db_reconcile
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.transactions import LiveAttempt
 from chainworker.jobs.confirm import observed, settle, snapshot
@@ -40,11 +41,6 @@ FINAL_VERDICTS = frozenset(
     {ReconcileVerdict.CONFIRM, ReconcileVerdict.FAIL, ReconcileVerdict.RETRY,
      ReconcileVerdict.EXPIRE}
 )
-
-_PAGE_SQL = """SELECT * FROM chainworker_live_transactions(
-    p_older_than_seconds => $1, p_tenant => $2, p_op => $3, p_limit => $4,
-    p_after_submitted => $5, p_after_id => $6)"""
-
 
 @dataclass(frozen=True, slots=True)
 class ScanOptions:
@@ -147,19 +143,18 @@ async def live_pages(pool: asyncpg.Pool, options: ScanOptions) -> AsyncIterator[
     while remaining is None or remaining > 0:
         size = options.page_size if remaining is None else min(options.page_size, remaining)
         async with pool.acquire() as conn:
-            rows = await conn.fetch(
-                _PAGE_SQL, options.older_than_seconds, options.tenant_id, options.op, size,
+            page = await db_reconcile.live_transactions(
+                conn, options.older_than_seconds, options.tenant_id, options.op, size,
                 after[0] if after else None, after[1] if after else None,
             )
-        if not rows:
+        if not page:
             return
-        page = [LiveAttempt(**dict(row), serialized_tx=b"") for row in rows]
         yield page
         if remaining is not None:
             remaining -= len(page)
-        if len(rows) < size:
+        if len(page) < size:
             return
-        after = (rows[-1]["submitted_at"], rows[-1]["id"])
+        after = (page[-1].submitted_at, page[-1].id)
 
 
 async def read_statuses(
@@ -290,8 +285,5 @@ async def _statuses_after(pool: asyncpg.Pool, rows: Sequence[LiveAttempt]) -> di
     statuses: dict[UUID, str] = {}
     for tenant_id, ids in by_tenant.items():
         async with tenant_transaction(pool, tenant_id, reason="reconcile") as conn:
-            found = await conn.fetch(
-                "SELECT id, status FROM pending_transactions WHERE id = ANY($1::uuid[])", ids
-            )
-        statuses.update({row["id"]: row["status"] for row in found})
+            statuses.update(await db_reconcile.attempt_statuses(conn, ids))
     return statuses

@@ -32,15 +32,15 @@ from chainworker.chain import keys
 from chainworker.chain.errors import UNEXPECTED_ACCOUNT, ChainError
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.db import audit
+from chainworker.db import reconcile as db_reconcile
 from chainworker.db.pool import tenant_transaction
+from chainworker.db.reconcile import MintedTicket
 
 PAGE_SIZE = 1000
 CHAIN_CALLS_IN_FLIGHT = 16
 # Ticket statuses a burn leaves (lifecycle.ticket_rules.BURN_RESULT): supply 0 expected.
 BURNED_STATUSES = frozenset({"revoked", "refunded"})
 SYNC_OPERATION = "reconcile_holder"
-
-_PAGE_SQL = "SELECT * FROM chainworker_minted_tickets(p_tenant => $1, p_limit => $2, p_after => $3)"
 
 
 class DriftKind(StrEnum):
@@ -57,17 +57,6 @@ class DriftKind(StrEnum):
     def recordable(self) -> bool:
         """May `--apply` record the chain's truth for this kind (see the module policy)?"""
         return self in (DriftKind.HOLDER_OTHER_USER, DriftKind.WALLET_STALE)
-
-
-@dataclass(frozen=True, slots=True)
-class MintedTicket:
-    tenant_id: UUID
-    ticket_id: UUID
-    token_mint: str
-    status: str
-    user_id: UUID | None
-    wallet_address: str | None
-    registered_wallet: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +115,10 @@ class TenantWallets:
     async def owners(self, pool: asyncpg.Pool, tenant_id: UUID) -> dict[str, UUID]:
         if tenant_id not in self._owners:
             async with tenant_transaction(pool, tenant_id, reason="reconcile holders") as conn:
-                users = await conn.fetch("SELECT id FROM users WHERE tenant_id = $1", tenant_id)
-                wallets = await conn.fetch("SELECT user_id, address FROM wallets")
-            registered = {row["user_id"]: row["address"] for row in wallets}
+                users = await db_reconcile.tenant_user_ids(conn, tenant_id)
+                registered = await db_reconcile.registered_wallets(conn)
             owners: dict[str, UUID] = {}
-            for row in users:
-                user_id = row["id"]
+            for user_id in users:
                 address = registered.get(user_id) or str(
                     keys.custodial_wallet(self._seed, tenant_id, user_id)
                 )
@@ -154,13 +141,13 @@ async def minted_pages(
     after: UUID | None = None
     while True:
         async with pool.acquire() as conn:
-            rows = await conn.fetch(_PAGE_SQL, tenant_id, PAGE_SIZE, after)
-        if not rows:
+            page = await db_reconcile.minted_tickets(conn, tenant_id, PAGE_SIZE, after)
+        if not page:
             return
-        yield [MintedTicket(**dict(row)) for row in rows]
-        if len(rows) < PAGE_SIZE:
+        yield page
+        if len(page) < PAGE_SIZE:
             return
-        after = rows[-1]["ticket_id"]
+        after = page[-1].ticket_id
 
 
 async def check_ticket(
@@ -217,13 +204,10 @@ async def record(pool: asyncpg.Pool, found: Drift, *, apply: bool) -> Drift:
     ) as conn:
         if apply and found.kind.recordable and found.chain_holder is not None:
             user_id = found.holder_user_id or ticket.user_id
-            result = await conn.execute(
-                """UPDATE tickets SET user_id = $2, wallet_address = $3, updated_at = now()
-                    WHERE id = $1 AND token_mint = $4 AND user_id IS NOT DISTINCT FROM $5""",
-                ticket.ticket_id, user_id, found.chain_holder, ticket.token_mint,
+            recorded = await db_reconcile.record_holder(
+                conn, ticket.ticket_id, user_id, found.chain_holder, ticket.token_mint,
                 ticket.user_id,
             )
-            recorded = result.endswith(" 1")
         await audit.log_sync(
             conn, ticket.tenant_id, entity_type="ticket", entity_id=ticket.ticket_id,
             ticket_id=ticket.ticket_id, operation=SYNC_OPERATION,

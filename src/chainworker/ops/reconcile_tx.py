@@ -18,7 +18,9 @@ from solders.signature import Signature
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.chain.views import SignatureStatusView
 from chainworker.db import audit, requests, tickets, transactions
+from chainworker.db import reconcile as db_reconcile
 from chainworker.db.pool import tenant_transaction
+from chainworker.db.reconcile import Located
 from chainworker.db.requests import RequestRow
 from chainworker.db.transactions import AttemptRow
 from chainworker.jobs.enqueue import enqueue_jobs
@@ -59,13 +61,6 @@ class Reference:
 
     def __str__(self) -> str:
         return str(self.request_id) if self.request_id else str(self.signature)
-
-
-@dataclass(frozen=True, slots=True)
-class Located:
-    tenant_id: UUID
-    request_id: UUID | None
-    tx_id: UUID | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +123,10 @@ class TxReport:
 
 async def locate(pool: asyncpg.Pool, ref: Reference) -> Located:
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT * FROM chainworker_locate_request($1, $2)", ref.request_id, ref.signature
-        )
-    if row is None:
+        found = await db_reconcile.locate_request(conn, ref.request_id, ref.signature)
+    if found is None:
         raise OperatorError(f"no request or transaction {ref}")
-    return Located(row["tenant_id"], row["request_id"], row["tx_id"])
+    return found
 
 
 async def show(pool: asyncpg.Pool, rpc: SolanaRpc, ref: Reference, *, commitment: str) -> TxReport:
@@ -263,13 +256,9 @@ async def abandon(
         if ticket is not None:
             # The ticket's status does not change, so the trigger writes nothing: record
             # the decision in its history explicitly.
-            await conn.execute(
-                """SELECT log_ticket_status_change_manual(
-                       $1, $2, $2, $3, $4, NULL, 'admin',
-                       jsonb_build_object('request_id', $5::text, 'operation', $6::text,
-                                          'action', 'abandon'))""",
-                ticket.id, ticket.status, f"{request.operation} abandoned: {reason}", SOURCE,
-                str(request.id), request.operation,
+            await db_reconcile.log_ticket_abandoned(
+                conn, ticket.id, ticket.status, f"{request.operation} abandoned: {reason}",
+                SOURCE, request.id, request.operation,
             )
         await audit.emit_events(conn, request.tenant_id, [audit.Event(
             "ticket", request.ticket_id, CHAIN_FAILED_EVENT,

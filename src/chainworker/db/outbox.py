@@ -1,0 +1,55 @@
+"""Queries on `outbox` for the relay: claim requested rows, mark them processed or failed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from chainworker.db.pool import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRequest:
+    """One claimed outbox row asking chainworker for a request."""
+
+    id: int
+    tenant_id: UUID
+    aggregate_type: str
+    aggregate_id: UUID
+    event_type: str
+    payload: Any
+    attempts: int
+
+
+async def claim_requests(conn: Connection, limit: int) -> list[OutboxRequest]:
+    """Claim up to `limit` requested rows of every tenant (FOR UPDATE SKIP LOCKED)."""
+    rows = await conn.fetch("SELECT * FROM chainworker_claim_outbox_requests($1)", limit)
+    return [OutboxRequest(**dict(row)) for row in rows]
+
+
+async def mark_processed(conn: Connection, outbox_id: int) -> None:
+    """The row's request is recorded: processed, one more attempt, no error."""
+    await conn.execute(
+        """UPDATE outbox SET processed_at = now(), attempts = attempts + 1, last_error = NULL
+            WHERE id = $1""",
+        outbox_id,
+    )
+
+
+async def mark_failed(
+    conn: Connection, outbox_id: int, error: str, give_up: bool, backoff_seconds: float
+) -> None:
+    """Record the error; given up: processed now, else available again after the backoff."""
+    await conn.execute(
+        """UPDATE outbox
+              SET attempts = attempts + 1, last_error = $2,
+                  processed_at = CASE WHEN $3 THEN now() END,
+                  available_at = CASE WHEN $3 THEN available_at
+                                      ELSE now() + make_interval(secs => $4) END
+            WHERE id = $1""",
+        outbox_id,
+        error,
+        give_up,
+        backoff_seconds,
+    )
