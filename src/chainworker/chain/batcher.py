@@ -13,7 +13,7 @@ from chainworker.chain.errors import TRANSPORT, ChainError
 from chainworker.chain.rpc import SolanaRpc
 
 MAX_BATCH = 64
-LINGER_SECONDS = 0.002
+LINGER_SECONDS = 0.01
 
 
 class SendBatcher:
