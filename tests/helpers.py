@@ -65,11 +65,11 @@ class Stack:
     def cli_json(self, *args: str, stdin: str | None = None) -> Any:
         return json.loads(self.cli(*args, "--json", stdin=stdin))
 
-    def worker(self, **env: str) -> WorkerProcess:
+    def worker(self, metrics_port: int = 0, **env: str) -> WorkerProcess:
         log = self.state_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
         handle = log.open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "chainworker", "worker", "--metrics-port", "0"],
+            [sys.executable, "-m", "chainworker", "worker", "--metrics-port", str(metrics_port)],
             env=self.env(**env), stdout=handle, stderr=subprocess.STDOUT,
         )
         return WorkerProcess(process, log)
