@@ -83,7 +83,9 @@ ALTER TABLE pending_transactions
 
 -- The one narrow cross-tenant path: the confirmation loop claims live attempts of
 -- every tenant under a lease. It returns only what the loop needs to read the chain;
--- all writes happen afterwards inside a tenant-scoped transaction.
+-- all writes happen afterwards inside a tenant-scoped transaction. Rows whose lease is
+-- oldest come first, so with more live rows than one claim takes, every row still
+-- gets its turn.
 CREATE FUNCTION chainworker_claim_live_transactions(
     p_worker text, p_limit integer, p_lease_seconds integer
 ) RETURNS TABLE (
@@ -100,7 +102,7 @@ LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$
             SELECT c.id FROM pending_transactions c
              WHERE c.status IN ('pending', 'confirming')
                AND (c.lease_until IS NULL OR c.lease_until < now() OR c.lease_owner = p_worker)
-             ORDER BY c.submitted_at
+             ORDER BY c.lease_until NULLS FIRST, c.submitted_at
              LIMIT p_limit
              FOR UPDATE SKIP LOCKED)
     RETURNING p.id, p.tenant_id, p.ticket_id, p.request_id, p.tx_type::text, p.tx_signature,

@@ -77,3 +77,37 @@ async def test_spend_refusal_names_the_limit_it_would_pass(fresh_db: TestDatabas
     finally:
         await app.close()
         await admin.close()
+
+
+async def test_claims_rotate_through_more_live_rows_than_one_claim_takes(
+    fresh_db: TestDatabase,
+) -> None:
+    admin = await asyncpg.connect(fresh_db.admin_dsn)
+    app = await asyncpg.connect(fresh_db.app_dsn)
+    try:
+        world = await seed_world(admin, "a")
+        for n in range(5):
+            await admin.execute(
+                """INSERT INTO pending_transactions (tenant_id, tx_signature, tx_type,
+                                                     last_valid_block_height, submitted_at)
+                   VALUES ($1, $2, 'mint', 1000, now() - make_interval(secs => $3))""",
+                world["tenants"], f"rotation-{n}", 100 - n,
+            )
+        live = await admin.fetchval(
+            "SELECT count(*) FROM pending_transactions WHERE status IN ('pending', 'confirming')"
+        )
+        seen: list[set[str]] = []
+        for _ in range(3):
+            rows = await app.fetch(
+                "SELECT tx_signature FROM chainworker_claim_live_transactions('w1', 2, 30)"
+            )
+            seen.append({row["tx_signature"] for row in rows})
+        assert all(len(batch) == 2 for batch in seen)
+        assert len(seen[0] | seen[1] | seen[2]) == min(live, 6)  # nobody is starved
+        other = await app.fetch(
+            "SELECT tx_signature FROM chainworker_claim_live_transactions('w2', 10, 30)"
+        )
+        assert other == [], "rows leased to w1 are not handed to w2 while the lease runs"
+    finally:
+        await app.close()
+        await admin.close()
