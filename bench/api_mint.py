@@ -34,6 +34,7 @@ from chainworker.api.tokens import issue_token
 from chainworker.config import load_settings
 from chainworker.db.migrate import migrate
 from chainworker.db.seed import seed_tenant
+from chainworker.jobs.enqueue import drop_queue
 
 
 class RawClient:
@@ -173,7 +174,7 @@ async def main() -> None:
             process.terminate()
             process.wait(timeout=15)
         client = Redis.from_url(redis.url)
-        await client.delete(queue)
+        await drop_queue(client, queue)
         await client.aclose()
         admin = await asyncpg.connect(server.admin_dsn("postgres"))
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

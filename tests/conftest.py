@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from chainworker import services
 from chainworker.config import Settings, load_settings
 from chainworker.db.migrate import migrate
+from chainworker.jobs.enqueue import drop_queue
 
 pytest_plugins = ["tests.plugins.localnet"]
 
@@ -141,9 +142,8 @@ async def redis_url(settings: Settings) -> AsyncIterator[str]:
     yield target.url
     client = Redis.from_url(target.url)
     try:
-        async for queue in client.scan_iter(match=f"{QUEUE_PREFIX}*"):
-            jobs = await client.zrange(queue, 0, -1)
-            await client.delete(queue, *(b"arq:job:" + job for job in jobs))
+        async for queue in client.scan_iter(match=f"{QUEUE_PREFIX}*", _type="zset"):
+            await drop_queue(client, queue.decode())
     finally:
         await client.aclose()
 

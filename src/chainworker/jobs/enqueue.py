@@ -12,6 +12,8 @@ from uuid import UUID
 
 import asyncpg
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
+from redis.asyncio import Redis
 
 from chainworker.db import requests
 from chainworker.db.pool import tenant_transaction
@@ -64,3 +66,10 @@ async def request_operation(
         arq, queue_name, [(r.request_id, tenant_id, operation) for r in recorded if r.created]
     )
     return recorded
+
+
+async def drop_queue(redis: Redis, queue_name: str) -> int:
+    """Delete a queue and the jobs waiting in it (benchmarks and tests); how many jobs."""
+    jobs = await redis.zrange(queue_name, 0, -1)
+    await redis.delete(queue_name, *(job_key_prefix.encode() + job for job in jobs))
+    return len(jobs)
