@@ -229,6 +229,10 @@ async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: i
 
     `height` is the block height the decision was made at; a replacement outlives it.
     """
+    if isinstance(action, decide.Confirm):
+        # The batch path takes its own locks; a second transaction here would be wasted.
+        await settle_landed(ctx, row.tenant_id, [(row, action.slot)], height)
+        return
     resend: tuple[bytes, str] | None = None
     reason = f"{row.tx_type} {action.kind}"
     async with tenant_transaction(ctx.pool, row.tenant_id, reason=reason) as conn:
@@ -237,8 +241,6 @@ async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: i
         if live is None or request is None:
             return  # settled meanwhile by another worker or an operator
         match action:
-            case decide.Confirm(slot=slot):
-                pass  # below, through the batch path, after this transaction ends
             case decide.Fail(code=code, message=message, slot=slot):
                 await transactions.fail(conn, row.tx_signature, code, message)
                 await _charge(conn, [row])
@@ -268,8 +270,6 @@ async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: i
             case decide.Expire():
                 await outcomes.expired(conn, row, request)
                 metrics.TX_EXPIRED.labels(op=row.tx_type).inc()
-    if isinstance(action, decide.Confirm):
-        await settle_landed(ctx, row.tenant_id, [(row, action.slot)], height)
     if resend is not None:
         await send(ctx, *resend)
         metrics.TX_SUBMITTED.labels(op=row.tx_type).inc()
