@@ -10,6 +10,8 @@ import httpx
 from arq.connections import ArqRedis
 
 from chainworker.api.idempotency import fingerprint
+from chainworker.lifecycle import ticket_rules
+from chainworker.lifecycle.ticket_rules import TicketStatus
 from tests.api.conftest import RunningApi, accepted_transfer, make_minted, new_tenant
 
 PROBLEM = "application/problem+json"
@@ -204,3 +206,51 @@ async def test_concurrent_duplicates_record_one_request(
         "SELECT count(*) FROM chain_requests WHERE tenant_id = $1", tenant.id
     )
     assert rows == 1
+
+
+async def test_a_refused_call_releases_its_key_and_a_retry_runs_again(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
+) -> None:
+    tenant = await new_tenant(pool)
+    ticket = tenant.seeded.ticket_ids[0]
+    await admin.execute(
+        "UPDATE tickets SET status = 'active', token_mint = 'SomeMint1111' WHERE id = $1", ticket
+    )
+    headers = tenant.post_headers("retry-after-refusal")
+    refused = await client.post(f"/v1/tickets/{ticket}/mint", headers=headers)
+    assert refused.status_code == 409 and refused.json()["code"] == "already_minted"
+    key_status = await admin.fetchval(
+        "SELECT status FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2",
+        tenant.id,
+        "retry-after-refusal",
+    )
+    assert key_status == "failed"
+
+    # An active ticket without a mint may be minted: the same key now runs and records.
+    await admin.execute("UPDATE tickets SET token_mint = NULL WHERE id = $1", ticket)
+    accepted = await client.post(f"/v1/tickets/{ticket}/mint", headers=headers)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["created"] is True and accepted.json()["status"] == "queued"
+    replay = await client.post(f"/v1/tickets/{ticket}/mint", headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json() == accepted.json()
+    assert replay.headers["content-type"] == accepted.headers["content-type"]
+
+
+async def test_every_state_the_rules_refuse_is_refused_with_their_code(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
+) -> None:
+    tenant = await new_tenant(pool, tickets=len(TicketStatus))
+    for ticket, status in zip(tenant.seeded.ticket_ids, TicketStatus, strict=True):
+        await admin.execute("UPDATE tickets SET status = $2 WHERE id = $1", ticket, status.value)
+        verdict = ticket_rules.check_operation("mint", status, token_mint=None)
+        response = await client.post(f"/v1/tickets/{ticket}/mint", headers=tenant.post_headers())
+        if isinstance(verdict, ticket_rules.Allowed):
+            assert response.status_code == 202, (status, response.text)
+        else:
+            assert response.status_code == 409, (status, response.text)
+            assert response.json()["code"] == verdict.code.value
+    recorded = await admin.fetchval(
+        "SELECT count(*) FROM chain_requests WHERE tenant_id = $1", tenant.id
+    )
+    assert recorded == len(ticket_rules.MINTABLE)

@@ -22,6 +22,7 @@ class ApiContext:
     tokens: TokenCache = field(default_factory=TokenCache)
 
 
-def get_context(request: Request) -> ApiContext:
+async def get_context(request: Request) -> ApiContext:
+    # async, so FastAPI calls it in the event loop instead of a worker thread
     context: ApiContext = request.app.state.context
     return context

@@ -88,12 +88,27 @@ async def _acquire(
             status_code=row.response_status,
             headers={REPLAYED_HEADER: "true"},
         )
+    raise refusal(outcome)
+
+
+def replay(status: int, body_json: str) -> Response:
+    """The stored response of a key that succeeded before, as stored (JSON text)."""
+    return Response(
+        body_json,
+        status_code=status,
+        media_type="application/json",
+        headers={REPLAYED_HEADER: "true"},
+    )
+
+
+def refusal(outcome: str) -> Problem:
+    """The problem for a key that is neither acquired nor cached: hash_mismatch, in_progress."""
     if outcome == "hash_mismatch":
-        raise Problem(
+        return Problem(
             "idempotency-key-reused",
             "this Idempotency-Key was used with a different request; use a new key",
         )
-    raise Problem(
+    return Problem(
         "idempotency-in-progress",
         "a request with this Idempotency-Key is still running; retry after it ends",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},

@@ -1,106 +1,152 @@
 """POST mint / transfer execute / burn: check the ticket, record the request, queue it.
 
-The request is recorded, and the idempotent response stored, in one transaction; the
-Arq job is enqueued after commit. Should Redis refuse, the request is still recorded
-and the workers' sweeper enqueues it: nothing accepted is lost.
+One statement does the database part (`chainworker_api_request`, migration 103): it
+takes the Idempotency-Key, checks the transfer and the ticket, records the request and
+stores the 202 body, all in one transaction, so the response is stored exactly when the
+request is recorded. The Arq job is enqueued after commit. Should Redis refuse, the
+request is still recorded and the workers' sweeper enqueues it: nothing accepted is lost.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from redis.exceptions import RedisError
 
+from chainworker.api import idempotency
 from chainworker.api.auth import Caller
 from chainworker.api.context import ApiContext, get_context
-from chainworker.api.idempotency import Claim, IdempotencyKey, fingerprint, run_once
+from chainworker.api.idempotency import IdempotencyKey, fingerprint
 from chainworker.api.isolation import Hidden
 from chainworker.api.problems import Problem, documented
 from chainworker.api.schemas import Accepted, BurnBody
 from chainworker.api.tokens import Principal
-from chainworker.db import requests, tickets
-from chainworker.db.pool import tenant_transaction
-from chainworker.db.requests import NewRequest, Operation
+from chainworker.db import api_requests
+from chainworker.db.api_requests import ApiRequest
+from chainworker.db.requests import Operation
 from chainworker.jobs.enqueue import enqueue_jobs
 from chainworker.lifecycle import ticket_rules
+from chainworker.lifecycle.ticket_rules import TicketStatus, TransferStatus
 from chainworker.ops import logs
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 Context = Annotated[ApiContext, Depends(get_context)]
 ERRORS = documented(400, 401, 404, 409, 422, 503)
+STATUS_URL_PREFIX = "/v1/requests/"
 
 log = logs.get_logger(__name__)
 
 
 def status_url(request_id: UUID) -> str:
-    return f"/v1/requests/{request_id}"
+    return f"{STATUS_URL_PREFIX}{request_id}"
+
+
+def state_key(ticket_status: str, token_mint: str | None, transfer_status: str | None) -> str:
+    """How `chainworker_api_request` names a ticket's state (see `allowed_states`)."""
+    minted = "unminted" if token_mint is None else "minted"
+    return f"{ticket_status}|{minted}|{transfer_status or ''}"
+
+
+@cache
+def allowed_states(operation: Operation, reason: str | None) -> list[str]:
+    """Every state in which ticket_rules allow the operation, for the database to check.
+
+    The rules look at the ticket's status, whether it has a mint, and the transfer's
+    status; enumerating them here keeps ticket_rules the one place that decides.
+    """
+    allowed = []
+    for status in TicketStatus:
+        for mint in (None, "minted"):
+            for transfer in (None, *TransferStatus):
+                verdict = ticket_rules.check_operation(
+                    operation,
+                    status,
+                    token_mint=mint,
+                    transfer_status=transfer,
+                    burn_reason=reason,
+                )
+                if isinstance(verdict, ticket_rules.Allowed):
+                    allowed.append(state_key(status, mint, transfer))
+    return allowed
 
 
 async def record_one(
     context: ApiContext,
     principal: Principal,
-    claim: Claim,
+    key: str,
+    route: str,
+    request_hash: str,
     operation: Operation,
     *,
     ticket_id: UUID | None = None,
     transfer_id: UUID | None = None,
     reason: str | None = None,
 ) -> Response:
-    tenant_id = principal.tenant_id
-    async with tenant_transaction(
-        context.pool, tenant_id, reason=f"{operation} requested", source="api"
-    ) as conn:
-        transfer_status = None
-        if transfer_id is not None:
-            transfer = await tickets.lock_transfer(conn, transfer_id)
-            if transfer is None:
-                raise Hidden("ticket_transfers", str(transfer_id))
-            ticket_id, transfer_status = transfer.ticket_id, transfer.status
-        assert ticket_id is not None
-        ticket = await tickets.get_ticket(conn, ticket_id)
-        if ticket is None:
-            raise Hidden("tickets", str(ticket_id))
+    """Record the request (or replay / refuse by its Idempotency-Key), then queue it."""
+    ask = ApiRequest(
+        tenant_id=principal.tenant_id,
+        key=key,
+        route=route,
+        request_hash=request_hash,
+        locked_by=str(principal.token_id),
+        lock_seconds=idempotency.LOCK_SECONDS,
+        ttl_seconds=idempotency.REMEMBER_SECONDS,
+        operation=operation,
+        ticket_id=ticket_id,
+        transfer_id=transfer_id,
+        reason=reason,
+        allowed=allowed_states(operation, reason),
+        status_url_prefix=STATUS_URL_PREFIX,
+    )
+    async with context.pool.acquire() as conn:
+        done = await api_requests.record_api_request(conn, ask)
+    if done.outcome == "recorded":
+        assert done.request_id is not None and done.response_body is not None
+        if done.created:
+            await _enqueue(context, done.request_id, principal.tenant_id, operation)
+        return Response(
+            done.response_body,
+            status_code=202,
+            media_type="application/json",
+            headers={"Location": status_url(done.request_id)},
+        )
+    if done.outcome == "cached":
+        assert done.response_status is not None and done.response_body is not None
+        return idempotency.replay(done.response_status, done.response_body)
+    if done.outcome == "not_found":
+        assert done.missing is not None
+        missing_key = transfer_id if done.missing == "ticket_transfers" else ticket_id
+        raise Hidden(done.missing, str(missing_key))
+    if done.outcome == "refused":
+        assert done.ticket_status is not None
         verdict = ticket_rules.check_operation(
             operation,
-            ticket.status,
-            token_mint=ticket.token_mint,
-            transfer_status=transfer_status,
+            done.ticket_status,
+            token_mint=done.token_mint,
+            transfer_status=done.transfer_status,
             burn_reason=reason,
         )
-        if isinstance(verdict, ticket_rules.Refusal):
-            raise Problem("conflict", verdict.message, code=str(verdict.code))
-        item = NewRequest(ticket_id, operation, transfer_id=transfer_id, reason=reason)
-        [recorded] = await requests.record_requests(conn, tenant_id, operation, [item], "api")
-        status = "queued"
-        if not recorded.created:
-            live = await requests.get_request(conn, recorded.request_id)
-            status = live.status if live is not None else status
-        body = Accepted(
-            request_id=recorded.request_id,
-            ticket_id=ticket_id,
-            operation=operation,
-            status=status,
-            created=recorded.created,
-            status_url=status_url(recorded.request_id),
-        ).model_dump(mode="json")
-        await claim.complete(conn, 202, body)
-    if recorded.created:
-        try:
-            await enqueue_jobs(
-                context.arq,
-                context.settings.queue_name,
-                [(recorded.request_id, tenant_id, operation)],
-            )
-        except (RedisError, OSError) as error:
-            log.warning(
-                "enqueue failed; the sweeper will queue it",
-                error=repr(error),
-                request_id=str(recorded.request_id),
-            )
-    return JSONResponse(body, status_code=202, headers={"Location": body["status_url"]})
+        if not isinstance(verdict, ticket_rules.Refusal):
+            raise RuntimeError(f"{operation} refused in a state the rules allow: {verdict}")
+        raise Problem("conflict", verdict.message, code=str(verdict.code))
+    raise idempotency.refusal(done.outcome)
+
+
+async def _enqueue(context: ApiContext, request_id: UUID, tenant_id: UUID, operation: str) -> None:
+    try:
+        await enqueue_jobs(
+            context.arq, context.settings.queue_name, [(request_id, tenant_id, operation)]
+        )
+    except (RedisError, OSError) as error:
+        log.warning(
+            "enqueue failed; the sweeper will queue it",
+            error=repr(error),
+            request_id=str(request_id),
+        )
 
 
 @router.post(
@@ -113,13 +159,14 @@ async def record_one(
 async def mint(
     ticket_id: UUID, request: Request, principal: Caller, key: IdempotencyKey, context: Context
 ) -> Response:
-    return await run_once(
+    return await record_one(
         context,
         principal,
         key,
         "POST /v1/tickets/{ticket_id}/mint",
         fingerprint("POST", request.url.path, None),
-        lambda claim: record_one(context, principal, claim, "mint", ticket_id=ticket_id),
+        "mint",
+        ticket_id=ticket_id,
     )
 
 
@@ -133,13 +180,14 @@ async def mint(
 async def execute_transfer(
     transfer_id: UUID, request: Request, principal: Caller, key: IdempotencyKey, context: Context
 ) -> Response:
-    return await run_once(
+    return await record_one(
         context,
         principal,
         key,
         "POST /v1/transfers/{transfer_id}/execute",
         fingerprint("POST", request.url.path, None),
-        lambda claim: record_one(context, principal, claim, "transfer", transfer_id=transfer_id),
+        "transfer",
+        transfer_id=transfer_id,
     )
 
 
@@ -158,13 +206,13 @@ async def burn(
     key: IdempotencyKey,
     context: Context,
 ) -> Response:
-    return await run_once(
+    return await record_one(
         context,
         principal,
         key,
         "POST /v1/tickets/{ticket_id}/burn",
         fingerprint("POST", request.url.path, body.model_dump(mode="json")),
-        lambda claim: record_one(
-            context, principal, claim, "burn", ticket_id=ticket_id, reason=body.reason
-        ),
+        "burn",
+        ticket_id=ticket_id,
+        reason=body.reason,
     )
