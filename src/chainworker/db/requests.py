@@ -152,14 +152,17 @@ async def latest_for_ticket(conn: Connection, ticket_id: UUID, limit: int = 20) 
     return [RequestRow(**dict(row)) for row in await conn.fetch(sql, ticket_id, limit)]
 
 
-async def mark_submitted(conn: Connection, request_id: UUID, signature: str, attempt: int) -> None:
+async def mark_submitted(conn: Connection, submitted: Sequence[tuple[UUID, str, int]]) -> None:
+    """Requests (id, signature, attempt) whose attempt is recorded and about to be sent."""
     await conn.execute(
-        """UPDATE chain_requests
-              SET status = 'submitted', tx_signature = $2, attempts = $3, updated_at = now()
-            WHERE id = $1""",
-        request_id,
-        signature,
-        attempt,
+        """UPDATE chain_requests r
+              SET status = 'submitted', tx_signature = u.signature, attempts = u.attempt,
+                  updated_at = now()
+             FROM unnest($1::uuid[], $2::text[], $3::int[]) AS u(id, signature, attempt)
+            WHERE r.id = u.id""",
+        [request_id for request_id, _, _ in submitted],
+        [signature for _, signature, _ in submitted],
+        [attempt for _, _, attempt in submitted],
     )
 
 

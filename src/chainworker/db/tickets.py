@@ -63,12 +63,17 @@ async def get_ticket(conn: Connection, ticket_id: UUID) -> TicketRow | None:
 
 
 async def lock_transfer(conn: Connection, transfer_id: UUID) -> TransferRow | None:
-    row = await conn.fetchrow(
+    return (await lock_transfers(conn, [transfer_id])).get(transfer_id)
+
+
+async def lock_transfers(conn: Connection, transfer_ids: list[UUID]) -> dict[UUID, TransferRow]:
+    """Transfers locked in id order."""
+    rows = await conn.fetch(
         """SELECT id, ticket_id, from_user_id, to_user_id, status, tx_signature
-             FROM ticket_transfers WHERE id = $1 FOR UPDATE""",
-        transfer_id,
+             FROM ticket_transfers WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE""",
+        transfer_ids,
     )
-    return TransferRow(**dict(row)) if row else None
+    return {row["id"]: TransferRow(**dict(row)) for row in rows}
 
 
 async def wallet_addresses(conn: Connection, user_ids: list[UUID]) -> dict[UUID, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -67,37 +68,61 @@ class AttemptRow:
 
 
 async def record_attempt(conn: Connection, new: NewAttempt) -> UUID:
-    """Insert the signed attempt through the seed's function, before anything is sent.
+    """Insert one signed attempt before anything is sent; see `record_attempts`."""
+    return (await record_attempts(conn, [new]))[0]
 
-    It is stamped as sent: the caller sends right after the commit, and a crash in
+
+async def record_attempts(conn: Connection, attempts: Sequence[NewAttempt]) -> list[UUID]:
+    """Insert signed attempts through the seed's function, in one statement; ids in order.
+
+    Each is stamped as sent: the caller sends right after the commit, and a crash in
     between is covered by the rebroadcast one interval later.
     """
-    tx_id = await conn.fetchval(
-        """SELECT create_pending_transaction(
-                p_tenant_id => $1, p_ticket_id => $2, p_tx_signature => $3, p_tx_type => $4,
-                p_blockhash => $5, p_last_valid_block_height => $6, p_event_id => $7,
-                p_max_retries => $8, p_request_id => $9, p_attempt => $10,
-                p_parent_tx_id => $11, p_serialized_tx => $12, p_job_id => $13,
-                p_transfer_id => $14,
-                p_metadata => jsonb_build_object('estimated_lamports', $15::bigint),
-                p_last_sent_at => now())""",
-        new.tenant_id,
-        new.ticket_id,
-        new.signature,
-        new.op,
-        new.blockhash,
-        new.last_valid_block_height,
-        new.event_id,
-        new.max_retries,
-        new.request_id,
-        new.attempt,
-        new.parent_tx_id,
-        new.serialized_tx,
-        new.job_id,
-        new.transfer_id,
-        new.estimated_lamports,
+    rows = await conn.fetch(
+        """SELECT u.n, create_pending_transaction(
+                p_tenant_id => u.tenant_id, p_ticket_id => u.ticket_id,
+                p_tx_signature => u.signature, p_tx_type => u.op, p_blockhash => u.blockhash,
+                p_last_valid_block_height => u.last_valid, p_event_id => u.event_id,
+                p_max_retries => u.max_retries, p_request_id => u.request_id,
+                p_attempt => u.attempt, p_parent_tx_id => u.parent_tx_id,
+                p_serialized_tx => u.serialized_tx, p_job_id => u.job_id,
+                p_transfer_id => u.transfer_id,
+                p_metadata => jsonb_build_object('estimated_lamports', u.lamports),
+                p_last_sent_at => now()) AS id
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                         $6::bigint[], $7::uuid[], $8::int[], $9::uuid[], $10::int[],
+                         $11::uuid[], $12::bytea[], $13::text[], $14::uuid[], $15::bigint[])
+                  WITH ORDINALITY
+                  AS u(tenant_id, ticket_id, signature, op, blockhash, last_valid, event_id,
+                       max_retries, request_id, attempt, parent_tx_id, serialized_tx, job_id,
+                       transfer_id, lamports, n)
+            ORDER BY u.n""",
+        [a.tenant_id for a in attempts],
+        [a.ticket_id for a in attempts],
+        [a.signature for a in attempts],
+        [a.op for a in attempts],
+        [a.blockhash for a in attempts],
+        [a.last_valid_block_height for a in attempts],
+        [a.event_id for a in attempts],
+        [a.max_retries for a in attempts],
+        [a.request_id for a in attempts],
+        [a.attempt for a in attempts],
+        [a.parent_tx_id for a in attempts],
+        [a.serialized_tx for a in attempts],
+        [a.job_id for a in attempts],
+        [a.transfer_id for a in attempts],
+        [a.estimated_lamports for a in attempts],
     )
-    return UUID(str(tx_id))
+    return [UUID(str(row["id"])) for row in rows]
+
+
+async def tickets_with_live_attempt(conn: Connection, ticket_ids: list[UUID]) -> set[UUID]:
+    """Which of these tickets already have a live transaction (the seed's check)."""
+    rows = await conn.fetch(
+        """SELECT t.id FROM unnest($1::uuid[]) AS t(id) WHERE has_pending_transaction(t.id)""",
+        ticket_ids,
+    )
+    return {row["id"] for row in rows}
 
 
 _LIVE_COLUMNS = """p.id, p.tenant_id, p.ticket_id, p.request_id, p.tx_type, p.tx_signature,
@@ -139,19 +164,23 @@ async def lock_live_many(conn: Connection, tx_ids: list[UUID]) -> set[UUID]:
     return {row["id"] for row in rows}
 
 
-async def mark_confirming(conn: Connection, tx_id: UUID, slot: int) -> None:
+async def mark_confirming(conn: Connection, seen: Sequence[tuple[UUID, int]]) -> None:
+    """Attempts (id, slot) seen on chain but not yet at the commitment that settles them."""
     await conn.execute(
-        """UPDATE pending_transactions
-              SET status = 'confirming', slot = $2, expiry_check_pending = false
-            WHERE id = $1 AND status IN ('pending', 'confirming')""",
-        tx_id,
-        slot,
+        """UPDATE pending_transactions p
+              SET status = 'confirming', slot = u.slot, expiry_check_pending = false
+             FROM unnest($1::uuid[], $2::bigint[]) AS u(id, slot)
+            WHERE p.id = u.id AND p.status IN ('pending', 'confirming')""",
+        [tx_id for tx_id, _ in seen],
+        [slot for _, slot in seen],
     )
 
 
-async def mark_expiry_check(conn: Connection, tx_id: UUID) -> None:
+async def mark_expiry_check(conn: Connection, tx_ids: list[UUID]) -> None:
+    """Attempts past their blockhash: one more status read decides whether they expired."""
     await conn.execute(
-        "UPDATE pending_transactions SET expiry_check_pending = true WHERE id = $1", tx_id
+        "UPDATE pending_transactions SET expiry_check_pending = true WHERE id = ANY($1::uuid[])",
+        tx_ids,
     )
 
 

@@ -128,12 +128,13 @@ async def _carry_out(
     if rebroadcast:
         await _rebroadcast(ctx, rebroadcast)
     for tenant_id, rows in marks.items():
+        seen = [(row.id, a.slot) for row, a in rows if isinstance(a, decide.MarkConfirming)]
+        unseen = [row.id for row, a in rows if not isinstance(a, decide.MarkConfirming)]
         async with tenant_transaction(ctx.pool, tenant_id, reason="status observed") as conn:
-            for row, action in rows:
-                if isinstance(action, decide.MarkConfirming):
-                    await transactions.mark_confirming(conn, row.id, action.slot)
-                else:
-                    await transactions.mark_expiry_check(conn, row.id)
+            if seen:
+                await transactions.mark_confirming(conn, seen)
+            if unseen:
+                await transactions.mark_expiry_check(conn, unseen)
     gate = asyncio.Semaphore(OUTCOME_CONCURRENCY)
 
     async def gated(job: Callable[[], Awaitable[None]]) -> None:
@@ -265,7 +266,7 @@ async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: i
                 except Refused as refusal:
                     await outcomes.refuse(conn, request, refusal.code, refusal.message)
                     return
-                await requests.mark_submitted(conn, request.id, prepared.signature, attempt)
+                await requests.mark_submitted(conn, [(request.id, prepared.signature, attempt)])
                 resend = (prepared.raw, prepared.signature)
             case decide.Expire():
                 await outcomes.expired(conn, row, request)

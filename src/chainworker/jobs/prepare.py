@@ -119,13 +119,84 @@ async def prepare_attempt(
     `seen_height` is a block height already observed: the blockhash must outlive it.
     """
     ticket = await tickets.lock_ticket(conn, request.ticket_id)
-    if ticket is None:
-        raise Refused(RefusalCode.UNKNOWN_TICKET, f"no ticket {request.ticket_id} for this tenant")
     transfer = None
     if request.transfer_id is not None:
         transfer = await tickets.lock_transfer(conn, request.transfer_id)
-        if transfer is None or transfer.ticket_id != ticket.id:
-            raise Refused(RefusalCode.TRANSFER_MISSING, "no such transfer for this ticket")
+    ticket = check_request(request, ticket, transfer)
+
+    blockhash, last_valid = await ctx.rpc.latest_blockhash(valid_beyond=seen_height)
+    holders = await holders_of(ctx, conn, request.tenant_id, users_of(ticket, transfer))
+    new = await sign_attempt(
+        ctx, request, ticket, transfer, holders, blockhash, last_valid,
+        attempt=attempt, parent_tx_id=parent_tx_id, job_id=job_id,
+    )
+    if await ctx.tenant_has_spend_limit(conn, request.tenant_id):
+        refusal = await audit.spending_headroom(conn, new.estimated_lamports)
+        if refusal is not None:
+            raise Refused(RefusalCode.SPEND_LIMIT, refusal)
+    tx_id = await transactions.record_attempt(conn, new)
+    return Prepared(tx_id, new.signature, new.serialized_tx, new.estimated_lamports)
+
+
+async def sign_attempt(
+    ctx: WorkerContext,
+    request: RequestRow,
+    ticket: tickets.TicketRow,
+    transfer: tickets.TransferRow | None,
+    holders: dict[UUID, Pubkey],
+    blockhash: Hash,
+    last_valid: int,
+    *,
+    attempt: int,
+    parent_tx_id: UUID | None,
+    job_id: str | None,
+) -> transactions.NewAttempt:
+    """Build and sign attempt `attempt` of a checked request: the row to record. No writes."""
+    memo = f"cw:{request.id}:{attempt}"
+
+    async def draft() -> nft.SignedTx:
+        return _build(ctx, request, ticket, transfer, holders, memo, blockhash)[0]
+
+    budget = await _compute_budget(ctx, request.operation, draft)
+    signed, rent, signers = _build(ctx, request, ticket, transfer, holders, memo, blockhash, budget)
+    return transactions.NewAttempt(
+        tenant_id=request.tenant_id,
+        ticket_id=ticket.id,
+        event_id=ticket.event_id,
+        transfer_id=request.transfer_id,
+        request_id=request.id,
+        op=request.operation,
+        signature=str(signed.signature),
+        blockhash=str(blockhash),
+        last_valid_block_height=last_valid,
+        serialized_tx=signed.raw,
+        attempt=attempt,
+        parent_tx_id=parent_tx_id,
+        job_id=job_id,
+        max_retries=ctx.policy.max_retries,
+        estimated_lamports=_cost(signers, budget, rent),
+    )
+
+
+def screen(request: RequestRow | None, op: str) -> str | None:
+    """Why a job for `op` has nothing to carry out on this request; None when it has."""
+    if request is None:
+        return "unknown request"  # another tenant's id, or never recorded
+    if request.operation != op:
+        return f"rejected: request is a {request.operation}, not a {op}"
+    if request.status != "queued":
+        return f"nothing to do: request is {request.status}"
+    return None
+
+
+def check_request(
+    request: RequestRow, ticket: tickets.TicketRow | None, transfer: tickets.TransferRow | None
+) -> tickets.TicketRow:
+    """The ticket, when its state allows the request (both locked); else Refused."""
+    if ticket is None:
+        raise Refused(RefusalCode.UNKNOWN_TICKET, f"no ticket {request.ticket_id} for this tenant")
+    if request.transfer_id is not None and (transfer is None or transfer.ticket_id != ticket.id):
+        raise Refused(RefusalCode.TRANSFER_MISSING, "no such transfer for this ticket")
     verdict = ticket_rules.check_operation(
         request.operation,
         ticket.status,
@@ -137,47 +208,10 @@ async def prepare_attempt(
         raise Refused(verdict.code, verdict.message)
     if ticket.user_id is None:
         raise Refused(RefusalCode.NO_HOLDER, "the ticket has no holder")
-
-    blockhash, last_valid = await ctx.rpc.latest_blockhash(valid_beyond=seen_height)
-    memo = f"cw:{request.id}:{attempt}"
-    holders = await holders_of(ctx, conn, request.tenant_id, _users(ticket, transfer))
-
-    async def draft() -> nft.SignedTx:
-        return _build(ctx, request, ticket, transfer, holders, memo, blockhash)[0]
-
-    budget = await _compute_budget(ctx, request.operation, draft)
-    signed, rent, signers = _build(ctx, request, ticket, transfer, holders, memo, blockhash, budget)
-    cost = _cost(signers, budget, rent)
-
-    if await ctx.tenant_has_spend_limit(conn, request.tenant_id):
-        refusal = await audit.spending_headroom(conn, cost)
-        if refusal is not None:
-            raise Refused(RefusalCode.SPEND_LIMIT, refusal)
-
-    tx_id = await transactions.record_attempt(
-        conn,
-        transactions.NewAttempt(
-            tenant_id=request.tenant_id,
-            ticket_id=ticket.id,
-            event_id=ticket.event_id,
-            transfer_id=request.transfer_id,
-            request_id=request.id,
-            op=request.operation,
-            signature=str(signed.signature),
-            blockhash=str(blockhash),
-            last_valid_block_height=last_valid,
-            serialized_tx=signed.raw,
-            attempt=attempt,
-            parent_tx_id=parent_tx_id,
-            job_id=job_id,
-            max_retries=ctx.policy.max_retries,
-            estimated_lamports=cost,
-        ),
-    )
-    return Prepared(tx_id, str(signed.signature), signed.raw, cost)
+    return ticket
 
 
-def _users(ticket: tickets.TicketRow, transfer: tickets.TransferRow | None) -> list[UUID]:
+def users_of(ticket: tickets.TicketRow, transfer: tickets.TransferRow | None) -> list[UUID]:
     """The users whose wallets the transaction touches."""
     users = [ticket.user_id] if ticket.user_id else []
     if transfer is not None:

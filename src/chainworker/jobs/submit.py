@@ -1,7 +1,8 @@
 """The job functions: decide and record in one transaction, commit, then send.
 
 Every job is safe to run twice: a request that is no longer queued is left alone,
-and the database refuses a second live transaction for a ticket.
+and the database refuses a second live transaction for a ticket. Jobs first try the
+group commit (`group.py`) and fall back to their own transaction.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from chainworker.db import requests
 from chainworker.db.pool import tenant_transaction
 from chainworker.jobs import outcomes
 from chainworker.jobs.context import WorkerContext
-from chainworker.jobs.prepare import Prepared, Refused, prepare_attempt
+from chainworker.jobs.group import RUN_ALONE, Job, Outcome, RunAlone, SubmitGroup
+from chainworker.jobs.prepare import Prepared, Refused, prepare_attempt, screen
 from chainworker.ops import logs, metrics
 
 log = logs.get_logger(__name__)
@@ -59,7 +61,7 @@ async def run_request(ctx: dict[str, Any], op: str, request_id: object, tenant_i
     started = time.perf_counter()
     with logs.log_context(tenant_id=tid, request_id=rid, job_id=ctx.get("job_id")):
         try:
-            return await _run(worker, op, rid, tid, ctx.get("job_id"))
+            return await _run(worker, ctx.get("submits"), op, rid, tid, ctx.get("job_id"))
         except (ChainError, OSError, asyncpg.PostgresConnectionError) as error:
             log.warning("job deferred", op=op, error=str(error))
             raise Retry(defer=TRANSIENT_DEFER_SECONDS) from error
@@ -67,16 +69,31 @@ async def run_request(ctx: dict[str, Any], op: str, request_id: object, tenant_i
             metrics.JOB_SECONDS.labels(job=f"{op}_ticket").observe(time.perf_counter() - started)
 
 
-async def _run(worker: WorkerContext, op: str, rid: UUID, tid: UUID, job_id: str | None) -> str:
-    prepared: Prepared | None = None
+async def _run(
+    worker: WorkerContext, group: SubmitGroup | None, op: str, rid: UUID, tid: UUID,
+    job_id: str | None,
+) -> str:
+    outcome: Outcome = RUN_ALONE
+    if group is not None:
+        outcome = await group.submit(Job(op, rid, tid, job_id))
+    if isinstance(outcome, RunAlone):
+        outcome = await _run_alone(worker, op, rid, tid, job_id)
+    if isinstance(outcome, str):
+        return outcome
+    await send(worker, outcome.raw, outcome.signature)
+    metrics.TX_SUBMITTED.labels(op=op).inc()
+    return f"submitted {outcome.signature}"
+
+
+async def _run_alone(
+    worker: WorkerContext, op: str, rid: UUID, tid: UUID, job_id: str | None
+) -> Prepared | str:
+    """The single-request path: one transaction for this request alone."""
     async with tenant_transaction(worker.pool, tid, reason=f"{op} submitted") as conn:
         request = await requests.get_request(conn, rid, lock=True)
-        if request is None:
-            return "unknown request"  # another tenant's id, or never recorded
-        if request.operation != op:
-            return f"rejected: request is a {request.operation}, not a {op}"
-        if request.status != "queued":
-            return f"nothing to do: request is {request.status}"
+        word = screen(request, op)
+        if word is not None or request is None:
+            return word or "unknown request"
         try:
             # Refused is raised before prepare_attempt writes anything: no savepoint needed.
             prepared = await prepare_attempt(
@@ -90,10 +107,8 @@ async def _run(worker: WorkerContext, op: str, rid: UUID, tid: UUID, job_id: str
         except asyncpg.UniqueViolationError:
             # Another operation holds the ticket's one live transaction.
             raise Retry(defer=BUSY_DEFER_SECONDS) from None
-        await requests.mark_submitted(conn, rid, prepared.signature, request.attempts + 1)
-    await send(worker, prepared.raw, prepared.signature)
-    metrics.TX_SUBMITTED.labels(op=op).inc()
-    return f"submitted {prepared.signature}"
+        await requests.mark_submitted(conn, [(rid, prepared.signature, request.attempts + 1)])
+    return prepared
 
 
 async def send(worker: WorkerContext, raw: bytes, signature: str) -> None:

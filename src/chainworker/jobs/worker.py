@@ -27,6 +27,7 @@ from chainworker.jobs import confirm as confirm_loop
 from chainworker.jobs import relay, submit
 from chainworker.jobs import sweeper as sweeper_loop
 from chainworker.jobs.context import WorkerContext
+from chainworker.jobs.group import SubmitGroup
 from chainworker.lifecycle.model import Policy
 from chainworker.ops import logs, metrics
 
@@ -89,6 +90,7 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
         worker_ctx = await build_context(settings, app_dsn, ctx["redis"])
         await _fund_authority(worker_ctx)
         ctx["worker"] = worker_ctx
+        ctx["submits"] = SubmitGroup(worker_ctx)
         _background(ctx, "confirm", confirm_loop.run_forever(worker_ctx))
         _background(ctx, "sweeper", sweeper_loop.run_forever(worker_ctx))
         _background(ctx, "gauges", sweeper_loop.export_database_gauges(worker_ctx))
@@ -101,6 +103,9 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
         for task in ctx.get("tasks", {}).values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        submits: SubmitGroup | None = ctx.get("submits")
+        if submits is not None:
+            await submits.close()
         worker_ctx: WorkerContext | None = ctx.get("worker")
         if worker_ctx is not None:
             await worker_ctx.sender.close()

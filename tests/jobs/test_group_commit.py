@@ -1,0 +1,177 @@
+"""Group commit: one flush of concurrent jobs, against real PostgreSQL and the localnet.
+
+Ordinary requests are recorded together; every request out of the ordinary goes back
+to its job untouched (RUN_ALONE) or gets its final word, and nothing of another
+tenant is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import asyncpg
+import pytest
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+from solders.transaction import VersionedTransaction
+
+from chainworker.config import load_settings
+from chainworker.db import requests as request_rows
+from chainworker.db import seed as seed_data
+from chainworker.db.pool import tenant_transaction
+from chainworker.db.requests import NewRequest
+from chainworker.jobs.context import WorkerContext
+from chainworker.jobs.group import RUN_ALONE, Job, SubmitGroup, record_jobs
+from chainworker.jobs.prepare import Prepared
+from chainworker.jobs.worker import build_context
+from chainworker.localnet.process import LocalnetProcess
+from tests.conftest import TestDatabase
+
+
+@pytest.fixture
+async def arq(redis_url: str) -> AsyncIterator[ArqRedis]:
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        yield pool
+    finally:
+        await pool.aclose()
+
+
+@pytest.fixture
+async def ctx(
+    fresh_db: TestDatabase, arq: ArqRedis, localnet: LocalnetProcess, tmp_path: Path
+) -> AsyncIterator[WorkerContext]:
+    settings = load_settings(solana_rpc_urls=localnet.rpc_url, state_dir=tmp_path / "state")
+    context = await build_context(settings, fresh_db.app_dsn, arq)
+    try:
+        yield context
+    finally:
+        await context.rpc.close()
+        await context.pool.close()
+
+
+async def record(ctx: WorkerContext, tenant: UUID, op: str, tickets: list[UUID]) -> list[UUID]:
+    async with tenant_transaction(ctx.pool, tenant) as conn:
+        recorded = await request_rows.record_requests(
+            conn, tenant, op, [NewRequest(t, op) for t in tickets], "cli"  # type: ignore[arg-type]
+        )
+    return [r.request_id for r in recorded]
+
+
+async def attempts(admin: asyncpg.Connection) -> dict[UUID, tuple[int, str]]:
+    rows = await admin.fetch("SELECT request_id, attempt, tx_signature FROM pending_transactions")
+    return {row["request_id"]: (row["attempt"], row["tx_signature"]) for row in rows}
+
+
+async def statuses(admin: asyncpg.Connection) -> dict[UUID, str]:
+    rows = await admin.fetch("SELECT id, status FROM chain_requests")
+    return {row["id"]: row["status"] for row in rows}
+
+
+async def test_one_flush_records_the_ordinary_and_hands_back_the_rest(
+    ctx: WorkerContext, admin_conn: asyncpg.Connection
+) -> None:
+    a = await seed_data.seed_tenant(ctx.pool, tickets=6, tenant_name="A")
+    b = await seed_data.seed_tenant(ctx.pool, tickets=1, tenant_name="B")
+    ordinary = await record(ctx, a.tenant_id, "mint", a.ticket_ids[:3])
+    [not_sold] = await record(ctx, a.tenant_id, "mint", [a.ticket_ids[3]])
+    await admin_conn.execute(
+        "UPDATE tickets SET status = 'cancelled' WHERE id = $1", a.ticket_ids[3]
+    )
+    [submitted] = await record(ctx, a.tenant_id, "mint", [a.ticket_ids[4]])
+    await admin_conn.execute(
+        "UPDATE chain_requests SET status = 'submitted' WHERE id = $1", submitted
+    )
+    [wrong_op] = await record(ctx, a.tenant_id, "mint", [a.ticket_ids[5]])
+    [other_tenant] = await record(ctx, b.tenant_id, "mint", b.ticket_ids)
+    before = await statuses(admin_conn)
+
+    jobs = [Job("mint", rid, a.tenant_id, f"job-{rid}") for rid in ordinary]
+    jobs += [
+        Job("mint", ordinary[0], a.tenant_id, "a duplicate delivery"),
+        Job("mint", not_sold, a.tenant_id, None),
+        Job("mint", submitted, a.tenant_id, None),
+        Job("burn", wrong_op, a.tenant_id, None),
+        Job("mint", other_tenant, a.tenant_id, None),  # B's request, asked as A
+    ]
+    results = await record_jobs(ctx, jobs)
+
+    recorded = await attempts(admin_conn)
+    assert set(recorded) == set(ordinary)
+    for rid, result in zip(ordinary, results[:3], strict=True):
+        assert isinstance(result, Prepared)
+        assert recorded[rid] == (1, result.signature)
+        transaction = VersionedTransaction.from_bytes(result.raw)
+        assert str(transaction.signatures[0]) == result.signature
+    assert results[3] is RUN_ALONE  # the same request twice: recorded once
+    assert results[4] is RUN_ALONE  # the single path explains the refusal
+    assert results[5] == "nothing to do: request is submitted"
+    assert results[6] == "rejected: request is a mint, not a burn"
+    assert results[7] == "unknown request"
+    after = await statuses(admin_conn)
+    assert {rid: after[rid] for rid in ordinary} == dict.fromkeys(ordinary, "submitted")
+    unchanged = [not_sold, submitted, wrong_op, other_tenant]
+    assert {rid: after[rid] for rid in unchanged} == {rid: before[rid] for rid in unchanged}
+    job_ids = await admin_conn.fetch("SELECT request_id, job_id FROM pending_transactions")
+    assert {row["request_id"]: row["job_id"] for row in job_ids} == {
+        rid: f"job-{rid}" for rid in ordinary
+    }
+
+
+async def test_a_ticket_with_a_live_transaction_is_handed_back_alone(
+    ctx: WorkerContext, admin_conn: asyncpg.Connection
+) -> None:
+    a = await seed_data.seed_tenant(ctx.pool, tickets=2)
+    [busy, other] = await record(ctx, a.tenant_id, "mint", a.ticket_ids)
+    [prepared] = await record_jobs(ctx, [Job("mint", busy, a.tenant_id, None)])
+    assert isinstance(prepared, Prepared)
+    # The mint is live; asked again, it must wait for that one, and must not take the
+    # rest of its group down with it.
+    await admin_conn.execute("UPDATE chain_requests SET status = 'queued' WHERE id = $1", busy)
+    again, joined = await record_jobs(
+        ctx, [Job("mint", busy, a.tenant_id, None), Job("mint", other, a.tenant_id, None)]
+    )
+    assert again is RUN_ALONE
+    assert isinstance(joined, Prepared)
+    recorded = await attempts(admin_conn)
+    assert recorded == {busy: (1, prepared.signature), other: (1, joined.signature)}
+
+
+async def test_a_tenant_with_a_spending_limit_runs_alone(
+    ctx: WorkerContext, admin_conn: asyncpg.Connection
+) -> None:
+    a = await seed_data.seed_tenant(ctx.pool, tickets=2)
+    await admin_conn.execute(
+        """INSERT INTO spending_limits (tenant_id, user_id, currency, per_transaction_limit,
+                                        daily_limit, weekly_limit, monthly_limit)
+           VALUES ($1, NULL, 'LAM', 10000000000, 10000000000, 10000000000, 10000000000)""",
+        a.tenant_id,
+    )
+    rids = await record(ctx, a.tenant_id, "mint", a.ticket_ids)
+    results = await record_jobs(ctx, [Job("mint", rid, a.tenant_id, None) for rid in rids])
+    assert results == [RUN_ALONE, RUN_ALONE]
+    assert await attempts(admin_conn) == {}
+
+
+async def test_concurrent_submits_share_a_flush_and_each_gets_its_own_outcome(
+    ctx: WorkerContext, admin_conn: asyncpg.Connection
+) -> None:
+    a = await seed_data.seed_tenant(ctx.pool, tickets=20)
+    rids = await record(ctx, a.tenant_id, "mint", a.ticket_ids)
+    group = SubmitGroup(ctx, max_group=8, linger_seconds=0.01)
+    try:
+        outcomes = await asyncio.gather(
+            *(group.submit(Job("mint", rid, a.tenant_id, None)) for rid in rids),
+            group.submit(Job("mint", uuid4(), a.tenant_id, None)),
+        )
+    finally:
+        await group.close()
+    assert outcomes[-1] == "unknown request"
+    signatures = {rid: o.signature for rid, o in zip(rids, outcomes, strict=False)
+                  if isinstance(o, Prepared)}
+    assert len(signatures) == 20
+    recorded = await attempts(admin_conn)
+    assert {rid: sig for rid, (_, sig) in recorded.items()} == signatures
