@@ -58,10 +58,12 @@ def allowed_states(operation: Operation, reason: str | None) -> list[str]:
     The rules look at the ticket's status, whether it has a mint, and the transfer's
     status; enumerating them here keeps ticket_rules the one place that decides.
     """
+    # Only a transfer execute reads a transfer row; for the others its status is None.
+    transfers = (None, *TransferStatus) if operation == "transfer" else (None,)
     allowed = []
     for status in TicketStatus:
         for mint in (None, "minted"):
-            for transfer in (None, *TransferStatus):
+            for transfer in transfers:
                 verdict = ticket_rules.check_operation(
                     operation,
                     status,
