@@ -75,10 +75,10 @@ class Settings(BaseSettings):
 
     # --- worker ---------------------------------------------------------
     queue_name: str = "chainworker:queue"
-    worker_max_jobs: int = Field(default=50, ge=1, le=1000)
+    worker_max_jobs: int = Field(default=100, ge=1, le=1000)
     # How often an idle or full worker looks at the queue again (Arq's default is 0.5 s,
     # which caps a worker at about max_jobs / 0.5 s jobs per second).
-    worker_poll_delay_seconds: float = Field(default=0.1, gt=0, le=5)
+    worker_poll_delay_seconds: float = Field(default=0.05, gt=0, le=5)
     # A job only decides, records and sends. Arq keeps a killed worker's jobs locked
     # for this long (plus 10 s) before another worker may run them.
     job_timeout_seconds: float = Field(default=30.0, ge=1, le=600)

@@ -28,6 +28,7 @@ from chainworker.jobs.group import RUN_ALONE, Job, SubmitGroup, record_jobs
 from chainworker.jobs.prepare import Prepared
 from chainworker.jobs.worker import build_context
 from chainworker.localnet.process import LocalnetProcess
+from chainworker.ops import metrics
 from tests.conftest import TestDatabase
 
 
@@ -161,6 +162,7 @@ async def test_concurrent_submits_share_a_flush_and_each_gets_its_own_outcome(
 ) -> None:
     a = await seed_data.seed_tenant(ctx.pool, tickets=20)
     rids = await record(ctx, a.tenant_id, "mint", a.ticket_ids)
+    recorded_before = group_size_sum()
     group = SubmitGroup(ctx, max_group=8, linger_seconds=0.01)
     try:
         outcomes = await asyncio.gather(
@@ -175,3 +177,8 @@ async def test_concurrent_submits_share_a_flush_and_each_gets_its_own_outcome(
     assert len(signatures) == 20
     recorded = await attempts(admin_conn)
     assert {rid: sig for rid, (_, sig) in recorded.items()} == signatures
+    assert group_size_sum() - recorded_before == 20  # what operators see of the grouping
+
+
+def group_size_sum() -> float:
+    return metrics.REGISTRY.get_sample_value("chainworker_submit_group_size_sum") or 0.0

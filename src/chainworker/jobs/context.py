@@ -26,6 +26,7 @@ UNITS_TTL_SECONDS = 300.0
 PRIORITY_FEE_TTL_SECONDS = 10.0
 # A new or changed spending limit applies to requests prepared after this long at most.
 SPEND_LIMIT_TTL_SECONDS = 10.0
+CUSTODIAL_CACHE_SIZE = 50_000
 
 
 @dataclass
@@ -45,12 +46,20 @@ class WorkerContext:
     priority_fee: tuple[int, float] | None = None
     # tenant -> (has an active chain spending limit, checked at)
     spend_limits: dict[UUID, tuple[bool, float]] = field(default_factory=dict)
+    custodial_wallets: dict[tuple[UUID, UUID], Pubkey] = field(default_factory=dict)
 
     def mint_key(self, tenant_id: UUID, ticket_id: UUID) -> Keypair:
         return keys.mint_keypair(self.mint_seed, tenant_id, ticket_id)
 
     def custodial_wallet(self, tenant_id: UUID, user_id: UUID) -> Pubkey:
-        return keys.custodial_wallet(self.custodial_seed, tenant_id, user_id)
+        """Derived once per user (a key derivation costs more than the lookup)."""
+        wallet = self.custodial_wallets.get((tenant_id, user_id))
+        if wallet is None:
+            if len(self.custodial_wallets) >= CUSTODIAL_CACHE_SIZE:
+                self.custodial_wallets.clear()
+            wallet = keys.custodial_wallet(self.custodial_seed, tenant_id, user_id)
+            self.custodial_wallets[(tenant_id, user_id)] = wallet
+        return wallet
 
     async def tenant_has_spend_limit(self, conn: Connection, tenant_id: UUID) -> bool:
         """Whether spending must be checked: most tenants have no limit, so skip the sums."""

@@ -34,7 +34,7 @@ from chainworker.jobs.prepare import (
     sign_attempt,
     users_of,
 )
-from chainworker.ops import logs
+from chainworker.ops import logs, metrics
 
 MAX_GROUP = 64
 LINGER_SECONDS = 0.005
@@ -177,6 +177,7 @@ async def _sign_and_record(
             continue
     if not attempts:
         return {}
+    metrics.SUBMIT_GROUP_SIZE.observe(len(attempts))
     tx_ids = await transactions.record_attempts(conn, attempts)
     await requests.mark_submitted(
         conn, [(new.request_id, new.signature, new.attempt) for new in attempts]

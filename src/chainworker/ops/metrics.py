@@ -152,6 +152,7 @@ CONFIRMATION_BUCKETS = (
 # Slots between the blockhash's slot and landing; a blockhash lives 150 blocks.
 LANDING_SLOT_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 150, 200)
 RPC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 JOB_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 # --- transactions ----------------------------------------------------------
@@ -220,6 +221,12 @@ BLOCK_HEIGHT = _gauge(
 # --- jobs ------------------------------------------------------------------
 JOB_SECONDS = _histogram(
     "chainworker_job_seconds", "Duration of worker jobs and loop passes.", JOB_BUCKETS, ("job",)
+)
+
+SUBMIT_GROUP_SIZE = _histogram(
+    "chainworker_submit_group_size",
+    "Requests recorded per group-commit transaction (1 means the jobs arrive one by one).",
+    GROUP_BUCKETS,
 )
 
 # --- database gauges (one process at a time, see DatabaseGauges) ----------
