@@ -1,6 +1,6 @@
 """API mint throughput: POST /v1/tickets/{id}/mint with 50 concurrent clients, idempotency on.
 
-Run: python bench/api_mint.py [--requests 5000] [--clients 50] [--workers 1]
+Run: python bench/api_mint.py [--requests 5000] [--clients 50] [--workers 1] [--rate R]
 
 Creates a scratch database on the PostgreSQL chainworker finds (migrated, one tenant
 with one sold ticket per request, a token), starts `chainworker api` as a subprocess,
@@ -9,6 +9,13 @@ connections (a minimal client, so the client's CPU does not hide the server's).
 Each request does the full path: token check, idempotency acquire, ticket check,
 recorded request + stored response in one transaction, Arq enqueue. Prints
 requests/s and p50/p99 latency; drops the database and the queue afterwards.
+
+By default each client sends its next request as soon as the last one is answered
+(closed loop: latency is then clients / throughput). With `--rate R` requests are
+sent on a fixed schedule of R per second over at most `--clients` connections, and
+latency counts from the scheduled time (open loop: the latency a caller sees at that
+load). On Linux it also prints the CPU the API processes and their PostgreSQL
+backends used per request.
 """
 
 from __future__ import annotations
@@ -125,6 +132,70 @@ async def drive(
     return time.perf_counter() - started, latencies, statuses
 
 
+async def drive_at_rate(
+    host: str, port: int, token: str, ticket_ids: list[uuid.UUID], clients: int, rate: float
+) -> tuple[float, list[float], Counter[int]]:
+    """Send at `rate` per second; a request waits for a free connection if none is."""
+    due: asyncio.Queue[tuple[uuid.UUID, float] | None] = asyncio.Queue()
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+
+    async def one_client() -> None:
+        client = RawClient(host, port, token)
+        await client.open()
+        try:
+            while (item := await due.get()) is not None:
+                ticket, scheduled = item
+                status = await client.post(f"/v1/tickets/{ticket}/mint", uuid.uuid4().hex)
+                latencies.append(time.perf_counter() - scheduled)
+                statuses[status] += 1
+        finally:
+            client.close()
+
+    async def schedule() -> None:
+        for index, ticket in enumerate(ticket_ids):
+            at = started + index / rate
+            delay = at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            due.put_nowait((ticket, at))
+        for _ in range(clients):
+            due.put_nowait(None)
+
+    workers = [asyncio.create_task(one_client()) for _ in range(clients)]
+    started = time.perf_counter()
+    await schedule()
+    await asyncio.gather(*workers)
+    return time.perf_counter() - started, latencies, statuses
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (0 where /proc is not there)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(root: int) -> list[int]:
+    """The API process and its children (uvicorn's workers)."""
+    pids = [root]
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == root:
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -136,6 +207,9 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1, help="API server processes")
     parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument(
+        "--rate", type=float, default=0, help="requests per second (open loop); 0: closed loop"
+    )
     args = parser.parse_args()
 
     settings = load_settings()
@@ -166,9 +240,27 @@ async def main() -> None:
         await wait_ready(f"http://127.0.0.1:{port}", process)
         tickets = seeded.ticket_ids
         await drive("127.0.0.1", port, token, tickets[: args.warmup], args.clients)
-        seconds, latencies, statuses = await drive(
-            "127.0.0.1", port, token, tickets[args.warmup :], args.clients
-        )
+        admin = await asyncpg.connect(server.admin_dsn(name))
+        backends = [
+            row["pid"]
+            for row in await admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name,
+            )
+        ]
+        await admin.close()
+        api_pids = server_pids(process.pid)
+        api_cpu, db_cpu = cpu_seconds(api_pids), cpu_seconds(backends)
+        if args.rate > 0:
+            seconds, latencies, statuses = await drive_at_rate(
+                "127.0.0.1", port, token, tickets[args.warmup :], args.clients, args.rate
+            )
+        else:
+            seconds, latencies, statuses = await drive(
+                "127.0.0.1", port, token, tickets[args.warmup :], args.clients
+            )
+        api_cpu = cpu_seconds(api_pids) - api_cpu
+        db_cpu = cpu_seconds(backends) - db_cpu
     finally:
         if process is not None:
             process.terminate()
@@ -184,11 +276,16 @@ async def main() -> None:
         "requests": len(latencies),
         "clients": args.clients,
         "api_workers": args.workers,
+        "rate": args.rate or None,
         "statuses": dict(statuses),
         "requests_per_second": round(len(latencies) / seconds, 1),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p90_ms": round(percentile(latencies, 0.90) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "max_ms": round(max(latencies) * 1000, 2),
         "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
+        "api_cpu_ms_per_request": round(api_cpu / len(latencies) * 1000, 3),
+        "postgres_cpu_ms_per_request": round(db_cpu / len(latencies) * 1000, 3),
     }
     print(json.dumps(result, indent=2))
 
