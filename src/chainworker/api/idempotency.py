@@ -10,6 +10,9 @@
 - in_progress: the first call still holds the key: 409 with `Retry-After`.
 A call that fails after acquiring releases the key as failed, so a retry runs again.
 Keys are per tenant and per route, and are remembered for 24 hours.
+
+Mint, transfer execute and burn make these same calls inside one statement,
+`chainworker_api_request` (routes/operations.py); the other POSTs use `run_once`.
 """
 
 from __future__ import annotations
