@@ -6,6 +6,7 @@ request, stored 202 body. See the migration for what each outcome means.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -32,7 +33,7 @@ class ApiRequest:
     ticket_id: UUID | None
     transfer_id: UUID | None
     reason: str | None
-    allowed: list[str]  # 'status|minted or unminted|transfer status or empty'
+    allowed: Sequence[str]  # 'status|minted or unminted|transfer status or empty'
     status_url_prefix: str
 
 

@@ -52,7 +52,7 @@ def state_key(ticket_status: str, token_mint: str | None, transfer_status: str |
 
 
 @cache
-def allowed_states(operation: Operation, reason: str | None) -> list[str]:
+def allowed_states(operation: Operation, reason: str | None) -> tuple[str, ...]:
     """Every state in which ticket_rules allow the operation, for the database to check.
 
     The rules look at the ticket's status, whether it has a mint, and the transfer's
@@ -60,7 +60,7 @@ def allowed_states(operation: Operation, reason: str | None) -> list[str]:
     """
     # Only a transfer execute reads a transfer row; for the others its status is None.
     transfers = (None, *TransferStatus) if operation == "transfer" else (None,)
-    allowed = []
+    allowed: list[str] = []
     for status in TicketStatus:
         for mint in (None, "minted"):
             for transfer in transfers:
@@ -73,7 +73,7 @@ def allowed_states(operation: Operation, reason: str | None) -> list[str]:
                 )
                 if isinstance(verdict, ticket_rules.Allowed):
                     allowed.append(state_key(status, mint, transfer))
-    return allowed
+    return tuple(allowed)
 
 
 async def record_one(
