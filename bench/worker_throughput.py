@@ -1,6 +1,6 @@
 """End-to-end worker throughput: request recorded -> ticket minted, against the localnet.
 
-Run: python bench/worker_throughput.py [--tickets 2000] [--slot-ms 400]
+Run: python bench/worker_throughput.py [--tickets 2000] [--slot-ms 400] [--extra-workers 0]
 
 In one run it measures
 - the localnet's raw sendTransaction capacity for Token-2022 mints (pre-signed,
@@ -8,7 +8,9 @@ In one run it measures
 - one worker (in this process, so its database statements can be counted) minting
   `--tickets` recorded requests: confirmed mints per second, p50/p99 latency from
   request recorded to ticket minted, and database statements per mint;
-and prints the ratio of the two rates. It creates its own database and drops it.
+and prints the ratio of the two rates. `--extra-workers K` starts K more
+`chainworker worker` processes on the same queue (statements are then counted for
+this process only, so none is printed). It creates its own database and drops it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,7 +67,27 @@ def count_statements() -> None:
     connection.execute = counted_simple
 
 
-async def run_worker_bench(rpc_url: str, tickets: int) -> dict[str, float]:
+def start_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "chainworker", "worker"], env={**os.environ, **env},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+async def run_worker_bench(rpc_url: str, tickets: int, extra_workers: int = 0) -> dict[str, float]:
     base = load_settings()
     server, origin = await services.find_postgres_server(base)
     name = f"cw_bench_{uuid.uuid4().hex[:8]}"
@@ -84,6 +108,13 @@ async def run_worker_bench(rpc_url: str, tickets: int) -> dict[str, float]:
         worker = make_worker(settings, server.app_dsn(name), redis.url)
         running = asyncio.create_task(worker.async_run())
         await asyncio.sleep(2.0)  # startup: pool, keys, airdrop
+        extra = start_workers(extra_workers, {
+            "DATABASE_URL": server.app_dsn(name), "DATABASE_ADMIN_URL": server.admin_dsn(name),
+            "REDIS_URL": redis.url, "SOLANA_RPC_URLS": rpc_url, "STATE_DIR": str(state),
+            "QUEUE_NAME": queue, "METRICS_PORT": "0", "LOG_LEVEL": "WARNING",
+            "CONFIRM_INTERVAL_SECONDS": "0.2",
+        })
+        await asyncio.sleep(3.0 if extra else 0.0)
         count_statements()
         started = time.monotonic()
         await request_operation(
@@ -113,6 +144,7 @@ async def run_worker_bench(rpc_url: str, tickets: int) -> dict[str, float]:
                 WHERE p.attempt = 1"""
         )
         await conn.close()
+        stop_workers(extra)
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await running
@@ -151,21 +183,25 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=2000)
     parser.add_argument("--raw-mints", type=int, default=1500)
     parser.add_argument("--slot-ms", type=int, default=400)
+    parser.add_argument("--extra-workers", type=int, default=0)
     args = parser.parse_args()
     with start_localnet(slot_ms=args.slot_ms) as node:
         raw = measure_send(
             node.rpc_url, "raw mints", token_2022_mints(node.rpc_url, args.raw_mints), 1, 8
         )
-        result = asyncio.run(run_worker_bench(node.rpc_url, args.tickets))
+        result = asyncio.run(run_worker_bench(node.rpc_url, args.tickets, args.extra_workers))
     raw_rate = raw["executed_per_s"]
     print(f"localnet raw capacity (Token-2022 mints, executed): {raw_rate:,.0f}/s")
+    processes = 1 + args.extra_workers
+    print(f"worker processes: {processes}")
     print(f"worker end to end: {result['mints']:.0f} mints in {result['seconds']:.1f} s "
           f"= {result['mints_per_s']:,.0f} confirmed mints/s "
           f"({result['attempts']:.0f} attempts)")
     print(f"submit side alone: {result['submitted_per_s']:,.0f} first attempts recorded/s")
     print(f"latency request recorded -> minted: p50 {result['p50_s']:.2f} s, "
           f"p99 {result['p99_s']:.2f} s")
-    print(f"database statements per mint: {result['statements_per_mint']:.1f}")
+    if processes == 1:
+        print(f"database statements per mint: {result['statements_per_mint']:.1f}")
     print(f"ratio worker / raw capacity: {result['mints_per_s'] / raw_rate:.2f}")
 
 
