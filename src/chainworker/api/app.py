@@ -17,6 +17,7 @@ from chainworker.api.routes import health, operations, revocations, status, wall
 from chainworker.api.tokens import TokenCache
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
+from chainworker.db.pool import create_pool
 from chainworker.ops import metrics
 
 DESCRIPTION = """\
@@ -41,16 +42,8 @@ class ApiConnection(asyncpg.Connection):
 
 
 async def create_api_pool(dsn: str, settings: Settings) -> asyncpg.Pool:
-    """The pool of one API process: as `db.pool.create_pool`, with ApiConnection."""
-    pool = await asyncpg.create_pool(
-        dsn,
-        min_size=settings.db_pool_min_size,
-        max_size=max(settings.db_pool_min_size, settings.db_pool_max_size),
-        command_timeout=30,
-        connection_class=ApiConnection,
-    )
-    assert pool is not None
-    return pool
+    """The pool of one API process: the one pool, with ApiConnection."""
+    return await create_pool(dsn, settings, connection_class=ApiConnection)
 
 
 def create_app(

@@ -30,12 +30,18 @@ SELECT set_tenant_context($1::uuid),
 """
 
 
-async def create_pool(dsn: str, settings: Settings) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str,
+    settings: Settings,
+    *,
+    connection_class: type[asyncpg.Connection[asyncpg.Record]] = asyncpg.Connection,
+) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=settings.db_pool_min_size,
         max_size=max(settings.db_pool_min_size, settings.db_pool_max_size),
         command_timeout=30,
+        connection_class=connection_class,
     )
     assert pool is not None
     return pool
