@@ -111,3 +111,41 @@ async def test_claims_rotate_through_more_live_rows_than_one_claim_takes(
     finally:
         await app.close()
         await admin.close()
+
+
+async def test_a_lease_is_renewed_only_when_half_of_it_is_gone(fresh_db: TestDatabase) -> None:
+    admin = await asyncpg.connect(fresh_db.admin_dsn)
+    app = await asyncpg.connect(fresh_db.app_dsn)
+    try:
+        world = await seed_world(admin, "a")
+        tx = world["pending_transactions"]
+
+        async def claim() -> set[object]:
+            rows = await app.fetch(
+                "SELECT id FROM chainworker_claim_live_transactions('w1', 10, 30)"
+            )
+            return {row["id"] for row in rows}
+
+        async def lease() -> tuple[object, object, int]:
+            row = await admin.fetchrow(
+                """SELECT lease_until, xmin::text::bigint AS version,
+                          extract(epoch FROM lease_until - now())::int AS left_seconds
+                     FROM pending_transactions WHERE id = $1""",
+                tx,
+            )
+            return row["lease_until"], row["version"], row["left_seconds"]
+
+        assert tx in await claim()
+        first_until, first_version, left = await lease()
+        assert 28 <= left <= 30
+        assert tx in await claim()  # still held: returned, not rewritten
+        assert (await lease())[:2] == (first_until, first_version)
+        await admin.execute(
+            "UPDATE pending_transactions SET lease_until = now() + interval '10 seconds'"
+            " WHERE id = $1", tx,
+        )
+        assert tx in await claim()
+        assert 28 <= (await lease())[2] <= 30  # less than half left: renewed
+    finally:
+        await app.close()
+        await admin.close()
