@@ -141,20 +141,23 @@ async def test_a_ticket_with_a_live_transaction_is_handed_back_alone(
     assert recorded == {busy: (1, prepared.signature), other: (1, joined.signature)}
 
 
-async def test_a_tenant_with_a_spending_limit_runs_alone(
-    ctx: WorkerContext, admin_conn: asyncpg.Connection
+@pytest.mark.parametrize(("limit", "recorded"), [(10**10, 2), (1000, 0)])
+async def test_a_tenants_spending_limit_is_weighed_for_each_request(
+    ctx: WorkerContext, admin_conn: asyncpg.Connection, limit: int, recorded: int
 ) -> None:
     a = await seed_data.seed_tenant(ctx.pool, tickets=2)
     await admin_conn.execute(
         """INSERT INTO spending_limits (tenant_id, user_id, currency, per_transaction_limit,
                                         daily_limit, weekly_limit, monthly_limit)
-           VALUES ($1, NULL, 'LAM', 10000000000, 10000000000, 10000000000, 10000000000)""",
-        a.tenant_id,
+           VALUES ($1, NULL, 'LAM', $2, $2, $2, $2)""",
+        a.tenant_id, limit,
     )
     rids = await record(ctx, a.tenant_id, "mint", a.ticket_ids)
     results = await record_jobs(ctx, [Job("mint", rid, a.tenant_id, None) for rid in rids])
-    assert results == [RUN_ALONE, RUN_ALONE]
-    assert await attempts(admin_conn) == {}
+    # Within the limit they join the group; past it, each job records its refusal alone.
+    assert sum(isinstance(result, Prepared) for result in results) == recorded
+    assert sum(result is RUN_ALONE for result in results) == 2 - recorded
+    assert len(await attempts(admin_conn)) == recorded
 
 
 async def test_concurrent_submits_share_a_flush_and_each_gets_its_own_outcome(

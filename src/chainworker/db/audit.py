@@ -75,8 +75,17 @@ async def has_spend_limit(conn: Connection) -> bool:
 
 async def spending_headroom(conn: Connection, amount: int) -> str | None:
     """Why spending `amount` more lamports would pass the tenant's limits; None when it fits."""
-    reason = await conn.fetchval("SELECT chainworker_spend_refusal($1)", amount)
-    return str(reason) if reason is not None else None
+    return (await spending_refusals(conn, [amount]))[0]
+
+
+async def spending_refusals(conn: Connection, amounts: list[int]) -> list[str | None]:
+    """`spending_headroom` for each amount on its own, in one statement."""
+    rows = await conn.fetch(
+        """SELECT chainworker_spend_refusal(u.amount) AS reason
+             FROM unnest($1::bigint[]) WITH ORDINALITY AS u(amount, n) ORDER BY u.n""",
+        amounts,
+    )
+    return [str(row["reason"]) if row["reason"] is not None else None for row in rows]
 
 
 async def record_spend(conn: Connection, tx_ids: list[UUID]) -> int:

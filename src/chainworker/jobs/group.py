@@ -4,7 +4,7 @@ Jobs that start within a few milliseconds of each other hand their request to on
 flush, which opens one transaction per tenant and operation: requests, tickets and
 transfers are locked in id order, checked, signed and recorded in a handful of
 statements instead of a handful per request. Whatever is out of the ordinary (a
-refusal, a ticket with a live transaction, a spending limit to check, a database
+refusal, a ticket with a live transaction, a spending limit it would pass, a database
 error) goes back to its job, which runs alone on the single-request path: that path
 owns every explanation and every retry.
 """
@@ -21,7 +21,7 @@ import asyncpg
 
 from chainworker.chain.errors import ChainError
 from chainworker.coalesce import Coalescer
-from chainworker.db import requests, tickets, transactions
+from chainworker.db import audit, requests, tickets, transactions
 from chainworker.db.pool import Connection, tenant_transaction
 from chainworker.db.requests import RequestRow
 from chainworker.jobs.context import WorkerContext
@@ -117,8 +117,6 @@ async def _record_group(
         job_ids.setdefault(job.request_id, job.job_id)  # a second delivery runs alone
     out: dict[UUID, Outcome | BaseException] = {}
     async with tenant_transaction(ctx.pool, tenant_id, reason=f"{op} submitted") as conn:
-        if await ctx.tenant_has_spend_limit(conn, tenant_id):
-            return out  # each request is weighed against the limit alone, in turn
         found = await requests.get_requests(conn, sorted(job_ids))
         ready: list[RequestRow] = []
         for request_id in job_ids:
@@ -175,6 +173,11 @@ async def _sign_and_record(
             ))
         except Refused:
             continue
+    if attempts and await ctx.tenant_has_spend_limit(conn, tenant_id):
+        # Each is weighed on its own, as concurrent jobs alone would be; a refusal is
+        # recorded, with its reason, by its job alone.
+        refusals = await audit.spending_refusals(conn, [a.estimated_lamports for a in attempts])
+        attempts = [a for a, refusal in zip(attempts, refusals, strict=True) if refusal is None]
     if not attempts:
         return {}
     metrics.SUBMIT_GROUP_SIZE.observe(len(attempts))
