@@ -6,6 +6,7 @@ import json
 from uuid import UUID, uuid4
 
 import asyncpg
+import pytest
 from arq import create_pool
 from arq.connections import RedisSettings
 from solders.pubkey import Pubkey
@@ -219,25 +220,32 @@ async def test_jobs_never_cross_tenants_and_bad_payloads_change_nothing(
     assert "job payload rejected" in worker.output()
 
 
-async def test_a_squatted_mint_address_fails_the_mint_without_looping(
-    stack: Stack, admin: asyncpg.Connection, localnet_faults: LocalnetProcess
+@pytest.mark.parametrize("squatter_lamports", [10**9, 890_880])
+async def test_a_squatted_mint_address_is_taken_over_by_the_next_attempt(
+    stack: Stack, admin: asyncpg.Connection, localnet_faults: LocalnetProcess,
+    squatter_lamports: int,
 ) -> None:
     seeded = stack.cli_json("seed", "--tickets", "1")
     tenant, ticket = seeded["tenant_id"], seeded["ticket_ids"][0]
-    # Someone funds the ticket's mint address first: CreateAccount must then fail.
+    # Someone funds the ticket's mint address (more than its rent, or the least it can):
+    # CreateAccount fails, and the next attempt allocates and assigns the account.
     seed = load_mint_seed(load_settings(state_dir=stack.state_dir))
     address = mint_keypair(seed, UUID(tenant), UUID(ticket)).pubkey()
     async with SolanaRpc([localnet_faults.rpc_url]) as rpc:
-        await rpc.request_airdrop(address, 10**9)
-    worker = stack.worker()
-    try:
-        stack.cli("enqueue", "mint", "--tenant", tenant, "--ticket", ticket)
-        await wait_for(lambda: settled(admin, tenant, 1), 60, "the mint to fail")
-    finally:
-        worker.stop()
-    request = await admin.fetchrow("SELECT status, outcome_code FROM chain_requests")
-    assert request["status"] == "failed"
-    assert request["outcome_code"].endswith("Custom:0")
+        await rpc.request_airdrop(address, squatter_lamports)
+        worker = stack.worker()
+        try:
+            stack.cli("enqueue", "mint", "--tenant", tenant, "--ticket", ticket)
+            await wait_for(lambda: settled(admin, tenant, 1), 60, "the mint")
+        finally:
+            worker.stop()
+        state = await rpc.get_mint_state(address)
+        holder = await rpc.get_token_holder(address)
+    assert await request_statuses(admin, tenant) == {"confirmed": 1}
+    assert await attempts_of(admin, ticket) == [(1, "failed"), (2, "confirmed")]
     row = await admin.fetchrow("SELECT status, token_mint FROM tickets WHERE id = $1", UUID(ticket))
-    assert (row["status"], row["token_mint"]) == ("sold", None)
+    assert (row["status"], row["token_mint"]) == ("minted", str(address))
+    assert state is not None and state.supply == 1 and state.mint_authority is None
+    assert state.metadata is not None and state.metadata.field("ticket_id") == ticket
+    assert holder is not None and holder[1] == 1
     assert "could not apply outcome" not in worker.output()

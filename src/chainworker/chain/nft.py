@@ -21,7 +21,16 @@ from solders.keypair import Keypair
 from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.signature import Signature
-from solders.system_program import CreateAccountParams, create_account
+from solders.system_program import (
+    AllocateParams,
+    AssignParams,
+    CreateAccountParams,
+    TransferParams,
+    allocate,
+    assign,
+    create_account,
+    transfer,
+)
 from solders.transaction import VersionedTransaction
 from spl.token.instructions import (
     burn_checked,
@@ -131,11 +140,14 @@ def build_mint(
     memo: str,
     recent_blockhash: Hash,
     compute: ComputeBudget | None = None,
+    prefunded_lamports: int = 0,
 ) -> SignedTx:
     """One transaction creating the ticket's NFT and giving it to `holder`.
 
     The mint account is created at the size of its fixed extensions and funded for its final
     size, because Token-2022 grows it for the metadata without adding lamports.
+    `prefunded_lamports`: someone already sent lamports to the mint address, so
+    CreateAccount would fail; the account is then topped up, allocated and assigned instead.
     """
     _check_text("name", name, NAME_MAX_BYTES, allow_empty=False)
     _check_text("symbol", symbol, SYMBOL_MAX_BYTES)
@@ -146,16 +158,8 @@ def build_mint(
     mint_key = mint.pubkey()
     fields = [(TICKET_ID_FIELD, str(ticket_id)), (EVENT_ID_FIELD, str(event_id))]
     lamports = token2022.rent_exempt_lamports(token2022.final_mint_size(name, symbol, uri, fields))
+    instructions += _mint_account(payer, mint_key, lamports, prefunded_lamports)
     instructions += [
-        create_account(
-            CreateAccountParams(
-                from_pubkey=payer,
-                to_pubkey=mint_key,
-                lamports=lamports,
-                space=token2022.FIXED_MINT_SIZE,
-                owner=TOKEN_2022_PROGRAM_ID,
-            )
-        ),
         token2022.initialize_metadata_pointer(mint_key, payer, mint_key),
         token2022.initialize_permanent_delegate(mint_key, payer),
         initialize_mint2(
@@ -205,6 +209,31 @@ def build_mint(
         token2022.memo(memo),
     ]
     return _sign(authority, [mint], instructions, recent_blockhash)
+
+
+def _mint_account(payer: Pubkey, mint: Pubkey, lamports: int, prefunded: int) -> list[Instruction]:
+    """The mint's account, owned by Token-2022 and rent-exempt at `lamports`."""
+    if prefunded <= 0:
+        return [
+            create_account(
+                CreateAccountParams(
+                    from_pubkey=payer,
+                    to_pubkey=mint,
+                    lamports=lamports,
+                    space=token2022.FIXED_MINT_SIZE,
+                    owner=TOKEN_2022_PROGRAM_ID,
+                )
+            )
+        ]
+    instructions = []
+    if lamports > prefunded:
+        top_up = TransferParams(from_pubkey=payer, to_pubkey=mint, lamports=lamports - prefunded)
+        instructions.append(transfer(top_up))
+    instructions += [
+        allocate(AllocateParams(pubkey=mint, space=token2022.FIXED_MINT_SIZE)),
+        assign(AssignParams(pubkey=mint, owner=TOKEN_2022_PROGRAM_ID)),
+    ]
+    return instructions
 
 
 def build_transfer(

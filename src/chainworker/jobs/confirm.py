@@ -17,11 +17,13 @@ from uuid import UUID
 
 from solders.pubkey import Pubkey
 from solders.signature import Signature
+from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
 from chainworker.chain.errors import UNEXPECTED_ACCOUNT, ChainError
 from chainworker.chain.views import SignatureStatusView
 from chainworker.db import audit, requests, transactions
 from chainworker.db.pool import Connection, tenant_transaction
+from chainworker.db.requests import RequestRow
 from chainworker.db.transactions import LiveAttempt
 from chainworker.jobs import outcomes
 from chainworker.jobs.context import WorkerContext
@@ -251,29 +253,55 @@ async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: i
                     metrics.record_confirmed(
                         row.tx_type, time.time() - request.created_at.timestamp()
                     )
+                elif row.attempt <= ctx.policy.max_retries and await _prefunded(ctx, row, code):
+                    # Someone funded the mint address once it was public; the next
+                    # attempt takes the account over (the mint key signs for it).
+                    log.warning("mint address was funded by someone else; taking it over")
+                    metrics.TX_RETRIES.labels(op=row.tx_type).inc()
+                    resend = await _next_attempt(ctx, conn, request, row, row.attempt + 1, height)
                 else:
                     await outcomes.failed(conn, request, row.tx_signature, code, message)
                     metrics.record_failed(row.tx_type, code)
             case decide.Replace(next_attempt=attempt):
                 await transactions.finish(conn, row.id, "replaced")
                 metrics.TX_RETRIES.labels(op=row.tx_type).inc()
-                try:
-                    async with conn.transaction():
-                        prepared = await prepare_attempt(
-                            ctx, conn, request, attempt=attempt, parent_tx_id=row.id,
-                            job_id=None, seen_height=height,
-                        )
-                except Refused as refusal:
-                    await outcomes.refuse(conn, request, refusal.code, refusal.message)
-                    return
-                await requests.mark_submitted(conn, [(request.id, prepared.signature, attempt)])
-                resend = (prepared.raw, prepared.signature)
+                resend = await _next_attempt(ctx, conn, request, row, attempt, height)
             case decide.Expire():
                 await outcomes.expired(conn, row, request)
                 metrics.TX_EXPIRED.labels(op=row.tx_type).inc()
     if resend is not None:
         await send(ctx, *resend)
         metrics.TX_SUBMITTED.labels(op=row.tx_type).inc()
+
+
+async def _next_attempt(
+    ctx: WorkerContext,
+    conn: Connection,
+    request: RequestRow,
+    row: LiveAttempt,
+    attempt: int,
+    height: int,
+) -> tuple[bytes, str] | None:
+    """Record attempt `attempt` after `row` ended; the bytes to send, or None if refused."""
+    try:
+        async with conn.transaction():
+            prepared = await prepare_attempt(
+                ctx, conn, request, attempt=attempt, parent_tx_id=row.id,
+                job_id=None, seen_height=height,
+            )
+    except Refused as refusal:
+        await outcomes.refuse(conn, request, refusal.code, refusal.message)
+        return None
+    await requests.mark_submitted(conn, [(request.id, prepared.signature, attempt)])
+    return prepared.raw, prepared.signature
+
+
+async def _prefunded(ctx: WorkerContext, row: LiveAttempt, code: str) -> bool:
+    """A mint that failed because its address holds only lamports someone sent there."""
+    if row.tx_type != "mint" or custom_program_error(code) != ALREADY_IN_USE:
+        return False
+    account = await ctx.rpc.get_account(ctx.mint_key(row.tenant_id, row.ticket_id).pubkey())
+    return account is not None and account.owner == SYSTEM_PROGRAM_ID and not account.data
 
 
 async def _charge(conn: Connection, rows: list[LiveAttempt]) -> None:

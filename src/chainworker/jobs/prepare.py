@@ -13,6 +13,7 @@ from uuid import UUID
 
 from solders.hash import Hash
 from solders.pubkey import Pubkey
+from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
 from chainworker.chain import fees, nft, token2022
 from chainworker.chain.errors import ChainError
@@ -153,12 +154,15 @@ async def sign_attempt(
 ) -> transactions.NewAttempt:
     """Build and sign attempt `attempt` of a checked request: the row to record. No writes."""
     memo = f"cw:{request.id}:{attempt}"
+    prefunded = await _prefunded_mint(ctx, request, attempt)
 
     async def draft() -> nft.SignedTx:
-        return _build(ctx, request, ticket, transfer, holders, memo, blockhash)[0]
+        return _build(ctx, request, ticket, transfer, holders, memo, blockhash, None, prefunded)[0]
 
     budget = await _compute_budget(ctx, request.operation, draft)
-    signed, rent, signers = _build(ctx, request, ticket, transfer, holders, memo, blockhash, budget)
+    signed, rent, signers = _build(
+        ctx, request, ticket, transfer, holders, memo, blockhash, budget, prefunded
+    )
     return transactions.NewAttempt(
         tenant_id=request.tenant_id,
         ticket_id=ticket.id,
@@ -176,6 +180,20 @@ async def sign_attempt(
         max_retries=ctx.policy.max_retries,
         estimated_lamports=_cost(signers, budget, rent),
     )
+
+
+async def _prefunded_mint(ctx: WorkerContext, request: RequestRow, attempt: int) -> int:
+    """Lamports someone sent to the mint address before the mint was created there.
+
+    The address is secret until a first attempt is sent; once it is public, anyone can
+    fund it and so make CreateAccount fail. Only later attempts look (one read each).
+    """
+    if request.operation != "mint" or attempt == 1:
+        return 0
+    account = await ctx.rpc.get_account(ctx.mint_key(request.tenant_id, request.ticket_id).pubkey())
+    if account is None or account.owner != SYSTEM_PROGRAM_ID or account.data:
+        return 0
+    return account.lamports
 
 
 def screen(request: RequestRow | None, op: str) -> str | None:
@@ -228,6 +246,7 @@ def _build(
     memo: str,
     blockhash: Hash,
     budget: nft.ComputeBudget | None = None,
+    prefunded: int = 0,
 ) -> tuple[nft.SignedTx, int, int]:
     """The signed transaction, the rent it pays and how many signatures it carries."""
     assert ticket.user_id is not None
@@ -245,12 +264,14 @@ def _build(
                 (nft.EVENT_ID_FIELD, str(ticket.event_id)),
             ]
             size = token2022.final_mint_size(name, ctx.settings.nft_symbol, uri, fields)
-            rent = token2022.rent_exempt_lamports(size)
+            # A prefunded mint address already holds part of the mint's rent.
+            rent = max(0, token2022.rent_exempt_lamports(size) - prefunded)
             rent += token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE)
             signed = nft.build_mint(
                 authority=ctx.authority, mint=mint, holder=holder, name=name,
                 symbol=ctx.settings.nft_symbol, uri=uri, ticket_id=ticket.id,
                 event_id=ticket.event_id, memo=memo, recent_blockhash=blockhash, compute=budget,
+                prefunded_lamports=prefunded,
             )
             return signed, rent, 2
         assert ticket.token_mint is not None
