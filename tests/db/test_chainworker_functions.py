@@ -149,3 +149,42 @@ async def test_a_lease_is_renewed_only_when_half_of_it_is_gone(fresh_db: TestDat
     finally:
         await app.close()
         await admin.close()
+
+
+async def test_spend_refusals_weigh_each_amount_on_its_own(fresh_db: TestDatabase) -> None:
+    admin = await asyncpg.connect(fresh_db.admin_dsn)
+    app = await asyncpg.connect(fresh_db.app_dsn)
+    try:
+        world = await seed_world(admin, "a")
+        tenant = world["tenants"]
+        async with app.transaction():
+            await app.execute("SELECT set_tenant_context($1)", tenant)
+            no_limit = await app.fetchval("SELECT chainworker_spend_refusals('{5, 7}')")
+            assert no_limit == [None, None]
+        await admin.execute(
+            """INSERT INTO spending_limits (tenant_id, user_id, currency, per_transaction_limit,
+                                            daily_limit, weekly_limit, monthly_limit)
+               VALUES ($1, NULL, 'LAM', 100, 150, 1000, 1000)""",
+            tenant,
+        )
+        await admin.execute(
+            """INSERT INTO spending_transactions (tenant_id, user_id, amount, currency)
+               VALUES ($1, NULL, 100, 'LAM')""",
+            tenant,
+        )
+        async with app.transaction():
+            await app.execute("SELECT set_tenant_context($1)", tenant)
+            reasons = await app.fetchval("SELECT chainworker_spend_refusals('{50, 50, 51, 101}')")
+            singles = [
+                await app.fetchval("SELECT chainworker_spend_refusal($1)", amount)
+                for amount in (50, 50, 51, 101)
+            ]
+            empty = await app.fetchval("SELECT chainworker_spend_refusals('{}')")
+        assert reasons == singles
+        assert reasons[:2] == [None, None]  # each fits on its own, even if both would not
+        assert reasons[2].startswith("daily limit: 100") and "+ 51 lamports" in reasons[2]
+        assert reasons[3].startswith("per-transaction limit")
+        assert empty == []
+    finally:
+        await app.close()
+        await admin.close()

@@ -79,13 +79,9 @@ async def spending_headroom(conn: Connection, amount: int) -> str | None:
 
 
 async def spending_refusals(conn: Connection, amounts: list[int]) -> list[str | None]:
-    """`spending_headroom` for each amount on its own, in one statement."""
-    rows = await conn.fetch(
-        """SELECT chainworker_spend_refusal(u.amount) AS reason
-             FROM unnest($1::bigint[]) WITH ORDINALITY AS u(amount, n) ORDER BY u.n""",
-        amounts,
-    )
-    return [str(row["reason"]) if row["reason"] is not None else None for row in rows]
+    """`spending_headroom` for each amount on its own: one read of the limits and sums."""
+    reasons = await conn.fetchval("SELECT chainworker_spend_refusals($1::bigint[])", amounts)
+    return [str(reason) if reason is not None else None for reason in reasons]
 
 
 async def record_spend(conn: Connection, tx_ids: list[UUID]) -> int:
