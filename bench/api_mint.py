@@ -108,35 +108,16 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 async def drive(
-    host: str, port: int, token: str, ticket_ids: list[uuid.UUID], clients: int
+    host: str, port: int, token: str, ticket_ids: list[uuid.UUID], clients: int,
+    rate: float | None = None,
 ) -> tuple[float, list[float], Counter[int]]:
-    pending = list(reversed(ticket_ids))
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
+    """Mint every ticket once over `clients` connections.
 
-    async def one_client() -> None:
-        client = RawClient(host, port, token)
-        await client.open()
-        try:
-            while pending:
-                ticket = pending.pop()
-                started = time.perf_counter()
-                status = await client.post(f"/v1/tickets/{ticket}/mint", uuid.uuid4().hex)
-                latencies.append(time.perf_counter() - started)
-                statuses[status] += 1
-        finally:
-            client.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one_client() for _ in range(clients)))
-    return time.perf_counter() - started, latencies, statuses
-
-
-async def drive_at_rate(
-    host: str, port: int, token: str, ticket_ids: list[uuid.UUID], clients: int, rate: float
-) -> tuple[float, list[float], Counter[int]]:
-    """Send at `rate` per second; a request waits for a free connection if none is."""
-    due: asyncio.Queue[tuple[uuid.UUID, float] | None] = asyncio.Queue()
+    Closed loop (no rate): each client sends again as soon as it has an answer; latency
+    from send. Open loop: requests fall due at `rate` per second and wait for a free
+    connection if none is; latency from when each was due.
+    """
+    due: asyncio.Queue[tuple[uuid.UUID, float | None] | None] = asyncio.Queue()
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
 
@@ -146,17 +127,17 @@ async def drive_at_rate(
         try:
             while (item := await due.get()) is not None:
                 ticket, scheduled = item
+                sent = time.perf_counter()
                 status = await client.post(f"/v1/tickets/{ticket}/mint", uuid.uuid4().hex)
-                latencies.append(time.perf_counter() - scheduled)
+                latencies.append(time.perf_counter() - (sent if scheduled is None else scheduled))
                 statuses[status] += 1
         finally:
             client.close()
 
     async def schedule() -> None:
         for index, ticket in enumerate(ticket_ids):
-            at = started + index / rate
-            delay = at - time.perf_counter()
-            if delay > 0:
+            at = None if rate is None else started + index / rate
+            if at is not None and (delay := at - time.perf_counter()) > 0:
                 await asyncio.sleep(delay)
             due.put_nowait((ticket, at))
         for _ in range(clients):
@@ -251,14 +232,10 @@ async def main() -> None:
         await admin.close()
         api_pids = server_pids(process.pid)
         api_cpu, db_cpu = cpu_seconds(api_pids), cpu_seconds(backends)
-        if args.rate > 0:
-            seconds, latencies, statuses = await drive_at_rate(
-                "127.0.0.1", port, token, tickets[args.warmup :], args.clients, args.rate
-            )
-        else:
-            seconds, latencies, statuses = await drive(
-                "127.0.0.1", port, token, tickets[args.warmup :], args.clients
-            )
+        seconds, latencies, statuses = await drive(
+            "127.0.0.1", port, token, tickets[args.warmup :], args.clients,
+            args.rate if args.rate > 0 else None,
+        )
         api_cpu = cpu_seconds(api_pids) - api_cpu
         db_cpu = cpu_seconds(backends) - db_cpu
     finally:
