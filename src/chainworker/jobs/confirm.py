@@ -17,7 +17,6 @@ from uuid import UUID
 
 from solders.pubkey import Pubkey
 from solders.signature import Signature
-from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
 from chainworker.chain.errors import UNEXPECTED_ACCOUNT, ChainError
 from chainworker.chain.views import SignatureStatusView
@@ -27,7 +26,7 @@ from chainworker.db.requests import RequestRow
 from chainworker.db.transactions import LiveAttempt
 from chainworker.jobs import outcomes
 from chainworker.jobs.context import WorkerContext
-from chainworker.jobs.prepare import Refused, prepare_attempt
+from chainworker.jobs.prepare import Refused, prefunded_mint_lamports, prepare_attempt
 from chainworker.jobs.submit import send
 from chainworker.lifecycle import decide
 from chainworker.lifecycle.decide import Action
@@ -300,8 +299,7 @@ async def _prefunded(ctx: WorkerContext, row: LiveAttempt, code: str) -> bool:
     """A mint that failed because its address holds only lamports someone sent there."""
     if row.tx_type != "mint" or custom_program_error(code) != ALREADY_IN_USE:
         return False
-    account = await ctx.rpc.get_account(ctx.mint_key(row.tenant_id, row.ticket_id).pubkey())
-    return account is not None and account.owner == SYSTEM_PROGRAM_ID and not account.data
+    return await prefunded_mint_lamports(ctx, row.tenant_id, row.ticket_id) > 0
 
 
 async def _charge(conn: Connection, rows: list[LiveAttempt]) -> None:

@@ -183,14 +183,19 @@ async def sign_attempt(
 
 
 async def _prefunded_mint(ctx: WorkerContext, request: RequestRow, attempt: int) -> int:
-    """Lamports someone sent to the mint address before the mint was created there.
-
-    The address is secret until a first attempt is sent; once it is public, anyone can
-    fund it and so make CreateAccount fail. Only later attempts look (one read each).
-    """
+    """Lamports already at the mint address; only later attempts look (one read each)."""
     if request.operation != "mint" or attempt == 1:
         return 0
-    account = await ctx.rpc.get_account(ctx.mint_key(request.tenant_id, request.ticket_id).pubkey())
+    return await prefunded_mint_lamports(ctx, request.tenant_id, request.ticket_id)
+
+
+async def prefunded_mint_lamports(ctx: WorkerContext, tenant_id: UUID, ticket_id: UUID) -> int:
+    """Lamports someone sent to the ticket's mint address before the mint was created there.
+
+    The address is secret until a first attempt is sent; once it is public, anyone can
+    fund it and so make CreateAccount fail. 0 when the address holds anything else.
+    """
+    account = await ctx.rpc.get_account(ctx.mint_key(tenant_id, ticket_id).pubkey())
     if account is None or account.owner != SYSTEM_PROGRAM_ID or account.data:
         return 0
     return account.lamports
