@@ -6,13 +6,14 @@ is the request id, so a job enqueued twice (by a caller and by the sweeper) runs
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from uuid import UUID
 
 import asyncpg
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 
 from chainworker.db import requests
@@ -24,29 +25,61 @@ JOB_FOR_OPERATION: dict[str, str] = {
     "transfer": "transfer_ticket",
     "burn": "burn_ticket",
 }
-# Enqueue calls in flight at once: enough to hide Redis latency, few enough for one pool.
-_ENQUEUE_CONCURRENCY = 64
+# Jobs per pipeline when many are enqueued at once (the sweeper, the CLI, the relay).
+_PIPELINE_CHUNK = 1000
+
+# Arq's enqueue (ArqRedis.enqueue_job: WATCH, EXISTS, MULTI, PSETEX, ZADD, EXEC) as one
+# atomic script, so one job costs one round trip and thousands share one pipeline:
+# Arq enqueues one job per call and cannot batch. The job is Arq's own serialization
+# (tests read it back through arq.jobs.Job, and real Arq workers run it).
+# KEYS: job, result, queue. ARGV: expiry in ms, the serialized job, score (enqueue time
+# in ms), job id. 1 when new, 0 when a job or a result with this id exists already.
+_ENQUEUE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
 
 
 async def enqueue_jobs(
     arq: ArqRedis, queue_name: str, jobs: Sequence[tuple[UUID, UUID, str]]
 ) -> int:
-    """Enqueue (request_id, tenant_id, operation) jobs; returns how many were new to the queue."""
-    gate = asyncio.Semaphore(_ENQUEUE_CONCURRENCY)
+    """Enqueue (request_id, tenant_id, operation) jobs; returns how many were new to the queue.
 
-    async def one(request_id: UUID, tenant_id: UUID, operation: str) -> bool:
-        async with gate:
-            job = await arq.enqueue_job(
-                JOB_FOR_OPERATION[operation],
-                str(request_id),
-                str(tenant_id),
-                _job_id=str(request_id),
-                _queue_name=queue_name,
-            )
-            return job is not None
+    The jobs are exactly what `ArqRedis.enqueue_job` writes (function, args, enqueue
+    time, expiry), so any Arq worker runs them; the job id is the request id.
+    """
+    if not jobs:
+        return 0
+    script = arq.register_script(_ENQUEUE_SCRIPT)
+    if len(jobs) == 1:
+        return int(await script(*_script_call(arq, queue_name, *jobs[0])))
+    added = 0
+    for start in range(0, len(jobs), _PIPELINE_CHUNK):
+        pipe = arq.pipeline(transaction=False)
+        for job in jobs[start : start + _PIPELINE_CHUNK]:
+            await script(*_script_call(arq, queue_name, *job), client=pipe)
+        added += sum(int(result) for result in await pipe.execute())
+    return added
 
-    results = await asyncio.gather(*(one(*job) for job in jobs))
-    return sum(results)
+
+def _script_call(
+    arq: ArqRedis, queue_name: str, request_id: UUID, tenant_id: UUID, operation: str
+) -> tuple[list[str], list[str | bytes | int]]:
+    """Keys and arguments of _ENQUEUE_SCRIPT for one job."""
+    job_id = str(request_id)
+    enqueued_ms = timestamp_ms()
+    job = serialize_job(
+        JOB_FOR_OPERATION[operation],
+        (job_id, str(tenant_id)),
+        {},
+        None,
+        enqueued_ms,
+        serializer=arq.job_serializer,
+    )
+    keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue_name]
+    return keys, [arq.expires_extra_ms, job, enqueued_ms, job_id]
 
 
 async def request_operation(

@@ -1,0 +1,82 @@
+"""Bulk requests: thousands of ids are recorded and queued in a few round trips."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from arq import create_pool as create_arq_pool
+from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio.connection import Connection as RedisConnection
+
+from chainworker.config import Settings
+from chainworker.db import seed as seed_data
+from chainworker.db.pool import create_pool
+from chainworker.db.requests import NewRequest
+from chainworker.jobs.enqueue import drop_queue, request_operation
+from tests.conftest import TestDatabase, own_queue_name
+
+TICKETS = 3000
+
+
+@pytest.fixture
+async def arq(redis_url: str) -> AsyncIterator[ArqRedis]:
+    pool = await create_arq_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        yield pool
+    finally:
+        await pool.aclose()
+
+
+def count_round_trips(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count what this process writes to Redis and PostgreSQL (the servers are real)."""
+    counts = {"redis": 0, "postgres": 0}
+    send = RedisConnection.send_packed_command
+
+    async def counted_send(self: RedisConnection, *args: Any, **kwargs: Any) -> None:
+        counts["redis"] += 1
+        await send(self, *args, **kwargs)
+
+    connection: Any = asyncpg.connection.Connection  # private methods, untyped
+    execute, simple = connection._execute, connection.execute
+
+    async def counted_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counts["postgres"] += 1
+        return await execute(self, *args, **kwargs)
+
+    async def counted_simple(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if not args:  # with arguments, execute() goes through _execute
+            counts["postgres"] += 1
+        return await simple(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(RedisConnection, "send_packed_command", counted_send)
+    monkeypatch.setattr(connection, "_execute", counted_execute)
+    monkeypatch.setattr(connection, "execute", counted_simple)
+    return counts
+
+
+async def test_thousands_of_ids_take_a_few_round_trips(
+    fresh_db: TestDatabase, arq: ArqRedis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = await create_pool(fresh_db.app_dsn, settings)
+    queue = own_queue_name("bulk")
+    try:
+        seeded = await seed_data.seed_tenant(pool, tickets=TICKETS)
+        async with pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")  # the connection is open before counting
+        counts = count_round_trips(monkeypatch)
+        recorded = await request_operation(
+            pool, arq, queue, seeded.tenant_id, "mint",
+            [NewRequest(t, "mint") for t in seeded.ticket_ids], source="cli",
+        )
+        monkeypatch.undo()
+        assert len(recorded) == TICKETS and all(r.created for r in recorded)
+        assert await arq.zcard(queue) == TICKETS
+        # BEGIN, tenant context, one insert for all, COMMIT; a pipeline per 1,000 jobs.
+        assert counts["postgres"] <= 6, counts
+        assert counts["redis"] <= 2 * (TICKETS // 1000 + 1), counts
+    finally:
+        await drop_queue(arq, queue)
+        await pool.close()
