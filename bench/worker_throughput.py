@@ -8,7 +8,9 @@ In one run it measures
 - one worker (in this process, so its database statements can be counted) minting
   `--tickets` recorded requests: confirmed mints per second, p50/p99 latency from
   request recorded to ticket minted, and database statements per mint;
-and prints the ratio of the two rates. `--extra-workers K` starts K more
+and prints the ratio of the two rates. For scale it also measures Arq alone: how many
+no-op jobs one process runs per second with the worker's settings (the ceiling of the
+job machinery before any work). `--extra-workers K` starts K more
 `chainworker worker` processes on the same queue (statements are then counted for
 this process only, so none is printed). It creates its own database and drops it.
 """
@@ -31,6 +33,7 @@ from typing import Any
 import asyncpg
 from arq import create_pool as create_arq_pool
 from arq.connections import RedisSettings
+from arq.worker import Worker, func
 
 from chainworker import services
 from chainworker.config import load_settings
@@ -38,7 +41,7 @@ from chainworker.db import seed as seed_data
 from chainworker.db.migrate import migrate
 from chainworker.db.pool import create_pool
 from chainworker.db.requests import NewRequest
-from chainworker.jobs.enqueue import request_operation
+from chainworker.jobs.enqueue import drop_queue, request_operation
 from chainworker.jobs.worker import make_worker
 from chainworker.localnet.process import start_localnet
 
@@ -168,6 +171,35 @@ async def run_worker_bench(rpc_url: str, tickets: int, extra_workers: int = 0) -
         await admin.close()
 
 
+async def arq_floor(jobs: int) -> float:
+    """No-op jobs per second through Arq alone, with the worker's queue settings."""
+    settings = load_settings()
+    redis = await services.resolve_redis(settings)
+    queue = f"chainworker:bench:noop:{uuid.uuid4().hex[:8]}"
+    arq = await create_arq_pool(RedisSettings.from_dsn(redis.url))
+
+    async def noop(ctx: dict[str, Any], request_id: str, tenant_id: str) -> None:
+        return None
+
+    try:
+        for n in range(jobs):
+            await arq.enqueue_job("noop", str(n), "-", _job_id=f"{queue}:{n}", _queue_name=queue)
+        worker = Worker(
+            functions=[func(noop, name="noop")], queue_name=queue,
+            redis_settings=RedisSettings.from_dsn(redis.url),
+            max_jobs=settings.worker_max_jobs, poll_delay=settings.worker_poll_delay_seconds,
+            keep_result=0, burst=True, handle_signals=False, log_results=False,
+        )
+        started = time.monotonic()
+        await worker.async_run()
+        elapsed = time.monotonic() - started
+        await worker.close()
+        return jobs / elapsed
+    finally:
+        await drop_queue(arq, queue)
+        await arq.aclose()
+
+
 async def admin_count(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -191,6 +223,7 @@ def main() -> None:
         )
         result = asyncio.run(run_worker_bench(node.rpc_url, args.tickets, args.extra_workers))
     raw_rate = raw["executed_per_s"]
+    floor = asyncio.run(arq_floor(args.tickets))
     print(f"localnet raw capacity (Token-2022 mints, executed): {raw_rate:,.0f}/s")
     processes = 1 + args.extra_workers
     print(f"worker processes: {processes}")
@@ -203,6 +236,8 @@ def main() -> None:
     if processes == 1:
         print(f"database statements per mint: {result['statements_per_mint']:.1f}")
     print(f"ratio worker / raw capacity: {result['mints_per_s'] / raw_rate:.2f}")
+    print(f"Arq alone, same settings: {floor:,.0f} no-op jobs/s "
+          f"({1000 / floor:.2f} ms of the worker process per job before any work)")
 
 
 if __name__ == "__main__":
