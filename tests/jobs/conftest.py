@@ -5,6 +5,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from arq import create_pool as create_arq_pool
+from arq.connections import ArqRedis, RedisSettings
 
 from chainworker.localnet.process import LocalnetProcess
 from tests.conftest import TestDatabase
@@ -27,3 +29,13 @@ async def admin(fresh_db: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def arq(redis_url: str) -> AsyncIterator[ArqRedis]:
+    """An Arq client on the tests' Redis."""
+    pool = await create_arq_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        yield pool
+    finally:
+        await pool.aclose()

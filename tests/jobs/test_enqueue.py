@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
-from arq import create_pool as create_arq_pool
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from redis.asyncio.connection import Connection as RedisConnection
 
 from chainworker.config import Settings
@@ -19,15 +17,6 @@ from chainworker.jobs.enqueue import drop_queue, request_operation
 from tests.conftest import TestDatabase, own_queue_name
 
 TICKETS = 3000
-
-
-@pytest.fixture
-async def arq(redis_url: str) -> AsyncIterator[ArqRedis]:
-    pool = await create_arq_pool(RedisSettings.from_dsn(redis_url))
-    try:
-        yield pool
-    finally:
-        await pool.aclose()
 
 
 def count_round_trips(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:

@@ -14,8 +14,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-from arq import create_pool
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from solders.transaction import VersionedTransaction
 
 from chainworker.config import load_settings
@@ -30,15 +29,6 @@ from chainworker.jobs.worker import build_context
 from chainworker.localnet.process import LocalnetProcess
 from chainworker.ops import metrics
 from tests.conftest import TestDatabase
-
-
-@pytest.fixture
-async def arq(redis_url: str) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(RedisSettings.from_dsn(redis_url))
-    try:
-        yield pool
-    finally:
-        await pool.aclose()
 
 
 @pytest.fixture
