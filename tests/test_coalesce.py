@@ -147,3 +147,66 @@ def test_closing_fails_callers_still_waiting_with_the_given_error() -> None:
             await waiting
 
     run(scenario())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    items=st.lists(st.integers(0, 1000), min_size=1, max_size=60),
+    max_batch=st.integers(1, 12),
+    in_flight=st.integers(1, 3),
+)
+def test_max_in_flight_bounds_concurrent_flushes_and_loses_nobody(
+    items: list[int], max_batch: int, in_flight: int
+) -> None:
+    running = {"now": 0, "most": 0}
+
+    async def flush(batch: list[int]) -> list[int | BaseException]:
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        await asyncio.sleep(0.002)
+        running["now"] -= 1
+        return [i + 1 for i in batch]
+
+    async def scenario() -> list[int]:
+        coalescer: Coalescer[int, int] = Coalescer(
+            flush, max_batch=max_batch, linger_seconds=0.0005, name="test",
+            max_in_flight=in_flight,
+        )
+        try:
+            return await asyncio.gather(*(coalescer.submit(i) for i in items))
+        finally:
+            await coalescer.close(RuntimeError("closed"))
+
+    assert run(scenario()) == [i + 1 for i in items]
+    assert 1 <= running["most"] <= in_flight
+
+
+def test_callers_arriving_during_a_flush_make_up_the_next_batch() -> None:
+    """With one flush in flight, a slow flush lets the next batch grow (group commit)."""
+    batches: list[list[int]] = []
+    first_started = asyncio.Event()
+
+    async def flush(batch: list[int]) -> list[int | BaseException]:
+        batches.append(batch)
+        first_started.set()
+        await asyncio.sleep(0.05)
+        return list(batch)
+
+    async def scenario() -> None:
+        coalescer: Coalescer[int, int] = Coalescer(
+            flush, max_batch=100, linger_seconds=0.001, name="test", max_in_flight=1
+        )
+        try:
+            first = asyncio.create_task(coalescer.submit(0))
+            await first_started.wait()
+            late = []
+            for i in range(1, 21):  # they trickle in while the first flush runs
+                late.append(asyncio.create_task(coalescer.submit(i)))
+                await asyncio.sleep(0.001)
+            assert await first == 0
+            assert [await task for task in late] == list(range(1, 21))
+        finally:
+            await coalescer.close(RuntimeError("closed"))
+
+    run(scenario())
+    assert batches == [[0], list(range(1, 21))]

@@ -3,6 +3,10 @@
 Each caller awaits its own item's result; behind the scenes, items that arrive within
 a few milliseconds of each other go to `flush` as one list. Sends share one JSON-RPC
 batch this way, and the requests of concurrent jobs share one database transaction.
+
+With `max_in_flight`, at most that many flushes run at once and items arriving
+meanwhile wait for the next one: the busier the flush, the bigger the next batch
+(group commit that adapts to load, rather than many small concurrent batches).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class Coalescer(Generic[Item, Result]):
         linger_seconds: float,
         name: str,
         on_error: Callable[[Exception], BaseException] = lambda error: error,
+        max_in_flight: int | None = None,
     ) -> None:
         """`on_error` turns an exception raised by `flush` into what every caller gets."""
         self._flush = flush
@@ -39,6 +44,7 @@ class Coalescer(Generic[Item, Result]):
         self._wakeup = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
 
     async def submit(self, item: Item) -> Result:
         if self._runner is None or self._runner.done():
@@ -54,14 +60,23 @@ class Coalescer(Generic[Item, Result]):
             self._wakeup.clear()
             if len(self._pending) < self._max_batch:
                 await asyncio.sleep(self._linger)  # let concurrent callers join this batch
+            if self._slots is not None:
+                await self._slots.acquire()  # callers arriving meanwhile join this batch
             cut = self._max_batch
             batch, self._pending = self._pending[:cut], self._pending[cut:]
             if self._pending:
                 self._wakeup.set()
-            if batch:
-                task = asyncio.create_task(self._deliver(batch))
-                self._flushes.add(task)
-                task.add_done_callback(self._flushes.discard)
+            if not batch:
+                self._release_slot()
+                continue
+            task = asyncio.create_task(self._deliver(batch))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+            task.add_done_callback(lambda _: self._release_slot())
+
+    def _release_slot(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
 
     async def _deliver(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
 
     # --- worker ---------------------------------------------------------
     queue_name: str = "chainworker:queue"
-    worker_max_jobs: int = Field(default=100, ge=1, le=1000)
+    worker_max_jobs: int = Field(default=300, ge=1, le=1000)
     # How often an idle or full worker looks at the queue again (Arq's default is 0.5 s,
     # which caps a worker at about max_jobs / 0.5 s jobs per second).
     worker_poll_delay_seconds: float = Field(default=0.05, gt=0, le=5)

@@ -1,7 +1,8 @@
 """Group commit: the requests of concurrent jobs, decided and recorded together.
 
-Jobs that start within a few milliseconds of each other hand their request to one
-flush, which opens one transaction per tenant and operation: requests, tickets and
+Jobs hand their request to one flush at a time: those that start while a flush runs,
+or within a few milliseconds of each other, make up the next. A flush opens one
+transaction per tenant and operation: requests, tickets and
 transfers are locked in id order, checked, signed and recorded in a handful of
 statements instead of a handful per request. Whatever is out of the ordinary (a
 refusal, a ticket with a live transaction, a spending limit it would pass, a database
@@ -38,6 +39,9 @@ from chainworker.ops import logs, metrics
 
 MAX_GROUP = 64
 LINGER_SECONDS = 0.005
+# One flush at a time: the jobs that start while it runs make up the next group, so
+# groups grow with the load (measured: two at a time gave smaller groups, fewer mints/s).
+FLUSHES_IN_FLIGHT = 1
 
 log = logs.get_logger(__name__)
 
@@ -69,7 +73,8 @@ class SubmitGroup:
             return await record_jobs(ctx, jobs)
 
         self._jobs: Coalescer[Job, Outcome] = Coalescer(
-            flush, max_batch=max_group, linger_seconds=linger_seconds, name="submit-group"
+            flush, max_batch=max_group, linger_seconds=linger_seconds, name="submit-group",
+            max_in_flight=FLUSHES_IN_FLIGHT,
         )
 
     async def submit(self, job: Job) -> Outcome:

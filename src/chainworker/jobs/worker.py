@@ -26,6 +26,7 @@ from chainworker.db.pool import create_pool
 from chainworker.jobs import confirm as confirm_loop
 from chainworker.jobs import relay, submit
 from chainworker.jobs import sweeper as sweeper_loop
+from chainworker.jobs.batch_start import BatchStartWorker
 from chainworker.jobs.context import WorkerContext
 from chainworker.jobs.group import SubmitGroup
 from chainworker.lifecycle.model import Policy
@@ -112,7 +113,7 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
             await worker_ctx.rpc.close()
             await worker_ctx.pool.close()
 
-    return Worker(
+    return BatchStartWorker(
         functions=[
             func(submit.mint_ticket, name="mint_ticket", max_tries=JOB_MAX_TRIES),
             func(submit.transfer_ticket, name="transfer_ticket", max_tries=JOB_MAX_TRIES),

@@ -1,0 +1,136 @@
+"""BatchStartWorker: Arq's start checks, made for a whole poll in one Redis script."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
+from arq.worker import func
+
+from chainworker.jobs.batch_start import BatchStartWorker
+from chainworker.jobs.enqueue import drop_queue
+from tests.conftest import own_queue_name
+from tests.helpers import wait_for
+
+
+class Probe:
+    """A job function that records each run and waits at a gate."""
+
+    def __init__(self) -> None:
+        self.runs: Counter[int] = Counter()
+        self.running = 0
+        self.most_at_once = 0
+        self.gate = asyncio.Event()
+
+    async def run(self, ctx: dict[str, Any], n: int) -> None:
+        self.runs[n] += 1
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await self.gate.wait()
+        finally:
+            self.running -= 1
+
+
+@pytest.fixture
+async def queue(arq: ArqRedis) -> AsyncIterator[str]:
+    name = own_queue_name("batch-start")
+    yield name
+    await drop_queue(arq, name)
+
+
+def make_worker(arq: ArqRedis, queue: str, probe: Probe, max_jobs: int) -> BatchStartWorker:
+    return BatchStartWorker(
+        functions=[func(probe.run, name="probe")], queue_name=queue, redis_pool=arq,
+        max_jobs=max_jobs, poll_delay=0.01, keep_result=0, handle_signals=False,
+        log_results=False, job_timeout=30,
+    )
+
+
+async def enqueue(arq: ArqRedis, queue: str, count: int, **options: Any) -> list[bytes]:
+    ids = []
+    for n in range(count):
+        job = await arq.enqueue_job("probe", n, _job_id=f"{queue}:{n}", _queue_name=queue,
+                                    **options)
+        assert job is not None
+        ids.append(job.job_id.encode())
+    return ids
+
+
+async def settle(condition: Callable[[], bool], what: str) -> None:
+    async def check() -> bool:
+        return condition()
+
+    await wait_for(check, 10, what, interval=0.01)
+
+
+async def poll_until_empty(arq: ArqRedis, queue: str, *workers: BatchStartWorker) -> None:
+    """Poll as Arq's main loop does, every worker seeing the same ids, until none is queued."""
+    for _ in range(200):
+        due = await arq.zrangebyscore(queue, min=float("-inf"), max=float("inf"))
+        if not due:
+            return
+        orders = [due if k % 2 == 0 else due[::-1] for k in range(len(workers))]
+        await asyncio.gather(*(w.start_jobs(ids) for w, ids in zip(workers, orders, strict=True)))
+        await asyncio.sleep(0.02)
+    raise AssertionError("the queue never emptied")
+
+
+async def test_a_poll_starts_no_more_jobs_than_max_jobs_and_later_polls_the_rest(
+    arq: ArqRedis, queue: str
+) -> None:
+    probe = Probe()
+    worker = make_worker(arq, queue, probe, max_jobs=3)
+    ids = await enqueue(arq, queue, 7)
+    await worker.start_jobs(ids)
+    await settle(lambda: probe.running == 3, "three jobs running")
+    await asyncio.sleep(0.05)
+    assert probe.running == 3 and sum(probe.runs.values()) == 3
+    probe.gate.set()
+    await settle(lambda: worker.job_counter == 0, "every slot given back")
+    await poll_until_empty(arq, queue, worker)
+    await settle(lambda: sum(probe.runs.values()) == 7 and probe.running == 0, "all seven run")
+    assert probe.runs == Counter(range(7)) and probe.most_at_once == 3
+    await settle(lambda: worker.job_counter == 0, "every slot given back")
+
+
+async def test_a_job_held_elsewhere_not_yet_due_or_unknown_is_not_started(
+    arq: ArqRedis, queue: str
+) -> None:
+    probe = Probe()
+    probe.gate.set()
+    worker = make_worker(arq, queue, probe, max_jobs=10)
+    due = await enqueue(arq, queue, 2)
+    deferred = await arq.enqueue_job(
+        "probe", 90, _job_id=f"{queue}:later", _queue_name=queue, _defer_by=60
+    )
+    assert deferred is not None
+    held = due[1].decode()
+    await arq.psetex(in_progress_key_prefix + held, 60_000, b"1")  # another worker runs it
+    await worker.start_jobs([*due, deferred.job_id.encode(), f"{queue}:gone".encode()])
+    await settle(lambda: probe.runs[0] == 1, "the due job run")
+    await asyncio.sleep(0.05)
+    assert probe.runs == Counter({0: 1})
+    assert set(worker.tasks) == {due[0].decode()}
+    assert not await arq.exists(in_progress_key_prefix + deferred.job_id)
+    assert await arq.zscore(queue, held) is not None  # still queued for its holder
+    await settle(lambda: worker.job_counter == 0, "no slot kept by a skipped id")
+
+
+async def test_two_workers_on_one_queue_never_start_the_same_job(
+    arq: ArqRedis, queue: str
+) -> None:
+    probe = Probe()
+    probe.gate.set()
+    first = make_worker(arq, queue, probe, max_jobs=40)
+    second = make_worker(arq, queue, probe, max_jobs=40)
+    await enqueue(arq, queue, 300)
+    await poll_until_empty(arq, queue, first, second)  # one in id order, one reversed
+    await settle(lambda: sum(probe.runs.values()) >= 300 and probe.running == 0, "300 runs")
+    await asyncio.sleep(0.1)
+    assert probe.runs == Counter(range(300))
