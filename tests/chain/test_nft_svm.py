@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
@@ -287,3 +288,49 @@ def test_transfer_to_the_current_holder_is_rejected(svm: LiteSVM, authority: Key
             memo="x",
             recent_blockhash=svm.latest_blockhash(),
         )
+
+
+def test_mints_by_two_authorities_in_turn_each_carry_their_own_authority(
+    svm: LiteSVM, authority: Keypair
+) -> None:
+    """Instruction templates are kept per authority: alternating must not mix them up."""
+    other = Keypair()
+    svm.airdrop(other.pubkey(), 10 * 10**9)
+    for signer in (authority, other, authority):
+        minted = mint_one(svm, signer)
+        state = read_mint(svm, minted.mint.pubkey())
+        assert state.base.supply == 1 and state.base.mint_authority is None
+        assert state.permanent_delegate == signer.pubkey()
+        assert balance(svm, minted.holder, minted.mint.pubkey()) == 1
+
+
+def test_built_transactions_verify_and_name_only_real_accounts(
+    svm: LiteSVM, authority: Keypair
+) -> None:
+    mint, holder = Keypair(), Keypair().pubkey()
+    common: dict[str, Any] = {"memo": "m", "recent_blockhash": svm.latest_blockhash()}
+    built = [
+        nft.build_mint(
+            authority=authority, mint=mint, holder=holder, name="N", symbol="S", uri="u",
+            ticket_id=uuid.uuid4(), event_id=uuid.uuid4(), **common,
+        ),
+        nft.build_transfer(
+            authority=authority, mint=mint.pubkey(), from_holder=holder,
+            to_holder=Keypair().pubkey(), **common,
+        ),
+        nft.build_burn(authority=authority, mint=mint.pubkey(), holder=holder, **common),
+    ]
+    for signed in built:
+        assert all(signed.transaction.verify_with_results())
+        keys = signed.transaction.message.account_keys
+        assert nft._MINT_SLOT not in keys and nft._ACCOUNT_SLOT not in keys
+    assert built[0].transaction.message.account_keys[:2] == [authority.pubkey(), mint.pubkey()]
+    assert holder_token_account(holder, mint.pubkey()) in built[0].transaction.message.account_keys
+
+
+def test_signing_refuses_signers_that_do_not_match_the_message(authority: Keypair) -> None:
+    stranger = Keypair()
+    memo = token2022.memo("m")
+    with pytest.raises(ValueError, match="required signers"):
+        nft._sign({authority.pubkey(): authority, stranger.pubkey(): stranger},
+                  authority.pubkey(), [memo], Hash.default())

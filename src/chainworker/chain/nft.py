@@ -10,15 +10,16 @@ so transfers and burns never need the holder's signature.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
 
 from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
 from solders.hash import Hash
-from solders.instruction import Instruction
+from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
-from solders.message import MessageV0
+from solders.message import MessageV0, to_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.system_program import (
@@ -100,6 +101,88 @@ def holder_token_account(holder: Pubkey, mint: Pubkey) -> Pubkey:
     return get_associated_token_address(holder, mint, TOKEN_2022_PROGRAM_ID)
 
 
+_last_authority: tuple[Keypair, Pubkey] | None = None
+
+
+def _public_key(authority: Keypair) -> Pubkey:
+    """The authority's public key, derived once: every build signs with the same keypair."""
+    global _last_authority
+    if _last_authority is None or _last_authority[0] is not authority:
+        _last_authority = (authority, authority.pubkey())
+    return _last_authority[1]
+
+
+# Stand-ins for a ticket's mint and holder account in the instruction templates below.
+_MINT_SLOT: Final = Pubkey(bytes([1] * 32))
+_ACCOUNT_SLOT: Final = Pubkey(bytes([2] * 32))
+
+
+@dataclass(frozen=True)
+class _Template:
+    """An instruction built once by spl's builder, with stand-ins for per-ticket accounts."""
+
+    instruction: Instruction
+
+    def rebind(self, mint: Pubkey, account: Pubkey | None = None) -> Instruction:
+        slots = {_MINT_SLOT: mint}
+        if account is not None:
+            slots[_ACCOUNT_SLOT] = account
+        return Instruction(
+            self.instruction.program_id,
+            self.instruction.data,
+            [
+                AccountMeta(slots.get(meta.pubkey, meta.pubkey), meta.is_signer,
+                            meta.is_writable)
+                for meta in self.instruction.accounts
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class _MintTemplates:
+    initialize_mint: _Template
+    mint_one: _Template
+    remove_mint_authority: _Template
+
+
+@functools.lru_cache(maxsize=4)
+def _mint_templates(authority: Pubkey) -> _MintTemplates:
+    """The mint's instructions whose data is the same for every ticket.
+
+    spl's builders encode instruction data with `construct`, which costs more than the
+    rest of the transaction together; built once per authority, they are only rebound.
+    """
+    return _MintTemplates(
+        initialize_mint=_Template(initialize_mint2(
+            InitializeMint2Params(
+                decimals=NFT_DECIMALS,
+                program_id=TOKEN_2022_PROGRAM_ID,
+                mint=_MINT_SLOT,
+                mint_authority=authority,
+            )
+        )),
+        mint_one=_Template(mint_to_checked(
+            MintToCheckedParams(
+                program_id=TOKEN_2022_PROGRAM_ID,
+                mint=_MINT_SLOT,
+                dest=_ACCOUNT_SLOT,
+                mint_authority=authority,
+                amount=1,
+                decimals=NFT_DECIMALS,
+            )
+        )),
+        remove_mint_authority=_Template(set_authority(
+            SetAuthorityParams(
+                program_id=TOKEN_2022_PROGRAM_ID,
+                account=_MINT_SLOT,
+                authority=AuthorityType.MINT_TOKENS,
+                current_authority=authority,
+                new_authority=None,
+            )
+        )),
+    )
+
+
 def _check_text(label: str, value: str, max_bytes: int, *, allow_empty: bool = True) -> None:
     size = len(value.encode("utf-8"))
     if size > max_bytes:
@@ -109,13 +192,21 @@ def _check_text(label: str, value: str, max_bytes: int, *, allow_empty: bool = T
 
 
 def _sign(
-    payer: Keypair,
-    signers: list[Keypair],
+    signers: dict[Pubkey, Keypair],
+    payer: Pubkey,
     instructions: list[Instruction],
     recent_blockhash: Hash,
 ) -> SignedTx:
-    message = MessageV0.try_compile(payer.pubkey(), instructions, [], recent_blockhash)
-    transaction = VersionedTransaction(message, [payer, *signers])
+    """Compile and sign. Signers come with their public keys: deriving one from a keypair
+    costs as much as a signature, and VersionedTransaction(message, keypairs) derives each."""
+    message = MessageV0.try_compile(payer, instructions, [], recent_blockhash)
+    required = message.account_keys[: message.header.num_required_signatures]
+    if set(required) != set(signers):
+        raise ValueError("the signers do not match the transaction's required signers")
+    data = to_bytes_versioned(message)
+    transaction = VersionedTransaction.populate(
+        message, [signers[key].sign_message(data) for key in required]
+    )
     raw = bytes(transaction)
     if len(raw) > PACKET_DATA_SIZE:
         raise ValueError(f"transaction is {len(raw)} bytes; the limit is {PACKET_DATA_SIZE}")
@@ -154,22 +245,16 @@ def build_mint(
     _check_text("uri", uri, URI_MAX_BYTES)
     instructions = _prelude(compute, memo)
 
-    payer = authority.pubkey()
+    payer = _public_key(authority)
     mint_key = mint.pubkey()
+    templates = _mint_templates(payer)
     fields = [(TICKET_ID_FIELD, str(ticket_id)), (EVENT_ID_FIELD, str(event_id))]
     lamports = token2022.rent_exempt_lamports(token2022.final_mint_size(name, symbol, uri, fields))
     instructions += _mint_account(payer, mint_key, lamports, prefunded_lamports)
     instructions += [
         token2022.initialize_metadata_pointer(mint_key, payer, mint_key),
         token2022.initialize_permanent_delegate(mint_key, payer),
-        initialize_mint2(
-            InitializeMint2Params(
-                decimals=NFT_DECIMALS,
-                program_id=TOKEN_2022_PROGRAM_ID,
-                mint=mint_key,
-                mint_authority=payer,
-            )
-        ),
+        templates.initialize_mint.rebind(mint_key),
         token2022.initialize_token_metadata(
             mint=mint_key,
             update_authority=payer,
@@ -187,28 +272,11 @@ def build_mint(
     ]
     instructions += [
         create_idempotent_associated_token_account(payer, holder, mint_key, TOKEN_2022_PROGRAM_ID),
-        mint_to_checked(
-            MintToCheckedParams(
-                program_id=TOKEN_2022_PROGRAM_ID,
-                mint=mint_key,
-                dest=holder_token_account(holder, mint_key),
-                mint_authority=payer,
-                amount=1,
-                decimals=NFT_DECIMALS,
-            )
-        ),
-        set_authority(
-            SetAuthorityParams(
-                program_id=TOKEN_2022_PROGRAM_ID,
-                account=mint_key,
-                authority=AuthorityType.MINT_TOKENS,
-                current_authority=payer,
-                new_authority=None,
-            )
-        ),
+        templates.mint_one.rebind(mint_key, holder_token_account(holder, mint_key)),
+        templates.remove_mint_authority.rebind(mint_key),
         token2022.memo(memo),
     ]
-    return _sign(authority, [mint], instructions, recent_blockhash)
+    return _sign({payer: authority, mint_key: mint}, payer, instructions, recent_blockhash)
 
 
 def _mint_account(payer: Pubkey, mint: Pubkey, lamports: int, prefunded: int) -> list[Instruction]:
@@ -250,7 +318,7 @@ def build_transfer(
     if from_holder == to_holder:
         raise ValueError("the new holder is the current holder")
     instructions = _prelude(compute, memo)
-    payer = authority.pubkey()
+    payer = _public_key(authority)
     instructions += [
         create_idempotent_associated_token_account(payer, to_holder, mint, TOKEN_2022_PROGRAM_ID),
         transfer_checked(
@@ -266,7 +334,7 @@ def build_transfer(
         ),
         token2022.memo(memo),
     ]
-    return _sign(authority, [], instructions, recent_blockhash)
+    return _sign({payer: authority}, payer, instructions, recent_blockhash)
 
 
 def build_burn(
@@ -280,17 +348,18 @@ def build_burn(
 ) -> SignedTx:
     """Destroy the ticket (amount 1) in the holder's account, signed by the permanent delegate."""
     instructions = _prelude(compute, memo)
+    payer = _public_key(authority)
     instructions += [
         burn_checked(
             BurnCheckedParams(
                 program_id=TOKEN_2022_PROGRAM_ID,
                 mint=mint,
                 account=holder_token_account(holder, mint),
-                owner=authority.pubkey(),
+                owner=payer,
                 amount=1,
                 decimals=NFT_DECIMALS,
             )
         ),
         token2022.memo(memo),
     ]
-    return _sign(authority, [], instructions, recent_blockhash)
+    return _sign({payer: authority}, payer, instructions, recent_blockhash)
