@@ -1,16 +1,19 @@
 """End-to-end worker throughput: request recorded -> ticket minted, against the localnet.
 
-Run: python bench/worker_throughput.py [--tickets 2000] [--slot-ms 400] [--extra-workers 0]
+Run: python bench/worker_throughput.py [--tickets 6000] [--slot-ms 400] [--extra-workers 0]
 
 In one run it measures
-- the localnet's raw sendTransaction capacity for Token-2022 mints (pre-signed,
-  sent over HTTP, until every one has landed);
+- the localnet's raw sendTransaction capacity for the transactions the worker sends:
+  `--tickets` ticket NFT mints built by `chain/nft.py` (mint account with its
+  extensions and metadata, holder's account, MintToChecked, authority removed, memo),
+  pre-signed, sent over HTTP by 8 connections, counted until every one has landed;
+- the same for a plain Token-2022 mint (four instructions), for scale;
 - one worker (in this process, so its database statements can be counted) minting
   `--tickets` recorded requests: confirmed mints per second, p50/p99 latency from
   request recorded to ticket minted, and database statements per mint;
-and prints the ratio of the two rates. For scale it also measures Arq alone: how many
-no-op jobs one process runs per second with the worker's settings (the ceiling of the
-job machinery before any work). `--extra-workers K` starts K more
+and prints the ratio of the worker's rate to the first. For scale it also measures Arq
+alone: how many no-op jobs one process runs per second with the worker's settings (the
+ceiling of the job machinery before any work). `--extra-workers K` starts K more
 `chainworker worker` processes on the same queue (statements are then counted for
 this process only, so none is printed). It creates its own database and drops it.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import os
 import statistics
@@ -33,20 +37,25 @@ from typing import Any
 import asyncpg
 from arq import create_pool as create_arq_pool
 from arq.connections import RedisSettings
-from arq.worker import Worker, func
+from arq.worker import func
+from solders.hash import Hash
+from solders.keypair import Keypair
+from solders.transaction import VersionedTransaction
 
 from chainworker import services
+from chainworker.chain import fees, nft
 from chainworker.config import load_settings
 from chainworker.db import seed as seed_data
 from chainworker.db.migrate import migrate
 from chainworker.db.pool import create_pool
 from chainworker.db.requests import NewRequest
+from chainworker.jobs.batch_start import BatchStartWorker
 from chainworker.jobs.enqueue import drop_queue, request_operation
 from chainworker.jobs.worker import make_worker
 from chainworker.localnet.process import start_localnet
 
 sys.path.insert(0, str(Path(__file__).parent))
-from localnet_throughput import measure_send, token_2022_mints
+from localnet_throughput import SOL, fund, measure_send, rpc, token_2022_mints
 
 STATEMENTS = {"count": 0}
 
@@ -125,11 +134,12 @@ async def run_worker_bench(rpc_url: str, tickets: int, extra_workers: int = 0) -
             [NewRequest(t, "mint") for t in seeded.ticket_ids], source="cli",
         )
         statements_before = STATEMENTS["count"]
+        watcher = await asyncpg.connect(server.admin_dsn(name))  # one, not one per poll
         while True:
-            done = await admin_count(server.admin_dsn(name))
-            if done >= tickets:
+            if await settled_count(watcher) >= tickets:
                 break
             await asyncio.sleep(0.1)
+        await watcher.close()
         elapsed = time.monotonic() - started
         statements = STATEMENTS["count"] - statements_before
         conn = await asyncpg.connect(server.admin_dsn(name))
@@ -184,7 +194,7 @@ async def arq_floor(jobs: int) -> float:
     try:
         for n in range(jobs):
             await arq.enqueue_job("noop", str(n), "-", _job_id=f"{queue}:{n}", _queue_name=queue)
-        worker = Worker(
+        worker = BatchStartWorker(
             functions=[func(noop, name="noop")], queue_name=queue,
             redis_settings=RedisSettings.from_dsn(redis.url),
             max_jobs=settings.worker_max_jobs, poll_delay=settings.worker_poll_delay_seconds,
@@ -200,31 +210,58 @@ async def arq_floor(jobs: int) -> float:
         await arq.aclose()
 
 
-async def admin_count(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(await conn.fetchval(
-            "SELECT count(*) FROM chain_requests WHERE status NOT IN ('queued', 'submitted')"
-        ))
-    finally:
-        await conn.close()
+def ticket_nft_mints(url: str, count: int) -> list[VersionedTransaction]:
+    """`count` ticket mints as the worker builds them: one payer, its compute budget."""
+    settings = load_settings()
+    authority = fund(url, 1, 1_000 * SOL)[0]
+    blockhash = Hash.from_string(
+        rpc(url, "getLatestBlockhash", [{"commitment": "processed"}])["value"]["blockhash"]
+    )
+
+    def build(index: int, compute: nft.ComputeBudget | None) -> VersionedTransaction:
+        ticket_id, event_id = uuid.uuid4(), uuid.uuid4()
+        return nft.build_mint(
+            authority=authority, mint=Keypair(), holder=Keypair().pubkey(),
+            name=f"Benchmark Night #{index}", symbol=settings.nft_symbol,
+            uri=f"https://tickets.example.com/{event_id}/{ticket_id}.json",
+            ticket_id=ticket_id, event_id=event_id, memo=f"cw:{uuid.uuid4()}:1",
+            recent_blockhash=blockhash, compute=compute,
+        ).transaction
+
+    simulated = rpc(url, "simulateTransaction", [
+        base64.b64encode(bytes(build(0, None))).decode(), {"encoding": "base64"},
+    ])["value"]["unitsConsumed"]
+    limit = fees.compute_unit_limit(
+        simulated, settings.compute_unit_margin, settings.compute_unit_headroom
+    )
+    return [build(index, nft.ComputeBudget(unit_limit=limit)) for index in range(count)]
+
+
+async def settled_count(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM chain_requests WHERE status NOT IN ('queued', 'submitted')"
+    ))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tickets", type=int, default=2000)
-    parser.add_argument("--raw-mints", type=int, default=1500)
+    parser.add_argument("--tickets", type=int, default=6000)
     parser.add_argument("--slot-ms", type=int, default=400)
     parser.add_argument("--extra-workers", type=int, default=0)
     args = parser.parse_args()
     with start_localnet(slot_ms=args.slot_ms) as node:
+        plain = measure_send(
+            node.rpc_url, "plain mints", token_2022_mints(node.rpc_url, args.tickets), 1, 8
+        )
         raw = measure_send(
-            node.rpc_url, "raw mints", token_2022_mints(node.rpc_url, args.raw_mints), 1, 8
+            node.rpc_url, "ticket mints", ticket_nft_mints(node.rpc_url, args.tickets), 1, 8
         )
         result = asyncio.run(run_worker_bench(node.rpc_url, args.tickets, args.extra_workers))
     raw_rate = raw["executed_per_s"]
     floor = asyncio.run(arq_floor(args.tickets))
-    print(f"localnet raw capacity (Token-2022 mints, executed): {raw_rate:,.0f}/s")
+    print(f"localnet raw capacity, ticket NFT mints (executed): {raw_rate:,.0f}/s")
+    print(f"localnet raw capacity, plain Token-2022 mints (executed), for scale: "
+          f"{plain['executed_per_s']:,.0f}/s")
     processes = 1 + args.extra_workers
     print(f"worker processes: {processes}")
     print(f"worker end to end: {result['mints']:.0f} mints in {result['seconds']:.1f} s "
