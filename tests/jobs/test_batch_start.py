@@ -11,6 +11,7 @@ import pytest
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.worker import func
+from redis.exceptions import ResponseError
 
 from chainworker.jobs.batch_start import BatchStartWorker
 from chainworker.jobs.enqueue import drop_queue
@@ -134,3 +135,19 @@ async def test_two_workers_on_one_queue_never_start_the_same_job(
     await settle(lambda: sum(probe.runs.values()) >= 300 and probe.running == 0, "300 runs")
     await asyncio.sleep(0.1)
     assert probe.runs == Counter(range(300))
+
+
+async def test_a_failed_claim_gives_its_slots_back(arq: ArqRedis, queue: str) -> None:
+    probe = Probe()
+    worker = make_worker(arq, queue, probe, max_jobs=4)
+    await arq.set(queue, b"not a sorted set")  # a real Redis error: WRONGTYPE in the script
+    for _ in range(3):
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            # Slots that leaked would make this wait for a free one forever.
+            await asyncio.wait_for(worker.start_jobs([b"a", b"b", b"c", b"d"]), 5)
+    await arq.delete(queue)
+    ids = await enqueue(arq, queue, 4)
+    await asyncio.wait_for(worker.start_jobs(ids), 5)
+    await settle(lambda: probe.running == 4, "all four slots in use")
+    probe.gate.set()
+    await settle(lambda: worker.job_counter == 0, "every slot given back")

@@ -56,9 +56,14 @@ class BatchStartWorker(Worker):
                 self._release(acquired)
                 return None
             batch, remaining = remaining[:slots], remaining[slots:]
-            reply = await claim(
-                args=[self.queue_name, in_progress_key_prefix, timeout_ms, timestamp_ms(), *batch]
-            )
+            try:
+                reply = await claim(
+                    args=[self.queue_name, in_progress_key_prefix, timeout_ms, timestamp_ms(),
+                          *batch]
+                )
+            except BaseException:
+                self._release(acquired)  # Redis failed: the slots must not leak
+                raise
             for index in range(0, len(reply), 2):
                 job_id = reply[index].decode()
                 self.job_counter += 1
