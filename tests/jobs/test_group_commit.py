@@ -131,6 +131,27 @@ async def test_a_ticket_with_a_live_transaction_is_handed_back_alone(
     assert recorded == {busy: (1, prepared.signature), other: (1, joined.signature)}
 
 
+async def test_a_ticket_locked_elsewhere_sends_the_group_back_instead_of_holding_it(
+    ctx: WorkerContext, admin_conn: asyncpg.Connection, fresh_db: TestDatabase
+) -> None:
+    """One flush runs at a time: it must not wait on a row lock for as long as it is held."""
+    a = await seed_data.seed_tenant(ctx.pool, tickets=3)
+    ids = await record(ctx, a.tenant_id, "mint", a.ticket_ids)
+    holder = await asyncpg.connect(fresh_db.admin_dsn)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM tickets WHERE id = $1 FOR UPDATE", a.ticket_ids[1])
+            # Without the group's lock timeout this waits until the holder lets go.
+            outcomes = await asyncio.wait_for(
+                record_jobs(ctx, [Job("mint", i, a.tenant_id, None) for i in ids]), 15
+            )
+    finally:
+        await holder.close()
+    assert outcomes == [RUN_ALONE] * 3
+    assert await attempts(admin_conn) == {}  # the group's transaction left nothing behind
+    assert set((await statuses(admin_conn)).values()) == {"queued"}
+
+
 @pytest.mark.parametrize(("limit", "recorded"), [(10**10, 2), (1000, 0)])
 async def test_a_tenants_spending_limit_is_weighed_for_each_request(
     ctx: WorkerContext, admin_conn: asyncpg.Connection, limit: int, recorded: int

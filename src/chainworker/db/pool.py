@@ -21,12 +21,14 @@ ActorType = Literal["user", "system", "admin", "service"]
 # What queries take: a plain connection or one borrowed from the pool.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
+# lock_timeout: NULL keeps whatever the session has.
 _SET_CONTEXT = """
 SELECT set_tenant_context($1::uuid),
        set_config('app.actor_type', $2, true),
        set_config('app.status_change_reason', $3, true),
        set_config('app.status_change_source', $4, true),
-       set_config('app.current_user_id', $5, true)
+       set_config('app.current_user_id', $5, true),
+       set_config('lock_timeout', coalesce($6::text, current_setting('lock_timeout')), true)
 """
 
 
@@ -55,10 +57,16 @@ async def set_context(
     reason: str = "",
     source: str = "chainworker",
     user_id: UUID | None = None,
+    lock_timeout_ms: int | None = None,
 ) -> None:
-    """Set the tenant and the audit variables for the current transaction only."""
+    """Set the tenant and the audit variables for the current transaction only.
+
+    `lock_timeout_ms`: a statement waiting longer than this for a row lock fails with
+    LockNotAvailableError instead of waiting on.
+    """
     await conn.execute(
-        _SET_CONTEXT, tenant_id, actor_type, reason, source, str(user_id) if user_id else ""
+        _SET_CONTEXT, tenant_id, actor_type, reason, source, str(user_id) if user_id else "",
+        None if lock_timeout_ms is None else f"{int(lock_timeout_ms)}ms",
     )
 
 
@@ -71,11 +79,13 @@ async def tenant_transaction(
     reason: str = "",
     source: str = "chainworker",
     user_id: UUID | None = None,
+    lock_timeout_ms: int | None = None,
 ) -> AsyncIterator[Connection]:
     """A connection inside one transaction with the tenant context set."""
     async with pool.acquire() as conn, conn.transaction():
         await set_context(
-            conn, tenant_id, actor_type=actor_type, reason=reason, source=source, user_id=user_id
+            conn, tenant_id, actor_type=actor_type, reason=reason, source=source, user_id=user_id,
+            lock_timeout_ms=lock_timeout_ms,
         )
         yield conn
 

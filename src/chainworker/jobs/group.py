@@ -42,6 +42,10 @@ LINGER_SECONDS = 0.005
 # One flush at a time: the jobs that start while it runs make up the next group, so
 # groups grow with the load (measured: two at a time gave smaller groups, fewer mints/s).
 FLUSHES_IN_FLIGHT = 1
+# So one flush never holds up the others for long: a group that would wait longer than
+# this for a row lock (a ticket held by another transaction) goes back to its jobs,
+# and each waits alone.
+GROUP_LOCK_TIMEOUT_MS = 1000
 
 log = logs.get_logger(__name__)
 
@@ -121,7 +125,9 @@ async def _record_group(
     for job in jobs:
         job_ids.setdefault(job.request_id, job.job_id)  # a second delivery runs alone
     out: dict[UUID, Outcome | BaseException] = {}
-    async with tenant_transaction(ctx.pool, tenant_id, reason=f"{op} submitted") as conn:
+    async with tenant_transaction(
+        ctx.pool, tenant_id, reason=f"{op} submitted", lock_timeout_ms=GROUP_LOCK_TIMEOUT_MS
+    ) as conn:
         found = await requests.get_requests(conn, sorted(job_ids))
         ready: list[RequestRow] = []
         for request_id in job_ids:
