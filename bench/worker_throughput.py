@@ -110,7 +110,7 @@ async def run_worker_bench(rpc_url: str, tickets: int, extra_workers: int = 0) -
     queue = f"chainworker:bench:{uuid.uuid4().hex[:8]}"
     settings = load_settings(
         solana_rpc_urls=rpc_url, state_dir=state, queue_name=queue, metrics_port=0,
-        log_level="WARNING", log_format="json", confirm_interval_seconds=0.2,
+        log_level="WARNING", log_format="json",
     )
     try:
         await migrate(server.admin_dsn(name))
