@@ -17,6 +17,7 @@ from typing import Final
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
+from redis.commands.core import AsyncScript
 
 # ARGV: queue, in-progress key prefix, in-progress timeout (ms), now (ms), job ids...
 # Returns the started ids with their scores: id, score, id, score, ...
@@ -40,9 +41,13 @@ return started
 
 
 class BatchStartWorker(Worker):
+    _claim: AsyncScript | None = None  # registered once the worker has its Redis pool
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Start as many of `job_ids` as there are free job slots, in one script per batch."""
-        claim = self.pool.register_script(_CLAIM)
+        if self._claim is None:
+            self._claim = self.pool.register_script(_CLAIM)
+        claim = self._claim
         remaining = list(job_ids)
         timeout_ms = int(self.in_progress_timeout_s * 1000)
         while remaining:
