@@ -54,6 +54,9 @@ async def test_worker_serves_metrics_of_its_work(stack: Stack, admin: asyncpg.Co
         labels[0] for name, labels in found if name == "chainworker_tx_live"
     }
     assert found[("chainworker_block_height", ())] > 0
+    assert found[("chainworker_job_seconds_count", (("job", "mint_ticket"),))] >= 3
+    assert found[("chainworker_job_seconds_count", (("job", "confirm_round"),))] >= 1
+    assert found[("chainworker_job_seconds_count", (("job", "sweep"),))] >= 1
     assert any(name == "chainworker_rpc_request_seconds_count" for name, _ in found)
     assert not any("tenant" in key for _, labels in found for key, _ in labels), (
         "no tenant ids in labels"

@@ -79,6 +79,7 @@ async def run_forever(ctx: WorkerContext) -> None:
         except Exception as error:  # the loop must outlive any one bad round
             log.exception("confirmation round failed", error=str(error))
             handled = 0
+        metrics.JOB_SECONDS.labels(job="confirm_round").observe(time.monotonic() - started)
         if handled < CLAIM_LIMIT:
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 

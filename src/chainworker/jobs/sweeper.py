@@ -11,6 +11,7 @@ advisory lock; the others stop exporting them.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from chainworker.db import gauges, requests
 from chainworker.jobs.context import WorkerContext
@@ -38,12 +39,14 @@ async def sweep_once(ctx: WorkerContext) -> int:
 
 async def run_forever(ctx: WorkerContext) -> None:
     while True:
+        started = time.monotonic()
         try:
             await sweep_once(ctx)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # keep sweeping after a transient failure
             log.warning("sweep failed", error=str(error))
+        metrics.JOB_SECONDS.labels(job="sweep").observe(time.monotonic() - started)
         await asyncio.sleep(ctx.settings.sweeper_interval_seconds)
 
 

@@ -220,7 +220,11 @@ BLOCK_HEIGHT = _gauge(
 
 # --- jobs ------------------------------------------------------------------
 JOB_SECONDS = _histogram(
-    "chainworker_job_seconds", "Duration of worker jobs and loop passes.", JOB_BUCKETS, ("job",)
+    "chainworker_job_seconds",
+    "Duration of worker jobs (mint_ticket, transfer_ticket, burn_ticket) and loop passes "
+    "(confirm_round, sweep).",
+    JOB_BUCKETS,
+    ("job",),
 )
 
 SUBMIT_GROUP_SIZE = _histogram(
