@@ -1,6 +1,7 @@
 """End-to-end worker throughput: request recorded -> ticket minted, against the localnet.
 
 Run: python bench/worker_throughput.py [--tickets 6000] [--slot-ms 400] [--extra-workers 0]
+                                      [--rate R]
 
 In one run it measures
 - the localnet's raw sendTransaction capacity for the transactions the worker sends:
@@ -15,7 +16,10 @@ and prints the ratio of the worker's rate to the first. For scale it also measur
 alone: how many no-op jobs one process runs per second with the worker's settings (the
 ceiling of the job machinery before any work). `--extra-workers K` starts K more
 `chainworker worker` processes on the same queue (statements are then counted for
-this process only, so none is printed). It creates its own database and drops it.
+this process only, so none is printed). `--rate R` offers the requests at R per second
+instead of all at once, for the latency of a worker below saturation (the requests are
+recorded while the worker runs, so statements per mint are not printed then). It
+creates its own database and drops it.
 """
 
 from __future__ import annotations
@@ -99,7 +103,28 @@ def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
             worker.kill()
 
 
-async def run_worker_bench(rpc_url: str, tickets: int, extra_workers: int = 0) -> dict[str, float]:
+async def offer(
+    pool: asyncpg.Pool, arq: Any, queue: str, seeded: seed_data.Seeded, rate: int | None
+) -> None:
+    """Record and enqueue a mint for every seeded ticket: all at once, or `rate` per second."""
+    requests = [NewRequest(t, "mint") for t in seeded.ticket_ids]
+    if rate is None:
+        await request_operation(pool, arq, queue, seeded.tenant_id, "mint", requests, source="cli")
+        return
+    tick = 0.05
+    per_tick = max(1, round(rate * tick))
+    started = time.monotonic()
+    for index, offset in enumerate(range(0, len(requests), per_tick)):
+        await asyncio.sleep(max(0.0, started + index * tick - time.monotonic()))
+        await request_operation(
+            pool, arq, queue, seeded.tenant_id, "mint", requests[offset : offset + per_tick],
+            source="cli",
+        )
+
+
+async def run_worker_bench(
+    rpc_url: str, tickets: int, extra_workers: int = 0, rate: int | None = None
+) -> dict[str, float]:
     base = load_settings()
     server, origin = await services.find_postgres_server(base)
     name = f"cw_bench_{uuid.uuid4().hex[:8]}"
@@ -129,10 +154,7 @@ async def run_worker_bench(rpc_url: str, tickets: int, extra_workers: int = 0) -
         await asyncio.sleep(3.0 if extra else 0.0)
         count_statements()
         started = time.monotonic()
-        await request_operation(
-            pool, arq, queue, seeded.tenant_id, "mint",
-            [NewRequest(t, "mint") for t in seeded.ticket_ids], source="cli",
-        )
+        await offer(pool, arq, queue, seeded, rate)
         statements_before = STATEMENTS["count"]
         watcher = await asyncpg.connect(server.admin_dsn(name))  # one, not one per poll
         while True:
@@ -248,6 +270,11 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=6000)
     parser.add_argument("--slot-ms", type=int, default=400)
     parser.add_argument("--extra-workers", type=int, default=0)
+    parser.add_argument(
+        "--rate", type=int, default=None,
+        help="offer the requests at this many per second instead of all at once "
+             "(latency below saturation; no capacity ratio then)",
+    )
     args = parser.parse_args()
     with start_localnet(slot_ms=args.slot_ms) as node:
         plain = measure_send(
@@ -256,7 +283,9 @@ def main() -> None:
         raw = measure_send(
             node.rpc_url, "ticket mints", ticket_nft_mints(node.rpc_url, args.tickets), 1, 8
         )
-        result = asyncio.run(run_worker_bench(node.rpc_url, args.tickets, args.extra_workers))
+        result = asyncio.run(
+            run_worker_bench(node.rpc_url, args.tickets, args.extra_workers, args.rate)
+        )
     raw_rate = raw["executed_per_s"]
     floor = asyncio.run(arq_floor(args.tickets))
     print(f"localnet raw capacity, ticket NFT mints (executed): {raw_rate:,.0f}/s")
@@ -268,11 +297,13 @@ def main() -> None:
           f"= {result['mints_per_s']:,.0f} confirmed mints/s "
           f"({result['attempts']:.0f} attempts)")
     print(f"submit side alone: {result['submitted_per_s']:,.0f} first attempts recorded/s")
-    print(f"latency request recorded -> minted: p50 {result['p50_s']:.2f} s, "
-          f"p99 {result['p99_s']:.2f} s")
-    if processes == 1:
+    offered = "all at once" if args.rate is None else f"{args.rate:,}/s"
+    print(f"latency request recorded -> minted (requests offered {offered}): "
+          f"p50 {result['p50_s']:.2f} s, p99 {result['p99_s']:.2f} s")
+    if processes == 1 and args.rate is None:
         print(f"database statements per mint: {result['statements_per_mint']:.1f}")
-    print(f"ratio worker / raw capacity: {result['mints_per_s'] / raw_rate:.2f}")
+    if args.rate is None:
+        print(f"ratio worker / raw capacity: {result['mints_per_s'] / raw_rate:.2f}")
     print(f"Arq alone, same settings: {floor:,.0f} no-op jobs/s "
           f"({1000 / floor:.2f} ms of the worker process per job before any work)")
 
