@@ -334,3 +334,15 @@ def test_signing_refuses_signers_that_do_not_match_the_message(authority: Keypai
     with pytest.raises(ValueError, match="required signers"):
         nft._sign({authority.pubkey(): authority, stranger.pubkey(): stranger},
                   authority.pubkey(), [memo], Hash.default())
+
+
+def test_a_mint_address_given_by_the_caller_builds_the_same_transaction(
+    svm: LiteSVM, authority: Keypair
+) -> None:
+    mint = Keypair()
+    args: dict[str, Any] = {
+        "authority": authority, "mint": mint, "holder": Keypair().pubkey(), "name": "N",
+        "symbol": "S", "uri": "u", "ticket_id": uuid.uuid4(), "event_id": uuid.uuid4(),
+        "memo": "m", "recent_blockhash": svm.latest_blockhash(),
+    }
+    assert nft.build_mint(**args, mint_address=mint.pubkey()).raw == nft.build_mint(**args).raw

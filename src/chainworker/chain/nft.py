@@ -232,6 +232,7 @@ def build_mint(
     recent_blockhash: Hash,
     compute: ComputeBudget | None = None,
     prefunded_lamports: int = 0,
+    mint_address: Pubkey | None = None,
 ) -> SignedTx:
     """One transaction creating the ticket's NFT and giving it to `holder`.
 
@@ -239,6 +240,8 @@ def build_mint(
     size, because Token-2022 grows it for the metadata without adding lamports.
     `prefunded_lamports`: someone already sent lamports to the mint address, so
     CreateAccount would fail; the account is then topped up, allocated and assigned instead.
+    `mint_address`: `mint`'s public key, when the caller already has it (deriving it
+    costs as much as a signature).
     """
     _check_text("name", name, NAME_MAX_BYTES, allow_empty=False)
     _check_text("symbol", symbol, SYMBOL_MAX_BYTES)
@@ -246,7 +249,7 @@ def build_mint(
     instructions = _prelude(compute, memo)
 
     payer = _public_key(authority)
-    mint_key = mint.pubkey()
+    mint_key = mint_address if mint_address is not None else mint.pubkey()
     templates = _mint_templates(payer)
     fields = [(TICKET_ID_FIELD, str(ticket_id)), (EVENT_ID_FIELD, str(event_id))]
     lamports = token2022.rent_exempt_lamports(token2022.final_mint_size(name, symbol, uri, fields))

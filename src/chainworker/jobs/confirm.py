@@ -316,7 +316,7 @@ async def _adoptable(ctx: WorkerContext, row: LiveAttempt, code: str) -> bool:
     """A mint that failed because the mint exists: adopt it when it is this ticket's."""
     if row.tx_type != "mint" or custom_program_error(code) != ALREADY_IN_USE:
         return False
-    mint: Pubkey = ctx.mint_key(row.tenant_id, row.ticket_id).pubkey()
+    mint: Pubkey = ctx.mint_address(row.tenant_id, row.ticket_id)
     try:
         state = await ctx.rpc.get_mint_state(mint)
     except ChainError as error:

@@ -26,7 +26,8 @@ UNITS_TTL_SECONDS = 300.0
 PRIORITY_FEE_TTL_SECONDS = 10.0
 # A new or changed spending limit applies to requests prepared after this long at most.
 SPEND_LIMIT_TTL_SECONDS = 10.0
-CUSTODIAL_CACHE_SIZE = 50_000
+# Public keys derived per (tenant, user) or (tenant, ticket) kept at most; then forgotten.
+ADDRESS_CACHE_SIZE = 100_000
 
 
 @dataclass
@@ -46,20 +47,34 @@ class WorkerContext:
     priority_fee: tuple[int, float] | None = None
     # tenant -> (has an active chain spending limit, checked at)
     spend_limits: dict[UUID, tuple[bool, float]] = field(default_factory=dict)
-    custodial_wallets: dict[tuple[UUID, UUID], Pubkey] = field(default_factory=dict)
+    # (kind, tenant, user or ticket) -> a derived public key: deriving one costs as much
+    # as a signature, looking it up next to nothing.
+    addresses: dict[tuple[str, UUID, UUID], Pubkey] = field(default_factory=dict)
 
-    def mint_key(self, tenant_id: UUID, ticket_id: UUID) -> Keypair:
-        return keys.mint_keypair(self.mint_seed, tenant_id, ticket_id)
+    def mint_key(self, tenant_id: UUID, ticket_id: UUID) -> tuple[Keypair, Pubkey]:
+        """The ticket's mint keypair and address; the address is remembered."""
+        keypair = keys.mint_keypair(self.mint_seed, tenant_id, ticket_id)
+        address = keypair.pubkey()
+        self._remember(("mint", tenant_id, ticket_id), address)
+        return keypair, address
+
+    def mint_address(self, tenant_id: UUID, ticket_id: UUID) -> Pubkey:
+        """The ticket's mint address: remembered from signing, or derived."""
+        address = self.addresses.get(("mint", tenant_id, ticket_id))
+        return address if address is not None else self.mint_key(tenant_id, ticket_id)[1]
 
     def custodial_wallet(self, tenant_id: UUID, user_id: UUID) -> Pubkey:
-        """Derived once per user (a key derivation costs more than the lookup)."""
-        wallet = self.custodial_wallets.get((tenant_id, user_id))
+        """The wallet the platform keeps for a user without a registered address."""
+        wallet = self.addresses.get(("custodial", tenant_id, user_id))
         if wallet is None:
-            if len(self.custodial_wallets) >= CUSTODIAL_CACHE_SIZE:
-                self.custodial_wallets.clear()
             wallet = keys.custodial_wallet(self.custodial_seed, tenant_id, user_id)
-            self.custodial_wallets[(tenant_id, user_id)] = wallet
+            self._remember(("custodial", tenant_id, user_id), wallet)
         return wallet
+
+    def _remember(self, key: tuple[str, UUID, UUID], address: Pubkey) -> None:
+        if len(self.addresses) >= ADDRESS_CACHE_SIZE:
+            self.addresses.clear()
+        self.addresses[key] = address
 
     async def tenant_has_spend_limit(self, conn: Connection, tenant_id: UUID) -> bool:
         """Whether spending must be checked: most tenants have no limit, so skip the sums."""

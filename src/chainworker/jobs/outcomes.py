@@ -94,7 +94,7 @@ async def confirmed(ctx: WorkerContext, conn: Connection, landed: list[Landed]) 
             )
             new_status = status.value if status else None
             if op is TxOp.MINT:
-                token_mint = str(ctx.mint_key(tenant_id, ticket.id).pubkey())
+                token_mint = str(ctx.mint_address(tenant_id, ticket.id))
                 holder = holders.get(ticket.user_id) if ticket.user_id else None
                 minted.append((ticket.id, token_mint, str(holder or ""), new_status))
             elif op is TxOp.TRANSFER:

@@ -195,7 +195,7 @@ async def prefunded_mint_lamports(ctx: WorkerContext, tenant_id: UUID, ticket_id
     The address is secret until a first attempt is sent; once it is public, anyone can
     fund it and so make CreateAccount fail. 0 when the address holds anything else.
     """
-    account = await ctx.rpc.get_account(ctx.mint_key(tenant_id, ticket_id).pubkey())
+    account = await ctx.rpc.get_account(ctx.mint_address(tenant_id, ticket_id))
     if account is None or account.owner != SYSTEM_PROGRAM_ID or account.data:
         return 0
     return account.lamports
@@ -258,7 +258,7 @@ def _build(
     tenant = request.tenant_id
     try:
         if request.operation == "mint":
-            mint = ctx.mint_key(tenant, ticket.id)
+            mint, mint_address = ctx.mint_key(tenant, ticket.id)
             holder = holders[ticket.user_id]
             name = _metadata_name(ticket)
             uri = ctx.settings.nft_uri_template.format(
@@ -273,7 +273,8 @@ def _build(
             rent = max(0, token2022.rent_exempt_lamports(size) - prefunded)
             rent += token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE)
             signed = nft.build_mint(
-                authority=ctx.authority, mint=mint, holder=holder, name=name,
+                authority=ctx.authority, mint=mint, mint_address=mint_address, holder=holder,
+                name=name,
                 symbol=ctx.settings.nft_symbol, uri=uri, ticket_id=ticket.id,
                 event_id=ticket.event_id, memo=memo, recent_blockhash=blockhash, compute=budget,
                 prefunded_lamports=prefunded,
