@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from arq import Retry
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.worker import func
 from redis.exceptions import ResponseError
 
@@ -151,3 +152,39 @@ async def test_a_failed_claim_gives_its_slots_back(arq: ArqRedis, queue: str) ->
     await settle(lambda: probe.running == 4, "all four slots in use")
     probe.gate.set()
     await settle(lambda: worker.job_counter == 0, "every slot given back")
+
+
+async def test_finished_jobs_leave_nothing_behind_and_a_retried_job_stays_queued(
+    arq: ArqRedis, queue: str
+) -> None:
+    """Jobs it started finish and retry as Arq's own do (an Arq upgrade must keep this)."""
+    retried: Counter[int] = Counter()
+
+    async def job(ctx: dict[str, Any], n: int) -> None:
+        if n == 0 and not retried[n]:
+            retried[n] += 1
+            raise Retry(defer=60)
+
+    worker = BatchStartWorker(
+        functions=[func(job, name="probe")], queue_name=queue, redis_pool=arq, max_jobs=50,
+        poll_delay=0.01, keep_result=0, handle_signals=False, log_results=False,
+        job_timeout=30,
+    )
+    ids = [i.decode() for i in await enqueue(arq, queue, 40)]
+    before = await arq.zscore(queue, ids[0])
+    assert before is not None
+    await worker.start_jobs([i.encode() for i in ids])
+
+    async def done() -> bool:
+        return await arq.zcard(queue) == 1 and worker.job_counter == 0
+
+    await wait_for(done, 10, "39 jobs finished and one deferred", interval=0.01)
+    for job_id in ids[1:]:
+        assert await arq.exists(
+            job_key_prefix + job_id, retry_key_prefix + job_id, in_progress_key_prefix + job_id
+        ) == 0
+        assert await arq.zscore(queue, job_id) is None
+    # The retried job keeps its definition and waits, deferred, for its next try.
+    assert await arq.exists(job_key_prefix + ids[0]) == 1
+    after = await arq.zscore(queue, ids[0])
+    assert after is not None and after >= before + 60_000
