@@ -11,6 +11,7 @@ import pytest
 from arq import Retry
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.typing import WorkerCoroutine
 from arq.worker import func
 from redis.exceptions import ResponseError
 
@@ -46,9 +47,13 @@ async def queue(arq: ArqRedis) -> AsyncIterator[str]:
     await drop_queue(arq, name)
 
 
-def make_worker(arq: ArqRedis, queue: str, probe: Probe, max_jobs: int) -> BatchStartWorker:
+def make_worker(
+    arq: ArqRedis, queue: str, job: Probe | WorkerCoroutine, max_jobs: int
+) -> BatchStartWorker:
+    """A worker running `job` (a Probe's, or any function) as the job "probe"."""
+    function = job.run if isinstance(job, Probe) else job
     return BatchStartWorker(
-        functions=[func(probe.run, name="probe")], queue_name=queue, redis_pool=arq,
+        functions=[func(function, name="probe")], queue_name=queue, redis_pool=arq,
         max_jobs=max_jobs, poll_delay=0.01, keep_result=0, handle_signals=False,
         log_results=False, job_timeout=30,
     )
@@ -165,11 +170,7 @@ async def test_finished_jobs_leave_nothing_behind_and_a_retried_job_stays_queued
             retried[n] += 1
             raise Retry(defer=60)
 
-    worker = BatchStartWorker(
-        functions=[func(job, name="probe")], queue_name=queue, redis_pool=arq, max_jobs=50,
-        poll_delay=0.01, keep_result=0, handle_signals=False, log_results=False,
-        job_timeout=30,
-    )
+    worker = make_worker(arq, queue, job, max_jobs=50)
     ids = [i.decode() for i in await enqueue(arq, queue, 40)]
     before = await arq.zscore(queue, ids[0])
     assert before is not None

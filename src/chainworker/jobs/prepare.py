@@ -274,8 +274,7 @@ def _build(
             rent += token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE)
             signed = nft.build_mint(
                 authority=ctx.authority, mint=mint, mint_address=mint_address, holder=holder,
-                name=name,
-                symbol=ctx.settings.nft_symbol, uri=uri, ticket_id=ticket.id,
+                name=name, symbol=ctx.settings.nft_symbol, uri=uri, ticket_id=ticket.id,
                 event_id=ticket.event_id, memo=memo, recent_blockhash=blockhash, compute=budget,
                 prefunded_lamports=prefunded,
             )
