@@ -3,7 +3,8 @@
 LiteSVM executes transactions against one account state. The ledger adds the rest:
 a slot clock whose slot, block height and blockhash advance together; the
 150-block blockhash window; commitment levels (an account read at `confirmed` or
-`finalized` sees the state as of that slot, from a per-account version history);
+`finalized` sees the state as of that slot, from a per-account version history;
+reads may also be made as of an older tip, for an endpoint that lags);
 a signature store for statuses, history and duplicate detection; the packet size
 limit; and a fork that rolls back what has not reached `confirmed`.
 
@@ -166,51 +167,59 @@ class Ledger:
         self._by_address: dict[str, list[str]] = {}
         self.known_accounts: set[Pubkey] = {self.genesis.faucet.pubkey()}
 
-        # Account versions written since the state was last the same at every commitment:
+        # Account versions written in the last `retain_slots` slots:
         # key -> [(slot, account after that slot)], the first entry (slot -1) is the state before.
+        # Reads as of any slot at or above `history_floor` are exact.
         self._versions: dict[Pubkey, list[tuple[int, Account | None]]] = {}
+        self.retain_slots = self.finalize_depth
+        self.history_floor = 0
         self._touched: dict[int, set[Pubkey]] = {}
         self._executing: deque[PendingTransaction] = deque()
         self._set_clock()
 
     # --- clock ----------------------------------------------------------------
 
-    def slot_at(self, commitment: Commitment) -> int:
-        if commitment == "processed":
-            return self.slot
-        depth = self.confirm_depth if commitment == "confirmed" else self.finalize_depth
-        return max(self.slot - depth, 0)
+    # Reads take an optional `tip`: the slot to read as of (None: the current slot).
 
-    def block_at(self, commitment: Commitment) -> Block:
+    def slot_at(self, commitment: Commitment, tip: int | None = None) -> int:
+        top = self.slot if tip is None else tip
+        if commitment == "processed":
+            return top
+        depth = self.confirm_depth if commitment == "confirmed" else self.finalize_depth
+        return max(top - depth, 0)
+
+    def block_at(self, commitment: Commitment, tip: int | None = None) -> Block:
         """The newest block at or below the commitment's slot."""
-        slot = self.slot_at(commitment)
+        slot = self.slot_at(commitment, tip)
         while slot not in self.blocks and slot > 0:
             slot -= 1
         return self.blocks.get(slot) or self.blocks[min(self.blocks)]
 
-    def height_at(self, commitment: Commitment) -> int:
-        return self.block_at(commitment).height
+    def height_at(self, commitment: Commitment, tip: int | None = None) -> int:
+        return self.block_at(commitment, tip).height
 
     def epoch(self, slot: int | None = None) -> tuple[int, int]:
         """(epoch, slot index) of the slot, or of the current slot."""
         current = self.slot if slot is None else slot
         return divmod(current, SLOTS_PER_EPOCH)
 
-    def latest_blockhash(self, commitment: Commitment) -> tuple[str, int]:
-        block = self.block_at(commitment)
+    def latest_blockhash(self, commitment: Commitment, tip: int | None = None) -> tuple[str, int]:
+        block = self.block_at(commitment, tip)
         return block.blockhash, block.height + MAX_PROCESSING_AGE
 
     def last_valid_height(self, blockhash: str) -> int | None:
         height = self._hash_height.get(blockhash)
         return None if height is None else height + MAX_PROCESSING_AGE
 
-    def is_blockhash_valid(self, blockhash: str, commitment: Commitment = "processed") -> bool:
+    def is_blockhash_valid(
+        self, blockhash: str, commitment: Commitment = "processed", tip: int | None = None
+    ) -> bool:
         """True while a transaction using it could still land in the next block."""
         last_valid = self.last_valid_height(blockhash)
         if last_valid is None:
             return False
         hash_height = last_valid - MAX_PROCESSING_AGE
-        return hash_height <= self.height_at(commitment) < last_valid
+        return hash_height <= self.height_at(commitment, tip) < last_valid
 
     def _set_clock(self) -> None:
         epoch, _ = self.epoch()
@@ -261,7 +270,7 @@ class Ledger:
 
     def finish_block(self) -> Block:
         block = self.blocks[self.slot]
-        self._prune_versions(self.slot - self.finalize_depth)
+        self._prune_versions(self.slot - max(self.retain_slots, self.finalize_depth))
         while len(self.blocks) > self.block_limit:
             del self.blocks[min(self.blocks)]
         return block
@@ -385,11 +394,15 @@ class Ledger:
         replace_blockhash: bool,
         commitment: Commitment,
         addresses: Iterable[Pubkey] = (),
+        tip: int | None = None,
     ) -> SimulationOutcome:
+        """Run against the current state; the blockhash is judged as of `tip`."""
         replacement: tuple[str, int] | None = None
         if replace_blockhash:
-            replacement = self.latest_blockhash(commitment)
-        elif not self.is_blockhash_valid(str(transaction.message.recent_blockhash), commitment):
+            replacement = self.latest_blockhash(commitment, tip)
+        elif not self.is_blockhash_valid(
+            str(transaction.message.recent_blockhash), commitment, tip
+        ):
             return SimulationOutcome("BlockhashNotFound", [], 0, {}, None, None)
         if self.is_duplicate(str(transaction.signatures[0])):
             return SimulationOutcome("AlreadyProcessed", [], 0, {}, None, replacement)
@@ -420,48 +433,70 @@ class Ledger:
 
     # --- reads ----------------------------------------------------------------
 
-    def get_account(self, key: Pubkey, commitment: Commitment = "processed") -> Account | None:
+    def get_account(
+        self, key: Pubkey, commitment: Commitment = "processed", tip: int | None = None
+    ) -> Account | None:
         versions = self._versions.get(key)
-        if commitment == "processed" or versions is None:
+        if (commitment == "processed" and tip is None) or versions is None:
             account = self.svm.get_account(key)
         else:
-            limit = self.slot_at(commitment)
+            # Below the floor the history is gone; the oldest state kept is the best answer.
+            limit = max(self.slot_at(commitment, tip), self.history_floor)
             account = next(acct for slot, acct in reversed(versions) if slot <= limit)
         if account is None or account.lamports == 0:
             return None
         return account
 
     def program_accounts(
-        self, program: Pubkey, commitment: Commitment = "processed"
+        self, program: Pubkey, commitment: Commitment = "processed", tip: int | None = None
     ) -> list[tuple[Pubkey, Account]]:
         current = dict(self.svm.get_program_accounts(program))
-        if commitment != "processed":
+        if commitment != "processed" or tip is not None:
             for key in self._versions:
-                account = self.get_account(key, commitment)
+                account = self.get_account(key, commitment, tip)
                 if account is not None and account.owner == program:
                     current[key] = account
                 else:
                     current.pop(key, None)
         return [(key, acct) for key, acct in current.items() if acct.lamports > 0]
 
-    def status_of(self, signature: str, search_history: bool) -> LandedTransaction | None:
+    def status_of(
+        self, signature: str, search_history: bool, tip: int | None = None
+    ) -> LandedTransaction | None:
         record = self.landed.get(signature)
         if record is None:
             return None
-        if not search_history and record.slot < self.slot - STATUS_CACHE_SLOTS:
+        top = self.slot if tip is None else tip
+        if record.slot > top:
+            return None
+        if not search_history and record.slot < top - STATUS_CACHE_SLOTS:
             return None
         return record
 
-    def confirmation_of(self, record: LandedTransaction) -> tuple[Commitment, int | None]:
-        if record.slot <= self.slot_at("finalized"):
+    def confirmation_of(
+        self, record: LandedTransaction, tip: int | None = None
+    ) -> tuple[Commitment, int | None]:
+        if record.slot <= self.slot_at("finalized", tip):
             return "finalized", None
-        confirmations = self.slot - record.slot
-        if record.slot <= self.slot_at("confirmed"):
+        confirmations = (self.slot if tip is None else tip) - record.slot
+        if record.slot <= self.slot_at("confirmed", tip):
             return "confirmed", confirmations
         return "processed", confirmations
 
-    def visible_at(self, record: LandedTransaction, commitment: Commitment) -> bool:
-        return record.slot <= self.slot_at(commitment)
+    def visible_at(
+        self, record: LandedTransaction, commitment: Commitment, tip: int | None = None
+    ) -> bool:
+        return record.slot <= self.slot_at(commitment, tip)
+
+    def transaction_count_at(self, tip: int | None = None) -> int:
+        if tip is None:
+            return self.transaction_count
+        later = sum(
+            len(block.signatures)
+            for slot in range(tip + 1, self.slot + 1)
+            if (block := self.blocks.get(slot)) is not None
+        )
+        return self.transaction_count - later
 
     def signatures_for(self, address: str) -> list[str]:
         return self._by_address.get(address, [])
@@ -497,13 +532,14 @@ class Ledger:
             block.account_priority_fees = {}
         return rolled_back
 
-    def _prune_versions(self, finalized_slot: int) -> None:
-        for slot in [slot for slot in self._touched if slot <= finalized_slot]:
+    def _prune_versions(self, floor: int) -> None:
+        self.history_floor = max(self.history_floor, floor)
+        for slot in [slot for slot in self._touched if slot <= floor]:
             for key in self._touched.pop(slot):
                 versions = self._versions.get(key)
                 if versions is None:
                     continue
-                index = max(i for i, (s, _) in enumerate(versions) if s <= finalized_slot)
+                index = max(i for i, (s, _) in enumerate(versions) if s <= floor)
                 del versions[:index]
                 if len(versions) == 1:
                     del self._versions[key]
