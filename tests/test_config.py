@@ -57,3 +57,66 @@ def test_secrets_do_not_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "super-secret-seed-value" not in repr(settings)
     assert settings.mint_seed is not None
     assert settings.mint_seed.get_secret_value() == "super-secret-seed-value"
+
+
+def test_repr_and_str_show_urls_as_scheme_host_and_port_only() -> None:
+    import rich.pretty
+
+    settings = load_settings(
+        database_url="postgresql://chainworker_app:DBPASSWORD@db.internal:5432/cw?sslpassword=DBQ",
+        database_admin_url="postgresql://chainworker_owner:OWNERPASSWORD@db.internal/cw",
+        redis_url="rediss://default:REDISPASSWORD@cache.internal:6380/0",
+        solana_rpc_urls="https://rpc.example.com/v2/PATHKEY?api-key=QUERYKEY,http://127.0.0.1:8899",
+        mint_seed="MINTSEED" * 5,
+        custodial_seed="CUSTODIALSEED" * 3,
+        authority_keypair="AUTHORITYSECRET",
+    )
+    secrets = [
+        "DBPASSWORD", "DBQ", "OWNERPASSWORD", "REDISPASSWORD", "PATHKEY", "QUERYKEY",
+        "MINTSEED", "CUSTODIALSEED", "AUTHORITYSECRET", "chainworker_app", "chainworker_owner",
+    ]  # fmt: skip
+    # rich's pretty printer is what renders objects in rich tracebacks.
+    for shown in (repr(settings), str(settings), rich.pretty.pretty_repr(settings)):
+        for secret in secrets:
+            assert secret not in shown
+        assert "'postgresql://db.internal:5432'" in shown
+        assert "'rediss://cache.internal:6380'" in shown
+        assert "'https://rpc.example.com'" in shown and "'http://127.0.0.1:8899'" in shown
+    # Only what is shown changes, not the values.
+    assert settings.redis_url == "rediss://default:REDISPASSWORD@cache.internal:6380/0"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("ftp://user:SECRETKEY@host/path?api-key=SECRETQ", "ftp://host is not an http(s) URL"),
+        ("https://user:SECRETKEY@host:SECRETPORT/SECRETPATH", "https://host has no valid host"),
+        ("https://user:SECRETKEY@/SECRETPATH?k=SECRETQ", "https:// has no valid host"),
+        ("SECRETKEY@host/SECRETPATH", "[redacted] is not an http(s) URL"),
+    ],
+)
+def test_a_bad_rpc_url_is_named_without_its_credentials_path_or_query(
+    monkeypatch: pytest.MonkeyPatch, value: str, shown: str
+) -> None:
+    monkeypatch.setenv("SOLANA_RPC_URLS", f"http://127.0.0.1:8899,{value}")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert shown in message
+    assert "SECRET" not in message and "user" not in message
+
+
+def test_cli_names_a_bad_rpc_url_in_one_line_without_its_secrets() -> None:
+    env = {**os.environ, "SOLANA_RPC_URLS": "ftp://user:SECRETKEY@host/path?api-key=SECRETQ"}
+    result = subprocess.run(
+        [sys.executable, "-m", "chainworker", "services"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        "chainworker: setting SOLANA_RPC_URLS: Value error, ftp://host is not an http(s) URL"
+    )
+    for part in ("SECRETKEY", "SECRETQ", "user", "path", "api-key"):
+        assert part not in result.stderr

@@ -69,3 +69,15 @@ def test_pg_server_dsn_forms() -> None:
     assert tcp.app_dsn("db") == "postgresql://chainworker_app@127.0.0.1:5432/db"
     sock = services.PgServer(host="/var/run/pg", port=5433)
     assert sock.admin_dsn("db") == "postgresql://postgres@/db?host=/var/run/pg&port=5433"
+
+
+def test_targets_show_their_urls_without_credentials() -> None:
+    pg = services.PostgresTarget(
+        admin_dsn="postgresql://owner:OWNERPASSWORD@db.internal:5432/cw",
+        app_dsn="postgresql://app:APPPASSWORD@db.internal:5432/cw?password=QUERYPASSWORD",
+        origin="configured",
+        server=None,
+    )
+    redis = services.RedisTarget("redis://default:REDISPASSWORD@cache.internal:6379/0", "local")
+    assert repr(pg) == "PostgresTarget(postgresql://db.internal:5432, origin='configured')"
+    assert str(redis) == "RedisTarget(redis://cache.internal:6379, origin='local')"

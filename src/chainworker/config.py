@@ -7,12 +7,16 @@ the setting and what is wrong (see `load_settings`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from chainworker.ops.logs import redact_url
 
 Commitment = Literal["processed", "confirmed", "finalized"]
 Cluster = Literal["localnet", "devnet", "testnet", "mainnet"]
@@ -115,8 +119,16 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one URL is required")
         for url in value:
+            # Only scheme, host and port are shown: the rest may hold an API key.
             if not url.startswith(("http://", "https://")):
-                raise ValueError(f"{url!r} is not an http(s) URL")
+                raise ValueError(f"{redact_url(url)} is not an http(s) URL")
+            try:
+                parts = urlsplit(url)
+                valid = parts.hostname is not None and (parts.port is None or parts.port > 0)
+            except ValueError:
+                valid = False
+            if not valid:
+                raise ValueError(f"{redact_url(url)} has no valid host and port")
         return value
 
     @field_validator("database_url", "database_admin_url")
@@ -132,6 +144,17 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr, str and rich's pretty printer (tracebacks) all read these: URLs carry
+        # passwords and API keys, so they are shown as scheme://host:port.
+        for name, value in super().__repr_args__():
+            if isinstance(value, str) and "://" in value:
+                yield name, redact_url(value)
+            elif isinstance(value, list):
+                yield name, [redact_url(item) if "://" in str(item) else item for item in value]
+            else:
+                yield name, value
 
 
 def _one_line(error: ValidationError) -> str:

@@ -26,6 +26,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from chainworker.config import Settings
+from chainworker.ops.logs import redact_url
 
 Origin = Literal["configured", "local", "embedded"]
 
@@ -61,18 +62,25 @@ class PgServer:
         return self.dsn(APP_ROLE, database)
 
 
-@dataclass(frozen=True)
+# The URLs may carry passwords: the reprs show scheme, host and port only.
+@dataclass(frozen=True, repr=False)
 class PostgresTarget:
     admin_dsn: str  # owner connection: migrations
     app_dsn: str  # runtime connection: neither owner nor superuser
     origin: Origin
     server: PgServer | None  # None when configured: we do not manage that server
 
+    def __repr__(self) -> str:
+        return f"PostgresTarget({redact_url(self.app_dsn)}, origin={self.origin!r})"
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class RedisTarget:
     url: str
     origin: Origin
+
+    def __repr__(self) -> str:
+        return f"RedisTarget({redact_url(self.url)}, origin={self.origin!r})"
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -1,18 +1,25 @@
-"""WorkerContext's derived addresses: the same keys the derivation gives, kept bounded."""
+"""WorkerContext's derived addresses: the same keys the derivation gives, kept bounded;
+and its repr, which shows none of the secrets it holds."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, cast
 from uuid import uuid4
 
 import pytest
+import rich.pretty
+from arq import create_pool as create_arq_pool
+from arq.connections import RedisSettings
 from solders.keypair import Keypair
 
 from chainworker.chain import keys
 from chainworker.config import load_settings
 from chainworker.jobs import context
 from chainworker.jobs.context import WorkerContext
+from chainworker.jobs.worker import build_context
 from chainworker.lifecycle.model import Policy
+from tests.conftest import TestDatabase
 
 MINT_SEED = b"m" * 32
 CUSTODIAL_SEED = b"c" * 32
@@ -57,3 +64,38 @@ def test_the_address_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
         assert ctx.mint_address(tenant, ticket) == keys.mint_keypair(
             MINT_SEED, tenant, ticket
         ).pubkey()
+
+
+async def test_a_real_context_shows_none_of_its_secrets(
+    fresh_db: TestDatabase, redis_url: str, tmp_path: Path
+) -> None:
+    authority = Keypair()
+    mint_seed = "mint-seed-never-shown-0123456789abcdef"
+    custodial_seed = "custodial-seed-never-shown-0123456789abcdef"
+    settings = load_settings(
+        state_dir=tmp_path,
+        authority_keypair=str(authority),
+        mint_seed=mint_seed,
+        custodial_seed=custodial_seed,
+        database_url="postgresql://chainworker_app:DBPASSWORD@127.0.0.1:5432/cw",
+        redis_url="redis://default:REDISPASSWORD@127.0.0.1:6379/0",
+        solana_rpc_urls="https://rpc.example.com/v2/RPCPATHKEY?api-key=RPCQUERYKEY",
+    )
+    arq = await create_arq_pool(RedisSettings.from_dsn(redis_url))
+    ctx = await build_context(settings, fresh_db.app_dsn, arq)
+    try:
+        assert ctx.mint_seed == mint_seed.encode() and bytes(ctx.authority) == bytes(authority)
+        secrets = [
+            mint_seed, custodial_seed, str(authority), str(list(bytes(authority))),
+            "DBPASSWORD", "REDISPASSWORD", "RPCPATHKEY", "RPCQUERYKEY",
+        ]  # fmt: skip
+        # rich's pretty printer renders the locals of rich tracebacks.
+        for shown in (repr(ctx), str(ctx), rich.pretty.pretty_repr(ctx), repr(ctx.settings)):
+            for secret in secrets:
+                assert secret not in shown
+        assert str(authority.pubkey()) in repr(ctx)
+    finally:
+        await ctx.sender.close()
+        await ctx.rpc.close()
+        await ctx.pool.close()
+        await arq.aclose()

@@ -7,12 +7,14 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
 from pydantic import SecretStr
 from solders.keypair import Keypair
 
+from chainworker.chain import keys
 from chainworker.config import load_settings
 from chainworker.ops import logs
 
@@ -181,3 +183,30 @@ def test_auto_format_is_json_when_not_a_terminal(captured: Captured) -> None:
     logs.configure_logging("INFO", "auto", stream)
     logs.get_logger().info("auto")
     assert json.loads(stream.getvalue())["event"] == "auto"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("ftp://user:SECRET@host/path?api-key=SECRET", "ftp://host"),
+        ("https://rpc.example.com/v2/SECRET?api-key=SECRET#SECRET", "https://rpc.example.com"),
+        ("postgresql://app:SECRET@db:5432/cw?password=SECRET", "postgresql://db:5432"),
+        ("redis://:SECRET@[::1]:6379/0", "redis://[::1]:6379"),
+        ("http://user:SECRET@host:SECRET/x", "http://host"),
+        ("postgresql://app@/cw?host=/run/SECRET&port=5432", "postgresql://"),
+        ("http://[::1", logs.REDACTED),
+        ("SECRET@host/path?k=SECRET", logs.REDACTED),
+        ("host:SECRET", logs.REDACTED),
+        ("", logs.REDACTED),
+    ],
+)
+def test_redact_url_keeps_only_scheme_host_and_port(url: str, shown: str) -> None:
+    assert logs.redact_url(url) == shown
+
+
+def test_a_seed_generated_in_the_state_dir_is_redacted(captured: Captured, tmp_path: Path) -> None:
+    seed = keys.load_seed(None, tmp_path, "mint_seed", cluster="localnet").decode()
+    logs.get_logger("chainworker.test").info(f"derived with {seed}")
+    (line,) = captured.lines()
+    assert seed not in captured.text()
+    assert line["event"] == f"derived with {logs.REDACTED}"

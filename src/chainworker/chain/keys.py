@@ -4,7 +4,8 @@ Secrets come from settings. Without them, development clusters get keys generate
 the state directory (mode 0600) and reused; mainnet refuses to start instead.
 
 Never format a Keypair into a log line: `str(Keypair)` is the base58 secret key. Log
-`keypair.pubkey()`.
+`keypair.pubkey()`. Every seed loaded here is registered with the log redaction, so
+a development seed read from the state directory is redacted as a configured one is.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from chainworker.chain.errors import CONFIG, ChainError
+from chainworker.ops import logs
 
 if TYPE_CHECKING:
     from chainworker.config import Settings
@@ -127,6 +129,7 @@ def load_seed(secret: SecretStr | str | None, state_dir: Path, name: str, *, clu
     seed = text.encode("utf-8")
     if len(seed) < MIN_SEED_BYTES:
         raise ChainError(CONFIG, f"{name.upper()} must be at least {MIN_SEED_BYTES} bytes long")
+    logs.register_secret(text)
     return seed
 
 

@@ -30,7 +30,7 @@ SPEND_LIMIT_TTL_SECONDS = 10.0
 ADDRESS_CACHE_SIZE = 100_000
 
 
-@dataclass
+@dataclass(repr=False)
 class WorkerContext:
     settings: Settings
     pool: asyncpg.Pool
@@ -50,6 +50,11 @@ class WorkerContext:
     # (kind, tenant, user or ticket) -> a derived public key: deriving one costs as much
     # as a signature, looking it up next to nothing.
     addresses: dict[tuple[str, UUID, UUID], Pubkey] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # Not the dataclass repr: it would print the seeds into any traceback or log line
+        # that shows this object. The authority is shown by its public key only.
+        return f"WorkerContext(worker_id={self.worker_id!r}, authority={self.authority.pubkey()})"
 
     def mint_key(self, tenant_id: UUID, ticket_id: UUID) -> tuple[Keypair, Pubkey]:
         """The ticket's mint keypair and address; the address is remembered."""

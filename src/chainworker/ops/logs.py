@@ -138,6 +138,30 @@ def _url_secrets(url: str) -> list[str]:
     return found
 
 
+def redact_url(url: str) -> str:
+    """A URL as shown in errors, logs and output: scheme://host[:port] only.
+
+    Credentials, path, query and fragment are left out (RPC providers put API keys in
+    paths and queries); text that does not parse as a URL is shown as "[redacted]".
+    """
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError:
+        return REDACTED
+    if "://" not in text or not re.fullmatch(r"[a-z][a-z0-9+.-]*", parts.scheme):
+        return REDACTED
+    if host is None:
+        return f"{parts.scheme}://"  # e.g. a PostgreSQL DSN naming a socket directory
+    try:
+        port = parts.port
+    except ValueError:
+        port = None  # not a number: possibly part of a mistyped secret, so left out
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown_host}" + ("" if port is None else f":{port}")
+
+
 def register_settings_secrets(settings: BaseModel) -> None:
     """Register every SecretStr field of the settings, and passwords/keys inside URL fields."""
     for name in type(settings).model_fields:

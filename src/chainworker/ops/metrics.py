@@ -30,7 +30,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -47,6 +46,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+
+from chainworker.ops.logs import redact_url
 
 MetricKind = Literal["counter", "gauge", "histogram"]
 
@@ -476,15 +477,8 @@ def endpoint_label(endpoint: str) -> str:
     """
     if "://" not in endpoint:
         return endpoint if _SAFE_ENDPOINT.match(endpoint) else "invalid"
-    try:
-        parts = urlsplit(endpoint)
-        host = parts.hostname
-        port = parts.port
-    except ValueError:
-        return "invalid"
-    if not parts.scheme or not host:
-        return "invalid"
-    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+    label = redact_url(endpoint)
+    return label if _SAFE_ENDPOINT.match(label.partition("://")[2]) else "invalid"
 
 
 _METHOD = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,47}$")

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from chainworker import services
 from chainworker.config import get_settings
+from chainworker.ops.logs import redact_url
 
 services_app = typer.Typer(help="Show or stop the services chainworker uses.")
 
@@ -30,8 +31,11 @@ def status(ctx: typer.Context) -> None:
         typer.echo(f"chainworker: {error}", err=True)
         raise typer.Exit(2) from None
     table = Table("service", "origin", "where")
-    table.add_row("postgresql", pg.origin, _hide_password(pg.app_dsn))
-    table.add_row("redis", redis.origin, _hide_password(redis.url))
+    # Scheme, host and port: a URL's user, password and query are not for the screen.
+    # A server chainworker manages may listen on a socket directory, which no URL host shows.
+    where = redact_url(pg.app_dsn) if pg.server is None else f"{pg.server.host}:{pg.server.port}"
+    table.add_row("postgresql", pg.origin, where)
+    table.add_row("redis", redis.origin, redact_url(redis.url))
     Console().print(table)
 
 
@@ -43,14 +47,6 @@ def stop() -> None:
     valkey = services.stop_embedded_valkey(state / "valkey")
     typer.echo(f"embedded postgresql: {'stopped' if pg else 'not running'}")
     typer.echo(f"embedded valkey: {'stopped' if valkey else 'not running'}")
-
-
-def _hide_password(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if at and ":" in userinfo:
-        userinfo = userinfo.split(":", 1)[0] + ":***"
-    return f"{scheme}{sep}{userinfo}{at}{host}"
 
 
 def register(app: typer.Typer) -> None:
