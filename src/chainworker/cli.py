@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from chainworker.config import SettingsError, get_settings
+from chainworker.ops import logs
 
 app = typer.Typer(
     name="chainworker",
     help="Puts tickets on Solana and keeps the database and the chain in agreement.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _start() -> None:
+    # Runs before every command, so none runs without the settings read and logging set
+    # up from them (secrets registered for redaction).
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        typer.echo(f"chainworker: {error}", err=True)
+        raise typer.Exit(2) from None
+    logs.configure_from_settings(settings)
 
 
 def _register() -> None:
@@ -25,10 +37,14 @@ def _register() -> None:
 
 
 def main() -> None:
+    # Until the settings are read nothing may render with structlog's defaults: their
+    # tracebacks show local variables, which hold keys and seeds.
+    logs.configure_logging()
     _register()
     try:
-        get_settings()
-    except SettingsError as error:
-        print(f"chainworker: {error}", file=sys.stderr)
+        app()
+    except Exception:
+        # Unforeseen: reported through the log handler, so registered secrets are redacted
+        # and the traceback shows no local variables. Exit 2, the commands' "error".
+        logs.get_logger(__name__).exception("command failed")
         raise SystemExit(2) from None
-    app()

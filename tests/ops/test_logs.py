@@ -204,6 +204,54 @@ def test_redact_url_keeps_only_scheme_host_and_port(url: str, shown: str) -> Non
     assert logs.redact_url(url) == shown
 
 
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_tracebacks_never_show_local_variables(fmt: logs.LogFormat) -> None:
+    stream = io.StringIO()
+    seed = b"an-unregistered-seed-held-in-a-local"
+    key = Keypair()
+
+    def derive(local_seed: bytes, local_key: Keypair) -> None:
+        raise ValueError("derivation failed")
+
+    try:
+        logs.configure_logging("INFO", fmt, stream)
+        try:
+            derive(seed, key)
+        except ValueError:
+            logs.get_logger("chainworker.test").exception("failed")
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if h.get_name() == "chainworker"]:
+            root.removeHandler(handler)
+        structlog.reset_defaults()
+    text = stream.getvalue()
+    assert "derivation failed" in text and "Traceback" in text
+    assert seed.decode() not in text
+    assert "local_seed" not in text and "local_key" not in text  # no locals listed
+
+
+def test_configure_from_settings_uses_their_format_and_registers_their_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = load_settings(
+        log_format="json", log_level="WARNING", mint_seed="mint-seed-from-settings-do-not-print"
+    )
+    try:
+        logs.configure_from_settings(settings)
+        log = logs.get_logger("chainworker.test")
+        log.info("below the level")
+        log.warning("seed mint-seed-from-settings-do-not-print")
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if h.get_name() == "chainworker"]:
+            root.removeHandler(handler)
+        root.setLevel(logging.WARNING)
+        logs.clear_registered_secrets()
+        structlog.reset_defaults()
+    (line,) = capsys.readouterr().err.splitlines()
+    assert json.loads(line)["event"] == f"seed {logs.REDACTED}"
+
+
 def test_a_seed_generated_in_the_state_dir_is_redacted(captured: Captured, tmp_path: Path) -> None:
     seed = keys.load_seed(None, tmp_path, "mint_seed", cluster="localnet").decode()
     logs.get_logger("chainworker.test").info(f"derived with {seed}")

@@ -14,7 +14,6 @@ from chainworker import services
 from chainworker.api.tokens import IssuedToken, issue_token, parse_ttl, revoke_token
 from chainworker.config import get_settings
 from chainworker.db.pool import create_pool
-from chainworker.ops import logs
 
 token_app = typer.Typer(help="Issue and revoke API tokens.")
 
@@ -44,8 +43,6 @@ def api(
     import uvicorn
 
     settings = get_settings()
-    logs.configure_logging(settings.log_level, settings.log_format)
-    logs.register_settings_secrets(settings)
     uvicorn.run(
         "chainworker.api.serve:build",
         factory=True,

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from chainworker.api.app import create_app
 from chainworker.config import get_settings
+from chainworker.ops import logs
 
 # A request allocates a few thousand objects, so the default first-generation threshold
 # (700) runs the collector several times per request. Collecting every 50,000
@@ -17,7 +18,10 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def build() -> FastAPI:
-    app = create_app(get_settings())
+    settings = get_settings()
+    # With --workers above 1 uvicorn starts fresh processes that never ran the command.
+    logs.configure_from_settings(settings)
+    app = create_app(settings)
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -21,7 +21,7 @@ from chainworker.db import tickets
 from chainworker.db.pool import create_pool, tenant_transaction
 from chainworker.db.requests import NewRequest, Operation
 from chainworker.jobs.enqueue import request_operation
-from chainworker.ops import logs, metrics
+from chainworker.ops import metrics
 
 enqueue_app = typer.Typer(help="Record requests and queue them for the workers.")
 
@@ -45,8 +45,6 @@ def worker(
     from chainworker.jobs.worker import make_worker
 
     settings = get_settings()
-    logs.configure_logging(settings.log_level, settings.log_format)
-    logs.register_settings_secrets(settings)
     try:
         pg, redis = asyncio.run(resolve(settings))
     except (services.ServiceError, OSError) as error:

@@ -14,6 +14,9 @@ and anything that decodes to a valid Solana keypair (base58 string or a JSON
 array of 64 bytes) with "[redacted]". Register the settings' secrets at start
 with `register_settings_secrets(settings)` and any key loaded later with
 `register_secret`.
+
+Exceptions are rendered as plain tracebacks, never with local variables (which hold
+keys and seeds). Anything that shows a URL shows `redact_url(url)`: scheme, host and port.
 """
 
 from __future__ import annotations
@@ -253,7 +256,10 @@ def _drop_color_message(_: WrappedLogger, __: str, event_dict: EventDict) -> Eve
 
 def _renderer(fmt: LogFormat, stream: TextIO) -> Processor:
     if fmt == "console" or (fmt == "auto" and stream.isatty()):
-        return structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        # The default formatter is rich's, with local variables: they hold keys and seeds.
+        return structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     return structlog.processors.JSONRenderer()
 
 
@@ -304,6 +310,13 @@ def configure_logging(
     # HTTP clients log every request at INFO: one line per RPC call drowns the rest.
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+def configure_from_settings(settings: BaseModel) -> None:
+    """Logging as the settings say, with their secrets registered: first thing in a process."""
+    chosen = settings.model_dump(include={"log_level", "log_format"})
+    configure_logging(chosen.get("log_level", "INFO"), chosen.get("log_format", "auto"))
+    register_settings_secrets(settings)
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
