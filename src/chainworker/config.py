@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     outbox_poll_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     # A malformed outbox row is retried after this many seconds, doubling per attempt.
     outbox_retry_seconds: float = Field(default=5.0, ge=0, le=3600)
+    # Loopback by default; 0.0.0.0 where a scraper on another host reads /metrics.
+    metrics_host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
     metrics_port: int = Field(default=9464, ge=0, le=65535)
 
     # --- api ------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from chainworker.config import Settings
 from chainworker.ops import metrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -362,3 +363,28 @@ def test_container_healthcheck_probes_http_and_jsonrpc(rpc_url: str) -> None:
     assert _healthcheck(HEALTHCHECK_URL=rpc_url, HEALTHCHECK_JSONRPC="1") == 0
     assert _healthcheck(HEALTHCHECK_URL="") == 0
     assert _healthcheck(HEALTHCHECK_URL="file:///etc/passwd") == 1
+
+
+def test_worker_metrics_listen_on_all_addresses_only_where_prometheus_scrapes() -> None:
+    assert Settings.model_fields["metrics_host"].default == "127.0.0.1"
+    services = _compose()["services"]
+    scraped = {
+        target
+        for job in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    for name in ("worker-1", "worker-2"):
+        assert services[name]["environment"]["METRICS_HOST"] == "0.0.0.0", name
+        command = services[name]["command"]
+        assert f"{name}:{command[command.index('--metrics-port') + 1]}" in scraped
+    for name in ("api", "migrate", "localnet"):
+        assert "METRICS_HOST" not in services[name]["environment"], name
+    deployments = {d["metadata"]["name"]: d for d in _k8s_documents() if d["kind"] == "Deployment"}
+    (worker,) = deployments["chainworker-worker"]["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item.get("value") for item in worker.get("env", [])}
+    # The kubelet's probes and Prometheus reach the pod IP, not its loopback.
+    assert env["METRICS_HOST"] == "0.0.0.0"
+    assert worker["livenessProbe"]["httpGet"]["port"] == "metrics"
+    (api,) = deployments["chainworker-api"]["spec"]["template"]["spec"]["containers"]
+    assert "METRICS_HOST" not in {item["name"] for item in api.get("env", [])}

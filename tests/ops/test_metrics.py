@@ -221,3 +221,11 @@ def test_metrics_server_serves_the_registry_over_http() -> None:
         assert "chainworker_tx_confirmed_total" in body
     finally:
         server.close()
+
+
+def test_the_metrics_server_listens_on_loopback_unless_told() -> None:
+    server = metrics.start_metrics_server(0)
+    try:
+        assert server._server.server_address[0] == "127.0.0.1"
+    finally:
+        server.close()

@@ -51,7 +51,7 @@ def worker(
         raise _fail(str(error)) from None
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:
-        metrics.start_metrics_server(port)
+        metrics.start_metrics_server(port, settings.metrics_host)
     try:
         make_worker(settings, pg.app_dsn, redis.url, burst=burst).run()
     except ChainError as error:

@@ -555,8 +555,11 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def start_metrics_server(port: int, addr: str = "0.0.0.0") -> MetricsServer:
-    """Serve REGISTRY on http://addr:port/metrics (port 0 picks a free port)."""
+def start_metrics_server(port: int, addr: str = "127.0.0.1") -> MetricsServer:
+    """Serve REGISTRY on http://addr:port/metrics (port 0 picks a free port).
+
+    Loopback unless told otherwise (METRICS_HOST): the process's figures are for the scraper.
+    """
     server, thread = start_http_server(port, addr=addr, registry=REGISTRY)
     return MetricsServer(port=server.server_port, _server=server, _thread=thread)
 
