@@ -1,9 +1,12 @@
 """Fault injection: what the localnet does wrong on purpose, and when.
 
-Every random choice draws from one `random.Random(seed)`, so a run with the same
-seed and the same request sequence makes the same choices.
+Every random choice draws from a seeded `random.Random`: one for the ledger and
+one per endpoint, so a run with the same seed and the same request sequence (per
+endpoint) makes the same choices. Clearing faults restarts the draws from the
+seed, so what follows a clear repeats whatever ran before it.
 
-Settings (GET/POST/DELETE /admin/faults; the same names as CLI flags):
+Settings (GET/POST/DELETE /admin/faults; the same names as CLI flags). Ledger
+faults are shared by every endpoint:
 
 - ``drop_rate`` (0-1): that fraction of accepted sendTransaction calls answer
   with the signature but the transaction never lands.
@@ -11,11 +14,6 @@ Settings (GET/POST/DELETE /admin/faults; the same names as CLI flags):
   that way; send K+1 lands.
 - ``land_delay_slots`` (int): a transaction lands N slots later than it would
   (in block ``current slot + 1 + N``).
-- ``http_error_rate`` (0-1) with ``http_error_status`` (429 or 503): that
-  fraction of JSON-RPC HTTP requests is answered with the status and no
-  JSON-RPC body.
-- ``stall_rate`` (0-1) with ``stall_seconds`` (float): that fraction of JSON-RPC
-  HTTP requests is held for ``stall_seconds`` before being answered normally.
 - ``clock_frozen`` (bool): no blocks are produced; slot, block height and
   blockhash stay put and sent transactions wait.
 - ``warp_slots`` (int, applied once): that many blocks are produced at once,
@@ -25,73 +23,186 @@ Settings (GET/POST/DELETE /admin/faults; the same names as CLI flags):
 - ``fork_unconfirmed`` (bool, applied once): every block above the confirmed
   slot loses its transactions (their effects are rolled back, their signatures
   become unknown); clients must rebroadcast. Reads back as false.
+
+Endpoint faults belong to one JSON-RPC endpoint (``/admin/faults`` on its port,
+or ``/admin/endpoints/{i}/faults`` on any port):
+
+- ``http_error_rate`` (0-1) with ``http_error_status`` (429 or 503): that
+  fraction of JSON-RPC HTTP requests is answered with the status and no
+  JSON-RPC body.
+- ``stall_rate`` (0-1) with ``stall_seconds`` (float): that fraction of JSON-RPC
+  HTTP requests is held for ``stall_seconds`` before being answered normally.
+- ``lag_slots`` (int, at most 256): the endpoint reads the ledger as of N slots
+  ago: slot, block height, blockhash, account state, signature statuses and
+  their commitment levels. It refuses a transaction whose blockhash is newer
+  than that (-32002 "Blockhash not found", even with skipPreflight) and forwards
+  the rest. Beyond 128 slots getHealth and preflight answer -32005 "Node is
+  behind by N slots".
+- ``garbage_rate`` (0-1) with ``garbage_kinds`` (list, default all) and
+  ``garbage_methods`` (list of JSON-RPC methods, empty: all): that fraction of
+  the affected requests is executed but answered with garbage of one kind drawn
+  from the list: ``wrong_types`` (every integer as a string, every list as an
+  object), ``missing_fields`` (``value``, ``context`` or ``context.slot``, a
+  member of the result, or the result itself is missing), ``huge_integers``
+  (every integer becomes 2**63, 2**64 or 10**30), ``truncated`` (the body cut
+  mid-JSON), ``html`` (a proxy's HTML error page, status 200, text/html),
+  ``batch_ids`` (batches only: ids missing, duplicated or reordered).
+- ``slowloris_rate`` (0-1) with ``slowloris_mode``: that fraction of JSON-RPC
+  answers is delivered slowly: ``trickle`` sends the body one byte at a time,
+  ``slowloris_byte_seconds`` apart; ``headers_only`` sends status and headers
+  and then nothing, until the client gives up.
+- ``down`` (bool): the endpoint stops listening (connections are refused, open
+  ones are closed) until cleared. Admin stays reachable on the other endpoints'
+  ports; the last endpoint that is up cannot go down.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from chainworker.localnet.garbage import GARBAGE_KINDS
+
 HTTP_ERROR_STATUSES = (429, 503)
+SLOWLORIS_MODES = ("trickle", "headers_only")
+MAX_WARP_SLOTS = 100_000
+# A lag stays within the blockhashes the ledger remembers and the history it keeps cheaply.
+MAX_LAG_SLOTS = 256
 
 
 @dataclass
-class FaultSettings:
+class LedgerFaultSettings:
     drop_rate: float = 0.0
     drop_first_sends: int = 0
     land_delay_slots: int = 0
-    http_error_rate: float = 0.0
-    http_error_status: int = 429
-    stall_rate: float = 0.0
-    stall_seconds: float = 0.0
     clock_frozen: bool = False
     warp_slots: int = 0
     fork_unconfirmed: bool = False
 
 
-_RATES = ("drop_rate", "http_error_rate", "stall_rate")
-_COUNTS = ("drop_first_sends", "land_delay_slots", "warp_slots")
-MAX_WARP_SLOTS = 100_000
+@dataclass
+class EndpointFaultSettings:
+    http_error_rate: float = 0.0
+    http_error_status: int = 429
+    stall_rate: float = 0.0
+    stall_seconds: float = 0.0
+    lag_slots: int = 0
+    garbage_rate: float = 0.0
+    garbage_kinds: list[str] = field(default_factory=lambda: list(GARBAGE_KINDS))
+    garbage_methods: list[str] = field(default_factory=list)
+    slowloris_rate: float = 0.0
+    slowloris_mode: str = "trickle"
+    slowloris_byte_seconds: float = 0.1
+    down: bool = False
+
+
+LEDGER_FIELDS = frozenset(f.name for f in fields(LedgerFaultSettings))
+ENDPOINT_FIELDS = frozenset(f.name for f in fields(EndpointFaultSettings))
+
+
+def _rate(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number from 0 to 1")
+    return float(value)
+
+
+def _seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number")
+    return float(value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false")
+    return value
+
+
+def _count(limit: int | None = None) -> Callable[[str, Any], int]:
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer")
+        if limit is not None and value > limit:
+            raise ValueError(f"{name} must be at most {limit}")
+        return value
+
+    return check
+
+
+def _choice(options: tuple[Any, ...]) -> Callable[[str, Any], Any]:
+    def check(name: str, value: Any) -> Any:
+        if isinstance(value, bool) or value not in options:
+            raise ValueError(f"{name} must be one of {', '.join(map(str, options))}")
+        return value
+
+    return check
+
+
+def _kinds(name: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{name} must be a non-empty list of: {', '.join(GARBAGE_KINDS)}")
+    unknown = [kind for kind in value if kind not in GARBAGE_KINDS]
+    if unknown:
+        raise ValueError(f"{name}: unknown kind {unknown[0]!r}; known: {', '.join(GARBAGE_KINDS)}")
+    return [kind for kind in GARBAGE_KINDS if kind in value]  # canonical order: draws repeat
+
+
+def _methods(name: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
+        raise ValueError(f"{name} must be a list of JSON-RPC method names")
+    return list(dict.fromkeys(value))
+
+
+_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
+    "drop_rate": _rate,
+    "drop_first_sends": _count(),
+    "land_delay_slots": _count(),
+    "clock_frozen": _flag,
+    "warp_slots": _count(MAX_WARP_SLOTS),
+    "fork_unconfirmed": _flag,
+    "http_error_rate": _rate,
+    "http_error_status": _choice(HTTP_ERROR_STATUSES),
+    "stall_rate": _rate,
+    "stall_seconds": _seconds,
+    "lag_slots": _count(MAX_LAG_SLOTS),
+    "garbage_rate": _rate,
+    "garbage_kinds": _kinds,
+    "garbage_methods": _methods,
+    "slowloris_rate": _rate,
+    "slowloris_mode": _choice(SLOWLORIS_MODES),
+    "slowloris_byte_seconds": _seconds,
+    "down": _flag,
+}
 
 
 def validate(changes: Any) -> dict[str, Any]:
     """Check a partial settings object; raises ValueError naming the bad field."""
     if not isinstance(changes, dict):
         raise ValueError("faults must be a JSON object")
-    known = {f.name for f in fields(FaultSettings)}
     clean: dict[str, Any] = {}
     for name, value in changes.items():
-        if name not in known:
-            raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(known))}")
-        if name in _RATES:
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-                raise ValueError(f"{name} must be a number from 0 to 1")
-            clean[name] = float(value)
-        elif name in _COUNTS:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer")
-            if name == "warp_slots" and value > MAX_WARP_SLOTS:
-                raise ValueError(f"warp_slots must be at most {MAX_WARP_SLOTS}")
-            clean[name] = value
-        elif name == "http_error_status":
-            if value not in HTTP_ERROR_STATUSES:
-                raise ValueError("http_error_status must be 429 or 503")
-            clean[name] = value
-        elif name == "stall_seconds":
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError("stall_seconds must be a non-negative number")
-            clean[name] = float(value)
-        else:
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be true or false")
-            clean[name] = value
+        check = _VALIDATORS.get(name)
+        if check is None:
+            raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(_VALIDATORS))}")
+        clean[name] = check(name, value)
     return clean
 
 
-class Faults:
+def split(clean: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validated changes as (ledger faults, endpoint faults)."""
+    ledger = {name: value for name, value in clean.items() if name in LEDGER_FIELDS}
+    endpoint = {name: value for name, value in clean.items() if name in ENDPOINT_FIELDS}
+    return ledger, endpoint
+
+
+class LedgerFaults:
+    """The shared faults: what happens to sent transactions and to the slot clock."""
+
     def __init__(self, seed: int = 0) -> None:
-        self.settings = FaultSettings()
+        self.settings = LedgerFaultSettings()
+        self._seed = seed
         self._rng = random.Random(seed)
         self._sends: dict[str, int] = {}
 
@@ -100,7 +211,7 @@ class Faults:
 
     def merge(self, changes: dict[str, Any]) -> tuple[int, bool]:
         """Apply validated changes; returns the one-shot (warp_slots, fork_unconfirmed)."""
-        clean = validate(changes)
+        clean = dict(changes)
         warp = clean.pop("warp_slots", 0)
         fork = clean.pop("fork_unconfirmed", False)
         for name, value in clean.items():
@@ -108,7 +219,8 @@ class Faults:
         return warp, fork
 
     def clear(self) -> None:
-        self.settings = FaultSettings()
+        self.settings = LedgerFaultSettings()
+        self._rng = random.Random(self._seed)
         self._sends.clear()
 
     def drop_send(self, signature: str) -> bool:
@@ -121,11 +233,53 @@ class Faults:
         rate = self.settings.drop_rate
         return rate > 0 and self._rng.random() < rate
 
+
+class EndpointFaults:
+    """One endpoint's faults, decided per HTTP request from the endpoint's own generator."""
+
+    def __init__(self, seed: int = 0, index: int = 0) -> None:
+        self.settings = EndpointFaultSettings()
+        self._seed = f"{seed}:endpoint:{index}"
+        self.rng = random.Random(self._seed)
+
+    def snapshot(self) -> dict[str, Any]:
+        return asdict(self.settings)
+
+    def merge(self, changes: dict[str, Any]) -> None:
+        for name, value in changes.items():
+            setattr(self.settings, name, list(value) if isinstance(value, list) else value)
+
+    def clear(self) -> None:
+        self.settings = EndpointFaultSettings()
+        self.rng = random.Random(self._seed)
+
     def http_fault(self) -> tuple[str, float] | None:
         """("error", status) or ("stall", seconds) for this request, or None."""
         settings = self.settings
-        if settings.http_error_rate > 0 and self._rng.random() < settings.http_error_rate:
+        if settings.http_error_rate > 0 and self.rng.random() < settings.http_error_rate:
             return "error", float(settings.http_error_status)
-        if settings.stall_rate > 0 and self._rng.random() < settings.stall_rate:
+        if settings.stall_rate > 0 and self.rng.random() < settings.stall_rate:
             return "stall", settings.stall_seconds
+        return None
+
+    def affects(self, method: str | None) -> bool:
+        """Whether garbage may touch an answer to this method."""
+        wanted = self.settings.garbage_methods
+        return not wanted or method in wanted
+
+    def garbage_kind(self, methods: list[str | None], batch: bool) -> str | None:
+        """The kind of garbage to answer this request with, or None for an honest answer."""
+        settings = self.settings
+        if settings.garbage_rate <= 0 or not any(self.affects(m) for m in methods):
+            return None
+        if self.rng.random() >= settings.garbage_rate:
+            return None
+        kinds = [kind for kind in settings.garbage_kinds if batch or kind != "batch_ids"]
+        return self.rng.choice(kinds) if kinds else None
+
+    def slowloris(self) -> tuple[str, float] | None:
+        """(mode, seconds per byte) when this answer is to be delivered slowly."""
+        settings = self.settings
+        if settings.slowloris_rate > 0 and self.rng.random() < settings.slowloris_rate:
+            return settings.slowloris_mode, settings.slowloris_byte_seconds
         return None

@@ -1,4 +1,8 @@
-"""The JSON-RPC method table: validator-shaped answers over the ledger."""
+"""The JSON-RPC method table: validator-shaped answers over the ledger.
+
+Reads go through a `LedgerView` (the endpoint's, which may lag behind the
+cluster); writes (sends, airdrops) go to the shared ledger.
+"""
 
 from __future__ import annotations
 
@@ -20,12 +24,13 @@ from chainworker.localnet.errors import (
     BLOCK_NOT_AVAILABLE,
     METHOD_NOT_FOUND,
     MIN_CONTEXT_SLOT_NOT_REACHED,
+    NODE_UNHEALTHY,
     SEND_TRANSACTION_PREFLIGHT_FAILURE,
     TRANSACTION_SIGNATURE_VERIFICATION_FAILURE,
     RpcError,
     invalid_params,
 )
-from chainworker.localnet.faults import Faults
+from chainworker.localnet.faults import LedgerFaults
 from chainworker.localnet.genesis import SLOTS_PER_EPOCH
 from chainworker.localnet.ledger import MAX_PROCESSING_AGE, Commitment, Ledger
 from chainworker.localnet.tokens import (
@@ -36,6 +41,7 @@ from chainworker.localnet.tokens import (
     parse_token_account,
     ui_amount,
 )
+from chainworker.localnet.view import LedgerView
 
 SOLANA_CORE_VERSION = "2.2.0"
 FEATURE_SET = 3_294_202_862
@@ -48,6 +54,8 @@ MAX_PERFORMANCE_SAMPLES = 720
 PERFORMANCE_SAMPLE_SECONDS = 60
 LARGEST_ACCOUNTS = 20
 MAX_FILTERS = 4
+# A node further behind than this reports itself unhealthy (agave's default distance).
+HEALTH_CHECK_SLOT_DISTANCE = 128
 
 Handler = Callable[[list[Any]], Any]
 
@@ -77,9 +85,16 @@ def describe_error(err: Any) -> str:
 
 class Methods:
     def __init__(
-        self, ledger: Ledger, faults: Faults, *, rpc_url: str = "", ws_url: str = ""
+        self,
+        ledger: Ledger,
+        faults: LedgerFaults,
+        *,
+        view: LedgerView | None = None,
+        rpc_url: str = "",
+        ws_url: str = "",
     ) -> None:
         self.ledger = ledger
+        self.view = view if view is not None else LedgerView(ledger)
         self.faults = faults
         self.rpc_url = rpc_url
         self.ws_url = ws_url
@@ -146,7 +161,7 @@ class Methods:
 
     def _context(self, value: Any, commitment: Commitment = "processed") -> dict[str, Any]:
         return {
-            "context": {"apiVersion": SOLANA_CORE_VERSION, "slot": self.ledger.slot_at(commitment)},
+            "context": {"apiVersion": SOLANA_CORE_VERSION, "slot": self.view.slot_at(commitment)},
             "value": value,
         }
 
@@ -154,7 +169,7 @@ class Methods:
         wanted = cfg.get("minContextSlot")
         if wanted is None:
             return
-        current = self.ledger.slot_at(commitment)
+        current = self.view.slot_at(commitment)
         if p.integer(wanted, "minContextSlot") > current:
             raise RpcError(
                 MIN_CONTEXT_SLOT_NOT_REACHED,
@@ -168,7 +183,7 @@ class Methods:
         return level
 
     def _mint_lookup(self, commitment: Commitment) -> Callable[[Pubkey], Account | None]:
-        return lambda key: self.ledger.get_account(key, commitment)
+        return lambda key: self.view.get_account(key, commitment)
 
     def _encoding(self, cfg: dict[str, Any], default: str) -> str:
         encoding = cfg.get("encoding", default) or default
@@ -180,7 +195,7 @@ class Methods:
 
     def _block(self, slot: int, commitment: Commitment) -> Any:
         block = self.ledger.blocks.get(slot)
-        if block is None or slot > self.ledger.slot_at(commitment):
+        if block is None or slot > self.view.slot_at(commitment):
             raise RpcError(BLOCK_NOT_AVAILABLE, f"Block not available for slot {slot}")
         return block
 
@@ -190,7 +205,17 @@ class Methods:
         return {"feature-set": FEATURE_SET, "solana-core": SOLANA_CORE_VERSION}
 
     def get_health(self, params: list[Any]) -> Any:
+        self._check_health()
         return "ok"
+
+    def _check_health(self) -> None:
+        behind = self.view.lag
+        if behind > HEALTH_CHECK_SLOT_DISTANCE:
+            raise RpcError(
+                NODE_UNHEALTHY,
+                f"Node is behind by {behind} slots",
+                {"numSlotsBehind": behind},
+            )
 
     def get_genesis_hash(self, params: list[Any]) -> Any:
         return str(self.ledger.genesis.genesis_hash)
@@ -199,31 +224,31 @@ class Methods:
         return {"identity": str(self.ledger.genesis.identity.pubkey())}
 
     def get_slot(self, params: list[Any]) -> Any:
-        return self.ledger.slot_at(self._read(p.config(params, 0)))
+        return self.view.slot_at(self._read(p.config(params, 0)))
 
     def get_slot_plain(self, params: list[Any]) -> Any:
-        return self.ledger.slot
+        return self.view.slot
 
     def get_highest_snapshot_slot(self, params: list[Any]) -> Any:
-        return {"full": self.ledger.slot_at("finalized"), "incremental": None}
+        return {"full": self.view.slot_at("finalized"), "incremental": None}
 
     def get_stake_minimum_delegation(self, params: list[Any]) -> Any:
         return self._context(1_000_000_000, p.commitment(p.config(params, 0)))
 
     def get_block_height(self, params: list[Any]) -> Any:
-        return self.ledger.height_at(self._read(p.config(params, 0)))
+        return self.view.height_at(self._read(p.config(params, 0)))
 
     def get_epoch_info(self, params: list[Any]) -> Any:
         level = self._read(p.config(params, 0))
-        block = self.ledger.block_at(level)
-        epoch, index = self.ledger.epoch(block.slot)
+        block = self.view.block_at(level)
+        epoch, index = self.view.epoch(block.slot)
         return {
             "absoluteSlot": block.slot,
             "blockHeight": block.height,
             "epoch": epoch,
             "slotIndex": index,
             "slotsInEpoch": SLOTS_PER_EPOCH,
-            "transactionCount": self.ledger.transaction_count,
+            "transactionCount": self.view.transaction_count,
         }
 
     def get_epoch_schedule(self, params: list[Any]) -> Any:
@@ -237,7 +262,7 @@ class Methods:
 
     def get_latest_blockhash(self, params: list[Any]) -> Any:
         level = self._read(p.config(params, 0))
-        blockhash, last_valid = self.ledger.latest_blockhash(level)
+        blockhash, last_valid = self.view.latest_blockhash(level)
         return self._context({"blockhash": blockhash, "lastValidBlockHeight": last_valid}, level)
 
     def is_blockhash_valid(self, params: list[Any]) -> Any:
@@ -249,7 +274,7 @@ class Methods:
         except RpcError:
             raise invalid_params("Invalid param: Invalid") from None
         level = self._read(p.config(params, 1))
-        return self._context(self.ledger.is_blockhash_valid(value, level), level)
+        return self._context(self.view.is_blockhash_valid(value, level), level)
 
     def get_fee_for_message(self, params: list[Any]) -> Any:
         encoded = p.required(params, 0, "message")
@@ -259,7 +284,7 @@ class Methods:
             message = from_bytes_versioned(raw)
         except Exception as error:
             raise invalid_params(f"invalid message: {error}") from None
-        if not self.ledger.is_blockhash_valid(str(message.recent_blockhash), level):
+        if not self.view.is_blockhash_valid(str(message.recent_blockhash), level):
             return self._context(None, level)
         return self._context(self.ledger.fee_for(message), level)
 
@@ -270,14 +295,14 @@ class Methods:
         return self.ledger.svm.minimum_balance_for_rent_exemption(size)
 
     def get_transaction_count(self, params: list[Any]) -> Any:
-        return self.ledger.transaction_count
+        return self.view.transaction_count
 
     def get_supply(self, params: list[Any]) -> Any:
         level = self._read(p.config(params, 0))
         total = sum(
             account.lamports
             for key in self.ledger.known_accounts
-            if (account := self.ledger.get_account(key, level)) is not None
+            if (account := self.view.get_account(key, level)) is not None
         )
         return self._context(
             {
@@ -313,8 +338,8 @@ class Methods:
     def get_leader_schedule(self, params: list[Any]) -> Any:
         slot = params[0] if params and not isinstance(params[0], dict) else None
         cfg = p.config(params, 1 if params and not isinstance(params[0], dict) else 0)
-        epoch, _ = self.ledger.epoch(self.ledger.slot if slot is None else p.integer(slot, "slot"))
-        if epoch > self.ledger.epoch()[0] + 1:
+        epoch, _ = self.view.epoch(self.view.slot if slot is None else p.integer(slot, "slot"))
+        if epoch > self.view.epoch()[0] + 1:
             return None
         identity = str(self.ledger.genesis.identity.pubkey())
         wanted = cfg.get("identity")
@@ -338,7 +363,11 @@ class Methods:
         if limit > MAX_PERFORMANCE_SAMPLES:
             raise invalid_params(f"Invalid limit; max {MAX_PERFORMANCE_SAMPLES}")
         samples: list[dict[str, Any]] = []
-        blocks = sorted(self.ledger.blocks.values(), key=lambda block: -block.slot)
+        top = self.view.slot
+        blocks = sorted(
+            (block for block in self.ledger.blocks.values() if block.slot <= top),
+            key=lambda block: -block.slot,
+        )
         index = 0
         while index < len(blocks) and len(samples) < limit:
             end = blocks[index]
@@ -371,7 +400,7 @@ class Methods:
 
     def get_inflation_rate(self, params: list[Any]) -> Any:
         return {
-            "epoch": self.ledger.epoch()[0],
+            "epoch": self.view.epoch()[0],
             "foundation": 0.004,
             "total": 0.08,
             "validator": 0.076,
@@ -388,7 +417,7 @@ class Methods:
         balances = [
             (account.lamports, str(key))
             for key in self.ledger.known_accounts
-            if (account := self.ledger.get_account(key, level)) is not None
+            if (account := self.view.get_account(key, level)) is not None
         ]
         balances.sort(reverse=True)
         return self._context(
@@ -404,7 +433,7 @@ class Methods:
     def get_balance(self, params: list[Any]) -> Any:
         key = p.pubkey(p.required(params, 0, "pubkey"))
         level = self._read(p.config(params, 1))
-        account = self.ledger.get_account(key, level)
+        account = self.view.get_account(key, level)
         return self._context(0 if account is None else account.lamports, level)
 
     def get_account_info(self, params: list[Any]) -> Any:
@@ -412,7 +441,7 @@ class Methods:
         cfg = p.config(params, 1)
         level = self._read(cfg)
         encoding = self._encoding(cfg, "binary")
-        account = self.ledger.get_account(key, level)
+        account = self.view.get_account(key, level)
         value = encode_account(account, encoding, cfg.get("dataSlice"), self._mint_lookup(level))
         return self._context(value, level)
 
@@ -430,7 +459,7 @@ class Methods:
         data_slice = cfg.get("dataSlice")
         return self._context(
             [
-                encode_account(self.ledger.get_account(key, level), encoding, data_slice, mints)
+                encode_account(self.view.get_account(key, level), encoding, data_slice, mints)
                 for key in parsed
             ],
             level,
@@ -467,7 +496,7 @@ class Methods:
         data_slice = cfg.get("dataSlice")
         found = [
             {"account": encode_account(account, encoding, data_slice, mints), "pubkey": str(key)}
-            for key, account in self.ledger.program_accounts(program, level)
+            for key, account in self.view.program_accounts(program, level)
             if all(check(account) for check in checks)
         ]
         if p.boolean(cfg, "withContext"):
@@ -477,10 +506,10 @@ class Methods:
     # --- tokens --------------------------------------------------------------
 
     def _token_account(self, key: Pubkey, level: Commitment) -> tuple[Account, int]:
-        account = self.ledger.get_account(key, level)
+        account = self.view.get_account(key, level)
         if account is None or not is_token_account(account):
             raise invalid_params("Invalid param: not a Token account")
-        mint = self.ledger.get_account(parse_token_account(account.data).mint, level)
+        mint = self.view.get_account(parse_token_account(account.data).mint, level)
         if mint is None or not is_mint(mint):
             raise invalid_params("Invalid param: mint could not be unpacked")
         return account, parse_mint(mint.data).decimals
@@ -503,7 +532,7 @@ class Methods:
         mint: Pubkey | None = None
         if "mint" in selector:
             mint = p.pubkey(selector["mint"])
-            mint_account = self.ledger.get_account(mint, level)
+            mint_account = self.view.get_account(mint, level)
             if mint_account is None or mint_account.owner not in TOKEN_PROGRAMS:
                 raise invalid_params("Invalid param: could not find mint")
             programs = [mint_account.owner]
@@ -518,7 +547,7 @@ class Methods:
         mints = self._mint_lookup(level)
         found = []
         for program in programs:
-            for key, account in self.ledger.program_accounts(program, level):
+            for key, account in self.view.program_accounts(program, level):
                 if not is_token_account(account):
                     continue
                 data = account.data
@@ -546,7 +575,7 @@ class Methods:
     def get_token_supply(self, params: list[Any]) -> Any:
         key = p.pubkey(p.required(params, 0, "mint"))
         level = self._read(p.config(params, 1))
-        account = self.ledger.get_account(key, level)
+        account = self.view.get_account(key, level)
         if account is None or not is_mint(account):
             raise invalid_params("Invalid param: not a Token mint")
         mint = parse_mint(account.data)
@@ -555,14 +584,14 @@ class Methods:
     def get_token_largest_accounts(self, params: list[Any]) -> Any:
         key = p.pubkey(p.required(params, 0, "mint"))
         level = self._read(p.config(params, 1))
-        account = self.ledger.get_account(key, level)
+        account = self.view.get_account(key, level)
         if account is None or not is_mint(account):
             raise invalid_params("Invalid param: not a Token mint")
         decimals = parse_mint(account.data).decimals
         mint_bytes = bytes(key)
         holders = [
             (parse_token_account(held.data).amount, str(address))
-            for address, held in self.ledger.program_accounts(account.owner, level)
+            for address, held in self.view.program_accounts(account.owner, level)
             if is_token_account(held) and held.data[0:32] == mint_bytes
         ]
         holders.sort(key=lambda item: (-item[0], item[1]))
@@ -620,11 +649,19 @@ class Methods:
                     TRANSACTION_SIGNATURE_VERIFICATION_FAILURE,
                     "Transaction signature verification failure",
                 )
+            self._check_health()
             outcome = self.ledger.simulate(
-                transaction, sig_verify=False, replace_blockhash=False, commitment=level
+                transaction,
+                sig_verify=False,
+                replace_blockhash=False,
+                commitment=level,
+                tip=self.view.tip,
             )
             if outcome.err is not None:
                 raise self._preflight_failure(outcome.err, outcome.logs, outcome.units_consumed)
+        elif self.view.is_newer_than_view(str(transaction.message.recent_blockhash)):
+            # A node that is behind cannot forward what it cannot check, preflight or not.
+            raise self._preflight_failure("BlockhashNotFound", [], 0)
         if self.faults.drop_send(signature):
             return signature
         return self.ledger.submit(transaction, raw, self.faults.settings.land_delay_slots)
@@ -660,6 +697,7 @@ class Methods:
             replace_blockhash=replace,
             commitment=level,
             addresses=addresses,
+            tip=self.view.tip,
         )
         mints = self._mint_lookup(level)
         value: dict[str, Any] = {
@@ -704,13 +742,13 @@ class Methods:
             p.signature(value)
         search = p.boolean(p.config(params, 1), "searchTransactionHistory")
         statuses: list[Any] = []
-        ledger = self.ledger
+        view = self.view
         for value in signatures:
-            record = ledger.status_of(value, search)
+            record = view.status_of(value, search)
             if record is None:
                 statuses.append(None)
                 continue
-            level, confirmations = ledger.confirmation_of(record)
+            level, confirmations = view.confirmation_of(record)
             statuses.append(
                 {
                     "confirmationStatus": level,
@@ -729,7 +767,7 @@ class Methods:
         level = p.at_least_confirmed(cfg)
         encoding = cfg.get("encoding") or "json"
         record = self.ledger.landed.get(signature)
-        if record is None or not self.ledger.visible_at(record, level):
+        if record is None or not self.view.visible_at(record, level):
             return None
         block = self.ledger.blocks.get(record.slot)
         body = encode_transaction_with_meta(
@@ -763,13 +801,13 @@ class Methods:
             if signature == until:
                 break
             record = ledger.landed.get(signature)
-            if record is None or not ledger.visible_at(record, level):
+            if record is None or not self.view.visible_at(record, level):
                 continue
             block = ledger.blocks.get(record.slot)
             found.append(
                 {
                     "blockTime": None if block is None else block.block_time,
-                    "confirmationStatus": ledger.confirmation_of(record)[0],
+                    "confirmationStatus": self.view.confirmation_of(record)[0],
                     "err": record.err,
                     "memo": record.memo,
                     "signature": signature,
@@ -788,8 +826,9 @@ class Methods:
             raise invalid_params(f"Too many inputs provided; max {MAX_PRIORITIZATION_ADDRESSES}")
         wanted = [str(p.pubkey(key)) for key in addresses]
         ledger = self.ledger
+        top = self.view.slot
         fees = []
-        for slot in range(max(ledger.slot - MAX_PROCESSING_AGE + 1, 1), ledger.slot + 1):
+        for slot in range(max(top - MAX_PROCESSING_AGE + 1, 1), top + 1):
             block = ledger.blocks.get(slot)
             if block is None:
                 continue
@@ -835,7 +874,7 @@ class Methods:
         end_value = params[1] if len(params) > 1 and not isinstance(params[1], dict) else None
         cfg = p.config(params, 2 if end_value is not None else 1)
         level = p.at_least_confirmed(cfg)
-        top = self.ledger.slot_at(level)
+        top = self.view.slot_at(level)
         end = top if end_value is None else min(p.integer(end_value, "end slot"), top)
         if end - start > MAX_GET_BLOCKS_RANGE:
             raise invalid_params(f"Slot range too large; max {MAX_GET_BLOCKS_RANGE}")
@@ -847,7 +886,7 @@ class Methods:
         if limit > MAX_GET_BLOCKS_RANGE:
             raise invalid_params(f"Limit too large; max {MAX_GET_BLOCKS_RANGE}")
         level = p.at_least_confirmed(p.config(params, 2))
-        top = self.ledger.slot_at(level)
+        top = self.view.slot_at(level)
         slots = [
             slot for slot in range(start, min(top, start + limit) + 1) if slot in self.ledger.blocks
         ]
@@ -859,7 +898,7 @@ class Methods:
 
     def get_block_commitment(self, params: list[Any]) -> Any:
         slot = p.integer(p.required(params, 0, "slot"), "slot")
-        if slot not in self.ledger.blocks or slot <= self.ledger.slot_at("finalized"):
+        if slot not in self.ledger.blocks or slot <= self.view.slot_at("finalized"):
             return {"commitment": None, "totalStake": 0}
         return {"commitment": [0] * 32, "totalStake": 0}
 

@@ -1,43 +1,40 @@
-"""The localnet node: slot clock, JSON-RPC over HTTP (raw ASGI), PubSub over WebSocket.
+"""The localnet node: slot clock, JSON-RPC endpoints over HTTP (raw ASGI), PubSub over WebSocket.
 
 One asyncio event loop runs everything. Blocks execute in chunks with a yield to
 the loop between them, so reads keep being answered while a busy block executes.
+One ledger and one slot clock serve every endpoint; each endpoint has its own
+port and faults (see `endpoint.py`), PubSub is served once, from the ledger.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import signal
 import statistics
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-import uvicorn
 from websockets.asyncio.server import serve as ws_serve
 
-from chainworker.localnet.errors import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, RpcError
-from chainworker.localnet.faults import Faults
+from chainworker.localnet import admin
+from chainworker.localnet.asgi import MAX_REQUEST_BODY
+from chainworker.localnet.endpoint import Endpoint
+from chainworker.localnet.faults import LedgerFaults, split, validate
 from chainworker.localnet.ledger import Ledger
-from chainworker.localnet.methods import Methods
 from chainworker.localnet.pubsub import PubSub
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_BODY = 1024 * 1024
-MAX_BATCH = 1000
 EXECUTE_CHUNK = 64
 # Share of a slot a block may spend executing; the rest waits for the next block, as a
 # leader's block limits would make it, so a burst does not stretch the slot.
 BLOCK_TIME_BUDGET = 0.6
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 @dataclass
@@ -49,39 +46,138 @@ class NodeConfig:
     seed: int = 0
     confirm_depth: int = 1
     finalize_depth: int = 32
+    endpoints: int = 1
+    # Ports of endpoints 1, 2, ... (0: any free port); default: the ports after PubSub's.
+    endpoint_ports: tuple[int, ...] | None = None
+
+    def rpc_ports(self) -> list[int]:
+        if self.endpoint_ports is not None:
+            return [self.port, *self.endpoint_ports]
+        if self.port == 0:
+            return [0] * self.endpoints
+        ws_port = self.ws_port if self.ws_port is not None else self.port + 1
+        base = max(self.port, ws_port)
+        return [self.port] + [base + i for i in range(1, self.endpoints)]
 
 
 class Node:
-    def __init__(self, config: NodeConfig, faults: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        faults: dict[str, Any] | None = None,
+        fault_endpoints: Sequence[int] | None = None,
+    ) -> None:
+        """`faults` apply at start; their endpoint faults to `fault_endpoints` (None: all)."""
         self.config = config
         self.ledger = Ledger(
             seed=config.seed,
             confirm_depth=config.confirm_depth,
             finalize_depth=config.finalize_depth,
         )
-        self.faults = Faults(config.seed)
+        self.faults = LedgerFaults(config.seed)
         ws_port = config.ws_port if config.ws_port is not None else config.port + 1
-        self.rpc_url = f"http://{config.host}:{config.port}"
         self.ws_url = f"ws://{config.host}:{ws_port}"
         self.ws_port = ws_port
-        self.methods = Methods(self.ledger, self.faults, rpc_url=self.rpc_url, ws_url=self.ws_url)
+        handler = functools.partial(admin.handle, self)
+        self.endpoints = [
+            Endpoint(
+                index,
+                config.host,
+                port,
+                ledger=self.ledger,
+                ledger_faults=self.faults,
+                seed=config.seed,
+                ws_url=self.ws_url,
+                admin=handler,
+            )
+            for index, port in enumerate(config.rpc_ports())
+        ]
         self.pubsub = PubSub(self.ledger)
         self.slot_intervals: deque[float] = deque(maxlen=1000)
         self.block_durations: deque[float] = deque(maxlen=1000)
         if faults:
-            self.apply_faults(faults)
+            self.apply_faults(faults, fault_endpoints)
+
+    @property
+    def rpc_url(self) -> str:
+        return self.endpoints[0].rpc_url
+
+    @property
+    def rpc_urls(self) -> list[str]:
+        return [endpoint.rpc_url for endpoint in self.endpoints]
 
     # --- faults --------------------------------------------------------------
 
-    def apply_faults(self, changes: dict[str, Any]) -> dict[str, Any]:
-        warp, fork = self.faults.merge(changes)
+    def faults_of(self, endpoint: Endpoint) -> dict[str, Any]:
+        """The flat view /admin/faults answers: ledger faults and the endpoint's own."""
+        return {**self.faults.snapshot(), **endpoint.faults.snapshot()}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "ledger": self.faults.snapshot(),
+            "endpoints": [
+                {
+                    "index": endpoint.index,
+                    "rpc_url": endpoint.rpc_url,
+                    "up": endpoint.up,
+                    "faults": endpoint.faults.snapshot(),
+                }
+                for endpoint in self.endpoints
+            ],
+        }
+
+    def apply_faults(self, changes: Any, targets: Sequence[int] | None = None) -> None:
+        """Validate, then merge: ledger faults for all, endpoint faults for `targets` (None: all).
+
+        Raises ValueError naming the field, before anything changes. Listeners follow
+        `down` once `sync_listeners` runs.
+        """
+        ledger_changes, endpoint_changes = split(validate(changes))
+        indexes = range(len(self.endpoints)) if targets is None else targets
+        chosen = [self.endpoints[index] for index in indexes]
+        if "down" in endpoint_changes:
+            down_after = [
+                endpoint_changes["down"] if endpoint in chosen else endpoint.faults.settings.down
+                for endpoint in self.endpoints
+            ]
+            if all(down_after):
+                raise ValueError("down: at least one endpoint must stay up to serve /admin")
+        warp, fork = self.faults.merge(ledger_changes)
+        for endpoint in chosen:
+            endpoint.faults.merge(endpoint_changes)
+        self._retain_history()
         if fork:
             self.ledger.fork()
         if warp:
             self.ledger.warp(warp)
         if fork or warp:
             self.pubsub.on_block()
-        return self.faults.snapshot()
+
+    def clear_faults(self, targets: Sequence[int] | None = None) -> None:
+        """Clear the faults of `targets`' endpoints; None clears every fault, the ledger's too."""
+        if targets is None:
+            self.faults.clear()
+        for index in range(len(self.endpoints)) if targets is None else targets:
+            self.endpoints[index].faults.clear()
+        self._retain_history()
+
+    def _retain_history(self) -> None:
+        # A lagging endpoint reads account versions from `lag` slots further back.
+        lag = max(endpoint.faults.settings.lag_slots for endpoint in self.endpoints)
+        self.ledger.retain_slots = self.ledger.finalize_depth + lag
+
+    async def sync_listeners(self, keep: Endpoint | None = None) -> None:
+        """Start or stop each endpoint's listener to match its `down` fault (but `keep`'s)."""
+        stopped = False
+        for endpoint in self.endpoints:
+            down = endpoint.faults.settings.down
+            if down and endpoint.up and endpoint is not keep:
+                endpoint.stop()
+                stopped = True
+            elif not down and not endpoint.up:
+                await endpoint.start()
+        if stopped:
+            await asyncio.sleep(0.01)  # let the loop close the listening sockets
 
     def stats(self) -> dict[str, Any]:
         intervals = list(self.slot_intervals)
@@ -132,196 +228,61 @@ class Node:
             if loop.time() > deadline + slot_seconds:
                 deadline = loop.time()  # fell behind: keep the pace, do not burst
 
-    # --- HTTP --------------------------------------------------------------------
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        path = scope["path"]
-        method = scope["method"]
-        if path.startswith("/admin/"):
-            await self._admin(path, method, receive, send)
-            return
-        if method == "GET" and path == "/health":
-            await _respond(send, 200, b"ok", b"text/plain")
-            return
-        if method != "POST":
-            await _respond(
-                send, 405, b"Used HTTP Method is not allowed. POST is required", b"text/plain"
-            )
-            return
-        body = await _read_body(receive)
-        if body is None:
-            await _respond(
-                send, 413, _error_body(None, RpcError(INVALID_REQUEST, "Request body too large"))
-            )
-            return
-        fault = self.faults.http_fault()
-        if fault is not None:
-            kind, value = fault
-            if kind == "error":
-                status = int(value)
-                text = b"Too Many Requests" if status == 429 else b"Service Unavailable"
-                await _respond(send, status, text, b"text/plain")
-                return
-            await asyncio.sleep(value)
-        await _respond(send, 200, self.handle_rpc(body))
-
-    def handle_rpc(self, body: bytes) -> bytes:
-        try:
-            request = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return _error_body(None, RpcError(PARSE_ERROR, "Parse error"))
-        if isinstance(request, list):
-            if not request:
-                return _error_body(None, RpcError(INVALID_REQUEST, "Invalid request"))
-            if len(request) > MAX_BATCH:
-                return _error_body(
-                    None, RpcError(INVALID_REQUEST, f"Batch too large; max {MAX_BATCH} requests")
-                )
-            return orjson.dumps([self._handle_one(item) for item in request])
-        return orjson.dumps(self._handle_one(request))
-
-    def _handle_one(self, request: Any) -> dict[str, Any]:
-        if not isinstance(request, dict):
-            return _error(None, RpcError(INVALID_REQUEST, "Invalid request"))
-        request_id = request.get("id")
-        method = request.get("method")
-        if request.get("jsonrpc") != "2.0" or not isinstance(method, str):
-            return _error(request_id, RpcError(INVALID_REQUEST, "Invalid request"))
-        try:
-            result = self.methods.call(method, request.get("params"))
-        except RpcError as error:
-            return _error(request_id, error)
-        except Exception:
-            log.exception("method %s failed", method)
-            return _error(request_id, RpcError(INTERNAL_ERROR, "Internal error"))
-        return {"jsonrpc": "2.0", "result": result, "id": request_id}
-
-    async def _admin(self, path: str, method: str, receive: Receive, send: Send) -> None:
-        if path == "/admin/stats" and method == "GET":
-            await _respond(send, 200, orjson.dumps(self.stats()))
-            return
-        if path != "/admin/faults":
-            await _respond(send, 404, orjson.dumps({"error": "not found"}))
-            return
-        if method == "GET":
-            await _respond(send, 200, orjson.dumps(self.faults.snapshot()))
-        elif method == "DELETE":
-            self.faults.clear()
-            await _respond(send, 200, orjson.dumps(self.faults.snapshot()))
-        elif method == "POST":
-            body = await _read_body(receive)
-            try:
-                changes = orjson.loads(body or b"")
-                snapshot = self.apply_faults(changes)
-            except (orjson.JSONDecodeError, ValueError) as error:
-                await _respond(send, 400, orjson.dumps({"error": str(error)}))
-                return
-            await _respond(send, 200, orjson.dumps(snapshot))
-        else:
-            await _respond(send, 405, orjson.dumps({"error": "use GET, POST or DELETE"}))
-
     # --- running -------------------------------------------------------------------
 
     async def serve(self, ready: Callable[[], None] | None = None) -> None:
         """Serve until cancelled."""
-        config = uvicorn.Config(
-            self,
-            host=self.config.host,
-            port=self.config.port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http="httptools",
-            loop="none",
-        )
-        server = uvicorn.Server(config)
+        for endpoint in self.endpoints:
+            endpoint.bind()  # every port taken before any is served, so none is lost
         clock = asyncio.create_task(self.run_clock())
-        async with ws_serve(
-            self.pubsub.handle, self.config.host, self.ws_port, max_size=MAX_REQUEST_BODY
-        ):
-            http = asyncio.create_task(server.serve())
-            while not server.started and not http.done():  # noqa: ASYNC110 (no event to await)
-                await asyncio.sleep(0.01)
-            if ready is not None and server.started:
-                ready()
-            try:
-                await http
-            finally:
-                clock.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await clock
+        try:
+            async with ws_serve(
+                self.pubsub.handle, self.config.host, self.ws_port, max_size=MAX_REQUEST_BODY
+            ):
+                await self.sync_listeners()
+                if ready is not None:
+                    ready()
+                await asyncio.Event().wait()
+        finally:
+            for endpoint in self.endpoints:
+                endpoint.stop()
+            for endpoint in self.endpoints:
+                await endpoint.wait_stopped()
+            clock.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await clock
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+async def _serve_until_signalled(node: Node, ready: Callable[[], None]) -> None:
+    serving = asyncio.ensure_future(node.serve(ready))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, serving.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_REQUEST_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, content_type: bytes = b"application/json"
+def run(
+    config: NodeConfig,
+    faults: dict[str, Any] | None = None,
+    fault_endpoints: Sequence[int] | None = None,
 ) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def _error(request_id: Any, error: RpcError) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "error": error.to_json(), "id": request_id}
-
-
-def _error_body(request_id: Any, error: RpcError) -> bytes:
-    return orjson.dumps(_error(request_id, error))
-
-
-def run(config: NodeConfig, faults: dict[str, Any] | None = None) -> None:
-    """Run a node in this process until interrupted."""
+    """Run a node in this process until interrupted (SIGINT or SIGTERM)."""
     try:
         import uvloop
 
         runner: Callable[[Any], Any] = uvloop.run
     except ImportError:
         runner = asyncio.run
-    node = Node(config, faults)
+    node = Node(config, faults, fault_endpoints)
     started = time.time()
 
     def ready() -> None:
         print(
-            f"localnet ready rpc={node.rpc_url} ws={node.ws_url} slot_ms={config.slot_ms} "
-            f"seed={config.seed} startup={time.time() - started:.2f}s",
+            f"localnet ready rpc={node.rpc_url} endpoints={','.join(node.rpc_urls)} "
+            f"ws={node.ws_url} slot_ms={config.slot_ms} seed={config.seed} "
+            f"startup={time.time() - started:.2f}s",
             flush=True,
         )
 
-    with contextlib.suppress(KeyboardInterrupt):
-        runner(node.serve(ready))
+    runner(_serve_until_signalled(node, ready))
