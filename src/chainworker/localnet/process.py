@@ -44,32 +44,65 @@ def free_port_pair(host: str = "127.0.0.1") -> tuple[int, int]:
     return free_port(host), free_port(host)
 
 
+def free_ports(count: int, host: str = "127.0.0.1", taken: tuple[int, ...] = ()) -> list[int]:
+    """`count` distinct free ports, none of them in `taken`."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port(host)
+        if port not in ports and port not in taken:
+            ports.append(port)
+    return ports
+
+
 def wait_healthy(
     rpc_url: str,
     timeout: float = STARTUP_TIMEOUT_SECONDS,
     process: subprocess.Popen[bytes] | None = None,
 ) -> None:
+    """Wait until the endpoint answers `GET /health` (which no RPC fault touches)."""
+    wait_any_healthy([rpc_url], timeout, process)
+
+
+def wait_any_healthy(
+    rpc_urls: list[str],
+    timeout: float = STARTUP_TIMEOUT_SECONDS,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Wait until one of the endpoints answers. A node starts every endpoint that is up
+    before it is ready, so one answering means all of them listen."""
     deadline = time.monotonic() + timeout
-    body = {"jsonrpc": "2.0", "id": 1, "method": "getHealth"}
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise LocalnetStartError(f"localnet exited with code {process.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.post(rpc_url, json=body, timeout=1.0).json().get("result") == "ok":
-                return
+        for url in rpc_urls:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                    return
         time.sleep(0.05)
-    raise LocalnetStartError(f"localnet at {rpc_url} did not become healthy in {timeout}s")
+    raise LocalnetStartError(
+        f"localnet at {', '.join(rpc_urls)} did not become healthy in {timeout}s"
+    )
 
 
 @dataclass
 class LocalnetProcess:
-    """A running localnet: its URLs, and how to stop it."""
+    """A running localnet: its URLs, and how to stop it.
+
+    `rpc_url` is endpoint 0; `rpc_urls` lists every endpoint. Admin calls go to
+    whichever endpoint's port accepts the connection, so they work while some
+    endpoints are down.
+    """
 
     rpc_url: str
     ws_url: str
     pid: int
+    rpc_urls: list[str] = field(default_factory=list)
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _stopper: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.rpc_urls:
+            self.rpc_urls = [self.rpc_url]
 
     @property
     def admin_url(self) -> str:
@@ -79,17 +112,46 @@ class LocalnetProcess:
     def faults_url(self) -> str:
         return f"{self.rpc_url}/admin/faults"
 
-    def set_faults(self, **faults: Any) -> dict[str, Any]:
-        response = httpx.post(self.faults_url, json=faults, timeout=10.0)
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
-        return result
+    def get_faults(self, *, endpoint: int = 0) -> dict[str, Any]:
+        """The ledger faults and endpoint `endpoint`'s, in one object."""
+        return self._admin("GET", f"/admin/endpoints/{endpoint}/faults", avoid=endpoint)
 
-    def clear_faults(self) -> dict[str, Any]:
-        response = httpx.delete(self.faults_url, timeout=10.0)
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
-        return result
+    def set_faults(self, *, endpoint: int = 0, **faults: Any) -> dict[str, Any]:
+        """Merge faults: ledger faults are shared, endpoint faults go to `endpoint`."""
+        path = f"/admin/endpoints/{endpoint}/faults"
+        return self._admin("POST", path, faults, avoid=endpoint)
+
+    def clear_faults(self, endpoint: int | None = None) -> dict[str, Any]:
+        """None: clear every fault (ledger and all endpoints); i: only endpoint i's own."""
+        if endpoint is None:
+            return self._admin("DELETE", "/admin/faults")
+        return self._admin("DELETE", f"/admin/endpoints/{endpoint}/faults", avoid=endpoint)
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        """Every endpoint: index, rpc_url, up, faults."""
+        described = self._admin("GET", "/admin/endpoints")
+        listed: list[dict[str, Any]] = described["endpoints"]
+        return listed
+
+    def _admin(
+        self, method: str, path: str, body: Any = None, avoid: int | None = None
+    ) -> dict[str, Any]:
+        # The endpoint addressed is asked last: it may be down, or about to go down.
+        order = [url for index, url in enumerate(self.rpc_urls) if index != avoid]
+        if avoid is not None and avoid < len(self.rpc_urls):
+            order.append(self.rpc_urls[avoid])
+        refused: httpx.ConnectError | None = None
+        for url in order:
+            try:
+                response = httpx.request(method, f"{url}{path}", json=body, timeout=10.0)
+            except httpx.ConnectError as error:
+                refused = error
+                continue
+            response.raise_for_status()
+            result: dict[str, Any] = response.json()
+            return result
+        assert refused is not None
+        raise refused
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -121,15 +183,22 @@ def start_localnet(
     ws_port: int | None = None,
     slot_ms: int = 400,
     seed: int = 0,
+    endpoints: int = 1,
     extra_args: list[str] | None = None,
 ) -> LocalnetProcess:
-    """Spawn `python -m chainworker localnet` on free ports and wait until it is healthy."""
+    """Spawn `python -m chainworker localnet` on free ports and wait until it is healthy.
+
+    `endpoints` > 1 serves that many JSON-RPC endpoints over one ledger; with
+    `port=0` every port is a free one, else they follow the PubSub port.
+    """
     host = "127.0.0.1"
     if port == 0:
         port, default_ws = free_port_pair(host)
         ws_port = default_ws if ws_port is None else ws_port
-    elif ws_port is None:
-        ws_port = port + 1
+        extra_ports = free_ports(endpoints - 1, host, (port, ws_port))
+    else:
+        ws_port = port + 1 if ws_port is None else ws_port
+        extra_ports = [max(port, ws_port) + i for i in range(1, endpoints)]
     command = [
         sys.executable,
         "-m",
@@ -145,17 +214,20 @@ def start_localnet(
         str(slot_ms),
         "--seed",
         str(seed),
+        *(["--endpoint-ports", ",".join(map(str, extra_ports))] if extra_ports else []),
         *(extra_args or []),
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=os.environ.copy())
-    rpc_url = f"http://{host}:{port}"
+    rpc_urls = [f"http://{host}:{p}" for p in (port, *extra_ports)]
     try:
-        wait_healthy(rpc_url, process=process)
+        wait_any_healthy(rpc_urls, process=process)
     except BaseException:
         process.kill()
         process.wait()
         raise
-    return LocalnetProcess(rpc_url, f"ws://{host}:{ws_port}", process.pid, _process=process)
+    return LocalnetProcess(
+        rpc_urls[0], f"ws://{host}:{ws_port}", process.pid, rpc_urls, _process=process
+    )
 
 
 def run_in_thread(
@@ -164,16 +236,26 @@ def run_in_thread(
     ws_port: int | None = None,
     slot_ms: int = 400,
     seed: int = 0,
+    endpoints: int = 1,
     faults: dict[str, Any] | None = None,
 ) -> LocalnetProcess:
     """Run a localnet on a background thread of this process (for the demo)."""
     host = "127.0.0.1"
+    extra_ports: tuple[int, ...] | None = None
     if port == 0:
         port, default_ws = free_port_pair(host)
         ws_port = default_ws if ws_port is None else ws_port
-    node = Node(
-        NodeConfig(host=host, port=port, ws_port=ws_port, slot_ms=slot_ms, seed=seed), faults
+        extra_ports = tuple(free_ports(endpoints - 1, host, (port, ws_port)))
+    config = NodeConfig(
+        host=host,
+        port=port,
+        ws_port=ws_port,
+        slot_ms=slot_ms,
+        seed=seed,
+        endpoints=endpoints,
+        endpoint_ports=extra_ports,
     )
+    node = Node(config, faults)
     loop = asyncio.new_event_loop()
     task_holder: dict[str, asyncio.Task[None]] = {}
 
@@ -194,4 +276,4 @@ def run_in_thread(
             loop.call_soon_threadsafe(task.cancel)
         thread.join(timeout=10)
 
-    return LocalnetProcess(node.rpc_url, node.ws_url, os.getpid(), _stopper=stop)
+    return LocalnetProcess(node.rpc_url, node.ws_url, os.getpid(), node.rpc_urls, _stopper=stop)
