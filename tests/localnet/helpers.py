@@ -86,3 +86,13 @@ async def rpc(url: str, method: str, params: list | None = None) -> dict:
             url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
         )
     return response.json()
+
+
+async def post(url: str, payload: object, seconds: float = 5.0) -> httpx.Response:
+    """One raw JSON-RPC HTTP exchange, for answers that may not be JSON at all."""
+    async with httpx.AsyncClient(timeout=seconds) as http:
+        return await http.post(url, json=payload)
+
+
+def request(method: str, params: list | None = None, request_id: int = 1) -> dict:
+    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or []}

@@ -35,3 +35,24 @@ async def test_in_process_localnet_serves_rpc_and_stops() -> None:
         except httpx.HTTPError:
             return
     raise AssertionError("the localnet still answers after stop()")
+
+
+async def test_in_process_localnet_with_two_endpoints() -> None:
+    node = run_in_thread(slot_ms=50, endpoints=2)
+    try:
+        assert len(set(node.rpc_urls)) == 2
+        node.set_faults(endpoint=0, down=True)
+        async with httpx.AsyncClient(timeout=5) as http:
+            body = {"jsonrpc": "2.0", "id": 1, "method": "getHealth"}
+            assert (await http.post(node.rpc_urls[1], json=body)).json()["result"] == "ok"
+            try:
+                await http.post(node.rpc_url, json=body)
+            except httpx.ConnectError:
+                pass
+            else:
+                raise AssertionError("endpoint 0 still answers while down")
+        node.clear_faults()
+        async with httpx.AsyncClient(timeout=5) as http:
+            assert (await http.post(node.rpc_url, json=body)).json()["result"] == "ok"
+    finally:
+        node.stop()

@@ -2,6 +2,7 @@
 
 Load with `pytest_plugins = ["tests.plugins.localnet"]`. The localnet runs with
 a 50 ms slot, so a 150-block blockhash window passes in about 8 seconds.
+`localnet_endpoints` is a second one, serving three endpoints over one ledger.
 """
 
 from __future__ import annotations
@@ -27,3 +28,18 @@ def localnet_faults(localnet: LocalnetProcess) -> Iterator[LocalnetProcess]:
     localnet.clear_faults()
     yield localnet
     localnet.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def localnet_endpoints() -> Iterator[LocalnetProcess]:
+    """A localnet serving three JSON-RPC endpoints (`rpc_urls`) over one ledger."""
+    with start_localnet(slot_ms=LOCALNET_SLOT_MS, seed=11, endpoints=3) as node:
+        yield node
+
+
+@pytest.fixture
+def localnet_endpoints_faults(localnet_endpoints: LocalnetProcess) -> Iterator[LocalnetProcess]:
+    """The three-endpoint localnet, with every fault of every endpoint cleared after the test."""
+    localnet_endpoints.clear_faults()
+    yield localnet_endpoints
+    localnet_endpoints.clear_faults()

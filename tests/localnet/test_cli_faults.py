@@ -1,0 +1,81 @@
+"""The new faults from `chainworker localnet` flags."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from chainworker.localnet import cli
+from chainworker.localnet.process import LocalnetProcess, start_localnet
+from tests.localnet.helpers import post, request
+
+FLAGS = [
+    "--fault-endpoints",
+    "0,2",
+    "--down",
+    "--lag-slots",
+    "3",
+    "--garbage-rate",
+    "0.25",
+    "--garbage-kinds",
+    "huge_integers,batch_ids",
+    "--garbage-methods",
+    "getSlot,getBalance",
+    "--slowloris-rate",
+    "0.5",
+    "--slowloris-mode",
+    "headers_only",
+    "--slowloris-byte-seconds",
+    "0.5",
+]
+
+
+@pytest.fixture(scope="module")
+def flagged() -> Iterator[LocalnetProcess]:
+    with start_localnet(slot_ms=50, endpoints=3, extra_args=FLAGS) as node:
+        yield node
+
+
+async def test_flags_apply_to_the_endpoints_named(flagged):
+    endpoints = flagged.endpoints()
+    assert [e["up"] for e in endpoints] == [False, True, False]
+    for index in (0, 2):
+        faults = endpoints[index]["faults"]
+        assert faults["lag_slots"] == 3 and faults["garbage_rate"] == 0.25
+        assert faults["garbage_kinds"] == ["huge_integers", "batch_ids"]
+        assert faults["garbage_methods"] == ["getSlot", "getBalance"]
+        assert faults["slowloris_rate"] == 0.5 and faults["slowloris_mode"] == "headers_only"
+        assert faults["slowloris_byte_seconds"] == 0.5
+    assert (
+        endpoints[1]["faults"]["garbage_rate"] == 0.0 and endpoints[1]["faults"]["lag_slots"] == 0
+    )
+    with pytest.raises(httpx.ConnectError):
+        await post(flagged.rpc_url, request("getSlot"))
+    assert "result" in (await post(flagged.rpc_urls[1], request("getSlot"))).json()
+    flagged.set_faults(endpoint=0, down=False, slowloris_rate=0.0, garbage_rate=0.0)
+    assert "result" in (await post(flagged.rpc_url, request("getSlot"))).json()
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--down"], "at least one endpoint"),
+        (["--endpoints", "2", "--fault-endpoints", "0,1", "--down"], "at least one endpoint"),
+        (["--endpoints", "2", "--fault-endpoints", "2"], "--fault-endpoints"),
+        (["--endpoints", "3", "--endpoint-ports", "9001"], "--endpoint-ports"),
+        (["--garbage-kinds", "lies"], "garbage_kinds"),
+        (["--slowloris-mode", "fast"], "slowloris_mode"),
+        (["--lag-slots", "100000"], "lag-slots"),
+    ],
+)
+def test_bad_flags_are_refused_before_serving(args, complaint) -> None:
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    cli.register(app)
+    result = CliRunner().invoke(app, ["localnet", *args])
+    assert result.exit_code == 2
+    assert complaint in " ".join(result.output.split())
