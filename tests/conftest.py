@@ -144,6 +144,9 @@ async def redis_url(settings: Settings) -> AsyncIterator[str]:
     try:
         async for queue in client.scan_iter(match=f"{QUEUE_PREFIX}*", _type="zset"):
             await drop_queue(client, queue.decode())
+        # The dead letters workers kept beside those queues.
+        async for dead in client.scan_iter(match=f"{QUEUE_PREFIX}*:dead", _type="list"):
+            await client.delete(dead)
     finally:
         await client.aclose()
 

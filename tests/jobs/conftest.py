@@ -5,9 +5,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from arq import create_pool as create_arq_pool
 from arq.connections import ArqRedis, RedisSettings
 
+from chainworker.jobs.codec import create_arq_pool
 from chainworker.localnet.process import LocalnetProcess
 from tests.conftest import TestDatabase
 from tests.helpers import Stack

@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from uuid import UUID
 
 import pytest
 from arq import Retry
@@ -15,10 +16,18 @@ from arq.typing import WorkerCoroutine
 from arq.worker import func
 from redis.exceptions import ResponseError
 
+from chainworker.jobs import codec
 from chainworker.jobs.batch_start import BatchStartWorker
 from chainworker.jobs.enqueue import drop_queue
 from tests.conftest import own_queue_name
 from tests.helpers import wait_for
+
+TENANT = str(UUID(int=1))
+
+
+def number(request_id: str) -> int:
+    """The n of a job enqueued by `enqueue` (the codec takes only ids as arguments)."""
+    return UUID(request_id).int
 
 
 class Probe:
@@ -30,7 +39,8 @@ class Probe:
         self.most_at_once = 0
         self.gate = asyncio.Event()
 
-    async def run(self, ctx: dict[str, Any], n: int) -> None:
+    async def run(self, ctx: dict[str, Any], request_id: str, tenant_id: str) -> None:
+        n = number(request_id)
         self.runs[n] += 1
         self.running += 1
         self.most_at_once = max(self.most_at_once, self.running)
@@ -50,20 +60,21 @@ async def queue(arq: ArqRedis) -> AsyncIterator[str]:
 def make_worker(
     arq: ArqRedis, queue: str, job: Probe | WorkerCoroutine, max_jobs: int
 ) -> BatchStartWorker:
-    """A worker running `job` (a Probe's, or any function) as the job "probe"."""
+    """A worker running `job` (a Probe's, or any function) as the job "mint_ticket"."""
     function = job.run if isinstance(job, Probe) else job
     return BatchStartWorker(
-        functions=[func(function, name="probe")], queue_name=queue, redis_pool=arq,
+        functions=[func(function, name="mint_ticket")], queue_name=queue, redis_pool=arq,
         max_jobs=max_jobs, poll_delay=0.01, keep_result=0, handle_signals=False,
-        log_results=False, job_timeout=30,
+        log_results=False, job_timeout=30, job_serializer=codec.serialize,
+        job_deserializer=codec.deserialize,
     )
 
 
 async def enqueue(arq: ArqRedis, queue: str, count: int, **options: Any) -> list[bytes]:
     ids = []
     for n in range(count):
-        job = await arq.enqueue_job("probe", n, _job_id=f"{queue}:{n}", _queue_name=queue,
-                                    **options)
+        job = await arq.enqueue_job("mint_ticket", str(UUID(int=n)), TENANT,
+                                    _job_id=f"{queue}:{n}", _queue_name=queue, **options)
         assert job is not None
         ids.append(job.job_id.encode())
     return ids
@@ -114,7 +125,8 @@ async def test_a_job_held_elsewhere_not_yet_due_or_unknown_is_not_started(
     worker = make_worker(arq, queue, probe, max_jobs=10)
     due = await enqueue(arq, queue, 2)
     deferred = await arq.enqueue_job(
-        "probe", 90, _job_id=f"{queue}:later", _queue_name=queue, _defer_by=60
+        "mint_ticket", str(UUID(int=90)), TENANT, _job_id=f"{queue}:later", _queue_name=queue,
+        _defer_by=60,
     )
     assert deferred is not None
     held = due[1].decode()
@@ -165,7 +177,8 @@ async def test_finished_jobs_leave_nothing_behind_and_a_retried_job_stays_queued
     """Jobs it started finish and retry as Arq's own do (an Arq upgrade must keep this)."""
     retried: Counter[int] = Counter()
 
-    async def job(ctx: dict[str, Any], n: int) -> None:
+    async def job(ctx: dict[str, Any], request_id: str, tenant_id: str) -> None:
+        n = number(request_id)
         if n == 0 and not retried[n]:
             retried[n] += 1
             raise Retry(defer=60)

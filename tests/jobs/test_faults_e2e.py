@@ -7,15 +7,16 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-from arq import create_pool
 from arq.connections import RedisSettings
 from solders.pubkey import Pubkey
 
 from chainworker.chain.keys import load_mint_seed, mint_keypair
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import load_settings
+from chainworker.jobs.codec import create_arq_pool
 from chainworker.localnet.process import LocalnetProcess, free_port
 from tests.helpers import Stack, wait_for
+from tests.jobs.payloads import job, queue_raw
 from tests.jobs.test_lifecycle_e2e import request_statuses, settled
 
 
@@ -192,11 +193,13 @@ async def test_jobs_never_cross_tenants_and_bad_payloads_change_nothing(
     stack.cli("enqueue", "mint", "--tenant", a["tenant_id"], "--ticket", b["ticket_ids"][0])
     b_request = stack.cli_json("enqueue", "mint", "--tenant", b["tenant_id"], "--ticket",
                                b["ticket_ids"][0])[0]["request_id"]
-    arq = await create_pool(RedisSettings.from_dsn(stack.redis_url))
+    arq = await create_arq_pool(RedisSettings.from_dsn(stack.redis_url))
     try:
-        # A job naming B's request under A's tenant, and jobs with garbage payloads.
+        # A job naming B's request under A's tenant, and jobs with garbage payloads (the
+        # codec would not write one: it is written raw).
         await arq.enqueue_job("mint_ticket", b_request, a["tenant_id"], _queue_name=stack.queue)
-        await arq.enqueue_job("mint_ticket", "not-a-uuid", "x", _queue_name=stack.queue)
+        garbage = json.dumps(job(a=["not-a-uuid", "x"])).encode()
+        await queue_raw(arq, stack.queue, str(uuid4()), garbage)
         await arq.enqueue_job("burn_ticket", b_request, b["tenant_id"], _queue_name=stack.queue)
     finally:
         await arq.aclose()
@@ -217,7 +220,7 @@ async def test_jobs_never_cross_tenants_and_bad_payloads_change_nothing(
     )
     assert [row["tenant_id"] for row in minted] == [UUID(b["tenant_id"])]
     assert await request_statuses(admin, b["tenant_id"]) == {"confirmed": 1}
-    assert "job payload rejected" in worker.output()
+    assert "job dead-lettered" in worker.output()
 
 
 @pytest.mark.parametrize("squatter_lamports", [10**9, 890_880])

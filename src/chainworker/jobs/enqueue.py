@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from chainworker.db import requests
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.requests import NewRequest, Operation, Recorded
+from chainworker.jobs import codec
 
 JOB_FOR_OPERATION: dict[str, str] = {
     "mint": "mint_ticket",
@@ -30,8 +31,9 @@ _PIPELINE_CHUNK = 1000
 
 # Arq's enqueue (ArqRedis.enqueue_job: WATCH, EXISTS, MULTI, PSETEX, ZADD, EXEC) as one
 # atomic script, so one job costs one round trip and thousands share one pipeline:
-# Arq enqueues one job per call and cannot batch. The job is Arq's own serialization
-# (tests read it back through arq.jobs.Job, and real Arq workers run it).
+# Arq enqueues one job per call and cannot batch. The job is Arq's own job, encoded by
+# jobs/codec.py whatever the connection's serializer (tests read it back through
+# arq.jobs.Job, and real Arq workers run it).
 # KEYS: job, result, queue. ARGV: expiry in ms, the serialized job, score (enqueue time
 # in ms), job id. 1 when new, 0 when a job or a result with this id exists already.
 _ENQUEUE_SCRIPT = """
@@ -48,7 +50,8 @@ async def enqueue_jobs(
     """Enqueue (request_id, tenant_id, operation) jobs; returns how many were new to the queue.
 
     The jobs are exactly what `ArqRedis.enqueue_job` writes (function, args, enqueue
-    time, expiry), so any Arq worker runs them; the job id is the request id.
+    time, expiry) through the job codec, so an Arq worker using it runs them; the job
+    id is the request id.
     """
     if not jobs:
         return 0
@@ -76,7 +79,7 @@ def _script_call(
         {},
         None,
         enqueued_ms,
-        serializer=arq.job_serializer,
+        serializer=codec.serialize,
     )
     keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue_name]
     return keys, [arq.expires_extra_ms, job, enqueued_ms, job_id]

@@ -23,8 +23,8 @@ from chainworker.chain.errors import ChainError
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
 from chainworker.db.pool import create_pool
+from chainworker.jobs import codec, relay, submit
 from chainworker.jobs import confirm as confirm_loop
-from chainworker.jobs import relay, submit
 from chainworker.jobs import sweeper as sweeper_loop
 from chainworker.jobs.batch_start import BatchStartWorker
 from chainworker.jobs.context import WorkerContext
@@ -118,9 +118,13 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
             func(submit.mint_ticket, name="mint_ticket", max_tries=JOB_MAX_TRIES),
             func(submit.transfer_ticket, name="transfer_ticket", max_tries=JOB_MAX_TRIES),
             func(submit.burn_ticket, name="burn_ticket", max_tries=JOB_MAX_TRIES),
+            # Payloads that fail the job schema come here, never to the functions above.
+            codec.dead_letter_function(settings.queue_name),
         ],
         queue_name=settings.queue_name,
         redis_settings=RedisSettings.from_dsn(redis_url),
+        job_serializer=codec.serialize,
+        job_deserializer=codec.deserialize,
         on_startup=startup,
         on_shutdown=shutdown,
         max_jobs=settings.worker_max_jobs,

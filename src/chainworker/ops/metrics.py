@@ -233,6 +233,15 @@ SUBMIT_GROUP_SIZE = _histogram(
     "Requests recorded per group-commit transaction (1 means the jobs arrive one by one).",
     GROUP_BUCKETS,
 )
+# Bounded reasons for chainworker_jobs_dead_lettered_total{reason} (jobs/codec.py).
+DEAD_LETTER_REASONS: tuple[str, ...] = (
+    "oversized", "not_json", "bad_shape", "unknown_function", "bad_args",
+)
+JOBS_DEAD_LETTERED = _counter(
+    "chainworker_jobs_dead_lettered_total",
+    "Job payloads that failed the job schema: never run, kept in <queue>:dead.",
+    ("reason",),
+)
 
 # --- database gauges (one process at a time, see DatabaseGauges) ----------
 _DB_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -533,6 +542,8 @@ def _initialize_children() -> None:
         TX_CONFIRMATION_SECONDS.labels(op=op)
         for reason in FAILURE_REASONS:
             TX_FAILED.labels(op=op, reason=reason)
+    for reason in DEAD_LETTER_REASONS:
+        JOBS_DEAD_LETTERED.labels(reason=reason)
 
 
 _initialize_children()

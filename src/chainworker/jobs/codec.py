@@ -1,0 +1,199 @@
+"""Arq job payloads as JSON with a schema, and the one way to open an Arq connection.
+
+Redis delivers job ids and payloads, nothing more: a payload is data, never code.
+Arq's default codec is pickle, under which anyone who can write `arq:job:<id>` runs
+code in the worker (the process holding the authority key and both seeds). Here a
+job is JSON holding exactly the fields Arq reads, checked for size before parsing:
+
+    {"t": try or null, "f": "mint_ticket" | "transfer_ticket" | "burn_ticket",
+     "a": [request id, tenant id], "k": {}, "et": enqueue time in ms}
+
+with both ids canonical UUID strings. A payload that fails is never run and never
+fails the worker: `deserialize` answers with a job for `DEAD_LETTER_FUNCTION`
+(registered by the worker through `dead_letter_function`), which counts and logs it
+and keeps its id, reason and a bounded excerpt in `<queue>:dead`. Arq then finishes
+that job like any other, so nothing retries it; the request behind the id, if it
+is a recorded one, is re-enqueued by the sweeper once its grace has passed.
+
+What this relies on in Arq (held by tests/jobs/test_codec.py):
+- jobs are the dicts of `arq.jobs.serialize_job`, read back by `deserialize_job_raw`
+  and `deserialize_job` through `job_deserializer`, which `Worker.run_job` calls and
+  then runs `functions[d["f"]](ctx, *d["a"], **d["k"])`, with `ctx["job_id"]` and
+  `ctx["redis"]` set;
+- job results (`serialize_result`, a superset of the job's keys) go through
+  `job_serializer` too, even with `keep_result=0`; they are never read back as jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Final
+from uuid import UUID
+
+import orjson
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+from arq.utils import timestamp_ms
+from arq.worker import Function, func
+
+from chainworker.ops import logs, metrics
+
+JOB_FUNCTIONS: Final = frozenset({"mint_ticket", "transfer_ticket", "burn_ticket"})
+DEAD_LETTER_FUNCTION: Final = "dead_letter"
+# A real job is about 140 bytes; anything far larger is refused before it is parsed.
+MAX_PAYLOAD_BYTES: Final = 1024
+# Bytes of a refused payload kept with its record (enough to tell what wrote it).
+EXCERPT_BYTES: Final = 200
+# Records kept per queue in `<queue>:dead`, newest first.
+DEAD_LETTER_KEEP: Final = 1000
+# Arq counts tries per job id, and the id may be a real request's that was tried (and
+# retried) before its payload was replaced: the bad payload must still be recorded.
+# The function never asks for a retry, so each payload runs it once.
+_DEAD_LETTER_MAX_TRIES: Final = 1000
+
+_JOB_KEYS: Final = frozenset({"t", "f", "a", "k", "et"})
+_RESULT_KEYS: Final = _JOB_KEYS | {"s", "r", "st", "ft", "q", "id"}
+_MAX_TRY: Final = 1000
+_MAX_ENQUEUE_MS: Final = 253_402_300_799_999  # 9999-12-31, the last time datetime can hold
+
+log = logs.get_logger(__name__)
+
+
+class JobRejected(ValueError):
+    """A payload that is not a job of ours; `reason` is one of metrics.DEAD_LETTER_REASONS."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"job payload rejected: {reason}")
+        self.reason = reason
+
+
+def dead_letter_key(queue_name: str) -> str:
+    return f"{queue_name}:dead"
+
+
+def _canonical_uuid(value: object) -> bool:
+    if not isinstance(value, str) or len(value) != 36:
+        return False
+    try:
+        return str(UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _bounded_int(value: object, low: int, high: int) -> bool:
+    # bool is an int to Python, never to this schema.
+    return type(value) is int and low <= value <= high
+
+
+def check_job(data: object) -> dict[str, Any]:
+    """The job in `data` (a decoded payload) in Arq's form; raises JobRejected."""
+    if not isinstance(data, dict) or data.keys() != _JOB_KEYS:
+        raise JobRejected("bad_shape")
+    function, args = data["f"], data["a"]
+    if not isinstance(function, str) or function not in JOB_FUNCTIONS:
+        raise JobRejected("unknown_function")
+    if not isinstance(args, list | tuple) or len(args) != 2:
+        raise JobRejected("bad_args")
+    if not all(_canonical_uuid(arg) for arg in args):
+        raise JobRejected("bad_args")
+    job_try, enqueued_ms, kwargs = data["t"], data["et"], data["k"]
+    if not isinstance(kwargs, dict) or kwargs:
+        raise JobRejected("bad_shape")
+    if job_try is not None and not _bounded_int(job_try, 1, _MAX_TRY):
+        raise JobRejected("bad_shape")
+    if not _bounded_int(enqueued_ms, 0, _MAX_ENQUEUE_MS):
+        raise JobRejected("bad_shape")
+    return {"t": job_try, "f": function, "a": (args[0], args[1]), "k": {}, "et": enqueued_ms}
+
+
+def parse_job(raw: bytes) -> dict[str, Any]:
+    """A payload read from Redis, checked; raises JobRejected."""
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise JobRejected("oversized")
+    try:
+        data = orjson.loads(raw)
+    except (orjson.JSONDecodeError, ValueError, TypeError, RecursionError):
+        raise JobRejected("not_json") from None
+    return check_job(data)
+
+
+def _describe(value: object) -> str:
+    return repr(value)
+
+
+def serialize(data: dict[str, Any]) -> bytes:
+    """Arq's `job_serializer`: a job must pass the schema (SerializationError otherwise).
+
+    Results (an exception, for a failed job) are written as plain JSON with anything
+    JSON cannot hold as its repr; the worker keeps none and nothing reads them as jobs.
+    """
+    if data.keys() == _JOB_KEYS:
+        job = check_job(data)
+        return orjson.dumps({**job, "a": list(job["a"])})
+    if data.keys() == _RESULT_KEYS:
+        return orjson.dumps(data, default=_describe)
+    raise ValueError(f"not an Arq job or result: {sorted(data)}")
+
+
+def deserialize(raw: bytes) -> dict[str, Any]:
+    """Arq's `job_deserializer`: never raises; a bad payload becomes a dead-letter job.
+
+    Raising would make Arq fail the job with no record of what it was.
+    """
+    try:
+        if not isinstance(raw, bytes | bytearray | memoryview):
+            raise JobRejected("not_json")
+        return parse_job(bytes(raw))
+    except JobRejected as rejected:
+        reason = rejected.reason
+    except Exception:  # a case the checks above do not foresee is still only data
+        reason = "bad_shape"
+    return _dead_letter_job(reason, raw)
+
+
+def _dead_letter_job(reason: str, raw: object) -> dict[str, Any]:
+    size = -1
+    excerpt = ""
+    with contextlib.suppress(Exception):
+        data = bytes(raw) if isinstance(raw, bytes | bytearray | memoryview) else repr(raw).encode()
+        size = len(data)
+        excerpt = data[:EXCERPT_BYTES].decode("utf-8", "backslashreplace")
+    return {
+        "t": None,
+        "f": DEAD_LETTER_FUNCTION,
+        "a": (reason, excerpt, size),
+        "k": {},
+        "et": timestamp_ms(),
+    }
+
+
+def dead_letter_function(queue_name: str) -> Function:
+    """The job the worker registers under DEAD_LETTER_FUNCTION for `queue_name`."""
+    key = dead_letter_key(queue_name)
+
+    async def dead_letter(ctx: dict[str, Any], reason: str, excerpt: str, size: int) -> None:
+        job_id = str(ctx.get("job_id"))
+        if reason not in metrics.DEAD_LETTER_REASONS:
+            reason = "bad_shape"
+        # Counted and logged first: the record below needs Redis, which may be failing.
+        metrics.JOBS_DEAD_LETTERED.labels(reason=reason).inc()
+        log.warning("job dead-lettered", job_id=job_id, reason=reason, size=size, queue=key)
+        record = {
+            "job_id": job_id,
+            "reason": reason,
+            "size": size,
+            "excerpt": excerpt,
+            "at_ms": timestamp_ms(),
+        }
+        redis: ArqRedis = ctx["redis"]
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, orjson.dumps(record))
+            pipe.ltrim(key, 0, DEAD_LETTER_KEEP - 1)
+            await pipe.execute()
+
+    return func(dead_letter, name=DEAD_LETTER_FUNCTION, max_tries=_DEAD_LETTER_MAX_TRIES)
+
+
+async def create_arq_pool(settings: RedisSettings) -> ArqRedis:
+    """Every Arq connection chainworker opens: jobs in and out through this codec."""
+    return await create_pool(settings, job_serializer=serialize, job_deserializer=deserialize)
