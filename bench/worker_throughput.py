@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from arq import create_pool as create_arq_pool
 from arq.connections import RedisSettings
 from arq.worker import func
 from solders.hash import Hash
@@ -53,7 +52,9 @@ from chainworker.db import seed as seed_data
 from chainworker.db.migrate import migrate
 from chainworker.db.pool import create_pool
 from chainworker.db.requests import NewRequest
+from chainworker.jobs import codec
 from chainworker.jobs.batch_start import BatchStartWorker
+from chainworker.jobs.codec import create_arq_pool
 from chainworker.jobs.enqueue import drop_queue, request_operation
 from chainworker.jobs.worker import make_worker
 from chainworker.localnet.process import start_localnet
@@ -215,13 +216,16 @@ async def arq_floor(jobs: int) -> float:
         return None
 
     try:
+        tenant = str(uuid.uuid4())  # the codec runs only our jobs: a no-op under a job's name
         for n in range(jobs):
-            await arq.enqueue_job("noop", str(n), "-", _job_id=f"{queue}:{n}", _queue_name=queue)
+            await arq.enqueue_job("mint_ticket", str(uuid.uuid4()), tenant, _job_id=f"{queue}:{n}",
+                                  _queue_name=queue)
         worker = BatchStartWorker(
-            functions=[func(noop, name="noop")], queue_name=queue,
+            functions=[func(noop, name="mint_ticket")], queue_name=queue,
             redis_settings=RedisSettings.from_dsn(redis.url),
             max_jobs=settings.worker_max_jobs, poll_delay=settings.worker_poll_delay_seconds,
             keep_result=0, burst=True, handle_signals=False, log_results=False,
+            job_serializer=codec.serialize, job_deserializer=codec.deserialize,
         )
         started = time.monotonic()
         await worker.async_run()

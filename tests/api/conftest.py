@@ -15,7 +15,6 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
-from arq import create_pool as create_arq_pool
 from arq.connections import ArqRedis, RedisSettings
 from solders.pubkey import Pubkey
 
@@ -23,6 +22,7 @@ from chainworker.api.app import create_app
 from chainworker.api.tokens import issue_token
 from chainworker.config import Settings, load_settings
 from chainworker.db import seed
+from chainworker.jobs.codec import create_arq_pool
 from chainworker.localnet.process import LocalnetProcess
 from tests.conftest import TestDatabase, own_queue_name
 

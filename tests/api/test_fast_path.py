@@ -71,7 +71,7 @@ async def test_enqueue_writes_jobs_arq_reads_once_each(arq: ArqRedis) -> None:
     batch = [(first, tenant_id, "mint"), (second, tenant_id, "burn"), (third, tenant_id, "mint")]
     assert await enqueue_jobs(arq, queue, batch) == 2
 
-    job = Job(str(second), arq, _queue_name=queue)
+    job = Job(str(second), arq, _queue_name=queue, _deserializer=arq.job_deserializer)
     assert await job.status() == JobStatus.queued
     info = await job.info()
     assert info is not None

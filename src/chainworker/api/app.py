@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import asyncpg
-from arq import create_pool as create_arq_pool
 from arq.connections import ArqRedis, RedisSettings
 from fastapi import FastAPI
 
@@ -18,6 +17,7 @@ from chainworker.api.tokens import TokenCache
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
 from chainworker.db.pool import create_pool
+from chainworker.jobs.codec import create_arq_pool
 from chainworker.ops import metrics
 
 DESCRIPTION = """\

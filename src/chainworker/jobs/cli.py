@@ -10,7 +10,6 @@ from typing import Annotated
 from uuid import UUID
 
 import typer
-from arq import create_pool as create_arq_pool
 from arq.connections import RedisSettings
 
 from chainworker import services
@@ -20,6 +19,7 @@ from chainworker.db import seed as seed_data
 from chainworker.db import tickets
 from chainworker.db.pool import create_pool, tenant_transaction
 from chainworker.db.requests import NewRequest, Operation
+from chainworker.jobs.codec import create_arq_pool
 from chainworker.jobs.enqueue import request_operation
 from chainworker.ops import metrics
 

@@ -21,7 +21,6 @@ from uuid import UUID
 
 import asyncpg
 import typer
-from arq import create_pool as create_arq_pool
 from arq.connections import ArqRedis, RedisSettings
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -38,6 +37,7 @@ from chainworker.db import tickets as ticket_queries
 from chainworker.db.migrate import migrate
 from chainworker.db.pool import create_pool, tenant_transaction
 from chainworker.db.requests import NewRequest, Operation
+from chainworker.jobs.codec import create_arq_pool
 from chainworker.jobs.enqueue import request_operation
 
 console = Console()

@@ -17,7 +17,6 @@ from uuid import UUID
 
 import asyncpg
 import typer
-from arq import create_pool as create_arq_pool
 from arq.connections import ArqRedis, RedisSettings
 from redis.exceptions import RedisError
 from rich.console import Console
@@ -30,6 +29,7 @@ from chainworker.chain.errors import ChainError
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings, get_settings
 from chainworker.db.pool import create_pool
+from chainworker.jobs.codec import create_arq_pool
 from chainworker.lifecycle.model import Policy
 from chainworker.ops import reconcile, reconcile_holders, reconcile_tx
 from chainworker.ops.reconcile_tx import OperatorError, Reference
