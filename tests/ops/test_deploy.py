@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -223,6 +224,62 @@ def test_compose_has_the_whole_stack() -> None:
         api_env["DATABASE_URL"].split("//")[1].split(":")[0]
         != (api_env["DATABASE_ADMIN_URL"].split("//")[1].split(":")[0])
     )
+
+
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):-([^}]*)\}")
+
+
+def _interpolated(value: str) -> str:
+    """A compose value as compose makes it with nothing set: `${VAR:-default}` is the default."""
+    return _INTERPOLATION.sub(lambda match: match.group(2), value)
+
+
+def test_compose_redis_requires_the_password_every_service_connects_with() -> None:
+    services = _compose()["services"]
+    redis = services["redis"]
+    password = _interpolated(redis["environment"]["REDIS_PASSWORD"])
+    assert password
+    # `$$` reaches the container as `$`: its shell expands the variable, not compose.
+    assert '--requirepass "$$REDIS_PASSWORD"' in " ".join(redis["command"])
+    assert "$$REDIS_PASSWORD" in " ".join(redis["healthcheck"]["test"])
+    urls = {
+        name: service["environment"]["REDIS_URL"]
+        for name, service in services.items()
+        if "REDIS_URL" in (service.get("environment") or {})
+    }
+    assert {"migrate", "api", "worker-1", "worker-2"} <= set(urls)
+    for name, url in urls.items():
+        parts = urlsplit(_interpolated(url))
+        assert (parts.hostname, parts.password) == ("redis", password), name
+        assert "${REDIS_PASSWORD" in url, f"{name}: the password is set in one place"
+
+
+def _k8s_redis_urls(node: object) -> list[str]:
+    """Every REDIS_URL a manifest sets: Secret or ConfigMap data, or a container's env."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if node.get("name") == "REDIS_URL" and isinstance(node.get("value"), str):
+            found.append(node["value"])
+        if isinstance(node.get("REDIS_URL"), str):
+            found.append(node["REDIS_URL"])
+        for value in node.values():
+            found += _k8s_redis_urls(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _k8s_redis_urls(value)
+    return found
+
+
+def test_k8s_connects_to_redis_with_credentials() -> None:
+    documents = _k8s_documents()
+    (secret,) = [d for d in documents if d["kind"] == "Secret"]
+    assert "REDIS_URL" in secret["stringData"]
+    urls = _k8s_redis_urls(documents)
+    assert urls
+    for url in urls:
+        assert urlsplit(url).password, url
+    config = next(d for d in documents if d["kind"] == "ConfigMap")
+    assert "REDIS_URL" not in config["data"], "the URL holds a password: the Secret's alone"
 
 
 def test_compose_validates_with_docker_compose() -> None:
