@@ -27,6 +27,12 @@ RUN_ID = uuid.uuid4().hex[:10]
 QUEUE_PREFIX = f"cwtest:{RUN_ID}:queue:"
 
 
+# The ticket service's own role, for the schema tests: bound by row-level security like
+# chainworker_app, but with the data privileges of the whole seed schema (chainworker_app
+# has only what chainworker uses). It exists only in test databases.
+SERVICE_ROLE = "cw_test_ticket_service"
+
+
 @dataclass(frozen=True)
 class TestDatabase:
     __test__ = False  # not a test class
@@ -34,6 +40,7 @@ class TestDatabase:
     name: str
     admin_dsn: str
     app_dsn: str
+    service_dsn: str
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +74,29 @@ async def _drop_database(pg: services.PgServer, name: str) -> None:
 
 
 def _database(pg: services.PgServer, name: str) -> TestDatabase:
-    return TestDatabase(name=name, admin_dsn=pg.admin_dsn(name), app_dsn=pg.app_dsn(name))
+    return TestDatabase(
+        name=name, admin_dsn=pg.admin_dsn(name), app_dsn=pg.app_dsn(name),
+        service_dsn=pg.dsn(SERVICE_ROLE, name),
+    )
+
+
+async def _grant_service_role(admin_dsn: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(
+            f"""DO $$ BEGIN
+                    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{SERVICE_ROLE}') THEN
+                        CREATE ROLE {SERVICE_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS;
+                    END IF;
+                EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                END $$;
+                GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public
+                    TO {SERVICE_ROLE};
+                GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {SERVICE_ROLE};
+                GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {SERVICE_ROLE};"""  # noqa: S608
+        )
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +105,7 @@ async def template_db(pg: services.PgServer) -> AsyncIterator[str]:
     await _create_database(pg, name)
     try:
         await migrate(pg.admin_dsn(name))
+        await _grant_service_role(pg.admin_dsn(name))
         yield name
     finally:
         await _drop_database(pg, name)

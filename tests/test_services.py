@@ -26,16 +26,21 @@ async def test_embedded_postgres_and_valkey_round_trip(tmp_path: Path) -> None:
         assert applied, "a new database gets every migration"
         assert await migrate(server.admin_dsn("chainworker")) == []
 
+        owner = await asyncpg.connect(server.admin_dsn("chainworker"))
+        try:
+            tenant = await owner.fetchval(
+                "INSERT INTO tenants (name) VALUES ('embedded') RETURNING id"
+            )
+        finally:
+            await owner.close()
         conn = await asyncpg.connect(server.app_dsn("chainworker"))
         try:
             is_super = await conn.fetchval(
                 "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
             )
             assert is_super is False
-            tenant = await conn.fetchval("SELECT gen_random_uuid()")
             async with conn.transaction():
                 await conn.execute("SELECT set_tenant_context($1)", tenant)
-                await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, 'embedded')", tenant)
                 await conn.execute(
                     "INSERT INTO blockchain_sync_log (tenant_id, entity_type, operation, status) "
                     "VALUES ($1, 'round_trip', 'verify', 'confirmed')",

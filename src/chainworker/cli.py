@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from chainworker.config import SettingsError, get_settings
+from chainworker.db.errors import DatabaseError
 from chainworker.ops import logs
 
 app = typer.Typer(
@@ -43,6 +46,11 @@ def main() -> None:
     _register()
     try:
         app()
+    except DatabaseError as error:
+        # e.g. a DATABASE_URL whose role row-level security does not bind: refused by
+        # every command that opens the runtime pool, in one line.
+        print(f"chainworker: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     except Exception:
         # Unforeseen: reported through the log handler, so registered secrets are redacted
         # and the traceback shows no local variables. Exit 2, the commands' "error".

@@ -125,9 +125,12 @@ async def arq(redis_url: str) -> AsyncIterator[ArqRedis]:
     await redis.aclose()
 
 
-async def new_tenant(pool: asyncpg.Pool, *, tickets: int = 4, users: int = 3) -> Tenant:
+async def new_tenant(
+    pool: asyncpg.Pool, owner: asyncpg.Connection, *, tickets: int = 4, users: int = 3
+) -> Tenant:
+    """A seeded tenant (the ticket service's data, written as the owner) with its tokens."""
     seeded = await seed.seed_tenant(
-        pool, tickets=tickets, users=users, tenant_name=f"t{uuid.uuid4().hex[:6]}"
+        owner, tickets=tickets, users=users, tenant_name=f"t{uuid.uuid4().hex[:6]}"
     )
     service = await issue_token(pool, seeded.tenant_id, "ticket-service")
     admins = [

@@ -23,7 +23,7 @@ async def _status(client: httpx.AsyncClient, path: str, token: str | None) -> ht
 async def test_bad_tokens_are_401_problems(
     client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
-    tenant = await new_tenant(pool, tickets=1)
+    tenant = await new_tenant(pool, admin, tickets=1)
     path = f"/v1/tickets/{tenant.seeded.ticket_ids[0]}/chain"
     assert (await _status(client, path, tenant.token)).status_code == 200
 
@@ -58,8 +58,10 @@ async def test_bad_tokens_are_401_problems(
     assert no_auth_post.status_code == 401
 
 
-async def test_service_token_cannot_vote(client: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
-    tenant = await new_tenant(pool, tickets=1)
+async def test_service_token_cannot_vote(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
+) -> None:
+    tenant = await new_tenant(pool, admin, tickets=1)
     response = await client.post(
         f"/v1/events/{tenant.seeded.event_id}/revocations",
         json={"reason": "revoke"},
@@ -86,9 +88,10 @@ def _cli(running_api: RunningApi, *args: str) -> subprocess.CompletedProcess[str
 
 
 async def test_token_cli_issues_and_revokes(
-    client: httpx.AsyncClient, pool: asyncpg.Pool, running_api: RunningApi
+    client: httpx.AsyncClient, pool: asyncpg.Pool, running_api: RunningApi,
+    admin: asyncpg.Connection,
 ) -> None:
-    tenant = await new_tenant(pool, tickets=1)
+    tenant = await new_tenant(pool, admin, tickets=1)
     made = _cli(
         running_api,
         "token",

@@ -23,7 +23,7 @@ async def test_mint_via_api_and_burn_via_outbox_reach_the_chain(
     localnet: LocalnetProcess,
     tmp_path: Path,
 ) -> None:
-    tenant = await new_tenant(pool, tickets=2)
+    tenant = await new_tenant(pool, admin, tickets=2)
     ticket = tenant.seeded.ticket_ids[0]
     stack = Stack(
         db=running_api.db,
@@ -90,7 +90,7 @@ async def test_mint_via_api_and_burn_via_outbox_reach_the_chain(
 async def test_client_retries_with_one_key(
     running_api: RunningApi, pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
-    tenant = await new_tenant(pool, tickets=1)
+    tenant = await new_tenant(pool, admin, tickets=1)
     ticket = tenant.seeded.ticket_ids[0]
     real = httpx.AsyncHTTPTransport()
     seen: list[str] = []

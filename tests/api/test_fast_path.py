@@ -25,9 +25,8 @@ _SETTINGS = (
 
 
 async def test_a_released_connection_carries_no_tenant_context(
-    running_api: RunningApi, pool: asyncpg.Pool
-) -> None:
-    tenant = await new_tenant(pool)
+    running_api: RunningApi, pool: asyncpg.Pool, admin: asyncpg.Connection) -> None:
+    tenant = await new_tenant(pool, admin)
     settings = load_settings(db_pool_min_size=1, db_pool_max_size=1)
     api_pool = await create_api_pool(running_api.db.app_dsn, settings)
     try:

@@ -24,7 +24,7 @@ async def test_mint_records_and_queues_the_request(
     arq: ArqRedis,
     running_api: RunningApi,
 ) -> None:
-    tenant = await new_tenant(pool)
+    tenant = await new_tenant(pool, admin)
     ticket = tenant.seeded.ticket_ids[0]
     response = await client.post(f"/v1/tickets/{ticket}/mint", headers=tenant.post_headers())
     assert response.status_code == 202, response.text
@@ -54,7 +54,7 @@ async def test_mint_records_and_queues_the_request(
 async def test_refusals_and_unknowns(
     client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
-    tenant = await new_tenant(pool)
+    tenant = await new_tenant(pool, admin)
     sold, minted = tenant.seeded.ticket_ids[:2]
     await make_minted(admin, [minted])
 
@@ -101,7 +101,7 @@ async def test_refusals_and_unknowns(
 async def test_burn_and_transfer_execute(
     client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
-    tenant = await new_tenant(pool)
+    tenant = await new_tenant(pool, admin)
     to_burn, to_move, pending = tenant.seeded.ticket_ids[:3]
     await make_minted(admin, [to_burn, to_move, pending])
 
@@ -139,7 +139,7 @@ async def test_burn_and_transfer_execute(
 async def test_same_key_same_request_replays_the_first_response(
     client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
-    tenant = await new_tenant(pool)
+    tenant = await new_tenant(pool, admin)
     ticket = tenant.seeded.ticket_ids[0]
     headers = tenant.post_headers("order-42-mint")
     first = await client.post(f"/v1/tickets/{ticket}/mint", headers=headers)
@@ -174,7 +174,7 @@ async def test_same_key_same_request_replays_the_first_response(
 async def test_duplicate_while_the_first_runs_gets_409_retry_after(
     client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
-    tenant = await new_tenant(pool)
+    tenant = await new_tenant(pool, admin)
     path = f"/v1/tickets/{tenant.seeded.ticket_ids[0]}/mint"
     # The first request holds the key (as a call that is still running does).
     await admin.execute(
@@ -192,7 +192,7 @@ async def test_duplicate_while_the_first_runs_gets_409_retry_after(
 async def test_concurrent_duplicates_record_one_request(
     client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
-    tenant = await new_tenant(pool)
+    tenant = await new_tenant(pool, admin)
     path = f"/v1/tickets/{tenant.seeded.ticket_ids[0]}/mint"
     headers = tenant.post_headers("burst-key")
     responses = await asyncio.gather(*(client.post(path, headers=headers) for _ in range(12)))
@@ -211,7 +211,7 @@ async def test_concurrent_duplicates_record_one_request(
 async def test_a_refused_call_releases_its_key_and_a_retry_runs_again(
     client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
-    tenant = await new_tenant(pool)
+    tenant = await new_tenant(pool, admin)
     ticket = tenant.seeded.ticket_ids[0]
     await admin.execute(
         "UPDATE tickets SET status = 'active', token_mint = 'SomeMint1111' WHERE id = $1", ticket
@@ -240,7 +240,7 @@ async def test_a_refused_call_releases_its_key_and_a_retry_runs_again(
 async def test_every_state_the_rules_refuse_is_refused_with_their_code(
     client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
-    tenant = await new_tenant(pool, tickets=len(TicketStatus))
+    tenant = await new_tenant(pool, admin, tickets=len(TicketStatus))
     for ticket, status in zip(tenant.seeded.ticket_ids, TicketStatus, strict=True):
         await admin.execute("UPDATE tickets SET status = $2 WHERE id = $1", ticket, status.value)
         verdict = ticket_rules.check_operation("mint", status, token_mint=None)

@@ -46,7 +46,7 @@ def queue() -> str:
 async def test_two_relays_record_each_request_once(
     module_db: Any, pool: asyncpg.Pool, admin: asyncpg.Connection, arq: ArqRedis, queue: str
 ) -> None:
-    a, b = await new_tenant(pool, tickets=30), await new_tenant(pool, tickets=6)
+    a, b = await new_tenant(pool, admin, tickets=30), await new_tenant(pool, admin, tickets=6)
     await make_minted(admin, b.seeded.ticket_ids[:4])
     good: list[int] = []
     for ticket in a.seeded.ticket_ids:
@@ -143,7 +143,7 @@ async def test_two_relays_record_each_request_once(
 async def test_a_failing_row_waits_its_backoff(
     pool: asyncpg.Pool, admin: asyncpg.Connection, arq: ArqRedis, queue: str
 ) -> None:
-    tenant = await new_tenant(pool, tickets=1)
+    tenant = await new_tenant(pool, admin, tickets=1)
     bad = await _outbox(admin, tenant.id, "nft.mint_requested", "ticket", uuid.uuid4())
     first = await relay_once(pool, arq, queue, max_attempts=5, retry_seconds=60)
     assert first.failed >= 1

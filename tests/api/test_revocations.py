@@ -46,7 +46,7 @@ async def test_two_distinct_admins_execute_the_revocation(
     arq: ArqRedis,
     running_api: RunningApi,
 ) -> None:
-    tenant = await new_tenant(pool, tickets=4, users=3)
+    tenant = await new_tenant(pool, admin, tickets=4, users=3)
     minted = tenant.seeded.ticket_ids[:3]
     await make_minted(admin, minted)
     revocation = await _create(client, tenant)
@@ -95,7 +95,7 @@ async def test_two_distinct_admins_execute_the_revocation(
 async def test_rejection_ends_it(
     client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
-    tenant = await new_tenant(pool, tickets=2, users=3)
+    tenant = await new_tenant(pool, admin, tickets=2, users=3)
     await make_minted(admin, tenant.seeded.ticket_ids)
     revocation = await _create(client, tenant, "refund")
     assert (await _vote(client, tenant, revocation, 0)).status_code == 200
@@ -112,7 +112,7 @@ async def test_rejection_ends_it(
 async def test_expired_request_takes_no_votes(
     client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
-    tenant = await new_tenant(pool, tickets=1, users=2)
+    tenant = await new_tenant(pool, admin, tickets=1, users=2)
     await make_minted(admin, tenant.seeded.ticket_ids)
     revocation = await _create(client, tenant)
     await admin.execute(

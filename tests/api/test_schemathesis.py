@@ -33,8 +33,8 @@ def strategy_is_negative(checks: list[Any]) -> bool:
 
 
 @pytest.fixture(scope="module")
-async def fuzz_tenant(pool: asyncpg.Pool) -> Tenant:
-    return await new_tenant(pool, tickets=3)
+async def fuzz_tenant(pool: asyncpg.Pool, admin: asyncpg.Connection) -> Tenant:
+    return await new_tenant(pool, admin, tickets=3)
 
 
 def test_served_schema_holds_for_generated_requests(

@@ -15,7 +15,7 @@ from tests.api.conftest import new_tenant
 async def test_register_and_replace_a_wallet(
     client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
-    tenant = await new_tenant(pool, tickets=1)
+    tenant = await new_tenant(pool, admin, tickets=1)
     user = tenant.seeded.user_ids[0]
     first, second = str(Keypair().pubkey()), str(Keypair().pubkey())
     made = await client.post(
@@ -33,7 +33,7 @@ async def test_register_and_replace_a_wallet(
 async def test_bad_addresses_and_unknown_users(
     client: httpx.AsyncClient, pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
-    tenant = await new_tenant(pool, tickets=1)
+    tenant = await new_tenant(pool, admin, tickets=1)
     user = str(tenant.seeded.user_ids[0])
     off_curve, _ = Pubkey.find_program_address([b"not-a-wallet"], Pubkey.new_unique())
     for address in (

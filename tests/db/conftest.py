@@ -15,6 +15,7 @@ from tests.db.world import World, seed_world
 class Worlds:
     admin_dsn: str
     app_dsn: str
+    service_dsn: str
     a: World
     b: World
 
@@ -28,7 +29,7 @@ async def worlds(module_db) -> Worlds:
         b = await seed_world(conn, "b")
     finally:
         await conn.close()
-    return Worlds(module_db.admin_dsn, module_db.app_dsn, a, b)
+    return Worlds(module_db.admin_dsn, module_db.app_dsn, module_db.service_dsn, a, b)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,16 @@ async def module_admin(worlds: Worlds) -> AsyncIterator[asyncpg.Connection]:
 @pytest.fixture(scope="module")
 async def module_app(worlds: Worlds) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(worlds.app_dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def module_service(worlds: Worlds) -> AsyncIterator[asyncpg.Connection]:
+    """The ticket service's role: every data privilege of the schema, bound by RLS."""
+    conn = await asyncpg.connect(worlds.service_dsn)
     try:
         yield conn
     finally:

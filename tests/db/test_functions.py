@@ -47,46 +47,40 @@ async def one(conn: asyncpg.Connection, sql: str, *args: object) -> tuple:
 # --- RLS helpers --------------------------------------------------------------
 
 
-async def test_tenant_context_is_transaction_local(world: World, module_app):
-    async with tenant(module_app, world["tenants"]) as conn:
+async def test_tenant_context_is_transaction_local(world: World, module_service):
+    async with tenant(module_service, world["tenants"]) as conn:
         assert await conn.fetchval("SELECT current_tenant_id()") == world["tenants"]
         assert await conn.fetchval("SELECT verify_tenant_context()") == world["tenants"]
         await conn.execute("SELECT clear_tenant_context()")
         assert await conn.fetchval("SELECT current_tenant_id()") is None
-    assert await module_app.fetchval("SELECT current_tenant_id()") is None
+    assert await module_service.fetchval("SELECT current_tenant_id()") is None
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="tenant context is not set"):
-        await module_app.fetchval("SELECT verify_tenant_context()")
+        await module_service.fetchval("SELECT verify_tenant_context()")
     with pytest.raises(asyncpg.NullValueNotAllowedError):
-        await module_app.execute("SELECT set_tenant_context(NULL)")
+        await module_service.execute("SELECT set_tenant_context(NULL)")
 
 
-async def test_tenant_violation_is_logged(world: World, worlds: Worlds, module_app, module_admin):
+async def test_tenant_violation_is_logged(
+    world: World, worlds: Worlds, module_app, module_admin
+):
     other = worlds.b["tenants"]
-    async with tenant(module_app, world["tenants"], current_user_id=str(world["users"])) as conn:
+    # The runtime role cannot write the log itself (it could forge or flood it): it goes
+    # through chainworker_note_cross_tenant, bounded per token (tests/api/test_isolation.py).
+    async with tenant(module_app, world["tenants"]) as conn:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetchval("SELECT log_tenant_violation($1, 'tickets', 'select')", other)
+    async with tenant(module_admin, world["tenants"], current_user_id=str(world["users"])) as conn:
         violation = await conn.fetchval(
             "SELECT log_tenant_violation($1, 'tickets', 'select', '{\"ticket\": 1}')", other
-        )
-        assert (
-            await conn.fetchval(
-                "SELECT count(*) FROM tenant_access_violations WHERE id = $1", violation
-            )
-            == 1
         )
     row = await module_admin.fetchrow(
         "SELECT * FROM tenant_access_violations WHERE id = $1", violation
     )
     assert row["tenant_id"] == world["tenants"] and row["attempted_tenant_id"] == other
-    assert row["user_id"] == world["users"] and row["db_user"] == "chainworker_app"
+    assert row["user_id"] == world["users"]
     assert row["table_name"] == "tickets" and row["operation"] == "select"
-    # the other tenant never sees it; with no context at all it is still recorded
-    async with tenant(module_app, other) as conn:
-        assert (
-            await conn.fetchval(
-                "SELECT count(*) FROM tenant_access_violations WHERE id = $1", violation
-            )
-            == 0
-        )
-    async with tenant(module_app, None) as conn:
+    # with no context at all it is still recorded
+    async with tenant(module_admin, None) as conn:
         anonymous = await conn.fetchval(
             "SELECT log_tenant_violation($1, 'outbox', 'insert')", other
         )
@@ -101,9 +95,11 @@ async def test_tenant_violation_is_logged(world: World, worlds: Worlds, module_a
 # --- duplicate scans ------------------------------------------------------------
 
 
-async def test_duplicate_scan_inside_and_outside_the_window(world: World, module_app, module_admin):
+async def test_duplicate_scan_inside_and_outside_the_window(
+    world: World, module_service, module_admin
+):
     ticket = world["tickets"]
-    async with tenant(module_app, world["tenants"]) as conn:
+    async with tenant(module_service, world["tenants"]) as conn:
         # the seeded accepted scan happened just now
         check = await conn.fetchrow("SELECT * FROM check_duplicate_scan($1, 300)", ticket)
         assert check["is_duplicate"] and check["scan_count"] == 1
@@ -111,7 +107,7 @@ async def test_duplicate_scan_inside_and_outside_the_window(world: World, module
         "UPDATE ticket_scans SET scanned_at = now() - interval '10 minutes' WHERE id = $1",
         world["ticket_scans"],
     )
-    async with tenant(module_app, world["tenants"]) as conn:
+    async with tenant(module_service, world["tenants"]) as conn:
         outside = await conn.fetchrow("SELECT * FROM check_duplicate_scan($1, 300)", ticket)
         assert not outside["is_duplicate"] and outside["scan_count"] == 1
         assert outside["last_scan_at"] < datetime.now(UTC) - timedelta(minutes=9)
@@ -170,11 +166,11 @@ async def test_idempotency_acquire_from_two_connections_one_wins(world: World, w
     assert results[0]["key_id"] == results[1]["key_id"]
 
 
-async def test_idempotency_complete_then_cached_and_mismatch(world: World, module_app):
+async def test_idempotency_complete_then_cached_and_mismatch(world: World, module_service):
     t = world["tenants"]
-    won = await acquire(module_app, t, "order-1", body_hash="abc")
+    won = await acquire(module_service, t, "order-1", body_hash="abc")
     assert won["outcome"] == "acquired"
-    async with tenant(module_app, t) as conn:
+    async with tenant(module_service, t) as conn:
         assert await conn.fetchval(
             "SELECT complete_idempotency_key($1, 201, '{\"id\": 7}', 'ticket', $2)",
             won["key_id"],
@@ -183,23 +179,25 @@ async def test_idempotency_complete_then_cached_and_mismatch(world: World, modul
         assert not await conn.fetchval(
             "SELECT complete_idempotency_key($1, 201, '{}')", won["key_id"]
         )
-    cached = await acquire(module_app, t, "order-1", body_hash="abc")
+    cached = await acquire(module_service, t, "order-1", body_hash="abc")
     assert cached["outcome"] == "cached" and not cached["acquired"]
     assert cached["response_status"] == 201 and cached["response_body"] == '{"id": 7}'
-    mismatch = await acquire(module_app, t, "order-1", body_hash="different")
+    mismatch = await acquire(module_service, t, "order-1", body_hash="different")
     assert mismatch["outcome"] == "hash_mismatch" and not mismatch["acquired"]
 
 
-async def test_idempotency_lock_expiry_release_and_cleanup(world: World, module_app, module_admin):
+async def test_idempotency_lock_expiry_release_and_cleanup(
+    world: World, module_service, module_admin
+):
     t = world["tenants"]
-    short = await acquire(module_app, t, "short", lock=0)
+    short = await acquire(module_service, t, "short", lock=0)
     assert short["outcome"] == "acquired"
-    taken_over = await acquire(module_app, t, "short", holder="second")
+    taken_over = await acquire(module_service, t, "short", holder="second")
     assert taken_over["outcome"] == "acquired" and taken_over["key_id"] == short["key_id"]
-    assert await acquire(module_app, t, "short") == await acquire(module_app, t, "short")
-    assert (await acquire(module_app, t, "short"))["outcome"] == "in_progress"
+    assert await acquire(module_service, t, "short") == await acquire(module_service, t, "short")
+    assert (await acquire(module_service, t, "short"))["outcome"] == "in_progress"
 
-    async with tenant(module_app, t) as conn:
+    async with tenant(module_service, t) as conn:
         assert await conn.fetchval("SELECT release_idempotency_lock($1, true)", short["key_id"])
         assert (
             await conn.fetchval(
@@ -208,16 +206,16 @@ async def test_idempotency_lock_expiry_release_and_cleanup(world: World, module_
             == "failed"
         )
         assert not await conn.fetchval("SELECT release_idempotency_lock($1)", short["key_id"])
-    retried = await acquire(module_app, t, "short")
+    retried = await acquire(module_service, t, "short")
     assert retried["outcome"] == "acquired"
-    async with tenant(module_app, t) as conn:
+    async with tenant(module_service, t) as conn:
         assert await conn.fetchval("SELECT release_idempotency_lock($1)", short["key_id"])
-    assert (await acquire(module_app, t, "short"))["outcome"] == "acquired"
+    assert (await acquire(module_service, t, "short"))["outcome"] == "acquired"
 
-    expired = await acquire(module_app, t, "expired", ttl=0, lock=0)
-    expired_but_locked = await acquire(module_app, t, "busy", ttl=0, lock=600)
-    kept = await acquire(module_app, t, "kept")
-    async with tenant(module_app, None) as conn:  # a cleanup job has no tenant
+    expired = await acquire(module_service, t, "expired", ttl=0, lock=0)
+    expired_but_locked = await acquire(module_service, t, "busy", ttl=0, lock=600)
+    kept = await acquire(module_service, t, "kept")
+    async with tenant(module_service, None) as conn:  # a cleanup job has no tenant
         removed = await conn.fetchval("SELECT cleanup_expired_idempotency_keys()")
     assert removed >= 1
     remaining = {
@@ -229,20 +227,20 @@ async def test_idempotency_lock_expiry_release_and_cleanup(world: World, module_
     assert expired["key_id"] not in remaining
     assert {expired_but_locked["key_id"], kept["key_id"]} <= remaining
     # an expired record is forgotten: the key starts over even with another body
-    again = await acquire(module_app, t, "gone", ttl=0, lock=0)
-    fresh = await acquire(module_app, t, "gone", body_hash="new body")
+    again = await acquire(module_service, t, "gone", ttl=0, lock=0)
+    fresh = await acquire(module_service, t, "gone", body_hash="new body")
     assert fresh["outcome"] == "acquired" and fresh["key_id"] == again["key_id"]
 
 
 # --- pending transactions ---------------------------------------------------------
 
 
-async def test_pending_transaction_lifecycle(world: World, module_app, module_admin):
+async def test_pending_transaction_lifecycle(world: World, module_service, module_admin):
     t, ticket = world["tenants"], world["tickets"]
     seeded = await module_admin.fetchval(
         "SELECT tx_signature FROM pending_transactions WHERE id = $1", world["pending_transactions"]
     )
-    async with tenant(module_app, t) as conn:
+    async with tenant(module_service, t) as conn:
         assert await conn.fetchval("SELECT has_pending_transaction($1)", ticket)
         # one live transaction per ticket
         with pytest.raises(asyncpg.UniqueViolationError, match="uq_pending_tx_live_ticket"):
@@ -317,7 +315,7 @@ async def test_pending_transaction_lifecycle(world: World, module_app, module_ad
 # --- reservations ------------------------------------------------------------------
 
 
-async def test_availability_follows_reservations(world: World, module_app):
+async def test_availability_follows_reservations(world: World, module_service):
     t, ticket_type = world["tenants"], world["ticket_types"]
     available = (
         "SELECT available_quantity, reserved_quantity, sold_quantity FROM ticket_types"
@@ -325,7 +323,7 @@ async def test_availability_follows_reservations(world: World, module_app):
     )
     reserve = """INSERT INTO reservations (tenant_id, event_id, ticket_type_id, user_id, quantity)
                  VALUES ($1, $2, $3, $4, $5) RETURNING id"""
-    async with tenant(module_app, t, current_user_id=str(world["users"])) as conn:
+    async with tenant(module_service, t, current_user_id=str(world["users"])) as conn:
         assert (await one(conn, available, ticket_type)) == (98, 2, 0)  # seeded: 2 held
         args = (t, world["events"], ticket_type, world["users"])
         expiring = await conn.fetchval(reserve, *args, 3)
@@ -364,14 +362,14 @@ async def test_availability_follows_reservations(world: World, module_app):
 # --- user stats ------------------------------------------------------------------------
 
 
-async def test_user_stats_follow_purchases_and_check_ins(world: World, module_app):
+async def test_user_stats_follow_purchases_and_check_ins(world: World, module_service):
     t, user = world["tenants"], world["users"]
     stats = (
         "SELECT ticket_purchase_count, total_spent_cents, events_attended FROM users WHERE id = $1"
     )
     new_ticket = """INSERT INTO tickets (tenant_id, event_id, user_id, price_cents, status)
                     VALUES ($1, $2, $3, $4, $5) RETURNING id"""
-    async with tenant(module_app, t) as conn:
+    async with tenant(module_service, t) as conn:
         assert (await one(conn, stats, user)) == (1, 5000, 0)  # the seeded sale
         available = await conn.fetchval(new_ticket, t, world["events"], user, 700, "available")
         assert (await one(conn, stats, user)) == (1, 5000, 0)
@@ -387,10 +385,10 @@ async def test_user_stats_follow_purchases_and_check_ins(world: World, module_ap
 # --- state machine and history -----------------------------------------------------------
 
 
-async def test_status_history_captures_session_context(world: World, module_app):
+async def test_status_history_captures_session_context(world: World, module_service):
     t, ticket, user = world["tenants"], world["tickets"], world["users"]
     async with tenant(
-        module_app,
+        module_service,
         t,
         current_user_id=str(user),
         actor_type="service",
@@ -401,7 +399,7 @@ async def test_status_history_captures_session_context(world: World, module_app)
         row = await conn.fetchrow("SELECT * FROM tickets WHERE id = $1", ticket)
         assert row["status_changed_by"] == user and row["status_reason"] == "mint confirmed"
         assert row["is_nft"] and row["minted_at"] is not None
-    async with tenant(module_app, t) as conn:  # no session variables: a system change
+    async with tenant(module_service, t) as conn:  # no session variables: a system change
         await conn.execute(
             "UPDATE tickets SET status = 'active', status_reason = 'activated' WHERE id = $1",
             ticket,
@@ -435,23 +433,23 @@ async def test_status_history_captures_session_context(world: World, module_app)
         assert newest["id"] == manual and newest["source"] == "backfill"
 
 
-async def test_final_status_stays_final(world: World, module_app):
+async def test_final_status_stays_final(world: World, module_service):
     t, ticket = world["tenants"], world["tickets"]
-    async with tenant(module_app, t) as conn:
+    async with tenant(module_service, t) as conn:
         await conn.execute("UPDATE tickets SET status = 'revoked' WHERE id = $1", ticket)
         with pytest.raises(asyncpg.CheckViolationError, match="final status"):
             async with conn.transaction():
                 await conn.execute("UPDATE tickets SET status = 'active' WHERE id = $1", ticket)
-    async with tenant(module_app, t, actor_type="admin") as conn:
+    async with tenant(module_service, t, actor_type="admin") as conn:
         await conn.execute("UPDATE tickets SET status = 'active' WHERE id = $1", ticket)
         assert await conn.fetchval("SELECT status FROM tickets WHERE id = $1", ticket) == "active"
 
 
-async def test_check_in_window_edges(world: World, module_app, module_admin):
+async def test_check_in_window_edges(world: World, module_service, module_admin):
     t, ticket = world["tenants"], world["tickets"]
     check = "SELECT * FROM can_check_in_ticket($1, $2, $3)"
     micro = timedelta(microseconds=1)
-    async with tenant(module_app, t) as conn:
+    async with tenant(module_service, t) as conn:
         now = await conn.fetchval("SELECT now()")  # fixed for the whole transaction
         opens, later = now + timedelta(hours=2), now + timedelta(hours=5)
         assert (await one(conn, check, ticket, opens, later)) == (True, "ok")
@@ -482,7 +480,7 @@ async def test_check_in_window_edges(world: World, module_app, module_admin):
         " valid_from = now() - interval '1 day' WHERE id = $1",
         ticket,
     )
-    async with tenant(module_app, t, actor_type="admin") as conn:
+    async with tenant(module_service, t, actor_type="admin") as conn:
         await conn.execute("UPDATE tickets SET status = 'active' WHERE id = $1", ticket)
         now = await conn.fetchval("SELECT now()")
         assert (await one(conn, check, ticket, now, now + timedelta(hours=1))) == (
@@ -494,11 +492,11 @@ async def test_check_in_window_edges(world: World, module_app, module_admin):
 # --- transfers -------------------------------------------------------------------------------
 
 
-async def test_transfer_history_order_and_completion(world: World, module_app, module_admin):
+async def test_transfer_history_order_and_completion(world: World, module_service, module_admin):
     t, ticket = world["tenants"], world["tickets"]
     insert = """INSERT INTO ticket_transfers (tenant_id, ticket_id, to_email, created_at)
                 VALUES ($1, $2, $3, now() + $4::interval) RETURNING id"""
-    async with tenant(module_app, t) as conn:
+    async with tenant(module_service, t) as conn:
         later = await conn.fetchval(insert, t, ticket, "later@example.test", timedelta(hours=1))
         earlier = await conn.fetchval(
             insert, t, ticket, "earlier@example.test", timedelta(hours=-1)
@@ -525,14 +523,14 @@ async def test_transfer_history_order_and_completion(world: World, module_app, m
         assert moved["transfer_count"] == 1 and moved["status"] == "transferred"
 
     await module_admin.execute("UPDATE tickets SET is_transferable = false WHERE id = $1", ticket)
-    async with tenant(module_app, t) as conn:
+    async with tenant(module_service, t) as conn:
         with pytest.raises(asyncpg.CheckViolationError, match="not transferable"):
             await conn.fetchval(insert, t, ticket, "x@example.test", timedelta(0))
 
 
-async def test_multisig_votes_decide_the_request(world: World, module_app):
+async def test_multisig_votes_decide_the_request(world: World, module_service):
     t, user = world["tenants"], world["users"]
-    async with tenant(module_app, t) as conn:
+    async with tenant(module_service, t) as conn:
         request = await conn.fetchval(
             """INSERT INTO multisig_approval_requests (tenant_id, operation_type, requested_by,
                    required_approvals) VALUES ($1, 'bulk_burn', $2, 2) RETURNING id""",

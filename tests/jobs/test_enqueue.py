@@ -52,7 +52,11 @@ async def test_thousands_of_ids_take_a_few_round_trips(
     pool = await create_pool(fresh_db.app_dsn, settings)
     queue = own_queue_name("bulk")
     try:
-        seeded = await seed_data.seed_tenant(pool, tickets=TICKETS)
+        owner = await asyncpg.connect(fresh_db.admin_dsn)
+        try:
+            seeded = await seed_data.seed_tenant(owner, tickets=TICKETS)
+        finally:
+            await owner.close()
         async with pool.acquire() as conn:
             await conn.fetchval("SELECT 1")  # the connection is open before counting
         counts = count_round_trips(monkeypatch)

@@ -10,7 +10,12 @@ import pytest
 from arq.connections import RedisSettings
 from solders.pubkey import Pubkey
 
-from chainworker.chain.keys import load_mint_seed, mint_keypair
+from chainworker.chain.keys import (
+    custodial_wallet,
+    load_custodial_seed,
+    load_mint_seed,
+    mint_keypair,
+)
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import load_settings
 from chainworker.jobs.codec import create_arq_pool
@@ -113,11 +118,16 @@ async def test_on_chain_error_is_recorded_with_its_code(
 ) -> None:
     seeded = stack.cli_json("seed", "--tickets", "1")
     tenant, ticket = seeded["tenant_id"], seeded["ticket_ids"][0]
-    # The database believes in a mint that does not exist on chain: the burn must fail there.
+    # The database believes in a mint that does not exist on chain, held in the user's
+    # custodial wallet (only the platform moves those, so it is not read back before the
+    # first attempt): the burn must fail on chain.
     bogus_mint = str(Pubkey.from_bytes(uuid4().bytes * 2))
+    seed = load_custodial_seed(load_settings(state_dir=stack.state_dir))
+    holder = custodial_wallet(seed, UUID(tenant), UUID(seeded["user_ids"][0]))
     await admin.execute(
-        "UPDATE tickets SET status = 'minted', token_mint = $2 WHERE id = $1",
-        UUID(ticket), bogus_mint,
+        """UPDATE tickets SET status = 'minted', token_mint = $2, wallet_address = $3
+            WHERE id = $1""",
+        UUID(ticket), bogus_mint, str(holder),
     )
     worker = stack.worker()
     try:

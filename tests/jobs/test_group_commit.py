@@ -65,8 +65,8 @@ async def statuses(admin: asyncpg.Connection) -> dict[UUID, str]:
 async def test_one_flush_records_the_ordinary_and_hands_back_the_rest(
     ctx: WorkerContext, admin_conn: asyncpg.Connection
 ) -> None:
-    a = await seed_data.seed_tenant(ctx.pool, tickets=6, tenant_name="A")
-    b = await seed_data.seed_tenant(ctx.pool, tickets=1, tenant_name="B")
+    a = await seed_data.seed_tenant(admin_conn, tickets=6, tenant_name="A")
+    b = await seed_data.seed_tenant(admin_conn, tickets=1, tenant_name="B")
     ordinary = await record(ctx, a.tenant_id, "mint", a.ticket_ids[:3])
     [not_sold] = await record(ctx, a.tenant_id, "mint", [a.ticket_ids[3]])
     await admin_conn.execute(
@@ -115,7 +115,7 @@ async def test_one_flush_records_the_ordinary_and_hands_back_the_rest(
 async def test_a_ticket_with_a_live_transaction_is_handed_back_alone(
     ctx: WorkerContext, admin_conn: asyncpg.Connection
 ) -> None:
-    a = await seed_data.seed_tenant(ctx.pool, tickets=2)
+    a = await seed_data.seed_tenant(admin_conn, tickets=2)
     [busy, other] = await record(ctx, a.tenant_id, "mint", a.ticket_ids)
     [prepared] = await record_jobs(ctx, [Job("mint", busy, a.tenant_id, None)])
     assert isinstance(prepared, Prepared)
@@ -135,7 +135,7 @@ async def test_a_ticket_locked_elsewhere_sends_the_group_back_instead_of_holding
     ctx: WorkerContext, admin_conn: asyncpg.Connection, fresh_db: TestDatabase
 ) -> None:
     """One flush runs at a time: it must not wait on a row lock for as long as it is held."""
-    a = await seed_data.seed_tenant(ctx.pool, tickets=3)
+    a = await seed_data.seed_tenant(admin_conn, tickets=3)
     ids = await record(ctx, a.tenant_id, "mint", a.ticket_ids)
     holder = await asyncpg.connect(fresh_db.admin_dsn)
     try:
@@ -156,7 +156,7 @@ async def test_a_ticket_locked_elsewhere_sends_the_group_back_instead_of_holding
 async def test_a_tenants_spending_limit_is_weighed_for_each_request(
     ctx: WorkerContext, admin_conn: asyncpg.Connection, limit: int, recorded: int
 ) -> None:
-    a = await seed_data.seed_tenant(ctx.pool, tickets=2)
+    a = await seed_data.seed_tenant(admin_conn, tickets=2)
     await admin_conn.execute(
         """INSERT INTO spending_limits (tenant_id, user_id, currency, per_transaction_limit,
                                         daily_limit, weekly_limit, monthly_limit)
@@ -174,7 +174,7 @@ async def test_a_tenants_spending_limit_is_weighed_for_each_request(
 async def test_concurrent_submits_share_a_flush_and_each_gets_its_own_outcome(
     ctx: WorkerContext, admin_conn: asyncpg.Connection
 ) -> None:
-    a = await seed_data.seed_tenant(ctx.pool, tickets=20)
+    a = await seed_data.seed_tenant(admin_conn, tickets=20)
     rids = await record(ctx, a.tenant_id, "mint", a.ticket_ids)
     recorded_before = group_size_sum()
     group = SubmitGroup(ctx, max_group=8, linger_seconds=0.01)

@@ -59,8 +59,8 @@ async def test_pages_stream_every_selected_row_once(
     pools: tuple[asyncpg.Pool, asyncpg.Connection],
 ) -> None:
     pool, admin = pools
-    a = await seed_tenant(pool, tickets=9, tenant_name="A")
-    b = await seed_tenant(pool, tickets=3, tenant_name="B")
+    a = await seed_tenant(admin, tickets=9, tenant_name="A")
+    b = await seed_tenant(admin, tickets=3, tenant_name="B")
     old_mints = await _insert_live(admin, a.tenant_id, a.ticket_ids[:7], op="mint",
                                    age_minutes=10, last_valid=FAR_HEIGHT)
     old_burns = await _insert_live(admin, a.tenant_id, a.ticket_ids[7:8], op="burn",
@@ -89,7 +89,7 @@ async def test_expiry_needs_two_unknown_reads_past_the_height(
     pools: tuple[asyncpg.Pool, asyncpg.Connection], localnet_faults: LocalnetProcess,
 ) -> None:
     pool, admin = pools
-    seeded = await seed_tenant(pool, tickets=4)
+    seeded = await seed_tenant(admin, tickets=4)
     localnet_faults.set_faults(warp_slots=5)
     expired = await _insert_live(admin, seeded.tenant_id, seeded.ticket_ids[:2], op="mint",
                                  age_minutes=5, last_valid=0)

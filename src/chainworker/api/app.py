@@ -74,6 +74,10 @@ def create_app(
             if the_rpc is None:
                 the_rpc = SolanaRpc.from_settings(settings, observer=metrics.rpc_observer)
                 stack.push_async_callback(the_rpc.close)
+            recorder = isolation.ViolationRecorder(the_pool)
+            recorder.start()
+            stack.push_async_callback(recorder.close)
+            app.state.violations = recorder
             app.state.context = ApiContext(
                 settings=settings,
                 pool=the_pool,

@@ -13,6 +13,7 @@ import typer
 from chainworker import services
 from chainworker.api.tokens import IssuedToken, issue_token, parse_ttl, revoke_token
 from chainworker.config import get_settings
+from chainworker.db import roles
 from chainworker.db.pool import create_pool
 
 token_app = typer.Typer(help="Issue and revoke API tokens.")
@@ -43,6 +44,11 @@ def api(
     import uvicorn
 
     settings = get_settings()
+    try:  # before uvicorn starts: a refused role is one line and exit 2, not a traceback
+        pg = asyncio.run(services.resolve_postgres(settings))
+        asyncio.run(roles.check_runtime_dsn(pg.app_dsn))
+    except (services.ServiceError, OSError) as error:
+        raise _fail(str(error)) from None
     uvicorn.run(
         "chainworker.api.serve:build",
         factory=True,

@@ -1,15 +1,23 @@
-"""Another tenant's object answers 404, and the attempt is recorded.
+"""Another tenant's object answers 404, exactly like a missing one, and the attempt is recorded.
 
 A route raises `Hidden(table, key)` when a lookup under the caller's tenant finds
-nothing. The route's transaction has rolled back by the time the handler runs, so
-the handler records the attempt in a transaction of its own: when the object exists
-under another tenant, `chainworker_note_cross_tenant` writes a
-`tenant_access_violations` row through `log_tenant_violation`. The answer is the
-same 404 either way, so existence never leaks.
+nothing. The handler answers 404 at once and hands the lookup to the recorder: a
+background task that asks `chainworker_note_cross_tenant` whether the key exists under
+another tenant and, if so, writes a `tenant_access_violations` row (at most 20 per token
+and minute). Nothing of that happens in the request path, so a cross-tenant id answers
+in the same time as a missing one, and existence never leaks. The recorder's queue is
+bounded; what it drops, and what the bound suppresses, is counted in
+`chainworker_tenant_violations_total`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -17,9 +25,11 @@ from chainworker.api.problems import Problem
 from chainworker.api.tokens import Principal
 from chainworker.db import violations
 from chainworker.db.pool import tenant_transaction
-from chainworker.ops import logs
+from chainworker.ops import logs, metrics
 
 log = logs.get_logger(__name__)
+
+QUEUE_SIZE = 1000
 
 NOUNS = {
     "tickets": "ticket",
@@ -41,30 +51,82 @@ class Hidden(Exception):
         self.key = key
 
 
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A lookup that found nothing: who asked, for what, on which route."""
+
+    tenant_id: UUID
+    token_id: UUID
+    table: str
+    key: str
+    operation: str
+
+
+class ViolationRecorder:
+    """Records hidden lookups off the request path, one at a time, from a bounded queue."""
+
+    def __init__(self, pool: asyncpg.Pool, *, queue_size: int = QUEUE_SIZE) -> None:
+        self._pool = pool
+        self._queue: asyncio.Queue[Lookup] = asyncio.Queue(maxsize=queue_size)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="violation-recorder")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def note(self, lookup: Lookup) -> None:
+        """Queue the lookup; never waits (a full queue drops it, counted)."""
+        try:
+            self._queue.put_nowait(lookup)
+        except asyncio.QueueFull:
+            metrics.TENANT_VIOLATIONS.labels(outcome="dropped").inc()
+
+    async def drain(self) -> None:
+        """Wait until every queued lookup is recorded (tests, shutdown)."""
+        await self._queue.join()
+
+    async def _run(self) -> None:
+        while True:
+            lookup = await self._queue.get()
+            try:
+                await self._record(lookup)
+            except asyncio.CancelledError:
+                raise
+            except Exception as failure:  # the recorder must outlive a database hiccup
+                log.error("could not record a cross-tenant lookup", error=repr(failure))
+            finally:
+                self._queue.task_done()
+
+    async def _record(self, lookup: Lookup) -> None:
+        async with tenant_transaction(
+            self._pool, lookup.tenant_id, reason="cross-tenant lookup", source="api"
+        ) as conn:
+            noted = await violations.note_cross_tenant(
+                conn, lookup.table, lookup.key, lookup.operation, lookup.token_id
+            )
+        if noted != "none":
+            metrics.TENANT_VIOLATIONS.labels(outcome=noted).inc()
+        if noted == "recorded":
+            log.warning(
+                "cross-tenant access", table=lookup.table, tenant_id=str(lookup.tenant_id)
+            )
+
+
 def install(app: FastAPI) -> None:
     async def on_hidden(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, Hidden)
         principal: Principal | None = getattr(request.state, "principal", None)
-        if principal is not None:
-            try:
-                async with tenant_transaction(
-                    request.app.state.context.pool,
-                    principal.tenant_id,
-                    reason="cross-tenant lookup",
-                    source="api",
-                ) as conn:
-                    noted = await violations.note_cross_tenant(
-                        conn,
-                        error.table,
-                        error.key,
-                        f"{request.method} {request.url.path}",
-                    )
-                if noted:
-                    log.warning(
-                        "cross-tenant access", table=error.table, tenant_id=str(principal.tenant_id)
-                    )
-            except Exception as failure:  # the 404 stands even if recording fails
-                log.error("could not record cross-tenant access", error=repr(failure))
+        recorder: ViolationRecorder | None = getattr(request.app.state, "violations", None)
+        if principal is not None and recorder is not None:
+            recorder.note(Lookup(
+                principal.tenant_id, principal.token_id, error.table, error.key[:100],
+                f"{request.method} {request.url.path}"[:200],
+            ))
         noun = NOUNS.get(error.table, "resource")
         return Problem("not-found", f"no such {noun}").response(request.url.path)
 

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 MAX_STATUS_BATCH: Final = 256
+INVALID_PARAMS: Final = -32602
 # sendTransaction calls per JSON-RPC batch (providers commonly accept 100 or more).
 SEND_BATCH_MAX: Final = 100
 _DECODE_ERRORS: Final = (ValueError, TypeError, KeyError, IndexError, AttributeError)
@@ -395,12 +396,18 @@ class SolanaRpc:
             raise ChainError(UNEXPECTED_ACCOUNT, f"{mint} is not a mint: {error}") from None
 
     async def get_token_holder(self, mint: Pubkey) -> tuple[Pubkey, int] | None:
-        """(owner wallet, amount) of the account holding the mint's token; None if none does."""
-        largest = await self._call(
-            "getTokenLargestAccounts",
-            [str(mint), {"commitment": self.commitment}],
-            views.largest_token_accounts,
-        )
+        """(owner wallet, amount) of the account holding the mint's token; None if none does
+        (or no mint exists there)."""
+        try:
+            largest = await self._call(
+                "getTokenLargestAccounts",
+                [str(mint), {"commitment": self.commitment}],
+                views.largest_token_accounts,
+            )
+        except ChainError as error:
+            if error.kind == RPC and error.code == INVALID_PARAMS:
+                return None  # "Invalid param: not a Token mint": nothing holds it
+            raise
         for address, amount in largest:
             if amount <= 0:
                 continue

@@ -87,6 +87,7 @@ async def live_request_id(conn: Connection, resource_id: UUID, operation_type: s
     value = await conn.fetchval(
         """SELECT id FROM multisig_approval_requests
             WHERE resource_id = $1 AND operation_type = $2 AND status = 'pending'
+              AND tenant_id = current_tenant_id()
               AND expires_at > now()""",
         resource_id,
         operation_type,
@@ -100,7 +101,8 @@ async def lock_request(
     """The request, locked for the rest of the transaction; None when not visible."""
     row = await conn.fetchrow(
         """SELECT * FROM multisig_approval_requests
-            WHERE id = $1 AND resource_id = $2 AND operation_type = $3 FOR UPDATE""",
+            WHERE id = $1 AND resource_id = $2 AND operation_type = $3
+              AND tenant_id = current_tenant_id() FOR UPDATE""",
         request_id,
         resource_id,
         operation_type,
@@ -132,7 +134,8 @@ async def mark_executed(conn: Connection, request_id: UUID, burn_request_ids: li
 async def approver_ids(conn: Connection, request_id: UUID) -> list[UUID]:
     """The request's approvers, first approval first."""
     rows = await conn.fetch(
-        "SELECT approver_id FROM multisig_approvals WHERE request_id = $1 ORDER BY created_at",
+        """SELECT approver_id FROM multisig_approvals
+            WHERE request_id = $1 AND tenant_id = current_tenant_id() ORDER BY created_at""",
         request_id,
     )
     return [row["approver_id"] for row in rows]

@@ -16,6 +16,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from chainworker.config import Settings
+from chainworker.db import roles
 
 ActorType = Literal["user", "system", "admin", "service"]
 # What queries take: a plain connection or one borrowed from the pool.
@@ -38,6 +39,7 @@ async def create_pool(
     *,
     connection_class: type[asyncpg.Connection[asyncpg.Record]] = asyncpg.Connection,
 ) -> asyncpg.Pool:
+    """The process's one pool, for the runtime role; refused (DatabaseError) unless RLS binds it."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=settings.db_pool_min_size,
@@ -46,6 +48,12 @@ async def create_pool(
         connection_class=connection_class,
     )
     assert pool is not None
+    try:
+        async with pool.acquire() as conn:
+            await roles.require_rls_bound(conn)
+    except BaseException:
+        await pool.close()
+        raise
     return pool
 
 

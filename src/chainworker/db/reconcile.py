@@ -1,4 +1,4 @@
-"""Queries for the reconcile commands: the narrow cross-tenant reads, and holder-drift writes."""
+"""Queries for the reconcile commands: per-tenant reads, the tenant list, holder-drift writes."""
 
 from __future__ import annotations
 
@@ -28,40 +28,64 @@ class Located:
     tx_id: UUID | None
 
 
+async def tenant_ids(conn: Connection, after: UUID | None, limit: int) -> list[UUID]:
+    """Tenants with chain requests or live transactions after `after`, in id order.
+
+    The one cross-tenant read of the reconcile commands: everything else they read under
+    each tenant's own context.
+    """
+    rows = await conn.fetch("SELECT tenant_id FROM chainworker_tenant_ids($1, $2)", after, limit)
+    return [row["tenant_id"] for row in rows]
+
+
 async def live_transactions(
     conn: Connection,
     older_than_seconds: float,
-    tenant_id: UUID | None,
     op: str | None,
     limit: int,
     after_submitted: datetime | None,
     after_id: UUID | None,
 ) -> list[LiveAttempt]:
-    """One keyset page of live attempts older than the threshold, oldest first (all tenants).
+    """One keyset page of the current tenant's live attempts older than the threshold.
 
-    The function leaves out the signed transaction: `serialized_tx` is empty.
+    Oldest first (submitted_at, id). The signed transaction is left out (`serialized_tx`
+    is empty): reconcile never rebroadcasts, and 100,000 rows of it would dominate the scan.
     """
     rows = await conn.fetch(
-        """SELECT * FROM chainworker_live_transactions(
-    p_older_than_seconds => $1, p_tenant => $2, p_op => $3, p_limit => $4,
-    p_after_submitted => $5, p_after_id => $6)""",
+        """SELECT p.id, p.tenant_id, p.ticket_id, p.request_id, p.tx_type, p.tx_signature,
+                  p.status, p.attempt, p.last_valid_block_height, p.submitted_at,
+                  p.last_sent_at, p.last_rebroadcast_at, p.expiry_check_pending
+             FROM pending_transactions p
+            WHERE p.tenant_id = current_tenant_id()
+              AND p.status IN ('pending', 'confirming')
+              AND p.submitted_at <= now() - make_interval(secs => $1)
+              AND ($2::text IS NULL OR p.tx_type = $2)
+              AND ($4::uuid IS NULL OR (p.submitted_at, p.id) > ($5::timestamptz, $4::uuid))
+            ORDER BY p.submitted_at, p.id
+            LIMIT $3""",
         older_than_seconds,
-        tenant_id,
         op,
         limit,
-        after_submitted,
         after_id,
+        after_submitted,
     )
     return [LiveAttempt(**dict(row), serialized_tx=b"") for row in rows]
 
 
-async def minted_tickets(
-    conn: Connection, tenant_id: UUID | None, limit: int, after: UUID | None
-) -> list[MintedTicket]:
-    """One keyset page of minted tickets (of one tenant, or all), by ticket id."""
+async def minted_tickets(conn: Connection, limit: int, after: UUID | None) -> list[MintedTicket]:
+    """One keyset page of the current tenant's minted tickets, by ticket id, with the
+    holder's registered wallet when the user has one."""
     rows = await conn.fetch(
-        "SELECT * FROM chainworker_minted_tickets(p_tenant => $1, p_limit => $2, p_after => $3)",
-        tenant_id,
+        """SELECT t.tenant_id, t.id AS ticket_id, t.token_mint, t.status, t.user_id,
+                  t.wallet_address, w.address AS registered_wallet
+             FROM tickets t
+             LEFT JOIN wallets w ON w.tenant_id = t.tenant_id AND w.user_id = t.user_id
+            WHERE t.tenant_id = current_tenant_id()
+              AND t.token_mint IS NOT NULL
+              AND t.deleted_at IS NULL
+              AND ($2::uuid IS NULL OR t.id > $2)
+            ORDER BY t.id
+            LIMIT $1""",
         limit,
         after,
     )

@@ -59,6 +59,8 @@ class Recorded:
 _COLUMNS = """id, tenant_id, ticket_id, transfer_id, operation, reason, source, status, attempts,
     outcome_code, outcome_message, token_mint, tx_signature, created_at, updated_at, completed_at"""
 
+# One statement per operation kind: a transfer is keyed by its transfer (two transfers of
+# one ticket are two requests), a mint or burn by its ticket.
 _RECORD_MANY = """
 WITH wanted AS (
     SELECT t.ticket_id, t.transfer_id, t.reason, t.ord
@@ -69,19 +71,40 @@ WITH wanted AS (
     SELECT $1, w.ticket_id, w.transfer_id, $5, w.reason, $6
       FROM wanted w
      ORDER BY w.ord
-    ON CONFLICT (tenant_id, ticket_id, operation) WHERE status IN ('queued', 'submitted')
-    DO NOTHING
-    RETURNING id, ticket_id
+    ON CONFLICT {conflict} DO NOTHING
+    RETURNING id, ticket_id, transfer_id
 )
-SELECT w.ord, coalesce(i.id, live.id) AS id, w.ticket_id, (i.id IS NOT NULL) AS created
+SELECT w.ord, coalesce(i.id, live.id) AS id, w.ticket_id, w.transfer_id,
+       (i.id IS NOT NULL) AS created
   FROM wanted w
-  LEFT JOIN inserted i ON i.ticket_id = w.ticket_id
+  LEFT JOIN inserted i ON {same}
   LEFT JOIN chain_requests live
          ON i.id IS NULL
-        AND live.tenant_id = $1 AND live.ticket_id = w.ticket_id AND live.operation = $5
+        AND live.tenant_id = $1 AND live.operation = $5
         AND live.status IN ('queued', 'submitted')
+        AND live.ticket_id = w.ticket_id
+        AND live.transfer_id IS NOT DISTINCT FROM w.transfer_id
  ORDER BY w.ord
 """
+_RECORD_BY_TICKET = _RECORD_MANY.format(
+    conflict="(tenant_id, ticket_id, operation)"
+    " WHERE status IN ('queued', 'submitted') AND operation <> 'transfer'",
+    same="i.ticket_id = w.ticket_id",
+)
+_RECORD_BY_TRANSFER = _RECORD_MANY.format(
+    conflict="(tenant_id, transfer_id)"
+    " WHERE status IN ('queued', 'submitted') AND operation = 'transfer'",
+    same="i.transfer_id = w.transfer_id",
+)
+
+
+def _key(item: NewRequest) -> UUID:
+    """What makes two asks the same request: the transfer for a transfer, else the ticket."""
+    if item.operation == "transfer":
+        if item.transfer_id is None:
+            raise ValueError("a transfer request needs its transfer id")
+        return item.transfer_id
+    return item.ticket_id
 
 
 async def record_requests(
@@ -91,23 +114,24 @@ async def record_requests(
     items: Sequence[NewRequest],
     source: str,
 ) -> list[Recorded]:
-    """Record many requests of one operation in one round trip.
+    """Record many requests of one operation in one round trip, in the order given.
 
-    A ticket that already has a live request of this operation gets that request
-    back (created=False). Must run inside a tenant transaction. The same ticket twice
-    in one call collapses to one request.
+    A live request for the same ticket (mint, burn) or the same transfer is returned
+    instead (created=False); the same ticket or transfer twice in one call is one request.
+    Must run inside a tenant transaction.
     """
     unique: dict[UUID, NewRequest] = {}
     for item in items:
         if item.operation != operation:
             raise ValueError(f"mixed operations in one batch: {item.operation} != {operation}")
-        unique.setdefault(item.ticket_id, item)
+        unique.setdefault(_key(item), item)
     if not unique:
         return []
     values = list(unique.values())
+    sql = _RECORD_BY_TRANSFER if operation == "transfer" else _RECORD_BY_TICKET
     for _ in range(3):
         rows = await conn.fetch(
-            _RECORD_MANY,
+            sql,
             tenant_id,
             [v.ticket_id for v in values],
             [v.transfer_id for v in values],
@@ -118,18 +142,42 @@ async def record_requests(
         # A live request that settled between the insert and the lookup shows as None:
         # asking again records a new one.
         if all(row["id"] is not None for row in rows):
-            by_ticket = {row["ticket_id"]: row for row in rows}
+            by_key = {
+                row["transfer_id"] if operation == "transfer" else row["ticket_id"]: row
+                for row in rows
+            }
             return [
-                Recorded(by_ticket[t]["id"], t, by_ticket[t]["created"])
-                for t in (item.ticket_id for item in items)
+                Recorded(by_key[_key(item)]["id"], item.ticket_id, by_key[_key(item)]["created"])
+                for item in items
             ]
     raise asyncpg.UniqueViolationError("could not record requests: live requests kept changing")
+
+
+async def earlier_live(conn: Connection, requests: Sequence[RequestRow]) -> set[UUID]:
+    """Which of these requests must wait: an earlier request of their ticket is still live.
+
+    The requests of one ticket run in acceptance order (`seq`), one at a time.
+    """
+    if not requests:
+        return set()
+    rows = await conn.fetch(
+        """SELECT r.id FROM chain_requests r
+            WHERE r.id = ANY($1::uuid[]) AND r.tenant_id = current_tenant_id()
+              AND EXISTS (SELECT 1 FROM chain_requests e
+                           WHERE e.tenant_id = r.tenant_id AND e.ticket_id = r.ticket_id
+                             AND e.status IN ('queued', 'submitted') AND e.seq < r.seq)""",
+        [request.id for request in requests],
+    )
+    return {row["id"] for row in rows}
 
 
 async def get_request(
     conn: Connection, request_id: UUID, *, lock: bool = False
 ) -> RequestRow | None:
-    sql = f"SELECT {_COLUMNS} FROM chain_requests WHERE id = $1"  # noqa: S608 - constant columns
+    sql = (
+        f"SELECT {_COLUMNS} FROM chain_requests"  # noqa: S608 - constant columns
+        " WHERE id = $1 AND tenant_id = current_tenant_id()"
+    )
     row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), request_id)
     return RequestRow(**dict(row)) if row else None
 
@@ -138,7 +186,7 @@ async def get_requests(conn: Connection, request_ids: list[UUID]) -> dict[UUID, 
     """Many requests by id, locked in id order."""
     sql = (
         f"SELECT {_COLUMNS} FROM chain_requests WHERE id = ANY($1::uuid[])"  # noqa: S608
-        " ORDER BY id FOR UPDATE"
+        " AND tenant_id = current_tenant_id() ORDER BY id FOR UPDATE"
     )
     rows = await conn.fetch(sql, request_ids)
     return {row["id"]: RequestRow(**dict(row)) for row in rows}
@@ -147,7 +195,7 @@ async def get_requests(conn: Connection, request_ids: list[UUID]) -> dict[UUID, 
 async def latest_for_ticket(conn: Connection, ticket_id: UUID, limit: int = 20) -> list[RequestRow]:
     sql = (
         f"SELECT {_COLUMNS} FROM chain_requests WHERE ticket_id = $1"  # noqa: S608
-        " ORDER BY created_at DESC LIMIT $2"
+        " AND tenant_id = current_tenant_id() ORDER BY created_at DESC LIMIT $2"
     )
     return [RequestRow(**dict(row)) for row in await conn.fetch(sql, ticket_id, limit)]
 
@@ -159,7 +207,7 @@ async def mark_submitted(conn: Connection, submitted: Sequence[tuple[UUID, str, 
               SET status = 'submitted', tx_signature = u.signature, attempts = u.attempt,
                   updated_at = now()
              FROM unnest($1::uuid[], $2::text[], $3::int[]) AS u(id, signature, attempt)
-            WHERE r.id = u.id""",
+            WHERE r.id = u.id AND r.tenant_id = current_tenant_id()""",
         [request_id for request_id, _, _ in submitted],
         [signature for _, signature, _ in submitted],
         [attempt for _, _, attempt in submitted],
@@ -171,7 +219,8 @@ _SETTLE = """UPDATE chain_requests
                   token_mint = coalesce($5, token_mint),
                   tx_signature = coalesce($6, tx_signature),
                   updated_at = now(), completed_at = now()
-            WHERE id = $1 AND status IN ('queued', 'submitted')"""
+            WHERE id = $1 AND status IN ('queued', 'submitted')
+              AND tenant_id = current_tenant_id()"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +278,7 @@ async def requeue(conn: Connection, request_id: UUID) -> None:
         """UPDATE chain_requests
               SET status = 'queued', enqueued_at = now(), updated_at = now(),
                   outcome_code = NULL, outcome_message = NULL, completed_at = NULL
-            WHERE id = $1""",
+            WHERE id = $1 AND tenant_id = current_tenant_id()""",
         request_id,
     )
 
@@ -247,7 +296,8 @@ async def stale_requests(
 async def status_counts(conn: Connection, operation: str) -> dict[str, int]:
     """The tenant's requests of one operation, counted by status."""
     rows = await conn.fetch(
-        "SELECT status, count(*) AS n FROM chain_requests WHERE operation = $1 GROUP BY status",
+        """SELECT status, count(*) AS n FROM chain_requests
+            WHERE operation = $1 AND tenant_id = current_tenant_id() GROUP BY status""",
         operation,
     )
     return {row["status"]: int(row["n"]) for row in rows}
@@ -272,7 +322,8 @@ async def outcome_summary(conn: Connection) -> list[OutcomeSummary]:
                       ORDER BY extract(epoch FROM completed_at - created_at)), 0) AS p50,
                   coalesce(percentile_cont(0.99) WITHIN GROUP (
                       ORDER BY extract(epoch FROM completed_at - created_at)), 0) AS p99
-             FROM chain_requests GROUP BY operation, status ORDER BY operation, status"""
+             FROM chain_requests WHERE tenant_id = current_tenant_id()
+            GROUP BY operation, status ORDER BY operation, status"""
     )
     return [
         OutcomeSummary(row["operation"], row["status"], int(row["n"]), int(row["retries"]),

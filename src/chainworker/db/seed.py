@@ -1,13 +1,33 @@
-"""Demo and test data: a tenant with an event, users and sold tickets, and accepted transfers."""
+"""Demo and test data: a tenant with an event, users and sold tickets, and accepted transfers.
+
+This is what the ticket service and the platform's other services write, not chainworker:
+the runtime role may not create tenants, users, events, tickets or transfers, so seeding
+runs as the owner (`DATABASE_ADMIN_URL`): pass an owner pool or connection.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeAlias
 from uuid import UUID, uuid4
 
 import asyncpg
 
-from chainworker.db.pool import set_context
+from chainworker.db.pool import Connection, set_context
+
+Owner: TypeAlias = "asyncpg.Pool | Connection"
+
+
+@asynccontextmanager
+async def _transaction(owner: Owner) -> AsyncIterator[Connection]:
+    if isinstance(owner, asyncpg.Pool):
+        async with owner.acquire() as conn, conn.transaction():
+            yield conn
+    else:
+        async with owner.transaction():
+            yield owner
 
 
 @dataclass(frozen=True)
@@ -27,12 +47,12 @@ class Seeded:
 
 
 async def seed_tenant(
-    pool: asyncpg.Pool, *, tickets: int, users: int = 5, tenant_name: str = "Demo Tenant"
+    owner: Owner, *, tickets: int, users: int = 5, tenant_name: str = "Demo Tenant"
 ) -> Seeded:
     """Create a tenant, an event, `users` users and `tickets` sold tickets spread over them."""
     tenant_id, event_id = uuid4(), uuid4()
     user_ids = [uuid4() for _ in range(max(1, users))]
-    async with pool.acquire() as conn, conn.transaction():
+    async with _transaction(owner) as conn:
         await set_context(conn, tenant_id, actor_type="system", reason="seed", source="seed")
         await conn.execute(
             "INSERT INTO tenants (id, name) VALUES ($1, $2)", tenant_id, tenant_name
@@ -65,13 +85,13 @@ async def seed_tenant(
 
 
 async def accepted_transfers(
-    pool: asyncpg.Pool, tenant_id: UUID, ticket_ids: list[UUID], to_user: UUID
+    owner: Owner, tenant_id: UUID, ticket_ids: list[UUID], to_user: UUID
 ) -> list[UUID]:
     """Accepted transfers of the given tickets to `to_user` (as the ticket service makes them).
 
     Tickets `to_user` already holds are skipped.
     """
-    async with pool.acquire() as conn, conn.transaction():
+    async with _transaction(owner) as conn:
         await set_context(conn, tenant_id, actor_type="service", reason="transfer accepted",
                           source="seed")
         rows = await conn.fetch(

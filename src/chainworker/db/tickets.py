@@ -19,6 +19,8 @@ class TicketRow:
     token_mint: str | None
     ticket_number: str | None
     event_name: str | None
+    # Where chainworker last sent the NFT (minted or moved there); None before the mint.
+    wallet_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +34,7 @@ class TransferRow:
 
 
 _TICKET_COLUMNS = """t.id, t.tenant_id, t.event_id, t.user_id, t.status, t.token_mint,
-                  t.ticket_number, e.name AS event_name"""
+                  t.ticket_number, e.name AS event_name, t.wallet_address"""
 
 
 async def lock_ticket(conn: Connection, ticket_id: UUID) -> TicketRow | None:
@@ -46,6 +48,7 @@ async def lock_tickets(conn: Connection, ticket_ids: list[UUID]) -> dict[UUID, T
         f"""SELECT {_TICKET_COLUMNS}
               FROM tickets t LEFT JOIN events e ON e.id = t.event_id
              WHERE t.id = ANY($1::uuid[]) AND t.deleted_at IS NULL
+               AND t.tenant_id = current_tenant_id()
              ORDER BY t.id FOR UPDATE OF t""",  # noqa: S608 - constant columns
         ticket_ids,
     )
@@ -56,7 +59,7 @@ async def get_ticket(conn: Connection, ticket_id: UUID) -> TicketRow | None:
     row = await conn.fetchrow(
         f"""SELECT {_TICKET_COLUMNS}
               FROM tickets t LEFT JOIN events e ON e.id = t.event_id
-             WHERE t.id = $1""",  # noqa: S608 - constant columns
+             WHERE t.id = $1 AND t.tenant_id = current_tenant_id()""",  # noqa: S608 - constant columns
         ticket_id,
     )
     return TicketRow(**dict(row)) if row else None
@@ -70,7 +73,9 @@ async def lock_transfers(conn: Connection, transfer_ids: list[UUID]) -> dict[UUI
     """Transfers locked in id order."""
     rows = await conn.fetch(
         """SELECT id, ticket_id, from_user_id, to_user_id, status, tx_signature
-             FROM ticket_transfers WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE""",
+             FROM ticket_transfers
+            WHERE id = ANY($1::uuid[]) AND tenant_id = current_tenant_id()
+            ORDER BY id FOR UPDATE""",
         transfer_ids,
     )
     return {row["id"]: TransferRow(**dict(row)) for row in rows}
@@ -79,7 +84,9 @@ async def lock_transfers(conn: Connection, transfer_ids: list[UUID]) -> dict[UUI
 async def wallet_addresses(conn: Connection, user_ids: list[UUID]) -> dict[UUID, str]:
     """Users' registered external wallets (users without one get a custodial address)."""
     rows = await conn.fetch(
-        "SELECT user_id, address FROM wallets WHERE user_id = ANY($1::uuid[])", user_ids
+        """SELECT user_id, address FROM wallets
+            WHERE user_id = ANY($1::uuid[]) AND tenant_id = current_tenant_id()""",
+        user_ids,
     )
     return {row["user_id"]: str(row["address"]) for row in rows}
 
@@ -96,34 +103,18 @@ async def register_wallet(conn: Connection, tenant_id: UUID, user_id: UUID, addr
 
 
 async def set_minted_many(
-    conn: Connection, minted: list[tuple[UUID, str, str, str | None]]
+    conn: Connection, minted: list[tuple[UUID, str, str | None, str | None]]
 ) -> None:
-    """Record tickets' mints (ticket, mint, holder, status or None to keep it)."""
+    """Record tickets' mints (ticket, mint, the wallet it went to, status or None to keep it)."""
     await conn.executemany(
         """UPDATE tickets
-              SET token_mint = $2, wallet_address = $3, is_nft = true, minted_at = now(),
+              SET token_mint = $2, wallet_address = coalesce($3, wallet_address), is_nft = true,
+                  minted_at = now(),
                   status = coalesce($4, status),
                   status_changed_at = CASE WHEN $4::text IS NULL THEN status_changed_at
                                            ELSE now() END
             WHERE id = $1""",
         minted,
-    )
-
-
-async def set_holder(
-    conn: Connection, ticket_id: UUID, user_id: UUID, holder: str, status: str | None
-) -> None:
-    await conn.execute(
-        """UPDATE tickets
-              SET user_id = $2, wallet_address = $3, status = coalesce($4, status),
-                  transfer_count = transfer_count + 1,
-                  status_changed_at = CASE WHEN $4::text IS NULL THEN status_changed_at
-                                           ELSE now() END
-            WHERE id = $1""",
-        ticket_id,
-        user_id,
-        holder,
-        status,
     )
 
 
@@ -133,21 +124,33 @@ async def set_status_many(conn: Connection, statuses: list[tuple[UUID, str]]) ->
     )
 
 
-async def complete_transfer(conn: Connection, transfer_id: UUID, signature: str) -> None:
+async def complete_transfer(
+    conn: Connection, transfer_id: UUID, signature: str, to_wallet: str
+) -> None:
+    """The transfer's NFT moved on chain: complete it, naming the wallet it went to.
+
+    The seed's apply_completed_transfer trigger then hands the ticket to the recipient
+    (user, `wallet_address` from `to_wallet`, `transfer_count` + 1, status transferred):
+    chainworker does not touch those columns itself, so each transfer counts once.
+    """
     await conn.execute(
         """UPDATE ticket_transfers
-              SET status = 'completed', tx_signature = $2, blockchain_confirmed = true,
-                  blockchain_confirmed_at = now(), completed_at = now()
-            WHERE id = $1""",
+              SET status = 'completed', tx_signature = $2, to_wallet = $3,
+                  blockchain_confirmed = true, blockchain_confirmed_at = now(),
+                  completed_at = now()
+            WHERE id = $1 AND tenant_id = current_tenant_id()""",
         transfer_id,
         signature,
+        to_wallet,
     )
 
 
 async def transfer_tickets(conn: Connection, transfer_ids: list[UUID]) -> dict[UUID, UUID]:
     """Transfer id -> ticket id, for the transfers this tenant can see."""
     rows = await conn.fetch(
-        "SELECT id, ticket_id FROM ticket_transfers WHERE id = ANY($1::uuid[])", transfer_ids
+        """SELECT id, ticket_id FROM ticket_transfers
+            WHERE id = ANY($1::uuid[]) AND tenant_id = current_tenant_id()""",
+        transfer_ids,
     )
     return {row["id"]: row["ticket_id"] for row in rows}
 
@@ -157,19 +160,25 @@ async def tickets_with_mints(conn: Connection) -> list[TicketRow]:
     rows = await conn.fetch(
         f"""SELECT {_TICKET_COLUMNS}
               FROM tickets t LEFT JOIN events e ON e.id = t.event_id
-             WHERE t.token_mint IS NOT NULL"""  # noqa: S608 - constant columns
+             WHERE t.token_mint IS NOT NULL AND t.tenant_id = current_tenant_id()"""  # noqa: S608
     )
     return [TicketRow(**dict(row)) for row in rows]
 
 
 async def event_exists(conn: Connection, event_id: UUID) -> bool:
     """Whether the event is visible to the current tenant."""
-    return await conn.fetchval("SELECT 1 FROM events WHERE id = $1", event_id) is not None
+    found = await conn.fetchval(
+        "SELECT 1 FROM events WHERE id = $1 AND tenant_id = current_tenant_id()", event_id
+    )
+    return found is not None
 
 
 async def user_exists(conn: Connection, user_id: UUID) -> bool:
     """Whether the user (a wallet's owner) is visible to the current tenant."""
-    return await conn.fetchval("SELECT 1 FROM users WHERE id = $1", user_id) is not None
+    found = await conn.fetchval(
+        "SELECT 1 FROM users WHERE id = $1 AND tenant_id = current_tenant_id()", user_id
+    )
+    return found is not None
 
 
 async def burnable_ticket_ids(conn: Connection, event_id: UUID, statuses: list[str]) -> list[UUID]:
@@ -177,7 +186,7 @@ async def burnable_ticket_ids(conn: Connection, event_id: UUID, statuses: list[s
     rows = await conn.fetch(
         """SELECT id FROM tickets
             WHERE event_id = $1 AND token_mint IS NOT NULL AND deleted_at IS NULL
-              AND status = ANY($2::text[])
+              AND status = ANY($2::text[]) AND tenant_id = current_tenant_id()
             ORDER BY id""",
         event_id,
         statuses,

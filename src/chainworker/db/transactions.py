@@ -27,6 +27,10 @@ class NewAttempt:
     job_id: str | None
     max_retries: int
     estimated_lamports: int
+    # Where the NFT is taken from (transfer, burn) and where it goes (mint, transfer):
+    # kept in the row's metadata, so the outcome records the wallet actually used.
+    source: str | None = None
+    destination: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +91,18 @@ async def record_attempts(conn: Connection, attempts: Sequence[NewAttempt]) -> l
                 p_attempt => u.attempt, p_parent_tx_id => u.parent_tx_id,
                 p_serialized_tx => u.serialized_tx, p_job_id => u.job_id,
                 p_transfer_id => u.transfer_id,
-                p_metadata => jsonb_build_object('estimated_lamports', u.lamports),
+                p_metadata => jsonb_strip_nulls(jsonb_build_object(
+                    'estimated_lamports', u.lamports, 'source', u.source,
+                    'destination', u.destination)),
                 p_last_sent_at => now()) AS id
              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
                          $6::bigint[], $7::uuid[], $8::int[], $9::uuid[], $10::int[],
-                         $11::uuid[], $12::bytea[], $13::text[], $14::uuid[], $15::bigint[])
+                         $11::uuid[], $12::bytea[], $13::text[], $14::uuid[], $15::bigint[],
+                         $16::text[], $17::text[])
                   WITH ORDINALITY
                   AS u(tenant_id, ticket_id, signature, op, blockhash, last_valid, event_id,
                        max_retries, request_id, attempt, parent_tx_id, serialized_tx, job_id,
-                       transfer_id, lamports, n)
+                       transfer_id, lamports, source, destination, n)
             ORDER BY u.n""",
         [a.tenant_id for a in attempts],
         [a.ticket_id for a in attempts],
@@ -112,6 +119,8 @@ async def record_attempts(conn: Connection, attempts: Sequence[NewAttempt]) -> l
         [a.job_id for a in attempts],
         [a.transfer_id for a in attempts],
         [a.estimated_lamports for a in attempts],
+        [a.source for a in attempts],
+        [a.destination for a in attempts],
     )
     return [UUID(str(row["id"])) for row in rows]
 
@@ -147,21 +156,24 @@ async def lock_live(conn: Connection, tx_id: UUID) -> LiveAttempt | None:
     """Re-read one attempt under the tenant's context; None when it is no longer live."""
     row = await conn.fetchrow(
         f"SELECT {_LIVE_COLUMNS} FROM pending_transactions p"  # noqa: S608 - constant columns
-        " WHERE p.id = $1 AND p.status IN ('pending', 'confirming') FOR UPDATE",
+        " WHERE p.id = $1 AND p.status IN ('pending', 'confirming')"
+        " AND p.tenant_id = current_tenant_id() FOR UPDATE",
         tx_id,
     )
     return LiveAttempt(**dict(row)) if row else None
 
 
-async def lock_live_many(conn: Connection, tx_ids: list[UUID]) -> set[UUID]:
-    """Lock the attempts that are still live, in id order; returns their ids."""
+async def lock_live_many(conn: Connection, tx_ids: list[UUID]) -> dict[UUID, str | None]:
+    """Lock the attempts that are still live, in id order: id -> the wallet each sends the
+    NFT to (mint, transfer), as recorded when it was signed."""
     rows = await conn.fetch(
-        """SELECT id FROM pending_transactions
+        """SELECT id, metadata->>'destination' AS destination FROM pending_transactions
             WHERE id = ANY($1::uuid[]) AND status IN ('pending', 'confirming')
+              AND tenant_id = current_tenant_id()
             ORDER BY id FOR UPDATE""",
         tx_ids,
     )
-    return {row["id"] for row in rows}
+    return {row["id"]: row["destination"] for row in rows}
 
 
 async def mark_confirming(conn: Connection, seen: Sequence[tuple[UUID, int]]) -> None:
@@ -226,7 +238,7 @@ _ATTEMPT_COLUMNS = """id, request_id, ticket_id, tx_type, tx_signature, status, 
 async def attempts_for_request(conn: Connection, request_id: UUID) -> list[AttemptRow]:
     rows = await conn.fetch(
         f"SELECT {_ATTEMPT_COLUMNS} FROM pending_transactions"  # noqa: S608 - constant columns
-        " WHERE request_id = $1 ORDER BY attempt",
+        " WHERE request_id = $1 AND tenant_id = current_tenant_id() ORDER BY attempt",
         request_id,
     )
     return [AttemptRow(**dict(row)) for row in rows]
@@ -235,7 +247,7 @@ async def attempts_for_request(conn: Connection, request_id: UUID) -> list[Attem
 async def attempt_by_signature(conn: Connection, signature: str) -> AttemptRow | None:
     row = await conn.fetchrow(
         f"SELECT {_ATTEMPT_COLUMNS} FROM pending_transactions"  # noqa: S608 - constant columns
-        " WHERE tx_signature = $1",
+        " WHERE tx_signature = $1 AND tenant_id = current_tenant_id()",
         signature,
     )
     return AttemptRow(**dict(row)) if row else None

@@ -9,14 +9,15 @@ from collections.abc import Iterable
 from typing import Annotated
 from uuid import UUID
 
+import asyncpg
 import typer
 from arq.connections import RedisSettings
 
 from chainworker import services
 from chainworker.chain.errors import ChainError
 from chainworker.config import Settings, get_settings
+from chainworker.db import roles, tickets
 from chainworker.db import seed as seed_data
-from chainworker.db import tickets
 from chainworker.db.pool import create_pool, tenant_transaction
 from chainworker.db.requests import NewRequest, Operation
 from chainworker.jobs.codec import create_arq_pool
@@ -47,6 +48,7 @@ def worker(
     settings = get_settings()
     try:
         pg, redis = asyncio.run(resolve(settings))
+        asyncio.run(roles.check_runtime_dsn(pg.app_dsn))  # before Arq starts: one line, exit 2
     except (services.ServiceError, OSError) as error:
         raise _fail(str(error)) from None
     port = settings.metrics_port if metrics_port is None else metrics_port
@@ -179,13 +181,13 @@ def seed(
 
     async def run() -> seed_data.Seeded:
         pg = await services.resolve_postgres(settings)
-        pool = await create_pool(pg.app_dsn, settings)
+        owner = await asyncpg.connect(pg.admin_dsn)  # the ticket service's data: not ours to write
         try:
             return await seed_data.seed_tenant(
-                pool, tickets=tickets, users=users, tenant_name=tenant_name
+                owner, tickets=tickets, users=users, tenant_name=tenant_name
             )
         finally:
-            await pool.close()
+            await owner.close()
 
     seeded = asyncio.run(run())
     if as_json:

@@ -210,7 +210,7 @@ async def settle_landed(
             return
         found = await requests.get_requests(conn, sorted({row.request_id for row, _ in still}))
         items = [
-            outcomes.Landed(row, found[row.request_id], slot)
+            outcomes.Landed(row, found[row.request_id], slot, live[row.id])
             for row, slot in still
             if row.request_id in found
         ]
@@ -247,8 +247,9 @@ async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: i
             case decide.Fail(code=code, message=message, slot=slot):
                 await transactions.fail(conn, row.tx_signature, code, message)
                 await _charge(conn, [row])
-                if await _adoptable(ctx, row, code):
-                    landed = outcomes.Landed(row, request, slot, adopted=True)
+                holder = await _adoptable(ctx, row, code)
+                if holder is not None:
+                    landed = outcomes.Landed(row, request, slot, holder, adopted=True)
                     await outcomes.confirmed(ctx, conn, [landed])
                     metrics.record_confirmed(
                         row.tx_type, time.time() - request.created_at.timestamp()
@@ -312,17 +313,21 @@ async def _charge(conn: Connection, rows: list[LiveAttempt]) -> None:
         metrics.FEES_LAMPORTS.labels(op=op).inc(await audit.record_spend(conn, ids))
 
 
-async def _adoptable(ctx: WorkerContext, row: LiveAttempt, code: str) -> bool:
-    """A mint that failed because the mint exists: adopt it when it is this ticket's."""
+async def _adoptable(ctx: WorkerContext, row: LiveAttempt, code: str) -> str | None:
+    """A mint that failed because the mint exists: when it is this ticket's, the wallet that
+    holds it (an earlier attempt made it, perhaps for an older wallet); else None."""
     if row.tx_type != "mint" or custom_program_error(code) != ALREADY_IN_USE:
-        return False
+        return None
     mint: Pubkey = ctx.mint_address(row.tenant_id, row.ticket_id)
     try:
         state = await ctx.rpc.get_mint_state(mint)
+        if state is None or state.supply != 1 or state.metadata is None:
+            return None
+        if state.metadata.field("ticket_id") != str(row.ticket_id):
+            return None
+        holder = await ctx.rpc.get_token_holder(mint)
     except ChainError as error:
         if error.kind == UNEXPECTED_ACCOUNT:
-            return False  # something else occupies the address: not ours to adopt
+            return None  # something else occupies the address: not ours to adopt
         raise  # could not read it now: the row stays live and is decided again
-    if state is None or state.supply != 1 or state.metadata is None:
-        return False
-    return state.metadata.field("ticket_id") == str(row.ticket_id)
+    return str(holder[0]) if holder is not None else None

@@ -30,10 +30,10 @@ from chainworker.jobs.prepare import (
     Prepared,
     Refused,
     check_request,
-    holders_of,
     screen,
     sign_attempt,
     users_of,
+    wallets_of,
 )
 from chainworker.ops import logs, metrics
 
@@ -156,10 +156,11 @@ async def _sign_and_record(
     transfer_ids = sorted({r.transfer_id for r in ready if r.transfer_id is not None})
     transfers = await tickets.lock_transfers(conn, transfer_ids) if transfer_ids else {}
     busy = await transactions.tickets_with_live_attempt(conn, list(locked))
+    waiting = await requests.earlier_live(conn, ready)
     checked = []
     for request in ready:
-        if request.ticket_id in busy:
-            continue  # alone, it waits for the live transaction to settle
+        if request.ticket_id in busy or request.id in waiting:
+            continue  # alone, it waits for the live transaction or the earlier request
         transfer = transfers.get(request.transfer_id) if request.transfer_id else None
         try:
             ticket = check_request(request, locked.get(request.ticket_id), transfer)
@@ -171,7 +172,7 @@ async def _sign_and_record(
         return {}
     users = sorted({user for _, ticket, transfer in checked for user in users_of(ticket, transfer)})
     try:
-        holders = await holders_of(ctx, conn, tenant_id, users)
+        wallets = await wallets_of(ctx, conn, tenant_id, users)
     except Refused:
         return {}  # a bad registered wallet: alone, each finds out whether it is theirs
     blockhash, last_valid = await ctx.rpc.latest_blockhash()
@@ -179,7 +180,7 @@ async def _sign_and_record(
     for request, ticket, transfer in checked:
         try:
             attempts.append(await sign_attempt(
-                ctx, request, ticket, transfer, holders, blockhash, last_valid,
+                ctx, request, ticket, transfer, wallets, blockhash, last_valid,
                 attempt=request.attempts + 1, parent_tx_id=None, job_id=job_ids[request.id],
             ))
         except Refused:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from chainworker.db import audit, requests, tickets, transactions
 from chainworker.db.audit import Event
@@ -18,7 +19,6 @@ from chainworker.db.pool import Connection
 from chainworker.db.requests import RequestRow, Settlement
 from chainworker.db.transactions import LiveAttempt
 from chainworker.jobs.context import WorkerContext
-from chainworker.jobs.prepare import holders_of
 from chainworker.lifecycle import ticket_rules
 from chainworker.lifecycle.model import TxOp
 from chainworker.ops import metrics
@@ -34,6 +34,8 @@ class Landed:
     attempt: LiveAttempt
     request: RequestRow
     slot: int
+    # The wallet the NFT went to (mint, transfer), recorded when the attempt was signed.
+    destination: str | None
     adopted: bool = False  # a failed mint whose mint account is this ticket's
 
 
@@ -75,11 +77,8 @@ async def confirmed(ctx: WorkerContext, conn: Connection, landed: list[Landed]) 
         for item in landed
         if item.request.transfer_id is not None
     }
-    owners = {t.user_id for t in ticket_rows.values() if t.user_id is not None}
-    owners |= {t.to_user_id for t in transfers.values() if t and t.to_user_id is not None}
-    holders = await holders_of(ctx, conn, tenant_id, sorted(owners))
 
-    minted: list[tuple[Any, str, str, str | None]] = []
+    minted: list[tuple[UUID, str, str | None, str | None]] = []
     burned: list[tuple[Any, str]] = []
     settlements: list[Settlement] = []
     events: list[Event] = []
@@ -95,16 +94,14 @@ async def confirmed(ctx: WorkerContext, conn: Connection, landed: list[Landed]) 
             new_status = status.value if status else None
             if op is TxOp.MINT:
                 token_mint = str(ctx.mint_address(tenant_id, ticket.id))
-                holder = holders.get(ticket.user_id) if ticket.user_id else None
-                minted.append((ticket.id, token_mint, str(holder or ""), new_status))
+                minted.append((ticket.id, token_mint, item.destination, new_status))
             elif op is TxOp.TRANSFER:
                 transfer = transfers.get(request.transfer_id) if request.transfer_id else None
-                if transfer is not None and transfer.to_user_id is not None:
-                    await tickets.set_holder(
-                        conn, ticket.id, transfer.to_user_id,
-                        str(holders[transfer.to_user_id]), new_status,
+                if transfer is not None and item.destination is not None:
+                    # The seed's trigger hands the ticket over (user, wallet, count, status).
+                    await tickets.complete_transfer(
+                        conn, transfer.id, signature, item.destination
                     )
-                    await tickets.complete_transfer(conn, transfer.id, signature)
             elif new_status is not None:
                 burned.append((ticket.id, new_status))
         settlements.append(Settlement(

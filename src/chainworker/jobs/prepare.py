@@ -23,12 +23,15 @@ from chainworker.db.requests import RequestRow
 from chainworker.jobs.context import PRIORITY_FEE_TTL_SECONDS, WorkerContext
 from chainworker.lifecycle import ticket_rules
 from chainworker.lifecycle.ticket_rules import Refusal, RefusalCode
+from chainworker.ops import logs
 
 LAMPORTS_PER_SIGNATURE = 5_000
 # Rent of a Token-2022 associated token account (ImmutableOwner): 170 bytes.
 TOKEN_ACCOUNT_SIZE = 170
 # Used when simulation cannot answer (e.g. the operation would fail on chain anyway).
 FALLBACK_UNITS = {"mint": 80_000, "transfer": 50_000, "burn": 15_000}
+
+log = logs.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +58,14 @@ def _metadata_name(ticket: tickets.TicketRow) -> str:
     return encoded.decode("utf-8", "ignore")
 
 
-async def holders_of(
+async def wallets_of(
     ctx: WorkerContext, conn: Connection, tenant_id: UUID, user_ids: list[UUID]
 ) -> dict[UUID, Pubkey]:
-    """Each user's registered wallet, else the custodial address derived for them."""
+    """Each user's wallet now: registered, else the custodial address derived for them.
+
+    Where an NFT is sent (a mint's holder, a transfer's recipient); never where one is
+    taken from: a user may register a new wallet after the NFT reached the old one.
+    """
     registered = await tickets.wallet_addresses(conn, user_ids)
     holders: dict[UUID, Pubkey] = {}
     for user_id in user_ids:
@@ -126,9 +133,9 @@ async def prepare_attempt(
     ticket = check_request(request, ticket, transfer)
 
     blockhash, last_valid = await ctx.rpc.latest_blockhash(valid_beyond=seen_height)
-    holders = await holders_of(ctx, conn, request.tenant_id, users_of(ticket, transfer))
+    wallets = await wallets_of(ctx, conn, request.tenant_id, users_of(ticket, transfer))
     new = await sign_attempt(
-        ctx, request, ticket, transfer, holders, blockhash, last_valid,
+        ctx, request, ticket, transfer, wallets, blockhash, last_valid,
         attempt=attempt, parent_tx_id=parent_tx_id, job_id=job_id,
     )
     if await ctx.tenant_has_spend_limit(conn, request.tenant_id):
@@ -144,7 +151,7 @@ async def sign_attempt(
     request: RequestRow,
     ticket: tickets.TicketRow,
     transfer: tickets.TransferRow | None,
-    holders: dict[UUID, Pubkey],
+    wallets: dict[UUID, Pubkey],
     blockhash: Hash,
     last_valid: int,
     *,
@@ -152,17 +159,31 @@ async def sign_attempt(
     parent_tx_id: UUID | None,
     job_id: str | None,
 ) -> transactions.NewAttempt:
-    """Build and sign attempt `attempt` of a checked request: the row to record. No writes."""
+    """Build and sign attempt `attempt` of a checked request: the row to record. No writes.
+
+    A transfer or burn starts where the NFT is (`source_of`); a mint or transfer ends in
+    the wallet recorded with the attempt, which the outcome then writes to the ticket.
+    """
     memo = f"cw:{request.id}:{attempt}"
     prefunded = await _prefunded_mint(ctx, request, attempt)
+    assert ticket.user_id is not None
+    source = None if request.operation == "mint" else await source_of(ctx, ticket, attempt)
+    if request.operation == "transfer":
+        assert transfer is not None
+        if transfer.to_user_id is None:
+            raise Refused(RefusalCode.NO_HOLDER, "the transfer has no recipient")
+        destination: Pubkey | None = wallets[transfer.to_user_id]
+    elif request.operation == "mint":
+        destination = wallets[ticket.user_id]
+    else:
+        destination = None
+    ends = _Ends(source, destination)
 
     async def draft() -> nft.SignedTx:
-        return _build(ctx, request, ticket, transfer, holders, memo, blockhash, None, prefunded)[0]
+        return _build(ctx, request, ticket, ends, memo, blockhash, None, prefunded)[0]
 
     budget = await _compute_budget(ctx, request.operation, draft)
-    signed, rent, signers = _build(
-        ctx, request, ticket, transfer, holders, memo, blockhash, budget, prefunded
-    )
+    signed, rent, signers = _build(ctx, request, ticket, ends, memo, blockhash, budget, prefunded)
     return transactions.NewAttempt(
         tenant_id=request.tenant_id,
         ticket_id=ticket.id,
@@ -179,7 +200,49 @@ async def sign_attempt(
         job_id=job_id,
         max_retries=ctx.policy.max_retries,
         estimated_lamports=_cost(signers, budget, rent),
+        source=str(source) if source is not None else None,
+        destination=str(destination) if destination is not None else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Ends:
+    """Where the NFT is taken from (transfer, burn) and where it goes (mint, transfer)."""
+
+    source: Pubkey | None
+    destination: Pubkey | None
+
+
+async def source_of(ctx: WorkerContext, ticket: tickets.TicketRow, attempt: int) -> Pubkey:
+    """Where the ticket's NFT is now, for a transfer or burn to start from.
+
+    The wallet chainworker last sent it to (`tickets.wallet_address`) is the answer while
+    only the platform can have moved it: a custodial wallet, on a first attempt. Otherwise
+    the chain says: an external holder can move the NFT on their own, and an earlier
+    attempt of this request may have landed after all.
+    """
+    assert ticket.user_id is not None and ticket.token_mint is not None
+    recorded = _public_key(ticket.wallet_address)
+    custodial = ctx.custodial_wallet(ticket.tenant_id, ticket.user_id)
+    if recorded is not None and recorded == custodial and attempt == 1:
+        return recorded
+    found = await ctx.rpc.get_token_holder(Pubkey.from_string(ticket.token_mint))
+    if found is None:
+        raise Refused(RefusalCode.NFT_MISSING, "no wallet holds the ticket's NFT on chain")
+    owner = found[0]
+    if recorded is not None and owner != recorded:
+        log.warning("the NFT is not where it was sent; moving it from where it is",
+                    ticket_id=str(ticket.id), recorded=str(recorded), holder=str(owner))
+    return owner
+
+
+def _public_key(text: str | None) -> Pubkey | None:
+    if text is None:
+        return None
+    try:
+        return Pubkey.from_string(text)
+    except ValueError:
+        return None
 
 
 async def _prefunded_mint(ctx: WorkerContext, request: RequestRow, attempt: int) -> int:
@@ -231,6 +294,9 @@ def check_request(
         raise Refused(verdict.code, verdict.message)
     if ticket.user_id is None:
         raise Refused(RefusalCode.NO_HOLDER, "the ticket has no holder")
+    if transfer is not None and transfer.from_user_id not in (None, ticket.user_id):
+        # An earlier transfer of the chain did not happen: this one's sender has nothing.
+        raise Refused(RefusalCode.NOT_HOLDER, "the transfer's sender does not hold the ticket")
     return ticket
 
 
@@ -246,20 +312,18 @@ def _build(
     ctx: WorkerContext,
     request: RequestRow,
     ticket: tickets.TicketRow,
-    transfer: tickets.TransferRow | None,
-    holders: dict[UUID, Pubkey],
+    ends: _Ends,
     memo: str,
     blockhash: Hash,
     budget: nft.ComputeBudget | None = None,
     prefunded: int = 0,
 ) -> tuple[nft.SignedTx, int, int]:
     """The signed transaction, the rent it pays and how many signatures it carries."""
-    assert ticket.user_id is not None
     tenant = request.tenant_id
     try:
         if request.operation == "mint":
+            assert ends.destination is not None
             mint, mint_address = ctx.mint_key(tenant, ticket.id)
-            holder = holders[ticket.user_id]
             name = _metadata_name(ticket)
             uri = ctx.settings.nft_uri_template.format(
                 tenant_id=tenant, ticket_id=ticket.id, event_id=ticket.event_id
@@ -273,28 +337,24 @@ def _build(
             rent = max(0, token2022.rent_exempt_lamports(size) - prefunded)
             rent += token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE)
             signed = nft.build_mint(
-                authority=ctx.authority, mint=mint, mint_address=mint_address, holder=holder,
-                name=name, symbol=ctx.settings.nft_symbol, uri=uri, ticket_id=ticket.id,
-                event_id=ticket.event_id, memo=memo, recent_blockhash=blockhash, compute=budget,
-                prefunded_lamports=prefunded,
+                authority=ctx.authority, mint=mint, mint_address=mint_address,
+                holder=ends.destination, name=name, symbol=ctx.settings.nft_symbol, uri=uri,
+                ticket_id=ticket.id, event_id=ticket.event_id, memo=memo,
+                recent_blockhash=blockhash, compute=budget, prefunded_lamports=prefunded,
             )
             return signed, rent, 2
-        assert ticket.token_mint is not None
+        assert ticket.token_mint is not None and ends.source is not None
         mint_key = Pubkey.from_string(ticket.token_mint)
         if request.operation == "transfer":
-            assert transfer is not None
-            if transfer.to_user_id is None:
-                raise Refused(RefusalCode.NO_HOLDER, "the transfer has no recipient")
-            source = holders[transfer.from_user_id or ticket.user_id]
-            target = holders[transfer.to_user_id]
+            assert ends.destination is not None
             signed = nft.build_transfer(
-                authority=ctx.authority, mint=mint_key, from_holder=source, to_holder=target,
-                memo=memo, recent_blockhash=blockhash, compute=budget,
+                authority=ctx.authority, mint=mint_key, from_holder=ends.source,
+                to_holder=ends.destination, memo=memo, recent_blockhash=blockhash,
+                compute=budget,
             )
             return signed, token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE), 1
-        holder = holders[ticket.user_id]
         signed = nft.build_burn(
-            authority=ctx.authority, mint=mint_key, holder=holder, memo=memo,
+            authority=ctx.authority, mint=mint_key, holder=ends.source, memo=memo,
             recent_blockhash=blockhash, compute=budget,
         )
         return signed, 0, 1

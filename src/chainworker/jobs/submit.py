@@ -25,7 +25,7 @@ from chainworker.ops import logs, metrics
 
 log = logs.get_logger(__name__)
 
-# Another operation is live on the ticket: try again after it settles.
+# Another operation is live on the ticket, or an earlier one waits: try again after it settles.
 BUSY_DEFER_SECONDS = 2.0
 # The chain or database did not answer: try again soon.
 TRANSIENT_DEFER_SECONDS = 1.0
@@ -94,6 +94,9 @@ async def _run_alone(
         word = screen(request, op)
         if word is not None or request is None:
             return word or "unknown request"
+        if await requests.earlier_live(conn, [request]):
+            # The ticket's operations run in acceptance order: this one waits its turn.
+            raise Retry(defer=BUSY_DEFER_SECONDS)
         try:
             # Refused is raised before prepare_attempt writes anything: no savepoint needed.
             prepared = await prepare_attempt(

@@ -79,6 +79,10 @@ class RefusalCode(StrEnum):
     INVALID_WALLET = "invalid_wallet"
     SPEND_LIMIT = "spend_limit"
     INVALID_INPUT = "invalid_input"
+    # The transfer's sender is not who holds the ticket (an earlier transfer did not happen).
+    NOT_HOLDER = "not_holder"
+    # No wallet holds the ticket's NFT on chain: nothing to move or burn.
+    NFT_MISSING = "nft_missing"
 
 
 @dataclass(frozen=True, slots=True)

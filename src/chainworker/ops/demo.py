@@ -170,10 +170,12 @@ async def _demo(settings: Settings, tickets: int, slot_ms: int) -> int:
     console.print(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
     queue = f"chainworker:demo:{uuid.uuid4().hex[:8]}"
     pool = await create_pool(pg.app_dsn, settings)
+    # The ticket service's side (tenant, tickets, accepted transfers) is seeded as the owner.
+    owner = await asyncpg.connect(pg.admin_dsn)
     arq = await create_arq_pool(RedisSettings.from_dsn(redis.url))
     try:
         seeded = await seed_data.seed_tenant(
-            pool, tickets=tickets, users=max(2, tickets // 10), tenant_name="Demo Tenant"
+            owner, tickets=tickets, users=max(2, tickets // 10), tenant_name="Demo Tenant"
         )
         console.print(f"seeded tenant {seeded.tenant_id}: {tickets} sold tickets")
         run = DemoRun(settings, pool, arq, queue, seeded.tenant_id)
@@ -196,7 +198,7 @@ async def _demo(settings: Settings, tickets: int, slot_ms: int) -> int:
                     movers = seeded.ticket_ids[: max(1, tickets // 10)]
                     burners = seeded.ticket_ids[len(movers): len(movers) + max(1, tickets // 10)]
                     transfers = await seed_data.accepted_transfers(
-                        pool, seeded.tenant_id, movers, seeded.user_ids[-1]
+                        owner, seeded.tenant_id, movers, seeded.user_ids[-1]
                     )
                     async with tenant_transaction(pool, seeded.tenant_id) as conn:
                         moving = await ticket_queries.transfer_tickets(conn, transfers)
@@ -220,6 +222,7 @@ async def _demo(settings: Settings, tickets: int, slot_ms: int) -> int:
         return 0
     finally:
         await arq.aclose()
+        await owner.close()
         await pool.close()
 
 

@@ -199,6 +199,12 @@ SPEND_LIMIT_REFUSALS = _counter(
     "chainworker_spend_limit_refusals_total",
     "Requests refused because they would pass a tenant's spending limit.",
 )
+TENANT_VIOLATIONS = _counter(
+    "chainworker_tenant_violations_total",
+    "API lookups of another tenant's objects: recorded in tenant_access_violations, "
+    "suppressed (over the bound per token and minute) or dropped (recorder queue full).",
+    ("outcome",),
+)
 
 # --- rpc -------------------------------------------------------------------
 RPC_REQUEST_SECONDS = _histogram(

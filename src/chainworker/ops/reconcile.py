@@ -35,6 +35,7 @@ STATUS_BATCH = 256  # getSignatureStatuses takes at most 256 signatures a call
 STATUS_CALLS_IN_FLIGHT = 8
 PAGE_SIZE = 4096
 PAGES_IN_FLIGHT = 3
+TENANT_PAGE_SIZE = 1000
 APPLY_CONCURRENCY = 8
 OPERATIONS = ("mint", "transfer", "burn")
 FINAL_VERDICTS = frozenset(
@@ -136,25 +137,44 @@ class ScanReport:
         return {"summary": self.summary(), "findings": [f.as_json() for f in self.findings]}
 
 
-async def live_pages(pool: asyncpg.Pool, options: ScanOptions) -> AsyncIterator[list[LiveAttempt]]:
-    """Live attempts older than the threshold, oldest first, a page at a time."""
-    remaining = options.limit
-    after: tuple[Any, UUID] | None = None
-    while remaining is None or remaining > 0:
-        size = options.page_size if remaining is None else min(options.page_size, remaining)
+async def tenants_to_scan(pool: asyncpg.Pool, only: UUID | None) -> AsyncIterator[UUID]:
+    """The tenant asked for, or every tenant with requests or live transactions."""
+    if only is not None:
+        yield only
+        return
+    after: UUID | None = None
+    while True:
         async with pool.acquire() as conn:
-            page = await db_reconcile.live_transactions(
-                conn, options.older_than_seconds, options.tenant_id, options.op, size,
-                after[0] if after else None, after[1] if after else None,
-            )
-        if not page:
+            page = await db_reconcile.tenant_ids(conn, after, TENANT_PAGE_SIZE)
+        for tenant_id in page:
+            yield tenant_id
+        if len(page) < TENANT_PAGE_SIZE:
             return
-        yield page
-        if remaining is not None:
-            remaining -= len(page)
-        if len(page) < size:
+        after = page[-1]
+
+
+async def live_pages(pool: asyncpg.Pool, options: ScanOptions) -> AsyncIterator[list[LiveAttempt]]:
+    """Live attempts older than the threshold, a page at a time: tenant by tenant, each read
+    under its own context, oldest first within a tenant."""
+    remaining = options.limit
+    async for tenant_id in tenants_to_scan(pool, options.tenant_id):
+        after: tuple[Any, UUID] | None = None
+        while remaining is None or remaining > 0:
+            size = options.page_size if remaining is None else min(options.page_size, remaining)
+            async with tenant_transaction(pool, tenant_id, reason="reconcile scan") as conn:
+                page = await db_reconcile.live_transactions(
+                    conn, options.older_than_seconds, options.op, size,
+                    after[0] if after else None, after[1] if after else None,
+                )
+            if page:
+                yield page
+            if remaining is not None:
+                remaining -= len(page)
+            if len(page) < size:
+                break
+            after = (page[-1].submitted_at, page[-1].id)
+        if remaining is not None and remaining <= 0:
             return
-        after = (page[-1].submitted_at, page[-1].id)
 
 
 async def read_statuses(

@@ -35,6 +35,7 @@ from chainworker.db import audit
 from chainworker.db import reconcile as db_reconcile
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.reconcile import MintedTicket
+from chainworker.ops.reconcile import tenants_to_scan
 
 PAGE_SIZE = 1000
 CHAIN_CALLS_IN_FLIGHT = 16
@@ -137,17 +138,18 @@ class TenantWallets:
 async def minted_pages(
     pool: asyncpg.Pool, tenant_id: UUID | None
 ) -> AsyncIterator[list[MintedTicket]]:
-    """Minted tickets (of one tenant, or all), a keyset page at a time."""
-    after: UUID | None = None
-    while True:
-        async with pool.acquire() as conn:
-            page = await db_reconcile.minted_tickets(conn, tenant_id, PAGE_SIZE, after)
-        if not page:
-            return
-        yield page
-        if len(page) < PAGE_SIZE:
-            return
-        after = page[-1].ticket_id
+    """Minted tickets (of one tenant, or all), a keyset page at a time, each tenant read
+    under its own context."""
+    async for tenant in tenants_to_scan(pool, tenant_id):
+        after: UUID | None = None
+        while True:
+            async with tenant_transaction(pool, tenant, reason="reconcile holders") as conn:
+                page = await db_reconcile.minted_tickets(conn, PAGE_SIZE, after)
+            if page:
+                yield page
+            if len(page) < PAGE_SIZE:
+                break
+            after = page[-1].ticket_id
 
 
 async def check_ticket(
