@@ -272,11 +272,28 @@ async def test_holders_finds_drift_and_records_what_policy_allows(world: World) 
     other = next(UUID(u) for u in world.users_a if UUID(u) not in (owner_0, owner_2))
     # The database lost a move: a[0] is recorded for another user than the chain's holder.
     await admin.execute("UPDATE tickets SET user_id = $2 WHERE id = $1", UUID(world.a[0]), other)
-    # a[2]'s user registered an outside wallet after the mint: the holder is no known wallet.
+    # a[2]'s user registered a new wallet after the mint: the NFT stays where it was sent,
+    # and that is no drift...
     await admin.execute(
         "INSERT INTO wallets (tenant_id, user_id, address) VALUES ($1, $2, $3)",
         UUID(world.tenant_a), owner_2, str(Keypair().pubkey()),
     )
+    # ...but a[2]'s NFT was moved on chain to a wallet nobody registered: no known wallet.
+    moved = await admin.fetchrow(
+        "SELECT token_mint, wallet_address FROM tickets WHERE id = $1", UUID(world.a[2])
+    )
+    world.localnet.set_faults(drop_rate=0.0)
+    async with SolanaRpc([world.localnet.rpc_url]) as rpc:
+        blockhash, _ = await rpc.latest_blockhash()
+        elsewhere = nft.build_transfer(
+            authority=load_authority(load_settings(state_dir=world.stack.state_dir)),
+            mint=Pubkey.from_string(moved["token_mint"]),
+            from_holder=Pubkey.from_string(moved["wallet_address"]),
+            to_holder=Keypair().pubkey(), memo="elsewhere", recent_blockhash=blockhash,
+        )
+        await rpc.send_raw(elsewhere.raw)
+        world.localnet.set_faults(warp_slots=2)
+        await rpc.wait_for_confirmation(elsewhere.signature, 10)
     sync_before = await admin.fetchval("SELECT count(*) FROM blockchain_sync_log")
 
     report = run_json(world.stack, "reconcile", "holders")

@@ -1,9 +1,11 @@
 """Compare every minted ticket with its NFT on chain: supply, and who holds the token.
 
-The database says which user holds a ticket; the user's wallet is their registered
-address (`wallets`), else the custodial address derived from the custodial seed and
-(tenant, user). The chain says which wallet owns the token account holding the one
-token. Each disagreement is a drift, written to `blockchain_sync_log`.
+The database says which user holds a ticket and where chainworker sent its NFT
+(`tickets.wallet_address`); a user's known wallets are their registered address
+(`wallets`) and the custodial address derived from the custodial seed and (tenant, user).
+A user who registers a new wallet after the mint leaves the NFT where it was: that is no
+drift. The chain says which wallet owns the token account holding the one token. Each
+disagreement is a drift, written to `blockchain_sync_log`.
 
 Policy for `--apply` (the chain is the truth only where it names someone we know):
 - holder_other_user: the token sits in the wallet of another user of the same tenant
@@ -107,7 +109,7 @@ class HoldersReport:
 
 
 class TenantWallets:
-    """Every known wallet of a tenant's users: registered ones, else custodial ones."""
+    """Every known wallet of a tenant's users: registered ones and custodial ones."""
 
     def __init__(self, custodial_seed: bytes) -> None:
         self._seed = custodial_seed
@@ -120,14 +122,16 @@ class TenantWallets:
                 registered = await db_reconcile.registered_wallets(conn)
             owners: dict[str, UUID] = {}
             for user_id in users:
-                address = registered.get(user_id) or str(
-                    keys.custodial_wallet(self._seed, tenant_id, user_id)
-                )
-                owners[address] = user_id
+                owners[str(keys.custodial_wallet(self._seed, tenant_id, user_id))] = user_id
+                if user_id in registered:
+                    owners[registered[user_id]] = user_id
             self._owners[tenant_id] = owners
         return self._owners[tenant_id]
 
     def expected(self, ticket: MintedTicket) -> str | None:
+        """Where the NFT should be: where it was sent, else the user's wallet of today."""
+        if ticket.wallet_address is not None:
+            return ticket.wallet_address
         if ticket.user_id is None:
             return None
         return ticket.registered_wallet or str(
@@ -183,16 +187,16 @@ async def check_ticket(
     if holder is None:
         return drift(DriftKind.NO_HOLDER, chain_holder=None, chain_supply=state.supply)
     owner = str(holder[0])
-    if owner == expected:
-        if ticket.wallet_address == owner:
-            return None
-        return drift(DriftKind.WALLET_STALE, chain_holder=owner, chain_supply=state.supply)
-    other = owners.get(owner)
-    if other is not None and other != ticket.user_id:
+    user = owners.get(owner)  # whose known wallet holds it, if anyone's
+    if user is not None and user != ticket.user_id:
         return drift(
             DriftKind.HOLDER_OTHER_USER, chain_holder=owner, chain_supply=state.supply,
-            holder_user_id=other,
+            holder_user_id=user,
         )
+    if owner == ticket.wallet_address:
+        return None
+    if user is not None:  # one of the ticket's user's wallets, but not the one recorded
+        return drift(DriftKind.WALLET_STALE, chain_holder=owner, chain_supply=state.supply)
     return drift(DriftKind.HOLDER_UNKNOWN, chain_holder=owner, chain_supply=state.supply)
 
 
