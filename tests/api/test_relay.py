@@ -107,31 +107,42 @@ async def test_two_relays_record_each_request_once(
     assert await arq.zcard(queue) == len(requests), "one job per new request"
 
     failed = await admin.fetch(
-        "SELECT attempts, last_error, processed_at, available_at > now() + interval '5 minutes'"
-        " AS pushed FROM outbox WHERE id = ANY($1::bigint[]) ORDER BY id",
+        "SELECT attempts, last_error, processed_at, quarantined_at,"
+        " available_at > now() + interval '5 minutes' AS pushed"
+        " FROM outbox WHERE id = ANY($1::bigint[]) ORDER BY id",
         poison,
     )
-    assert all(
-        r["attempts"] == 1 and r["last_error"] and r["processed_at"] is None and r["pushed"]
-        for r in failed
-    )
+    assert all(r["attempts"] == 1 and r["last_error"] for r in failed)
     errors = [r["last_error"] for r in failed]
     assert "reason" in errors[0] and "no ticket" in errors[1]
     assert "aggregate_type" in errors[2] and "no transfer" in errors[3]
     assert "JSON object" in errors[4]
+    # What can never become a request is set aside at once; what names a ticket or
+    # transfer not there (yet) waits its backoff.
+    lasting = [0, 2, 4]
+    for i, row in enumerate(failed):
+        if i in lasting:
+            assert row["quarantined_at"] and row["processed_at"], errors[i]
+        else:
+            assert row["pushed"] and row["processed_at"] is None and row["quarantined_at"] is None
 
-    # Second round, once due: the poison rows reach MAX_ATTEMPTS and are given up.
+    # Second round, once due: the retried rows reach MAX_ATTEMPTS and are set aside too.
+    retried = [poison[i] for i in range(len(poison)) if i not in lasting]
     await admin.execute(
-        "UPDATE outbox SET available_at = now() WHERE id = ANY($1::bigint[])", poison
+        "UPDATE outbox SET available_at = now() WHERE id = ANY($1::bigint[])", retried
     )
     again = await relay_once(pool, arq, queue, max_attempts=MAX_ATTEMPTS, retry_seconds=0)
-    assert again.failed == len(poison) and again.recorded == 0
+    assert again.failed == len(retried) and again.recorded == 0
+    assert again.quarantined == len(retried)
     given_up = await admin.fetch(
-        "SELECT attempts, last_error, processed_at FROM outbox WHERE id = ANY($1::bigint[])",
-        poison,
+        "SELECT attempts, last_error, processed_at, quarantined_at FROM outbox"
+        " WHERE id = ANY($1::bigint[])",
+        retried,
     )
     assert all(
-        r["attempts"] == MAX_ATTEMPTS and r["processed_at"] and r["last_error"] for r in given_up
+        r["attempts"] == MAX_ATTEMPTS and r["processed_at"] and r["quarantined_at"]
+        and r["last_error"]
+        for r in given_up
     )
     assert (
         await relay_once(pool, arq, queue, max_attempts=MAX_ATTEMPTS, retry_seconds=0)
@@ -158,3 +169,53 @@ async def test_a_failing_row_waits_its_backoff(
     assert row["attempts"] == 1 and row["processed_at"] is None
     assert row["wait"].total_seconds() > 50
     assert await admin.fetchval("SELECT processed_at FROM outbox WHERE id = $1", good)
+
+
+def _nested(depth: int) -> str:
+    return '{"reason": "refund", "x": ' + '{"a": ' * depth + "1" + "}" * depth + "}"
+
+
+async def test_poison_payloads_are_set_aside_and_the_batch_goes_on(
+    pool: asyncpg.Pool, admin: asyncpg.Connection, arq: ArqRedis, queue: str
+) -> None:
+    """A payload nested 5,000 deep, one of 5 MB and one of the wrong type, first in the
+    queue, beside good rows of another tenant: the good rows are recorded in the same
+    round, the poison is quarantined with its reason and never claimed again."""
+    a, b = await new_tenant(pool, admin, tickets=2), await new_tenant(pool, admin, tickets=3)
+    await make_minted(admin, a.seeded.ticket_ids)
+    poison_payloads = [_nested(5000), json.dumps({"reason": "refund", "blob": "x" * 5_000_000}),
+                       json.dumps("refund")]
+    poison = [
+        await admin.fetchval(
+            """INSERT INTO outbox (tenant_id, aggregate_type, aggregate_id, event_type, payload,
+                                   available_at)
+               VALUES ($1, 'ticket', $2, 'nft.burn_requested', $3::jsonb,
+                       now() - interval '1 hour') RETURNING id""",
+            a.id, ticket, payload,
+        )
+        for ticket, payload in zip(
+            [*a.seeded.ticket_ids, a.seeded.ticket_ids[0]], poison_payloads, strict=True
+        )
+    ]
+    good = [
+        await _outbox(admin, b.id, "nft.mint_requested", "ticket", ticket)
+        for ticket in b.seeded.ticket_ids
+    ]
+    result = await relay_once(pool, arq, queue, max_attempts=MAX_ATTEMPTS, retry_seconds=600)
+    assert result.claimed == len(poison) + len(good)
+    assert result.recorded == len(good) and result.quarantined == len(poison)
+    assert await admin.fetchval(
+        "SELECT count(*) FROM chain_requests WHERE tenant_id = $1 AND source = 'outbox'", b.id
+    ) == len(good)
+    rows = await admin.fetch(
+        "SELECT last_error, quarantined_at, processed_at FROM outbox WHERE id = ANY($1::bigint[])"
+        " ORDER BY id",
+        poison,
+    )
+    assert [r["last_error"] for r in rows] == [
+        "payload is nested deeper than 16 levels",
+        "payload is larger than 16 KiB",
+        "payload must be a JSON object",
+    ]
+    assert all(r["quarantined_at"] and r["processed_at"] for r in rows)
+    assert (await relay_once(pool, arq, queue, max_attempts=5, retry_seconds=0)).claimed == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 from chainworker.db.pool import Connection
@@ -11,14 +10,19 @@ from chainworker.db.pool import Connection
 
 @dataclass(frozen=True, slots=True)
 class OutboxRequest:
-    """One claimed outbox row asking chainworker for a request."""
+    """One claimed outbox row asking chainworker for a request.
+
+    The payload itself stays in the database: the claim checks its shape, size and depth
+    (`problem`, None when fine) and hands over the one field the relay reads (`reason`).
+    """
 
     id: int
     tenant_id: UUID
     aggregate_type: str
     aggregate_id: UUID
     event_type: str
-    payload: Any
+    reason: str | None
+    problem: str | None
     attempts: int
 
 
@@ -32,24 +36,26 @@ async def mark_processed(conn: Connection, outbox_id: int) -> None:
     """The row's request is recorded: processed, one more attempt, no error."""
     await conn.execute(
         """UPDATE outbox SET processed_at = now(), attempts = attempts + 1, last_error = NULL
-            WHERE id = $1""",
+            WHERE id = $1 AND tenant_id = current_tenant_id()""",
         outbox_id,
     )
 
 
 async def mark_failed(
-    conn: Connection, outbox_id: int, error: str, give_up: bool, backoff_seconds: float
+    conn: Connection, outbox_id: int, error: str, quarantine: bool, backoff_seconds: float
 ) -> None:
-    """Record the error; given up: processed now, else available again after the backoff."""
+    """Record the error. Quarantined: set aside now (processed, with the reason), for a
+    person; else available again after the backoff."""
     await conn.execute(
         """UPDATE outbox
               SET attempts = attempts + 1, last_error = $2,
                   processed_at = CASE WHEN $3 THEN now() END,
+                  quarantined_at = CASE WHEN $3 THEN now() END,
                   available_at = CASE WHEN $3 THEN available_at
                                       ELSE now() + make_interval(secs => $4) END
-            WHERE id = $1""",
+            WHERE id = $1 AND tenant_id = current_tenant_id()""",
         outbox_id,
         error,
-        give_up,
+        quarantine,
         backoff_seconds,
     )

@@ -9,16 +9,19 @@ processed. Two relays never take the same row, and a row is marked exactly when 
 request is recorded. Jobs are enqueued after commit (the sweeper covers a crash in
 between).
 
-A row that cannot be turned into a request (bad payload, unknown ticket or transfer)
-gets `last_error`, `attempts + 1` and a later `available_at`; after
-`outbox_max_attempts` it is marked processed with its error. It never blocks the rows
-behind it. Events chainworker itself emits (`ticket.minted`, ...) are not claimed.
+A row that cannot be turned into a request is given `last_error` and `attempts + 1`.
+One that can never become one (a payload of the wrong shape, over 16 KiB or nested over
+16 deep, the wrong aggregate_type, an error of its own) is quarantined at once: processed
+and `quarantined_at` set, counted in `chainworker_quarantined_total`. One that names a
+ticket or transfer not (yet) there is retried after a backoff, and quarantined after
+`outbox_max_attempts`. It never blocks the rows behind it: the payload is checked in SQL
+and never parsed here. Events chainworker itself emits (`ticket.minted`, ...) are not
+claimed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -26,12 +29,14 @@ import asyncpg
 from arq.connections import ArqRedis
 
 from chainworker.db import outbox, requests, tickets
+from chainworker.db.errors import is_transient
 from chainworker.db.outbox import OutboxRequest
 from chainworker.db.pool import Connection, set_context
 from chainworker.db.requests import NewRequest, Operation
 from chainworker.jobs.context import WorkerContext
 from chainworker.jobs.enqueue import enqueue_jobs
-from chainworker.ops import logs
+from chainworker.lifecycle.model import QuarantineReason
+from chainworker.ops import logs, metrics
 
 # event type -> (operation, the aggregate_type the row must name)
 RELAYED_EVENTS: dict[str, tuple[Operation, str]] = {
@@ -47,14 +52,24 @@ log = logs.get_logger(__name__)
 
 
 class MalformedEvent(Exception):
-    """The row cannot become a request; the message is stored in `last_error`."""
+    """The row cannot become a request; the message is stored in `last_error`.
+
+    `lasting`: trying again cannot help (the row is set aside at once); otherwise what it
+    names may still appear, and the row is retried with a backoff.
+    """
+
+    def __init__(self, message: str, reason: QuarantineReason, *, lasting: bool = True) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.lasting = lasting
 
 
 @dataclass(frozen=True, slots=True)
 class RelayResult:
     claimed: int
     recorded: int  # rows turned into a request (new or the live one)
-    failed: int  # rows given an error (retried later, or given up)
+    failed: int  # rows given an error (retried later, or set aside)
+    quarantined: int = 0  # of those, rows set aside for a person
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,22 +84,27 @@ def parse_event(row: OutboxRequest) -> _Intent:
     """What the row asks for; MalformedEvent when its shape is wrong."""
     kind = RELAYED_EVENTS.get(row.event_type)
     if kind is None:
-        raise MalformedEvent(f"event type {row.event_type!r} is not relayed")
+        raise MalformedEvent(
+            f"event type {row.event_type!r} is not relayed", QuarantineReason.BAD_ROW
+        )
     operation, aggregate_type = kind
     if row.aggregate_type != aggregate_type:
         raise MalformedEvent(
-            f"{row.event_type} needs aggregate_type {aggregate_type!r}, not {row.aggregate_type!r}"
+            f"{row.event_type} needs aggregate_type {aggregate_type!r}, "
+            f"not {row.aggregate_type[:100]!r}",
+            QuarantineReason.BAD_ROW,
         )
-    payload = json.loads(row.payload) if isinstance(row.payload, str) else row.payload
-    if not isinstance(payload, dict):
-        raise MalformedEvent("payload must be a JSON object")
+    if row.problem is not None:
+        raise MalformedEvent(row.problem, QuarantineReason.BAD_PAYLOAD)
     if operation == "transfer":
         return _Intent("transfer", None, row.aggregate_id, None)
     if operation == "burn":
-        reason = payload.get("reason")
-        if reason not in BURN_REASONS:
-            raise MalformedEvent(f"payload.reason must be revoke or refund, not {reason!r}")
-        return _Intent("burn", row.aggregate_id, None, str(reason))
+        if row.reason not in BURN_REASONS:
+            raise MalformedEvent(
+                f"payload.reason must be revoke or refund, not {row.reason!r}",
+                QuarantineReason.BAD_PAYLOAD,
+            )
+        return _Intent("burn", row.aggregate_id, None, row.reason)
     return _Intent("mint", row.aggregate_id, None, None)
 
 
@@ -94,11 +114,16 @@ async def _record(conn: Connection, row: OutboxRequest) -> tuple[UUID, Operation
     if intent.transfer_id is not None:
         transfer = await tickets.lock_transfer(conn, intent.transfer_id)
         if transfer is None:
-            raise MalformedEvent(f"no transfer {intent.transfer_id} in this tenant")
+            raise MalformedEvent(
+                f"no transfer {intent.transfer_id} in this tenant", QuarantineReason.NOT_FOUND,
+                lasting=False,
+            )
         ticket_id = transfer.ticket_id
     assert ticket_id is not None
     if await tickets.get_ticket(conn, ticket_id) is None:
-        raise MalformedEvent(f"no ticket {ticket_id} in this tenant")
+        raise MalformedEvent(
+            f"no ticket {ticket_id} in this tenant", QuarantineReason.NOT_FOUND, lasting=False
+        )
     item = NewRequest(
         ticket_id, intent.operation, transfer_id=intent.transfer_id, reason=intent.reason
     )
@@ -110,13 +135,16 @@ async def _record(conn: Connection, row: OutboxRequest) -> tuple[UUID, Operation
 
 
 async def _mark_failed(
-    conn: Connection, row: OutboxRequest, error: str, max_attempts: int, retry_seconds: float
+    conn: Connection, row: OutboxRequest, failure: MalformedEvent, max_attempts: int,
+    retry_seconds: float,
 ) -> bool:
-    """Record the error; True when the row was given up (marked processed)."""
-    give_up = row.attempts + 1 >= max_attempts
-    backoff = min(MAX_BACKOFF_SECONDS, retry_seconds * 2**row.attempts)
-    await outbox.mark_failed(conn, row.id, error[:1000], give_up, backoff)
-    return give_up
+    """Record the error; True when the row was set aside (quarantined)."""
+    quarantine = failure.lasting or row.attempts + 1 >= max_attempts
+    backoff = min(MAX_BACKOFF_SECONDS, retry_seconds * 2**min(row.attempts, 30))
+    await outbox.mark_failed(conn, row.id, str(failure)[:1000], quarantine, backoff)
+    if quarantine:
+        metrics.QUARANTINED.labels(kind="outbox", reason=failure.reason).inc()
+    return quarantine
 
 
 async def relay_once(
@@ -128,9 +156,13 @@ async def relay_once(
     retry_seconds: float,
     batch_size: int = BATCH_SIZE,
 ) -> RelayResult:
-    """Claim one batch, record its requests, mark its rows; then enqueue the new jobs."""
+    """Claim one batch, record its requests, mark its rows; then enqueue the new jobs.
+
+    A row that cannot be handled, whatever the reason, undoes only itself (a savepoint)
+    and is given its error: no row can stop the batch, and none sorts first forever.
+    """
     to_enqueue: list[tuple[UUID, UUID, str]] = []
-    recorded = failed = 0
+    recorded = failed = quarantined = 0
     async with pool.acquire() as conn, conn.transaction():
         rows = await outbox.claim_requests(conn, batch_size)
         for row in rows:
@@ -140,24 +172,32 @@ async def relay_once(
                         conn, row.tenant_id, reason=f"{row.event_type} relayed", source="outbox"
                     )
                     request_id, operation, created = await _record(conn, row)
-            except (
-                MalformedEvent,
-                asyncpg.DataError,
-                asyncpg.IntegrityConstraintViolationError,
-            ) as error:
-                await set_context(conn, row.tenant_id, reason="outbox row refused", source="outbox")
-                gave_up = await _mark_failed(conn, row, str(error), max_attempts, retry_seconds)
-                failed += 1
-                log.warning(
-                    "outbox row refused", outbox_id=row.id, error=str(error), given_up=gave_up
+            except MalformedEvent as error:
+                failure = error
+            except Exception as error:
+                if is_transient(error):
+                    raise  # not this row's fault: the batch is claimed again
+                failure = MalformedEvent(
+                    f"{type(error).__name__}: {error}", QuarantineReason.UNHANDLED
                 )
+            else:
+                recorded += 1
+                if created:
+                    to_enqueue.append((request_id, row.tenant_id, operation))
                 continue
-            recorded += 1
-            if created:
-                to_enqueue.append((request_id, row.tenant_id, operation))
+            await set_context(conn, row.tenant_id, reason="outbox row refused", source="outbox")
+            set_aside = await _mark_failed(conn, row, failure, max_attempts, retry_seconds)
+            failed += 1
+            quarantined += set_aside
+            log.warning(
+                "outbox row set aside" if set_aside else "outbox row refused; will retry",
+                outbox_id=row.id, error=str(failure)[:300], quarantined=set_aside,
+            )
     if to_enqueue:
         await enqueue_jobs(arq, queue_name, to_enqueue)
-    return RelayResult(claimed=len(rows), recorded=recorded, failed=failed)
+    return RelayResult(
+        claimed=len(rows), recorded=recorded, failed=failed, quarantined=quarantined
+    )
 
 
 async def run_forever(ctx: WorkerContext) -> None:

@@ -49,6 +49,16 @@ OUTCOME_STATUSES: frozenset[TxStatus] = frozenset(
 )
 
 
+class QuarantineReason(StrEnum):
+    """Why a row was set aside (`chainworker_quarantined_total`'s reason; the row's
+    last_error has the details)."""
+
+    BAD_ROW = "bad_row"  # the row itself does not make sense (shape, references, values)
+    BAD_PAYLOAD = "bad_payload"  # an outbox payload over the limits or of the wrong shape
+    NOT_FOUND = "not_found"  # what it names never appeared, after every retry
+    UNHANDLED = "unhandled"  # applying it failed, alone, for a reason of its own
+
+
 class Commitment(Enum):
     """Solana commitment levels, ordered processed < confirmed < finalized.
 

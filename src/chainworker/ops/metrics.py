@@ -199,6 +199,12 @@ SPEND_LIMIT_REFUSALS = _counter(
     "chainworker_spend_limit_refusals_total",
     "Requests refused because they would pass a tenant's spending limit.",
 )
+QUARANTINED = _counter(
+    "chainworker_quarantined_total",
+    "Rows set aside because they cannot be handled (outbox rows, transactions), by kind and "
+    "bounded reason; see last_error on the row.",
+    ("kind", "reason"),
+)
 TENANT_VIOLATIONS = _counter(
     "chainworker_tenant_violations_total",
     "API lookups of another tenant's objects: recorded in tenant_access_violations, "
