@@ -36,6 +36,9 @@ RUNTIME_PRIVILEGES = {
     "spending_transactions": {"SELECT", "INSERT"},
     "multisig_approvals": {"SELECT", "INSERT"},
     "multisig_rejections": {"SELECT", "INSERT"},
+    # written only by the spend triggers and chainworker_spend_reserve (migration 109)
+    "chainworker_spend_totals": {"SELECT"},
+    "chainworker_spend_reservations": {"SELECT"},
 }
 
 # The only functions that run as the owner and that chainworker_app may call.
@@ -43,7 +46,8 @@ DEFINER_FUNCTIONS = {
     "chainworker_authenticate", "chainworker_backlog", "chainworker_claim_live_transactions",
     "chainworker_claim_outbox_requests", "chainworker_live_summary",
     "chainworker_locate_request", "chainworker_note_cross_tenant",
-    "chainworker_spend_utilization", "chainworker_stale_requests", "chainworker_tenant_ids",
+    "chainworker_spend_reserve", "chainworker_spend_utilization", "chainworker_stale_requests",
+    "chainworker_tenant_ids",
     "cleanup_expired_idempotency_keys",
 }  # fmt: skip
 
@@ -147,6 +151,11 @@ _GOOD_TOKEN = str(uuid.uuid4())
         "SELECT chainworker_note_cross_tenant('tickets', 'k', 'GET /', NULL)",
         f"SELECT chainworker_note_cross_tenant('secrets', '{_GOOD_TOKEN}', 'GET /',"
         f" '{_GOOD_TOKEN}')",
+        "SELECT chainworker_spend_reserve(NULL)",
+        "SELECT chainworker_spend_reserve('{1, NULL}')",
+        "SELECT chainworker_spend_reserve('{-1}')",
+        "SELECT chainworker_spend_reserve('{10000000000000000}')",
+        "SELECT chainworker_spend_reserve(array_fill(1::bigint, ARRAY[10001]))",
     ],
 )
 async def test_definer_functions_refuse_null_and_out_of_range_arguments(
@@ -171,6 +180,30 @@ async def test_cross_tenant_note_needs_the_callers_tenant(module_app: asyncpg.Co
             "SELECT chainworker_note_cross_tenant('tickets', $1, 'GET /', $2)",
             str(uuid.uuid4()), uuid.uuid4(),
         )
+
+
+async def test_a_reservation_needs_the_callers_tenant(module_app: asyncpg.Connection):
+    with pytest.raises(asyncpg.InvalidParameterValueError, match="tenant context"):
+        await module_app.fetchval("SELECT chainworker_spend_reserve('{1}')")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE chainworker_spend_totals SET spent = 0",
+        "DELETE FROM chainworker_spend_totals",
+        "UPDATE chainworker_spend_reservations SET lamports = 0",
+        "INSERT INTO chainworker_spend_reservations (tenant_id, side, lamports)"
+        " VALUES (current_tenant_id(), 'released', 1e12)",
+    ],
+)
+async def test_runtime_role_cannot_rewrite_spend_totals(
+    statement: str, worlds: Worlds, module_app: asyncpg.Connection
+):
+    async with module_app.transaction():
+        await module_app.execute("SELECT set_tenant_context($1)", worlds.a["tenants"])
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await module_app.execute(statement)
 
 
 async def test_no_function_hands_out_every_tenants_tickets(module_admin: asyncpg.Connection):

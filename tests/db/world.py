@@ -155,6 +155,12 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
     ("chain_requests", {"ticket_id": "$tickets", "operation": "mint"}),
     ("wallets", {"user_id": "$users", "address": "{wallet}"}),
     ("api_tokens", {"name": "ticket service", "user_id": "$users", "token_hash": "{hash}"}),
+    # a day long past and nothing in flight: no limit check or gauge sees them
+    (
+        "chainworker_spend_totals",
+        {"period": "day", "period_start": "now()::date - 400", "spent": 5},
+    ),
+    ("chainworker_spend_reservations", {"side": "released", "lamports": 0}),
 ]
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"

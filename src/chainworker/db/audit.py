@@ -73,28 +73,30 @@ async def has_spend_limit(conn: Connection) -> bool:
     ))
 
 
-async def spending_headroom(conn: Connection, amount: int) -> str | None:
-    """Why spending `amount` more lamports would pass the tenant's limits; None when it fits."""
-    return (await spending_refusals(conn, [amount]))[0]
+async def reserve_spend(conn: Connection, amounts: list[int]) -> list[str | None]:
+    """Weigh amounts (lamports) in order against the tenant's limits, reserving those that fit.
 
-
-async def spending_refusals(conn: Connection, amounts: list[int]) -> list[str | None]:
-    """`spending_headroom` for each amount on its own: one read of the limits and sums."""
-    reasons = await conn.fetchval("SELECT chainworker_spend_refusals($1::bigint[])", amounts)
+    Each is weighed with what the tenant spent this day, week and month, what is in flight
+    and the amounts before it that fit; the reason it would pass a limit, or None when it
+    fits and is now reserved. Concurrent callers of one tenant wait for each other until
+    the caller's transaction ends, so record the attempts that fit (with what each reserved,
+    `NewAttempt.spend_reserved`) in the same transaction and commit soon.
+    """
+    reasons = await conn.fetchval("SELECT chainworker_spend_reserve($1::bigint[])", amounts)
     return [str(reason) if reason is not None else None for reason in reasons]
 
 
-async def record_spend(conn: Connection, tx_ids: list[UUID]) -> int:
-    """Charge the tenant the attempts' lamports (tenant-wide rows, currency LAM); the total."""
+async def charged_lamports(conn: Connection, tx_ids: list[UUID]) -> int:
+    """What this transaction charged the tenant for these attempts as they settled.
+
+    The charges are written by a trigger when an attempt's status changes; they carry the
+    transaction's start time, which finds them through the tenant's spending index.
+    """
     total = await conn.fetchval(
-        """WITH charged AS (
-               INSERT INTO spending_transactions
-                      (tenant_id, user_id, amount, currency, reference_type, reference_id)
-               SELECT tenant_id, NULL, coalesce((metadata->>'estimated_lamports')::numeric, 0),
-                      'LAM', 'pending_transaction', id
-                 FROM pending_transactions WHERE id = ANY($1::uuid[])
-               RETURNING amount)
-           SELECT coalesce(sum(amount), 0) FROM charged""",
+        """SELECT coalesce(sum(amount), 0) FROM spending_transactions
+            WHERE tenant_id = current_tenant_id() AND user_id IS NULL AND created_at = now()
+              AND currency = 'LAM' AND reference_type = 'pending_transaction'
+              AND reference_id = ANY($1::uuid[])""",
         tx_ids,
     )
     return int(total or 0)

@@ -26,11 +26,16 @@ class NewAttempt:
     parent_tx_id: UUID | None
     job_id: str | None
     max_retries: int
-    estimated_lamports: int
+    estimated_lamports: int  # fees and rent
     # Where the NFT is taken from (transfer, burn) and where it goes (mint, transfer):
     # kept in the row's metadata, so the outcome records the wallet actually used.
     source: str | None = None
     destination: str | None = None
+    # Of estimated_lamports, the rent: an attempt that fails on chain pays only the rest.
+    estimated_rent: int = 0
+    # Lamports reserved against the tenant's spending limits (audit.reserve_spend), released
+    # when the attempt settles; None when nothing was.
+    spend_reserved: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,16 +98,17 @@ async def record_attempts(conn: Connection, attempts: Sequence[NewAttempt]) -> l
                 p_transfer_id => u.transfer_id,
                 p_metadata => jsonb_strip_nulls(jsonb_build_object(
                     'estimated_lamports', u.lamports, 'source', u.source,
-                    'destination', u.destination)),
+                    'destination', u.destination, 'estimated_rent', u.rent,
+                    'spend_reserved', u.reserved)),
                 p_last_sent_at => now()) AS id
              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
                          $6::bigint[], $7::uuid[], $8::int[], $9::uuid[], $10::int[],
                          $11::uuid[], $12::bytea[], $13::text[], $14::uuid[], $15::bigint[],
-                         $16::text[], $17::text[])
+                         $16::text[], $17::text[], $18::bigint[], $19::bigint[])
                   WITH ORDINALITY
                   AS u(tenant_id, ticket_id, signature, op, blockhash, last_valid, event_id,
                        max_retries, request_id, attempt, parent_tx_id, serialized_tx, job_id,
-                       transfer_id, lamports, source, destination, n)
+                       transfer_id, lamports, source, destination, rent, reserved, n)
             ORDER BY u.n""",
         [a.tenant_id for a in attempts],
         [a.ticket_id for a in attempts],
@@ -121,6 +127,8 @@ async def record_attempts(conn: Connection, attempts: Sequence[NewAttempt]) -> l
         [a.estimated_lamports for a in attempts],
         [a.source for a in attempts],
         [a.destination for a in attempts],
+        [a.estimated_rent for a in attempts],
+        [a.spend_reserved for a in attempts],
     )
     return [UUID(str(row["id"])) for row in rows]
 

@@ -215,7 +215,7 @@ async def settle_landed(
             if row.request_id in found
         ]
         await transactions.confirm_many(conn, [(i.attempt.tx_signature, i.slot) for i in items])
-        await _charge(conn, [i.attempt for i in items])
+        await _count_fees(conn, [i.attempt for i in items])
         await outcomes.confirmed(ctx, conn, items)
     now = time.time()
     for item in items:
@@ -246,7 +246,7 @@ async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: i
         match action:
             case decide.Fail(code=code, message=message, slot=slot):
                 await transactions.fail(conn, row.tx_signature, code, message)
-                await _charge(conn, [row])
+                await _count_fees(conn, [row])
                 holder = await _adoptable(ctx, row, code)
                 if holder is not None:
                     landed = outcomes.Landed(row, request, slot, holder, adopted=True)
@@ -304,13 +304,14 @@ async def _prefunded(ctx: WorkerContext, row: LiveAttempt, code: str) -> bool:
     return await prefunded_mint_lamports(ctx, row.tenant_id, row.ticket_id) > 0
 
 
-async def _charge(conn: Connection, rows: list[LiveAttempt]) -> None:
-    """Landed attempts paid their fees (and, when they succeeded, rent): charge the tenant."""
+async def _count_fees(conn: Connection, rows: list[LiveAttempt]) -> None:
+    """Count what landed attempts were charged (fees, and rent when they succeeded): the
+    status change charged the tenant (a trigger), and released what they reserved."""
     by_op: dict[str, list[UUID]] = defaultdict(list)
     for row in rows:
         by_op[row.tx_type].append(row.id)
     for op, ids in by_op.items():
-        metrics.FEES_LAMPORTS.labels(op=op).inc(await audit.record_spend(conn, ids))
+        metrics.FEES_LAMPORTS.labels(op=op).inc(await audit.charged_lamports(conn, ids))
 
 
 async def _adoptable(ctx: WorkerContext, row: LiveAttempt, code: str) -> str | None:

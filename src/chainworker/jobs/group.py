@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 import asyncpg
@@ -186,10 +186,15 @@ async def _sign_and_record(
         except Refused:
             continue
     if attempts and await ctx.tenant_has_spend_limit(conn, tenant_id):
-        # Each is weighed on its own, as concurrent jobs alone would be; a refusal is
-        # recorded, with its reason, by its job alone.
-        refusals = await audit.spending_refusals(conn, [a.estimated_lamports for a in attempts])
-        attempts = [a for a, refusal in zip(attempts, refusals, strict=True) if refusal is None]
+        # Weighed together, in order, with what is spent and in flight; those that fit are
+        # reserved and recorded with their reservation. A refused one goes back to its job,
+        # which weighs it alone and records the refusal with its reason.
+        refusals = await audit.reserve_spend(conn, [a.estimated_lamports for a in attempts])
+        attempts = [
+            replace(a, spend_reserved=a.estimated_lamports)
+            for a, refusal in zip(attempts, refusals, strict=True)
+            if refusal is None
+        ]
     if not attempts:
         return {}
     metrics.SUBMIT_GROUP_SIZE.observe(len(attempts))

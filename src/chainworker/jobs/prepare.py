@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 from solders.hash import Hash
@@ -139,9 +139,11 @@ async def prepare_attempt(
         attempt=attempt, parent_tx_id=parent_tx_id, job_id=job_id,
     )
     if await ctx.tenant_has_spend_limit(conn, request.tenant_id):
-        refusal = await audit.spending_headroom(conn, new.estimated_lamports)
+        # Reserved until the attempt settles; recorded with it in this transaction.
+        [refusal] = await audit.reserve_spend(conn, [new.estimated_lamports])
         if refusal is not None:
             raise Refused(RefusalCode.SPEND_LIMIT, refusal)
+        new = replace(new, spend_reserved=new.estimated_lamports)
     tx_id = await transactions.record_attempt(conn, new)
     return Prepared(tx_id, new.signature, new.serialized_tx, new.estimated_lamports)
 
@@ -200,6 +202,7 @@ async def sign_attempt(
         job_id=job_id,
         max_retries=ctx.policy.max_retries,
         estimated_lamports=_cost(signers, budget, rent),
+        estimated_rent=rent,
         source=str(source) if source is not None else None,
         destination=str(destination) if destination is not None else None,
     )
