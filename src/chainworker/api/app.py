@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from chainworker import services
 from chainworker.api import isolation, problems
+from chainworker.api.body_limit import BodyLimit
 from chainworker.api.context import ApiContext
 from chainworker.api.routes import health, operations, revocations, status, wallets
 from chainworker.api.tokens import TokenCache
@@ -95,6 +96,7 @@ def create_app(
     )
     problems.install(app)
     isolation.install(app)
+    app.add_middleware(BodyLimit)
     for router in (
         operations.router,
         status.router,

@@ -33,6 +33,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "idempotency-in-progress": (409, "A request with this Idempotency-Key is still running"),
     "validation-error": (422, "The request is not valid"),
     "idempotency-key-reused": (422, "This Idempotency-Key was used with a different request"),
+    "payload-too-large": (413, "The request body is too large"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "service-unavailable": (503, "A service the API depends on is unavailable"),
     "internal-error": (500, "Internal error"),
@@ -145,6 +146,7 @@ _STATUS_KIND = {
     403: "forbidden",
     404: "not-found",
     405: "method-not-allowed",
+    413: "payload-too-large",
     415: "unsupported-media-type",
     422: "validation-error",
 }
