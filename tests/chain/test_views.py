@@ -62,7 +62,9 @@ def test_signature_statuses_view() -> None:
             {"slot": 8, "confirmations": 1, "err": None, "confirmationStatus": "processed"},
         ],
     }
-    unknown, failed, seen = views.signature_statuses(result, 3)
+    page = views.signature_statuses(result, 3)
+    assert page.context_slot == 9
+    unknown, failed, seen = page.statuses
     assert unknown is None
     assert failed is not None and failed.err is not None
     assert (failed.slot, failed.confirmations, failed.confirmation_status) == (7, None, "finalized")
@@ -80,6 +82,15 @@ def test_signature_statuses_view() -> None:
         {"value": [{"slot": "7"}, None]},
         {"value": [{"slot": 7, "confirmationStatus": "rooted"}, None]},
         {"value": [{"slot": 7, "err": 5}, None]},
+        # numbers no cluster has, and a status from after the answer's own slot
+        {"context": {"slot": 2**63}, "value": [None, None]},
+        {"context": {"slot": 9}, "value": [{"slot": 2**63}, None]},
+        {"context": {"slot": 9}, "value": [{"slot": -1}, None]},
+        {"context": {"slot": 9}, "value": [{"slot": 10}, None]},
+        {"context": {"slot": 9}, "value": [{"slot": 7, "confirmations": 10**30}, None]},
+        {"context": {"slot": "9"}, "value": [None, None]},
+        {"value": [None, None]},  # no context
+        {"context": {"slot": 9}, "value": [[7], None]},
     ],
 )
 def test_ill_shaped_statuses_raise(result: object) -> None:

@@ -141,6 +141,9 @@ async def world(
         await wait_for(recorded, 30, "six live attempts")
     finally:
         worker.stop()
+    # The worker is gone; let its leases have run out, as they would within LEASE_SECONDS,
+    # so that reconcile --apply may take them.
+    await admin.execute("UPDATE pending_transactions SET lease_until = now() - interval '1s'")
     try:
         yield w
     finally:

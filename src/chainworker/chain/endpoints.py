@@ -28,6 +28,7 @@ from chainworker.chain.errors import (
     UNAVAILABLE,
     ChainError,
 )
+from chainworker.lifecycle.heights import Seen
 
 # (endpoint label, JSON-RPC method, seconds, error kind or None) for each HTTP request.
 Observer = Callable[[str, str, float, str | None], None]
@@ -145,6 +146,11 @@ class Endpoint:
         self._client = AsyncClient(url, timeout=timeout, max_transport_retries=0)
         self._timeout = timeout
         self.down_until = 0.0
+        # The highest block height this endpoint reported (lifecycle.heights): it must
+        # never go back.
+        self.height_seen: Seen | None = None
+        # Whether its genesis hash was found to be the cluster's (SolanaRpc checks once).
+        self.cluster_checked = False
 
     def __repr__(self) -> str:
         return f"Endpoint({self.label})"

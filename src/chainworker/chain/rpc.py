@@ -38,17 +38,25 @@ from chainworker.chain.errors import (
 )
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 from chainworker.chain.views import (
+    ChainRead,
     MintState,
     SignatureStatusView,
     SimulationView,
     TransactionView,
 )
+from chainworker.lifecycle import heights
 
 if TYPE_CHECKING:
     from chainworker.config import Settings
 
 T = TypeVar("T")
 
+# Genesis hashes of the public clusters: an endpoint of another cluster is never used.
+GENESIS_HASHES: Final = {
+    "mainnet": "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d",
+    "devnet": "EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG",
+    "testnet": "4uhcVJyU9pJkvQyS88uRDiswHXSCkY3zQawwpjk2NsNY",
+}
 MAX_STATUS_BATCH: Final = 256
 INVALID_PARAMS: Final = -32602
 # sendTransaction calls per JSON-RPC batch (providers commonly accept 100 or more).
@@ -70,9 +78,14 @@ class SolanaRpc:
         backoff_base_seconds: float = 0.1,
         backoff_max_seconds: float = 2.0,
         observer: Observer | None = None,
+        cluster: str | None = None,
     ) -> None:
         if not urls:
             raise ChainError(CONFIG, "at least one RPC URL is required")
+        # Every endpoint must serve one cluster: the configured one's genesis when it is a
+        # public cluster, else whichever the first endpoint checked serves.
+        self._genesis: str | None = GENESIS_HASHES.get(cluster or "")
+        self._cluster = cluster
         self._endpoints = [Endpoint(i, url, timeout_seconds) for i, url in enumerate(urls)]
         self.commitment = commitment
         self._max_attempts = max(1, max_attempts)
@@ -86,6 +99,8 @@ class SolanaRpc:
         self._blockhash_at = 0.0
         self._blockhash_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+        # The highest block height accepted from any endpoint (lifecycle.heights).
+        self._highest: heights.Seen | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, observer: Observer | None = None) -> SolanaRpc:
@@ -97,6 +112,7 @@ class SolanaRpc:
             blockhash_cache_seconds=settings.blockhash_cache_seconds,
             status_batch_size=settings.status_batch_size,
             observer=observer,
+            cluster=settings.solana_cluster,
         )
 
     async def __aenter__(self) -> SolanaRpc:
@@ -134,6 +150,42 @@ class SolanaRpc:
             return healthy[0]
         return min(self._endpoints, key=lambda e: e.down_until)
 
+    async def _check_cluster(self, endpoint: Endpoint) -> None:
+        """Refuse (for good) an endpoint whose genesis hash is not the cluster's: its
+        heights and statuses would be another chain's, and everything would look expired."""
+        if endpoint.cluster_checked:
+            return
+        genesis = await endpoint.request("getGenesisHash", [], self._observer)
+        if not isinstance(genesis, str):
+            raise ChainError(
+                BAD_RESPONSE, "getGenesisHash is not a string", endpoint=endpoint.label
+            )
+        if self._genesis is None:
+            self._genesis = genesis
+        elif genesis != self._genesis:
+            endpoint.mark_down(float("inf"))
+            cluster = f"the {self._cluster} cluster" if self._cluster else "the other endpoints"
+            raise ChainError(
+                CONFIG,
+                f"serves another cluster than {cluster} (genesis {genesis[:12]}..., expected "
+                f"{self._genesis[:12]}...): remove it from SOLANA_RPC_URLS",
+                endpoint=endpoint.label,
+            )
+        endpoint.cluster_checked = True
+
+    async def verify_endpoints(self) -> list[ChainError]:
+        """Check every endpoint's cluster now (at start); the errors of those that could not
+        be checked. A wrong cluster raises: a configuration to refuse, not to ride out."""
+        problems: list[ChainError] = []
+        for endpoint in self._endpoints:
+            try:
+                await self._check_cluster(endpoint)
+            except ChainError as error:
+                if error.kind == CONFIG:
+                    raise
+                problems.append(error)  # unreachable now: checked before its first use
+        return problems
+
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self._backoff_max, self._backoff_base * 2**attempt)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
@@ -144,14 +196,16 @@ class SolanaRpc:
         params: list[Any],
         decode: Callable[[Any], T],
         endpoint: Endpoint | None = None,
+        attempts: int | None = None,
     ) -> T:
         """Call `method` and decode its result, failing over and retrying as the error allows.
 
         With `endpoint` given, stay on it (fan-out sends); otherwise pick healthy endpoints.
+        `attempts` caps the tries (default: the client's max_attempts).
         """
         last: ChainError | None = None
         current: Endpoint | None = None
-        for attempt in range(self._max_attempts):
+        for attempt in range(attempts or self._max_attempts):
             previous = current
             current = endpoint or self._pick(avoid=previous)
             if last is not None and (current is previous or not current.is_up(time.monotonic())):
@@ -336,9 +390,9 @@ class SolanaRpc:
         return None
 
     async def block_height(self, commitment: str | None = None) -> int:
-        return await self._call(
-            "getBlockHeight", [{"commitment": commitment or self.commitment}], _integer
-        )
+        """The block height at `commitment`, checked as `read_chain` checks it (but for the
+        endpoint's cluster: a height alone decides nothing)."""
+        return (await self.read_chain([], commitment, check_cluster=False)).height
 
     async def signature_statuses(
         self, signatures: Sequence[Signature | str]
@@ -348,15 +402,86 @@ class SolanaRpc:
         batches = [texts[i : i + self._batch] for i in range(0, len(texts), self._batch)]
 
         async def one(batch: list[str]) -> list[SignatureStatusView | None]:
-            params: list[Any] = [batch, {"searchTransactionHistory": True}]
-            return await self._call(
-                "getSignatureStatuses",
-                params,
-                lambda result: views.signature_statuses(result, len(batch)),
-            )
+            page = await self._call("getSignatureStatuses", *self._status_call(batch))
+            return page.statuses
 
         results = await asyncio.gather(*(one(batch) for batch in batches))
         return [status for batch_result in results for status in batch_result]
+
+    def _status_call(
+        self, batch: list[str]
+    ) -> tuple[list[Any], Callable[[Any], views.StatusPage]]:
+        params: list[Any] = [batch, {"searchTransactionHistory": True}]
+        return params, lambda result: views.signature_statuses(result, len(batch))
+
+    async def read_chain(
+        self,
+        signatures: Sequence[Signature | str],
+        commitment: str | None = None,
+        *,
+        check_cluster: bool = True,
+    ) -> ChainRead:
+        """The block height and then the signatures' statuses, all from one endpoint.
+
+        What decides an attempt's fate must be one node's consistent view: a height from a
+        node ahead and statuses from a node behind would make a landed attempt look
+        expired. The height is read first (a signature unknown after a height past its
+        blockhash can no longer land) and checked (`lifecycle.heights`); when any part fails
+        on an endpoint, the whole read moves to the next one.
+        """
+        texts = [str(signature) for signature in signatures]
+        batches = [texts[i : i + self._batch] for i in range(0, len(texts), self._batch)]
+        level = commitment or self.commitment
+        last: ChainError | None = None
+        current: Endpoint | None = None
+        for attempt in range(self._max_attempts):
+            previous = current
+            current = self._pick(avoid=previous)
+            if last is not None and (current is previous or not current.is_up(time.monotonic())):
+                await asyncio.sleep(self._backoff(attempt - 1))
+            try:
+                if check_cluster:  # statuses of another cluster would all say "unknown"
+                    await self._check_cluster(current)
+                height = await self._checked_height(current, level)
+                pages = await asyncio.gather(*(
+                    self._with_retries("getSignatureStatuses", *self._status_call(batch),
+                                       endpoint=current, attempts=1)
+                    for batch in batches
+                ))
+                for page in pages:
+                    problem = heights.beyond_slot(height, page.context_slot)
+                    if problem is not None:
+                        raise ChainError(BAD_RESPONSE, problem, endpoint=current.label)
+            except ChainError as error:
+                last = error
+                if error.retryable or error.kind == BAD_RESPONSE:
+                    current.mark_down(self._cooldown)
+                    continue
+                if error.kind == CONFIG and len(self._endpoints) > 1:
+                    continue  # out for good; the others serve
+                raise
+            statuses = [status for page in pages for status in page.statuses]
+            return ChainRead(current.label, height, statuses)
+        assert last is not None
+        raise last
+
+    async def _checked_height(self, endpoint: Endpoint, commitment: str) -> int:
+        """getBlockHeight on `endpoint`, refused (bad_response) unless `lifecycle.heights`
+        finds it believable; an accepted height becomes what later ones are checked against."""
+        reported = await self._with_retries(
+            "getBlockHeight", [{"commitment": commitment}], lambda result: result,
+            endpoint=endpoint, attempts=1,
+        )
+        now = time.monotonic()
+        problem = heights.height_problem(
+            reported, before_on_endpoint=endpoint.height_seen, highest=self._highest, now=now
+        )
+        if problem is not None:
+            raise ChainError(BAD_RESPONSE, problem, endpoint=endpoint.label)
+        assert isinstance(reported, int)
+        endpoint.height_seen = heights.later(endpoint.height_seen, reported, now)
+        self._highest = heights.later(self._highest, reported, now)
+        return reported
 
     async def get_transaction(self, signature: Signature | str) -> TransactionView | None:
         commitment = "confirmed" if self.commitment == "processed" else self.commitment

@@ -75,9 +75,16 @@ class MintState:
     metadata: token2022.TokenMetadata | None
 
 
-def _int(value: Any) -> int:
+# Slots, heights and lamports fit PostgreSQL's bigint; anything larger is garbage.
+MAX_INTEGER = 2**63 - 1
+MAX_CONFIRMATIONS = 2**32
+
+
+def _int(value: Any, ceiling: int = MAX_INTEGER) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"expected an integer, got {type(value).__name__}")
+    if not 0 <= value <= ceiling:
+        raise ValueError(f"integer {value} is out of range")
     return value
 
 
@@ -114,7 +121,29 @@ def blockhash(result: Any) -> tuple[Hash, int]:
     return Hash.from_string(value["blockhash"]), _int(value["lastValidBlockHeight"])
 
 
-def signature_statuses(result: Any, expected: int) -> list[SignatureStatusView | None]:
+@dataclass(frozen=True)
+class ChainRead:
+    """One endpoint's view for one confirmation round: its block height, then statuses."""
+
+    endpoint: str
+    height: int
+    statuses: list[SignatureStatusView | None]
+
+
+@dataclass(frozen=True)
+class StatusPage:
+    """One getSignatureStatuses answer: the slot it was read at, and the statuses."""
+
+    context_slot: int
+    statuses: list[SignatureStatusView | None]
+
+
+def signature_statuses(result: Any, expected: int) -> StatusPage:
+    """A whole answer, or an error: no status may come from a slot after the answer's own,
+    and every number must be one a cluster can have (a slot of 2**63 is garbage)."""
+    if not isinstance(result, dict) or not isinstance(result.get("context"), dict):
+        raise TypeError("result has no context")
+    context_slot = _int(result["context"].get("slot"))
     value = _value(result)
     if not isinstance(value, list) or len(value) != expected:
         raise ValueError(f"expected {expected} statuses")
@@ -123,18 +152,25 @@ def signature_statuses(result: Any, expected: int) -> list[SignatureStatusView |
         if item is None:
             views.append(None)
             continue
+        if not isinstance(item, dict):
+            raise TypeError("a status is not an object")
         status = item.get("confirmationStatus")
         if status is not None and status not in ("processed", "confirmed", "finalized"):
             raise ValueError(f"unknown confirmation status {status!r}")
+        slot = _int(item["slot"])
+        if slot > context_slot:
+            raise ValueError(f"a status from slot {slot}, after the answer's slot {context_slot}")
+        confirmations = item.get("confirmations")
         views.append(
             SignatureStatusView(
-                slot=_int(item["slot"]),
-                confirmations=_opt_int(item.get("confirmations")),
+                slot=slot,
+                confirmations=None if confirmations is None
+                else _int(confirmations, MAX_CONFIRMATIONS),
                 err=tx_error(item.get("err")),
                 confirmation_status=status,
             )
         )
-    return views
+    return StatusPage(context_slot, views)
 
 
 def _logs(value: Any) -> tuple[str, ...]:

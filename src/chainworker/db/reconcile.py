@@ -7,7 +7,7 @@ from datetime import datetime
 from uuid import UUID
 
 from chainworker.db.pool import Connection
-from chainworker.db.transactions import LiveAttempt
+from chainworker.db.transactions import LiveAttempt, PoisonRow, decode_live
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ async def live_transactions(
     limit: int,
     after_submitted: datetime | None,
     after_id: UUID | None,
-) -> list[LiveAttempt]:
+) -> list[LiveAttempt | PoisonRow]:
     """One keyset page of the current tenant's live attempts older than the threshold.
 
     Oldest first (submitted_at, id). The signed transaction is left out (`serialized_tx`
@@ -69,7 +69,12 @@ async def live_transactions(
         after_id,
         after_submitted,
     )
-    return [LiveAttempt(**dict(row), serialized_tx=b"") for row in rows]
+    return [decode_live(row, to_settle=False) for row in rows]
+
+
+def page_end(page: list[LiveAttempt | PoisonRow]) -> tuple[datetime, UUID]:
+    """The keyset position after a page (its last row's submitted_at and id)."""
+    return page[-1].submitted_at, page[-1].id
 
 
 async def minted_tickets(conn: Connection, limit: int, after: UUID | None) -> list[MintedTicket]:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
+from asyncpg import Record
+from solders.signature import Signature
+
 from chainworker.db.pool import Connection
+from chainworker.lifecycle.model import TxOp
+
+# Solana's packet limit: no signed transaction is larger.
+MAX_TX_BYTES = 1232
+# Block heights a cluster can have (lifecycle.heights.MAX_HEIGHT).
+MAX_HEIGHT = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +69,58 @@ class LiveAttempt:
 
 
 @dataclass(frozen=True, slots=True)
+class PoisonRow:
+    """A live row that cannot be handled: the confirmation loop sets it aside."""
+
+    id: UUID
+    tenant_id: UUID
+    problem: str
+    submitted_at: datetime
+
+
+def row_problem(row: Mapping[str, Any] | Record, *, to_settle: bool = True) -> str | None:
+    """Why a live row cannot be confirmed, rebroadcast or replaced; None when it can.
+
+    Anything may have written it (the seed's create_pending_transaction takes any text as a
+    signature): every field the loop relies on is checked before the loop relies on it.
+    `to_settle`: also what settling needs (its request, its signed bytes); reconcile's scan
+    only reads a row's status.
+    """
+    try:
+        signature = Signature.from_string(row["tx_signature"])
+    except (ValueError, TypeError):
+        return "tx_signature is not a transaction signature"
+    if row["tx_type"] not in set(TxOp):
+        return f"tx_type {str(row['tx_type'])[:40]!r} is not an operation chainworker carries out"
+    if row["ticket_id"] is None or (to_settle and row["request_id"] is None):
+        return "the attempt names no request or no ticket"
+    attempt, last_valid = row["attempt"], row["last_valid_block_height"]
+    if attempt is None or attempt < 1:
+        return f"attempt {attempt!r} is not a positive number"
+    if last_valid is None or not 0 <= last_valid < MAX_HEIGHT:
+        return f"last_valid_block_height {last_valid!r} is not a block height"
+    if to_settle:
+        raw = row["serialized_tx"]
+        if not raw or len(raw) > MAX_TX_BYTES:
+            return "the signed bytes are missing or larger than a transaction can be"
+        # A transaction's bytes start with its signature count and then its signatures.
+        if raw[0] == 0 or raw[1:65] != bytes(signature):
+            return "the signed bytes are not the transaction this signature names"
+    return None
+
+
+def decode_live(
+    row: Mapping[str, Any] | Record, *, to_settle: bool = True
+) -> LiveAttempt | PoisonRow:
+    problem = row_problem(row, to_settle=to_settle)
+    if problem is not None:
+        return PoisonRow(row["id"], row["tenant_id"], problem, row["submitted_at"])
+    values = dict(row)
+    values.setdefault("serialized_tx", b"")
+    return LiveAttempt(**values)
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptRow:
     id: UUID
     request_id: UUID | None
@@ -74,6 +136,7 @@ class AttemptRow:
     error_message: str | None
     submitted_at: datetime
     confirmed_at: datetime | None
+    destination: str | None = None  # where it sends the NFT (mint, transfer)
 
 
 async def record_attempt(conn: Connection, new: NewAttempt) -> UUID:
@@ -149,26 +212,93 @@ _LIVE_COLUMNS = """p.id, p.tenant_id, p.ticket_id, p.request_id, p.tx_type, p.tx
 
 async def claim_live(
     conn: Connection, worker_id: str, limit: int, lease_seconds: int
-) -> list[LiveAttempt]:
-    """Claim live attempts of every tenant under a lease (the loop's one cross-tenant path)."""
+) -> list[LiveAttempt | PoisonRow]:
+    """Claim live attempts of every tenant under a lease (the loop's one cross-tenant path).
+
+    Rows that cannot be handled come back as PoisonRow, for the caller to set aside.
+    """
     rows = await conn.fetch(
         "SELECT * FROM chainworker_claim_live_transactions($1, $2, $3)",
         worker_id,
         limit,
         lease_seconds,
     )
-    return [LiveAttempt(**dict(row)) for row in rows]
+    return [decode_live(row) for row in rows]
 
 
-async def lock_live(conn: Connection, tx_id: UUID) -> LiveAttempt | None:
-    """Re-read one attempt under the tenant's context; None when it is no longer live."""
+async def quarantine(conn: Connection, rows: Sequence[tuple[UUID, str]]) -> None:
+    """Set live attempts (id, why) of the current tenant aside: the loop claims them no more.
+
+    They stay live (they may still land): a person settles them (`chainworker tx ...`).
+    """
+    await conn.execute(
+        """UPDATE pending_transactions p
+              SET quarantined_at = now(), last_error = u.problem,
+                  lease_owner = NULL, lease_until = NULL
+             FROM unnest($1::uuid[], $2::text[]) AS u(id, problem)
+            WHERE p.id = u.id AND p.tenant_id = current_tenant_id()
+              AND p.status IN ('pending', 'confirming')""",
+        [tx_id for tx_id, _ in rows],
+        [problem[:1000] for _, problem in rows],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Locked:
+    """An attempt re-read under its row lock: as it is now, who holds its lease, and where
+    it sends the NFT."""
+
+    attempt: LiveAttempt
+    lease_owner: str | None
+    destination: str | None
+
+
+async def lock_live(conn: Connection, tx_id: UUID) -> Locked | None:
+    """Re-read one attempt under the tenant's context and lock it; None when no longer live."""
     row = await conn.fetchrow(
-        f"SELECT {_LIVE_COLUMNS} FROM pending_transactions p"  # noqa: S608 - constant columns
+        f"SELECT {_LIVE_COLUMNS}, p.lease_owner, p.metadata->>'destination' AS destination"  # noqa: S608
+        " FROM pending_transactions p"
         " WHERE p.id = $1 AND p.status IN ('pending', 'confirming')"
         " AND p.tenant_id = current_tenant_id() FOR UPDATE",
         tx_id,
     )
-    return LiveAttempt(**dict(row)) if row else None
+    if row is None:
+        return None
+    values = dict(row)
+    lease_owner, destination = values.pop("lease_owner"), values.pop("destination")
+    return Locked(LiveAttempt(**values), lease_owner, destination)
+
+
+async def take_leases(
+    conn: Connection, owner: str, tx_ids: Sequence[UUID], lease_seconds: int
+) -> set[UUID]:
+    """Lease the current tenant's live attempts that nobody else holds (reconcile --apply
+    takes the loop's lease, so the two never act on one row at once); the ids taken."""
+    rows = await conn.fetch(
+        """WITH free AS (
+               SELECT id FROM pending_transactions
+                WHERE id = ANY($2::uuid[]) AND tenant_id = current_tenant_id()
+                  AND status IN ('pending', 'confirming') AND quarantined_at IS NULL
+                  AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $1)
+                  FOR UPDATE SKIP LOCKED)
+           UPDATE pending_transactions p
+              SET lease_owner = $1, lease_until = now() + make_interval(secs => $3)
+             FROM free WHERE p.id = free.id
+           RETURNING p.id""",
+        owner,
+        list(tx_ids),
+        lease_seconds,
+    )
+    return {row["id"] for row in rows}
+
+
+async def release_leases(conn: Connection, owner: str, tx_ids: Sequence[UUID]) -> None:
+    await conn.execute(
+        """UPDATE pending_transactions SET lease_owner = NULL, lease_until = NULL
+            WHERE id = ANY($2::uuid[]) AND lease_owner = $1 AND tenant_id = current_tenant_id()""",
+        owner,
+        list(tx_ids),
+    )
 
 
 async def lock_live_many(conn: Connection, tx_ids: list[UUID]) -> dict[UUID, str | None]:
@@ -184,31 +314,47 @@ async def lock_live_many(conn: Connection, tx_ids: list[UUID]) -> dict[UUID, str
     return {row["id"]: row["destination"] for row in rows}
 
 
-async def mark_confirming(conn: Connection, seen: Sequence[tuple[UUID, int]]) -> None:
-    """Attempts (id, slot) seen on chain but not yet at the commitment that settles them."""
+async def mark_confirming(
+    conn: Connection, owner: str, seen: Sequence[tuple[UUID, int]]
+) -> None:
+    """Attempts (id, slot) seen on chain but not yet at the commitment that settles them
+    (only those whose lease `owner` still holds)."""
     await conn.execute(
         """UPDATE pending_transactions p
               SET status = 'confirming', slot = u.slot, expiry_check_pending = false
-             FROM unnest($1::uuid[], $2::bigint[]) AS u(id, slot)
-            WHERE p.id = u.id AND p.status IN ('pending', 'confirming')""",
+             FROM unnest($2::uuid[], $3::bigint[]) AS u(id, slot)
+            WHERE p.id = u.id AND p.status IN ('pending', 'confirming')
+              AND p.lease_owner = $1 AND p.tenant_id = current_tenant_id()""",
+        owner,
         [tx_id for tx_id, _ in seen],
         [slot for _, slot in seen],
     )
 
 
-async def mark_expiry_check(conn: Connection, tx_ids: list[UUID]) -> None:
-    """Attempts past their blockhash: one more status read decides whether they expired."""
+async def mark_expiry_check(
+    conn: Connection, owner: str, unseen: Sequence[tuple[UUID, str]]
+) -> None:
+    """Attempts (id, status they were read in) past their blockhash and unknown: one more
+    status read decides whether they expired. Only rows still as they were read, and
+    leased by `owner`, are marked: an observation is never written over a newer one."""
     await conn.execute(
-        "UPDATE pending_transactions SET expiry_check_pending = true WHERE id = ANY($1::uuid[])",
-        tx_ids,
+        """UPDATE pending_transactions p SET expiry_check_pending = true
+             FROM unnest($2::uuid[], $3::text[]) AS u(id, status)
+            WHERE p.id = u.id AND p.status = u.status AND NOT p.expiry_check_pending
+              AND p.lease_owner = $1 AND p.tenant_id = current_tenant_id()""",
+        owner,
+        [tx_id for tx_id, _ in unseen],
+        [status for _, status in unseen],
     )
 
 
-async def mark_rebroadcast(conn: Connection, tx_ids: list[UUID]) -> None:
+async def mark_rebroadcast(conn: Connection, owner: str, tx_ids: list[UUID]) -> None:
     await conn.execute(
         """UPDATE pending_transactions
               SET last_rebroadcast_at = now(), send_count = send_count + 1
-            WHERE id = ANY($1::uuid[])""",
+            WHERE id = ANY($2::uuid[]) AND lease_owner = $1
+              AND tenant_id = current_tenant_id()""",
+        owner,
         tx_ids,
     )
 
@@ -220,6 +366,27 @@ async def confirm_many(conn: Connection, landed: list[tuple[str, int]]) -> None:
              FROM unnest($1::text[], $2::bigint[]) AS u(signature, slot)""",
         [signature for signature, _ in landed],
         [slot for _, slot in landed],
+    )
+
+
+async def confirm_replaced(conn: Connection, tx_id: UUID, slot: int) -> None:
+    """A replaced attempt landed after all: it is the one that confirmed."""
+    await conn.execute(
+        """UPDATE pending_transactions
+              SET status = 'confirmed', slot = $2, confirmed_at = now(),
+                  error_code = NULL, error_message = NULL
+            WHERE id = $1 AND status = 'replaced' AND tenant_id = current_tenant_id()""",
+        tx_id,
+        slot,
+    )
+    await conn.execute(
+        """INSERT INTO blockchain_sync_log (tenant_id, entity_type, entity_id, ticket_id,
+                                            operation, tx_signature, status, slot, details)
+           SELECT tenant_id, 'pending_transaction', id, ticket_id, tx_type, tx_signature,
+                  'confirmed', $2, jsonb_build_object('attempt', attempt, 'adopted', true)
+             FROM pending_transactions WHERE id = $1 AND tenant_id = current_tenant_id()""",
+        tx_id,
+        slot,
     )
 
 
@@ -240,7 +407,8 @@ async def finish(conn: Connection, tx_id: UUID, status: str) -> None:
 
 
 _ATTEMPT_COLUMNS = """id, request_id, ticket_id, tx_type, tx_signature, status, attempt, blockhash,
-    last_valid_block_height, slot, error_code, error_message, submitted_at, confirmed_at"""
+    last_valid_block_height, slot, error_code, error_message, submitted_at, confirmed_at,
+    metadata->>'destination' AS destination"""
 
 
 async def attempts_for_request(conn: Connection, request_id: UUID) -> list[AttemptRow]:

@@ -11,26 +11,34 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
+from functools import partial
+from typing import Any
 from uuid import UUID
 
 from solders.pubkey import Pubkey
-from solders.signature import Signature
 
 from chainworker.chain.errors import UNEXPECTED_ACCOUNT, ChainError
 from chainworker.chain.views import SignatureStatusView
 from chainworker.db import audit, requests, transactions
 from chainworker.db.pool import Connection, tenant_transaction
 from chainworker.db.requests import RequestRow
-from chainworker.db.transactions import LiveAttempt
+from chainworker.db.transactions import AttemptRow, LiveAttempt, Locked, PoisonRow
 from chainworker.jobs import outcomes
 from chainworker.jobs.context import WorkerContext
 from chainworker.jobs.prepare import Refused, prefunded_mint_lamports, prepare_attempt
+from chainworker.jobs.quarantine import each_or_alone, set_aside
 from chainworker.jobs.submit import send
 from chainworker.lifecycle import decide
 from chainworker.lifecycle.decide import Action
-from chainworker.lifecycle.model import ObservedStatus, TxSnapshot, TxStatus
+from chainworker.lifecycle.model import (
+    ObservedStatus,
+    QuarantineReason,
+    TxOp,
+    TxSnapshot,
+    TxStatus,
+)
 from chainworker.lifecycle.observe import custom_program_error, observed_status
 from chainworker.ops import logs, metrics
 
@@ -88,33 +96,44 @@ async def run_once(ctx: WorkerContext) -> int:
     """One round over the live attempts this worker holds. Returns how many it looked at."""
     async with ctx.pool.acquire() as conn:
         claimed = await transactions.claim_live(conn, ctx.worker_id, CLAIM_LIMIT, LEASE_SECONDS)
-    if not claimed:
-        return 0
-    try:
-        statuses = await ctx.rpc.signature_statuses(
-            [Signature.from_string(row.tx_signature) for row in claimed]
+    rows = [row for row in claimed if isinstance(row, LiveAttempt)]
+    poison = [row for row in claimed if isinstance(row, PoisonRow)]
+    if poison:
+        await set_aside(
+            ctx, [(p.tenant_id, p.id, p.problem) for p in poison], QuarantineReason.BAD_ROW
         )
-        height = await ctx.rpc.block_height(ctx.settings.commitment)
+    if not rows:
+        return len(claimed)
+    try:
+        # One endpoint's view: its height first, then the statuses (see SolanaRpc.read_chain).
+        read = await ctx.rpc.read_chain(
+            [row.tx_signature for row in rows], ctx.settings.commitment
+        )
     except ChainError as error:
         log.warning("status read failed; will retry", error=str(error))
         return len(claimed)
-    metrics.BLOCK_HEIGHT.set(height)
+    metrics.BLOCK_HEIGHT.set(read.height)
     now = time.time()
     decisions = [
-        (row, decide.next_action(snapshot(row), observed(seen), height, now, ctx.policy))
-        for row, seen in zip(claimed, statuses, strict=True)
+        (row, decide.next_action(snapshot(row), observed(seen), read.height, now, ctx.policy))
+        for row, seen in zip(rows, read.statuses, strict=True)
     ]
-    await _carry_out(ctx, decisions, height)
+    await _carry_out(ctx, decisions, read.height)
     return len(claimed)
+
+
+def _row(item: tuple[LiveAttempt, Any]) -> LiveAttempt:
+    return item[0]
 
 
 async def _carry_out(
     ctx: WorkerContext, decisions: Sequence[tuple[LiveAttempt, Action]], height: int
 ) -> None:
+    """Each step per tenant, each apart from the others: one bad row never stops the round."""
     rebroadcast: list[LiveAttempt] = []
     marks: dict[UUID, list[tuple[LiveAttempt, Action]]] = defaultdict(list)
     landed: dict[UUID, list[tuple[LiveAttempt, int]]] = defaultdict(list)
-    settles: list[Callable[[], Awaitable[None]]] = []
+    finals: list[tuple[LiveAttempt, Action]] = []
     for row, action in decisions:
         match action:
             case decide.Rebroadcast():
@@ -124,26 +143,61 @@ async def _carry_out(
             case decide.Confirm(slot=slot):
                 landed[row.tenant_id].append((row, slot))
             case decide.Fail() | decide.Replace() | decide.Expire():
-                settles.append(_settler(ctx, row, action, height))
-    for tenant_id, batch in landed.items():
-        settles.append(_batch_settler(ctx, tenant_id, batch, height))
+                finals.append((row, action))
     if rebroadcast:
         await _rebroadcast(ctx, rebroadcast)
-    for tenant_id, rows in marks.items():
-        seen = [(row.id, a.slot) for row, a in rows if isinstance(a, decide.MarkConfirming)]
-        unseen = [row.id for row, a in rows if not isinstance(a, decide.MarkConfirming)]
-        async with tenant_transaction(ctx.pool, tenant_id, reason="status observed") as conn:
-            if seen:
-                await transactions.mark_confirming(conn, seen)
-            if unseen:
-                await transactions.mark_expiry_check(conn, unseen)
+    for tenant_id, items in marks.items():
+        await each_or_alone(ctx, items, partial(_mark, ctx, tenant_id), _row, "marking observed")
     gate = asyncio.Semaphore(OUTCOME_CONCURRENCY)
 
-    async def gated(job: Callable[[], Awaitable[None]]) -> None:
+    async def gated(job: Awaitable[None]) -> None:
         async with gate:
-            await job()
+            await job
 
-    await asyncio.gather(*(gated(job) for job in settles))
+    jobs: list[Awaitable[None]] = [
+        each_or_alone(
+            ctx, items, partial(_settle_landed, ctx, tenant_id, height), _row,
+            "applying confirmations",
+        )
+        for tenant_id, items in landed.items()
+    ]
+    jobs += [
+        each_or_alone(
+            ctx, [(row, action)], partial(_settle_one, ctx, height), _row,
+            f"applying {action.kind}",
+        )
+        for row, action in finals
+    ]
+    await asyncio.gather(*(gated(job) for job in jobs))
+
+
+async def _settle_landed(
+    ctx: WorkerContext, tenant_id: UUID, height: int, items: Sequence[tuple[LiveAttempt, int]]
+) -> None:
+    await settle_landed(ctx, tenant_id, list(items), height)
+
+
+async def _settle_one(
+    ctx: WorkerContext, height: int, items: Sequence[tuple[LiveAttempt, Action]]
+) -> None:
+    for row, action in items:
+        with logs.log_context(
+            tenant_id=row.tenant_id, request_id=row.request_id, ticket_id=row.ticket_id,
+            signature=row.tx_signature, attempt=row.attempt,
+        ):
+            await settle(ctx, row, action, height)
+
+
+async def _mark(
+    ctx: WorkerContext, tenant_id: UUID, items: Sequence[tuple[LiveAttempt, Action]]
+) -> None:
+    seen = [(row.id, a.slot) for row, a in items if isinstance(a, decide.MarkConfirming)]
+    unseen = [(row.id, row.status) for row, a in items if not isinstance(a, decide.MarkConfirming)]
+    async with tenant_transaction(ctx.pool, tenant_id, reason="status observed") as conn:
+        if seen:
+            await transactions.mark_confirming(conn, ctx.worker_id, seen)
+        if unseen:
+            await transactions.mark_expiry_check(conn, ctx.worker_id, unseen)
 
 
 async def _rebroadcast(ctx: WorkerContext, rows: list[LiveAttempt]) -> None:
@@ -160,37 +214,11 @@ async def _rebroadcast(ctx: WorkerContext, rows: list[LiveAttempt]) -> None:
     for row in rows:
         by_tenant[row.tenant_id].append(row.id)
     for tenant_id, ids in by_tenant.items():
-        async with tenant_transaction(ctx.pool, tenant_id, reason="rebroadcast") as conn:
-            await transactions.mark_rebroadcast(conn, ids)
-
-
-def _settler(
-    ctx: WorkerContext, row: LiveAttempt, action: Action, height: int
-) -> Callable[[], Awaitable[None]]:
-    async def run() -> None:
-        with logs.log_context(
-            tenant_id=row.tenant_id, request_id=row.request_id, ticket_id=row.ticket_id,
-            signature=row.tx_signature, attempt=row.attempt,
-        ):
-            try:
-                await settle(ctx, row, action, height)
-            except Exception as error:  # one bad row must not stop the others
-                log.exception("could not apply outcome", action=action.kind, error=str(error))
-
-    return run
-
-
-def _batch_settler(
-    ctx: WorkerContext, tenant_id: UUID, rows: list[tuple[LiveAttempt, int]], height: int
-) -> Callable[[], Awaitable[None]]:
-    async def run() -> None:
-        with logs.log_context(tenant_id=tenant_id):
-            try:
-                await settle_landed(ctx, tenant_id, rows, height)
-            except Exception as error:  # one bad batch must not stop the others
-                log.exception("could not apply confirmations", count=len(rows), error=str(error))
-
-    return run
+        try:
+            async with tenant_transaction(ctx.pool, tenant_id, reason="rebroadcast") as conn:
+                await transactions.mark_rebroadcast(conn, ctx.worker_id, ids)
+        except Exception as error:  # only bookkeeping: the next rebroadcast is merely sooner
+            log.warning("could not note a rebroadcast", count=len(ids), error=repr(error))
 
 
 async def settle_landed(
@@ -227,29 +255,73 @@ async def settle_landed(
         )
 
 
-async def settle(ctx: WorkerContext, row: LiveAttempt, action: Action, height: int) -> None:
+def still_as_read(read: LiveAttempt, locked: Locked, owner: str) -> bool:
+    """Whether an attempt re-read under its lock is in the state a decision was made from,
+    under the lease of the one acting on it. Otherwise someone else (another worker after
+    the lease ran out, an operator) saw something newer: the row is decided again."""
+    now = locked.attempt
+    return locked.lease_owner == owner and (
+        now.status, now.attempt, now.expiry_check_pending, now.tx_signature,
+        now.last_valid_block_height,
+    ) == (
+        read.status, read.attempt, read.expiry_check_pending, read.tx_signature,
+        read.last_valid_block_height,
+    )
+
+
+async def settle(
+    ctx: WorkerContext, row: LiveAttempt, action: Action, height: int, *,
+    owner: str | None = None,
+) -> None:
     """Apply a final decision for one attempt, in one tenant transaction (then send, if new).
 
-    `height` is the block height the decision was made at; a replacement outlives it.
+    `row` is the attempt as the decision read it and `height` the block height it was made
+    at (a replacement outlives it). The row is re-read under its lock and the decision is
+    carried out only if it is still in that state and leased by `owner` (the worker by
+    default; reconcile passes its own lease).
     """
     if isinstance(action, decide.Confirm):
-        # The batch path takes its own locks; a second transaction here would be wasted.
+        # Landed at the target commitment: right whatever happened meanwhile, as long as
+        # the attempt is live. The batch path takes its own locks.
         await settle_landed(ctx, row.tenant_id, [(row, action.slot)], height)
         return
+    owner = owner or ctx.worker_id
     resend: tuple[bytes, str] | None = None
     reason = f"{row.tx_type} {action.kind}"
     async with tenant_transaction(ctx.pool, row.tenant_id, reason=reason) as conn:
-        live = await transactions.lock_live(conn, row.id)
+        locked = await transactions.lock_live(conn, row.id)
         request = await requests.get_request(conn, row.request_id, lock=True)
-        if live is None or request is None:
+        if locked is None or request is None:
             return  # settled meanwhile by another worker or an operator
+        if not still_as_read(row, locked, owner):
+            log.info("attempt changed since it was read; it is decided again",
+                     action=action.kind, lease_owner=locked.lease_owner)
+            return
         match action:
             case decide.Fail(code=code, message=message, slot=slot):
                 await transactions.fail(conn, row.tx_signature, code, message)
                 await _count_fees(conn, [row])
                 holder = await _adoptable(ctx, row, code)
+                earlier = None if holder is not None else await _landed_before(
+                    ctx, conn, row, request
+                )
                 if holder is not None:
                     landed = outcomes.Landed(row, request, slot, holder, adopted=True)
+                    await outcomes.confirmed(ctx, conn, [landed])
+                    metrics.record_confirmed(
+                        row.tx_type, time.time() - request.created_at.timestamp()
+                    )
+                elif earlier is not None:
+                    # An attempt this one replaced landed after all (a replay of it then
+                    # fails for lack of balance): the request is done, by that attempt.
+                    first, first_slot = earlier
+                    log.warning("an earlier attempt landed after all; adopting it",
+                                adopted=first.tx_signature)
+                    await transactions.confirm_replaced(conn, first.id, first_slot)
+                    landed = outcomes.Landed(
+                        row, request, first_slot, first.destination, adopted=True,
+                        signature=first.tx_signature,
+                    )
                     await outcomes.confirmed(ctx, conn, [landed])
                     metrics.record_confirmed(
                         row.tx_type, time.time() - request.created_at.timestamp()
@@ -295,6 +367,29 @@ async def _next_attempt(
         return None
     await requests.mark_submitted(conn, [(request.id, prepared.signature, attempt)])
     return prepared.raw, prepared.signature
+
+
+async def _landed_before(
+    ctx: WorkerContext, conn: Connection, row: LiveAttempt, request: RequestRow
+) -> tuple[AttemptRow, int] | None:
+    """A replaced attempt of the same transfer or burn that landed without error at the
+    target commitment, and its slot; None when none did (or this is the first attempt)."""
+    if row.tx_type == TxOp.MINT or row.attempt == 1:
+        return None  # a mint's earlier attempt is found by its mint account (_adoptable)
+    earlier = [
+        a for a in await transactions.attempts_for_request(conn, request.id)
+        if a.attempt < row.attempt and a.status == TxStatus.REPLACED
+    ]
+    if not earlier:
+        return None
+    statuses = await ctx.rpc.signature_statuses([a.tx_signature for a in earlier])
+    for attempt, seen in zip(earlier, statuses, strict=True):
+        landed = observed(seen)
+        if landed is not None and landed.confirmation_status >= ctx.policy.target and (
+            not landed.failed
+        ):
+            return attempt, landed.slot
+    return None
 
 
 async def _prefunded(ctx: WorkerContext, row: LiveAttempt, code: str) -> bool:

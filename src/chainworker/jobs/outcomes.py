@@ -36,7 +36,12 @@ class Landed:
     slot: int
     # The wallet the NFT went to (mint, transfer), recorded when the attempt was signed.
     destination: str | None
-    adopted: bool = False  # a failed mint whose mint account is this ticket's
+    adopted: bool = False  # the request was done by another attempt than this one
+    signature: str | None = None  # the attempt that landed, when it is not `attempt`
+
+    @property
+    def landed_signature(self) -> str:
+        return self.signature or self.attempt.tx_signature
 
 
 def _event(request: RequestRow, event_type: str, **extra: Any) -> Event:
@@ -83,7 +88,7 @@ async def confirmed(ctx: WorkerContext, conn: Connection, landed: list[Landed]) 
     settlements: list[Settlement] = []
     events: list[Event] = []
     for item in landed:
-        request, signature = item.request, item.attempt.tx_signature
+        request, signature = item.request, item.landed_signature
         ticket = ticket_rows.get(request.ticket_id)
         token_mint = ticket.token_mint if ticket else None
         if ticket is not None:

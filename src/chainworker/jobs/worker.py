@@ -67,7 +67,7 @@ async def build_context(settings: Settings, app_dsn: str, arq: ArqRedis) -> Work
     )
 
 
-async def _fund_authority(ctx: WorkerContext) -> None:
+async def fund_authority(ctx: WorkerContext) -> None:
     """Top up the authority where the cluster allows; ride out a flaky endpoint at start."""
     for attempt in range(STARTUP_ATTEMPTS):
         try:
@@ -89,7 +89,11 @@ async def _fund_authority(ctx: WorkerContext) -> None:
 def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool = False) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         worker_ctx = await build_context(settings, app_dsn, ctx["redis"])
-        await _fund_authority(worker_ctx)
+        # An endpoint of another cluster stops the worker here (ChainError, one line);
+        # one that cannot be reached now is checked before its first use.
+        for problem in await worker_ctx.rpc.verify_endpoints():
+            log.warning("RPC endpoint not checked yet", error=str(problem))
+        await fund_authority(worker_ctx)
         ctx["worker"] = worker_ctx
         ctx["submits"] = SubmitGroup(worker_ctx)
         _background(ctx, "confirm", confirm_loop.run_forever(worker_ctx))

@@ -24,11 +24,13 @@ import asyncpg
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.chain.views import SignatureStatusView
 from chainworker.db import reconcile as db_reconcile
+from chainworker.db import transactions
 from chainworker.db.pool import tenant_transaction
-from chainworker.db.transactions import LiveAttempt
-from chainworker.jobs.confirm import observed, settle, snapshot
+from chainworker.db.transactions import LiveAttempt, PoisonRow
+from chainworker.jobs.confirm import LEASE_SECONDS, observed, settle, snapshot
 from chainworker.jobs.context import WorkerContext
-from chainworker.lifecycle.model import Policy
+from chainworker.jobs.quarantine import set_aside
+from chainworker.lifecycle.model import Policy, QuarantineReason
 from chainworker.lifecycle.outcome import ReconcileDecision, ReconcileVerdict, reconcile
 
 STATUS_BATCH = 256  # getSignatureStatuses takes at most 256 signatures a call
@@ -36,6 +38,8 @@ STATUS_CALLS_IN_FLIGHT = 8
 PAGE_SIZE = 4096
 PAGES_IN_FLIGHT = 3
 TENANT_PAGE_SIZE = 1000
+# Long enough for --apply to settle what it leased; a dead reconcile's rows pass back soon.
+APPLY_LEASE_SECONDS = 4 * LEASE_SECONDS
 APPLY_CONCURRENCY = 8
 OPERATIONS = ("mint", "transfer", "burn")
 FINAL_VERDICTS = frozenset(
@@ -70,6 +74,7 @@ class Finding:
     chain: SignatureStatusView | None  # the first read; None: signature unknown
     decision: ReconcileDecision
     age_seconds: float
+    height: int = 0  # the block height read with the statuses (same endpoint, just before)
     applied: str | None = None  # the attempt's status after --apply settled it
     error: str | None = None  # why --apply could not settle it
 
@@ -110,6 +115,9 @@ class Finding:
 class ScanReport:
     block_height: int
     findings: list[Finding] = field(default_factory=list)
+    # Rows that cannot be checked at all (not a signature, no request...): --apply sets
+    # them aside, as the confirmation loop does.
+    poison: list[PoisonRow] = field(default_factory=list)
     applied: bool = False
     seconds: float = 0.0
 
@@ -129,12 +137,20 @@ class ScanReport:
             "by_verdict": self.by_verdict,
             "mode": "apply" if self.applied else "dry-run",
             "settled": sum(1 for f in self.findings if f.applied is not None),
+            "poison": len(self.poison),
             "errors": self.errors,
             "seconds": round(self.seconds, 3),
         }
 
     def as_json(self) -> dict[str, Any]:
-        return {"summary": self.summary(), "findings": [f.as_json() for f in self.findings]}
+        return {
+            "summary": self.summary(),
+            "findings": [f.as_json() for f in self.findings],
+            "poison": [
+                {"tx_id": str(p.id), "tenant_id": str(p.tenant_id), "problem": p.problem}
+                for p in self.poison
+            ],
+        }
 
 
 async def tenants_to_scan(pool: asyncpg.Pool, only: UUID | None) -> AsyncIterator[UUID]:
@@ -153,7 +169,9 @@ async def tenants_to_scan(pool: asyncpg.Pool, only: UUID | None) -> AsyncIterato
         after = page[-1]
 
 
-async def live_pages(pool: asyncpg.Pool, options: ScanOptions) -> AsyncIterator[list[LiveAttempt]]:
+async def live_pages(
+    pool: asyncpg.Pool, options: ScanOptions
+) -> AsyncIterator[list[LiveAttempt | PoisonRow]]:
     """Live attempts older than the threshold, a page at a time: tenant by tenant, each read
     under its own context, oldest first within a tenant."""
     remaining = options.limit
@@ -172,51 +190,59 @@ async def live_pages(pool: asyncpg.Pool, options: ScanOptions) -> AsyncIterator[
                 remaining -= len(page)
             if len(page) < size:
                 break
-            after = (page[-1].submitted_at, page[-1].id)
+            after = db_reconcile.page_end(page)
         if remaining is not None and remaining <= 0:
             return
 
 
 async def read_statuses(
-    rpc: SolanaRpc, signatures: Sequence[str], gate: asyncio.Semaphore
-) -> list[SignatureStatusView | None]:
-    """Statuses in input order, 256 a call, with at most the gate's calls in flight."""
+    rpc: SolanaRpc, signatures: Sequence[str], gate: asyncio.Semaphore, commitment: str
+) -> list[tuple[int, SignatureStatusView | None]]:
+    """(block height, status) in input order, 256 a call, at most the gate's calls in flight.
 
-    async def batch(part: Sequence[str]) -> list[SignatureStatusView | None]:
+    Each call is one endpoint's view (`SolanaRpc.read_chain`): the height that judges a
+    row's expiry and the row's status come from the same node, the height read first.
+    """
+
+    async def batch(part: Sequence[str]) -> list[tuple[int, SignatureStatusView | None]]:
         async with gate:
-            return await rpc.signature_statuses(part)
+            read = await rpc.read_chain(part, commitment)
+        return [(read.height, status) for status in read.statuses]
 
     parts = [signatures[i : i + STATUS_BATCH] for i in range(0, len(signatures), STATUS_BATCH)]
     results = await asyncio.gather(*(batch(part) for part in parts))
-    return [status for part in results for status in part]
+    return [found for part in results for found in part]
 
 
 async def classify(
     rpc: SolanaRpc,
     rows: Sequence[LiveAttempt],
-    block_height: int,
+    commitment: str,
     now: float,
     policy: Policy,
     gate: asyncio.Semaphore,
 ) -> list[Finding]:
     """Read the rows' statuses and decide; rows that look expired are read a second time."""
-    first = await read_statuses(rpc, [row.tx_signature for row in rows], gate)
+    first = await read_statuses(rpc, [row.tx_signature for row in rows], gate, commitment)
     decisions = [
-        reconcile(snapshot(row), [observed(seen)], block_height, now, policy)
-        for row, seen in zip(rows, first, strict=True)
+        reconcile(snapshot(row), [observed(seen)], height, now, policy)
+        for row, (height, seen) in zip(rows, first, strict=True)
     ]
     recheck = [i for i, d in enumerate(decisions) if d.verdict is ReconcileVerdict.RECHECK]
     if recheck:
-        # Expiry needs the signature unknown twice with the height past: read again.
-        second = await read_statuses(rpc, [rows[i].tx_signature for i in recheck], gate)
-        for i, seen in zip(recheck, second, strict=True):
+        # Expiry needs the signature unknown twice with the height past: read again. The
+        # first read's height judges both: it was read before either status.
+        second = await read_statuses(
+            rpc, [rows[i].tx_signature for i in recheck], gate, commitment
+        )
+        for i, (_, seen) in zip(recheck, second, strict=True):
+            height = first[i][0]
             decisions[i] = reconcile(
-                snapshot(rows[i]), [observed(first[i]), observed(seen)], block_height, now,
-                policy,
+                snapshot(rows[i]), [observed(first[i][1]), observed(seen)], height, now, policy
             )
     return [
-        Finding(row, seen, decision, max(0.0, now - row.submitted_at.timestamp()))
-        for row, seen, decision in zip(rows, first, decisions, strict=True)
+        Finding(row, seen, decision, max(0.0, now - row.submitted_at.timestamp()), height)
+        for row, (height, seen), decision in zip(rows, first, decisions, strict=True)
     ]
 
 
@@ -231,27 +257,28 @@ async def scan(
 ) -> ScanReport:
     """Classify every live attempt the options select. Changes nothing.
 
-    The block height is read once, before any status: a height read earlier is never
-    higher than the height at the status reads, so it can only delay an expiry verdict,
-    never give a wrong one.
+    Each batch of statuses is judged against the block height its endpoint reported just
+    before them; rows that cannot be checked at all are reported apart (`poison`).
     """
     started = time.perf_counter()
-    height = await rpc.block_height(commitment)
     now = time.time()
-    report = ScanReport(block_height=height)
+    report = ScanReport(block_height=await rpc.block_height(commitment))
     gate = asyncio.Semaphore(STATUS_CALLS_IN_FLIGHT)
     in_flight: list[asyncio.Task[list[Finding]]] = []
 
     async def collect(task: asyncio.Task[list[Finding]]) -> None:
         found = await task
         report.findings.extend(found)
+        report.block_height = max([report.block_height, *(f.height for f in found)])
         if on_progress is not None:
             on_progress(len(found))
 
     try:
         async for page in live_pages(pool, options):
+            rows = [row for row in page if isinstance(row, LiveAttempt)]
+            report.poison += [row for row in page if isinstance(row, PoisonRow)]
             in_flight.append(
-                asyncio.create_task(classify(rpc, page, height, now, policy, gate))
+                asyncio.create_task(classify(rpc, rows, commitment, now, policy, gate))
             )
             if len(in_flight) >= PAGES_IN_FLIGHT:
                 await collect(in_flight.pop(0))
@@ -265,19 +292,40 @@ async def scan(
 
 
 async def apply(ctx: WorkerContext, report: ScanReport) -> ScanReport:
-    """Settle every final verdict through `jobs.confirm.settle`; record what each became."""
+    """Settle every final verdict through `jobs.confirm.settle`; record what each became.
+
+    Reconcile takes the confirmation loop's lease on each row first, so the two never act
+    on one row at once: a row a worker holds is left to it (and reported), and a row that
+    changed since the scan read it is decided again by whoever holds it next. Poison rows
+    are set aside, as the loop sets them aside.
+    """
+    if report.poison:
+        await set_aside(
+            ctx, [(p.tenant_id, p.id, p.problem) for p in report.poison],
+            QuarantineReason.BAD_ROW,
+        )
+    owner = f"reconcile:{ctx.worker_id}"
+    final = [f for f in report.findings if f.verdict in FINAL_VERDICTS]
+    leased = await _take_leases(ctx.pool, owner, [f.row for f in final])
     gate = asyncio.Semaphore(APPLY_CONCURRENCY)
-    errors: dict[UUID, str] = {}
+    errors: dict[UUID, str] = {
+        f.row.id: "leased by a worker, which settles it; run again if it stays" for f in final
+        if f.row.id not in leased
+    }
 
     async def one(finding: Finding) -> None:
         async with gate:
             try:
-                await settle(ctx, finding.row, finding.decision.action, report.block_height)
+                await settle(
+                    ctx, finding.row, finding.decision.action, finding.height, owner=owner
+                )
             except Exception as error:  # one bad row must not stop the others
                 errors[finding.row.id] = f"{type(error).__name__}: {error}"
 
-    final = [f for f in report.findings if f.verdict in FINAL_VERDICTS]
-    await asyncio.gather(*(one(f) for f in final))
+    try:
+        await asyncio.gather(*(one(f) for f in final if f.row.id in leased))
+    finally:
+        await _release_leases(ctx.pool, owner, [f.row for f in final if f.row.id in leased])
     statuses = await _statuses_after(ctx.pool, [f.row for f in final])
     settled = {f.row.id for f in final}
     report.findings = [
@@ -296,6 +344,27 @@ def _with_outcome(finding: Finding, status: str | None, error: str | None) -> Fi
         applied=None if still_live else status,
         error=error or (f"still {status} after settling" if still_live else None),
     )
+
+
+def _by_tenant(rows: Sequence[LiveAttempt]) -> dict[UUID, list[UUID]]:
+    by_tenant: dict[UUID, list[UUID]] = defaultdict(list)
+    for row in rows:
+        by_tenant[row.tenant_id].append(row.id)
+    return by_tenant
+
+
+async def _take_leases(pool: asyncpg.Pool, owner: str, rows: Sequence[LiveAttempt]) -> set[UUID]:
+    leased: set[UUID] = set()
+    for tenant_id, ids in _by_tenant(rows).items():
+        async with tenant_transaction(pool, tenant_id, reason="reconcile") as conn:
+            leased |= await transactions.take_leases(conn, owner, ids, APPLY_LEASE_SECONDS)
+    return leased
+
+
+async def _release_leases(pool: asyncpg.Pool, owner: str, rows: Sequence[LiveAttempt]) -> None:
+    for tenant_id, ids in _by_tenant(rows).items():
+        async with tenant_transaction(pool, tenant_id, reason="reconcile") as conn:
+            await transactions.release_leases(conn, owner, ids)
 
 
 async def _statuses_after(pool: asyncpg.Pool, rows: Sequence[LiveAttempt]) -> dict[UUID, str]:

@@ -213,14 +213,17 @@ async def abandon(
         live = [a for a in await transactions.attempts_for_request(conn, where.request_id)
                 if a.status in ("pending", "confirming")]
     if live:
-        statuses = await rpc.signature_statuses([a.tx_signature for a in live])
-        known = [a.tx_signature for a, s in zip(live, statuses, strict=True) if s is not None]
+        # One endpoint's view, its height read first (SolanaRpc.read_chain).
+        read = await rpc.read_chain([a.tx_signature for a in live], commitment)
+        known = [
+            a.tx_signature for a, s in zip(live, read.statuses, strict=True) if s is not None
+        ]
         if known:
             raise OperatorError(
                 f"transaction {known[0]} is known to the chain; settle it with "
                 "`chainworker reconcile --apply` instead"
             )
-        height = await rpc.block_height(commitment)
+        height = read.height
         valid = [a for a in live if a.last_valid_block_height >= height]
         if valid and not force:
             raise OperatorError(
