@@ -205,7 +205,11 @@ async def main() -> None:
         await migrate(server.admin_dsn(name))
         pool = await asyncpg.create_pool(server.app_dsn(name), min_size=1, max_size=4)
         assert pool is not None
-        seeded = await seed_tenant(pool, tickets=args.requests + args.warmup, users=50)
+        owner = await asyncpg.connect(server.admin_dsn(name))  # the ticket service's data
+        try:
+            seeded = await seed_tenant(owner, tickets=args.requests + args.warmup, users=50)
+        finally:
+            await owner.close()
         token = (await issue_token(pool, seeded.tenant_id, "bench")).token
         await pool.close()
 

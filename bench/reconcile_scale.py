@@ -58,7 +58,11 @@ async def fill(server: services.PgServer, name: str, rows: int, expired_share: f
     pool = await asyncpg.create_pool(server.app_dsn(name), min_size=1, max_size=2)
     assert pool is not None
     try:
-        seeded = await seed_tenant(pool, tickets=rows, users=100, tenant_name="Bench")
+        owner = await asyncpg.connect(server.admin_dsn(name))  # the ticket service's data
+        try:
+            seeded = await seed_tenant(owner, tickets=rows, users=100, tenant_name="Bench")
+        finally:
+            await owner.close()
     finally:
         await pool.close()
     expired = int(rows * expired_share)

@@ -142,7 +142,13 @@ async def run_worker_bench(
         await migrate(server.admin_dsn(name))
         pool = await create_pool(server.app_dsn(name), settings)
         arq = await create_arq_pool(RedisSettings.from_dsn(redis.url))
-        seeded = await seed_data.seed_tenant(pool, tickets=tickets, users=max(2, tickets // 20))
+        owner = await asyncpg.connect(server.admin_dsn(name))  # the ticket service's data
+        try:
+            seeded = await seed_data.seed_tenant(
+                owner, tickets=tickets, users=max(2, tickets // 20)
+            )
+        finally:
+            await owner.close()
         worker = make_worker(settings, server.app_dsn(name), redis.url)
         running = asyncio.create_task(worker.async_run())
         await asyncio.sleep(2.0)  # startup: pool, keys, airdrop

@@ -19,12 +19,14 @@ from arq.connections import ArqRedis
 from solders.signature import Signature
 
 from chainworker.config import load_settings
-from chainworker.jobs import confirm
+from chainworker.db import seed as seed_data
+from chainworker.jobs import confirm, sweeper
 from chainworker.jobs.context import WorkerContext
+from chainworker.jobs.enqueue import drop_queue
 from chainworker.jobs.worker import build_context
 from chainworker.localnet.process import LocalnetProcess
 from chainworker.ops import metrics
-from tests.conftest import TestDatabase
+from tests.conftest import TestDatabase, own_queue_name
 from tests.jobs.pipeline import funded, landed, submitted_mints
 
 
@@ -152,3 +154,26 @@ async def test_a_row_whose_outcome_is_refused_is_set_aside_alone(
     assert row["status"] == "pending" and row["quarantined_at"]
     assert "refused by the ticket service" in row["last_error"]
     assert _quarantined("unhandled") - before == 1
+
+
+async def test_the_sweeper_leaves_out_a_request_no_job_can_run(
+    ctx: WorkerContext, admin_conn: asyncpg.Connection, arq: ArqRedis
+) -> None:
+    """Its table forbids such a row; with that check gone (a schema someone changed), one bad
+    row still does not stop the sweep: the good stale requests are queued again."""
+    seeded = await seed_data.seed_tenant(admin_conn, tickets=3)
+    await admin_conn.execute(
+        "ALTER TABLE chain_requests DROP CONSTRAINT chk_chain_requests_operation"
+    )
+    await admin_conn.executemany(
+        """INSERT INTO chain_requests (tenant_id, ticket_id, operation, enqueued_at)
+           VALUES ($1, $2, $3, now() - interval '1 hour')""",
+        [(seeded.tenant_id, seeded.ticket_ids[0], "teleport"),
+         *((seeded.tenant_id, t, "mint") for t in seeded.ticket_ids[1:])],
+    )
+    ctx.settings = ctx.settings.model_copy(update={"queue_name": own_queue_name("sweep")})
+    try:
+        assert await sweeper.sweep_once(ctx) == 2
+        assert await arq.zcard(ctx.settings.queue_name) == 2
+    finally:
+        await drop_queue(arq, ctx.settings.queue_name)

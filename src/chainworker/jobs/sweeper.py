@@ -15,7 +15,8 @@ import time
 
 from chainworker.db import gauges, requests
 from chainworker.jobs.context import WorkerContext
-from chainworker.jobs.enqueue import enqueue_jobs
+from chainworker.jobs.enqueue import JOB_FOR_OPERATION, enqueue_jobs
+from chainworker.lifecycle.model import QuarantineReason
 from chainworker.ops import logs, metrics
 
 SWEEP_BATCH = 5000
@@ -31,7 +32,16 @@ async def sweep_once(ctx: WorkerContext) -> int:
         stale = await requests.stale_requests(conn, ctx.settings.sweeper_grace_seconds, SWEEP_BATCH)
     if not stale:
         return 0
-    added = await enqueue_jobs(ctx.arq, ctx.settings.queue_name, stale)
+    # A row no job can carry out (the table's own check forbids it, but a bad row must not
+    # stop the others however it got there) is left out, counted and logged.
+    runnable = [row for row in stale if row[2] in JOB_FOR_OPERATION]
+    for request_id, tenant_id, operation in stale:
+        if operation not in JOB_FOR_OPERATION:
+            metrics.QUARANTINED.labels(kind="request", reason=QuarantineReason.BAD_ROW).inc()
+            log.error("queued request names no operation a job carries out; left out",
+                      request_id=str(request_id), tenant_id=str(tenant_id),
+                      operation=str(operation)[:40])
+    added = await enqueue_jobs(ctx.arq, ctx.settings.queue_name, runnable)
     if added:
         log.info("sweeper re-enqueued lost requests", count=added, seen=len(stale))
     return added
