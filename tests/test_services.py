@@ -54,6 +54,14 @@ async def test_embedded_postgres_and_valkey_round_trip(tmp_path: Path) -> None:
         # A second start finds the running server instead of starting another.
         again = await asyncio.to_thread(services.start_embedded_postgres, pg_dir)
         assert again == server
+        # Stopped and started again by the same process, it answers again.
+        assert await asyncio.to_thread(services.stop_embedded_postgres, pg_dir)
+        restarted = await asyncio.to_thread(services.start_embedded_postgres, pg_dir)
+        conn = await asyncpg.connect(restarted.admin_dsn("chainworker"))
+        try:
+            assert await conn.fetchval("SELECT 1") == 1
+        finally:
+            await conn.close()
 
         url = await asyncio.to_thread(services.start_embedded_valkey, valkey_dir)
         assert url == await asyncio.to_thread(services.start_embedded_valkey, valkey_dir)

