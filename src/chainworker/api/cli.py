@@ -11,10 +11,17 @@ import asyncpg
 import typer
 
 from chainworker import services
-from chainworker.api.tokens import IssuedToken, issue_token, parse_ttl, revoke_token
+from chainworker.api.tokens import (
+    IssuedToken,
+    UnknownUser,
+    issue_token,
+    parse_ttl,
+    revoke_token,
+)
 from chainworker.config import get_settings
 from chainworker.db import roles
 from chainworker.db.pool import create_pool
+from chainworker.ops.arguments import plain_text, shown
 
 token_app = typer.Typer(help="Issue and revoke API tokens.")
 
@@ -28,7 +35,7 @@ def _uuid(text: str, what: str) -> UUID:
     try:
         return UUID(text)
     except ValueError:
-        raise _fail(f"{what} {text!r} is not a UUID") from None
+        raise _fail(f"{what} {shown(text)} is not a UUID") from None
 
 
 def api(
@@ -77,9 +84,8 @@ def create(
     user_id = _uuid(user, "user") if user else None
     if admin and user_id is None:
         raise _fail("--admin needs --user: revocation votes are recorded against a user")
-    if not 1 <= len(name) <= 100:
-        raise _fail("--name must be 1 to 100 characters")
     try:
+        plain_text(name, "--name", max_length=100)
         lifetime = parse_ttl(ttl) if ttl else None
     except ValueError as error:
         raise _fail(str(error)) from None
@@ -97,10 +103,12 @@ def create(
 
     try:
         issued = asyncio.run(run())
-    except asyncpg.ForeignKeyViolationError:
+    except (asyncpg.ForeignKeyViolationError, UnknownUser):
         raise _fail("no such tenant, or no such user in that tenant") from None
     except (services.ServiceError, OSError) as error:
         raise _fail(str(error)) from None
+    except asyncpg.PostgresError as error:
+        raise _fail(f"PostgreSQL: {error}") from None
     if as_json:
         typer.echo(
             json.dumps(

@@ -18,13 +18,20 @@ from uuid import UUID
 
 import asyncpg
 
-from chainworker.db import api_tokens
+from chainworker.db import api_tokens, tickets
 from chainworker.db.pool import Connection, tenant_transaction
+from chainworker.ops.arguments import shown
 
 TOKEN_PREFIX = "cwt_"
 _TOKEN_TEXT = re.compile(r"^cwt_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$")
-_TTL_TEXT = re.compile(r"^(\d{1,6})([smhdw])$")
+_TTL_TEXT = re.compile(r"^([0-9]{1,6})([smhdw])$")
 _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Longer would be a token that never ends in practice; 999999w would not fit a timestamp.
+MAX_TTL = timedelta(days=3650)
+
+
+class UnknownUser(LookupError):
+    """The user a token is to act for is not a user of its tenant."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +70,11 @@ def parse_ttl(text: str) -> timedelta:
     """`30d`, `12h`, `90m`, `3600s`, `2w` -> a positive duration; ValueError otherwise."""
     match = _TTL_TEXT.match(text.strip())
     if match is None or int(match.group(1)) == 0:
-        raise ValueError(f"ttl {text!r} is not a positive duration like 30d, 12h, 90m")
-    return timedelta(seconds=int(match.group(1)) * _TTL_UNITS[match.group(2)])
+        raise ValueError(f"ttl {shown(text)} is not a positive duration like 30d, 12h, 90m")
+    ttl = timedelta(seconds=int(match.group(1)) * _TTL_UNITS[match.group(2)])
+    if ttl > MAX_TTL:
+        raise ValueError(f"ttl {shown(text)} is longer than {MAX_TTL.days} days")
+    return ttl
 
 
 async def issue_token(
@@ -79,6 +89,9 @@ async def issue_token(
     """Create a token for a tenant and return it with its secret (stored only hashed)."""
     secret = secrets.token_urlsafe(32)
     async with tenant_transaction(pool, tenant_id, actor_type="admin", source="cli") as conn:
+        # The users table's key alone would let a token act for another tenant's user.
+        if user_id is not None and not await tickets.user_exists(conn, user_id):
+            raise UnknownUser(f"no user {user_id} in tenant {tenant_id}")
         row = await api_tokens.insert_token(
             conn,
             tenant_id,

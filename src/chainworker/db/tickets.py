@@ -65,6 +65,15 @@ async def get_ticket(conn: Connection, ticket_id: UUID) -> TicketRow | None:
     return TicketRow(**dict(row)) if row else None
 
 
+async def visible_ticket_ids(conn: Connection, ticket_ids: list[UUID]) -> set[UUID]:
+    """Those of the given tickets this tenant can see."""
+    rows = await conn.fetch(
+        "SELECT id FROM tickets WHERE id = ANY($1::uuid[]) AND tenant_id = current_tenant_id()",
+        ticket_ids,
+    )
+    return {row["id"] for row in rows}
+
+
 async def lock_transfer(conn: Connection, transfer_id: UUID) -> TransferRow | None:
     return (await lock_transfers(conn, [transfer_id])).get(transfer_id)
 

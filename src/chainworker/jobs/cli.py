@@ -23,6 +23,7 @@ from chainworker.db.requests import NewRequest, Operation
 from chainworker.jobs.codec import create_arq_pool
 from chainworker.jobs.enqueue import request_operation
 from chainworker.ops import metrics
+from chainworker.ops.arguments import plain_text, shown
 
 enqueue_app = typer.Typer(help="Record requests and queue them for the workers.")
 
@@ -63,7 +64,10 @@ def worker(
 def _read_ids(values: list[str], what: str) -> list[UUID]:
     raw: Iterable[str] = values
     if values == ["-"]:
-        raw = (line.strip() for line in sys.stdin)
+        try:
+            raw = [line.strip() for line in sys.stdin]
+        except UnicodeDecodeError:
+            raise _fail(f"the {what} ids on stdin are not UTF-8; nothing was recorded") from None
     ids: list[UUID] = []
     for text in raw:
         if not text:
@@ -71,17 +75,35 @@ def _read_ids(values: list[str], what: str) -> list[UUID]:
         try:
             ids.append(UUID(text))
         except ValueError:
-            raise _fail(f"{what} {text!r} is not a UUID; nothing was recorded") from None
+            raise _fail(f"{what} {shown(text)} is not a UUID; nothing was recorded") from None
     if not ids:
         raise _fail(f"no {what} ids given")
     return ids
 
 
-def _enqueue(tenant: str, operation: Operation, items: list[NewRequest], as_json: bool) -> None:
+def _tenant_id(tenant: str) -> UUID:
     try:
-        tenant_id = UUID(tenant)
+        return UUID(tenant)
     except ValueError:
-        raise _fail(f"tenant {tenant!r} is not a UUID") from None
+        raise _fail(f"tenant {shown(tenant)} is not a UUID") from None
+
+
+async def _check_tickets(pool: asyncpg.Pool, tenant_id: UUID, ids: list[UUID]) -> None:
+    # A request names a ticket of its own tenant: an id of another tenant's, or of none,
+    # is refused here, before anything is recorded or queued.
+    async with tenant_transaction(pool, tenant_id) as conn:
+        found = await tickets.visible_ticket_ids(conn, ids)
+    missing = [str(i) for i in dict.fromkeys(ids) if i not in found]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise _fail(
+            f"unknown ticket(s) for this tenant: {', '.join(missing[:5])}{more}; "
+            "nothing was recorded"
+        )
+
+
+def _enqueue(tenant: str, operation: Operation, items: list[NewRequest], as_json: bool) -> None:
+    tenant_id = _tenant_id(tenant)
     settings = get_settings()
 
     async def run() -> list[tuple[str, str, bool]]:
@@ -89,6 +111,7 @@ def _enqueue(tenant: str, operation: Operation, items: list[NewRequest], as_json
         pool = await create_pool(pg.app_dsn, settings)
         arq = await create_arq_pool(RedisSettings.from_dsn(redis.url))
         try:
+            await _check_tickets(pool, tenant_id, [item.ticket_id for item in items])
             recorded = await request_operation(
                 pool, arq, settings.queue_name, tenant_id, operation, items, source="cli"
             )
@@ -101,6 +124,8 @@ def _enqueue(tenant: str, operation: Operation, items: list[NewRequest], as_json
         rows = asyncio.run(run())
     except (services.ServiceError, OSError) as error:
         raise _fail(str(error)) from None
+    except asyncpg.PostgresError as error:
+        raise _fail(f"PostgreSQL: {error}") from None
     if as_json:
         found = [{"ticket_id": t, "request_id": r, "created": c} for t, r, c in rows]
         typer.echo(json.dumps(found))
@@ -132,7 +157,7 @@ def enqueue_burn(
 ) -> None:
     """Burn tickets' NFTs (revoke or refund)."""
     if reason not in ("revoke", "refund"):
-        raise _fail(f"reason must be revoke or refund, not {reason!r}")
+        raise _fail(f"reason must be revoke or refund, not {shown(reason)}")
     ids = _read_ids(ticket, "ticket")
     _enqueue(tenant, "burn", [NewRequest(t, "burn", reason=reason) for t in ids], as_json)
 
@@ -147,13 +172,14 @@ def enqueue_transfer(
 ) -> None:
     """Execute accepted transfers on chain."""
     ids = _read_ids(transfer, "transfer")
+    tenant_id = _tenant_id(tenant)
     settings = get_settings()
 
     async def tickets_of() -> list[NewRequest]:
         pg = await services.resolve_postgres(settings)
         pool = await create_pool(pg.app_dsn, settings)
         try:
-            async with tenant_transaction(pool, UUID(tenant)) as conn:
+            async with tenant_transaction(pool, tenant_id) as conn:
                 found = await tickets.transfer_tickets(conn, ids)
         finally:
             await pool.close()
@@ -163,10 +189,11 @@ def enqueue_transfer(
         return [NewRequest(found[i], "transfer", transfer_id=i) for i in ids]
 
     try:
-        UUID(tenant)
-    except ValueError:
-        raise _fail(f"tenant {tenant!r} is not a UUID") from None
-    items = asyncio.run(tickets_of())
+        items = asyncio.run(tickets_of())
+    except (services.ServiceError, OSError) as error:
+        raise _fail(str(error)) from None
+    except asyncpg.PostgresError as error:
+        raise _fail(f"PostgreSQL: {error}") from None
     _enqueue(tenant, "transfer", items, as_json)
 
 
@@ -177,6 +204,10 @@ def seed(
     as_json: JsonOption = False,
 ) -> None:
     """Create a tenant, an event, users and sold tickets (demo and test data)."""
+    try:
+        plain_text(tenant_name, "--tenant-name", max_length=200)
+    except ValueError as error:
+        raise _fail(str(error)) from None
     settings = get_settings()
 
     async def run() -> seed_data.Seeded:
@@ -189,7 +220,12 @@ def seed(
         finally:
             await owner.close()
 
-    seeded = asyncio.run(run())
+    try:
+        seeded = asyncio.run(run())
+    except (services.ServiceError, OSError) as error:
+        raise _fail(str(error)) from None
+    except asyncpg.PostgresError as error:
+        raise _fail(f"PostgreSQL: {error}") from None
     if as_json:
         typer.echo(json.dumps(seeded.as_json()))
     else:

@@ -32,6 +32,7 @@ from chainworker.db.pool import create_pool
 from chainworker.jobs.codec import create_arq_pool
 from chainworker.lifecycle.model import Policy
 from chainworker.ops import reconcile, reconcile_holders, reconcile_tx
+from chainworker.ops.arguments import plain_text, shown
 from chainworker.ops.reconcile_tx import OperatorError, Reference
 
 EXIT_CLEAN = 0
@@ -47,8 +48,12 @@ reconcile_app = typer.Typer(
 )
 tx_app = typer.Typer(help="Inspect, retry or abandon one request.", no_args_is_help=True)
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Beyond this a threshold means nothing, and far beyond it PostgreSQL's timestamps end.
+MAX_DURATION_SECONDS = 3650 * 86400.0
+ABANDON_REASON_MAX = 500
+IDENT_MAX = 100  # a UUID in any of its spellings, or a signature (88 base58 characters)
 
 
 class UsageError(Exception):
@@ -58,11 +63,15 @@ class UsageError(Exception):
 def parse_duration(text: str) -> float:
     """'90s', '2m', '1h30m', '500ms' or plain seconds ('120') -> seconds."""
     value = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    if not value or _DURATION_PART.sub("", value):
-        raise UsageError(f"{text!r} is not a duration (examples: 90s, 2m, 1h30m)")
-    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(value))
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):
+        seconds = float(value)
+    elif not value or _DURATION_PART.sub("", value):
+        raise UsageError(f"{shown(text)} is not a duration (examples: 90s, 2m, 1h30m)")
+    else:
+        seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(value))
+    if not seconds <= MAX_DURATION_SECONDS:  # also inf and nan, from hundreds of digits
+        raise UsageError(f"{shown(text)} is longer than {MAX_DURATION_SECONDS / 86400:.0f} days")
+    return seconds
 
 
 def parse_uuid(text: str | None, what: str) -> UUID | None:
@@ -71,7 +80,14 @@ def parse_uuid(text: str | None, what: str) -> UUID | None:
     try:
         return UUID(text)
     except ValueError:
-        raise UsageError(f"{what} {text!r} is not a UUID") from None
+        raise UsageError(f"{what} {shown(text)} is not a UUID") from None
+
+
+def parse_reference(ident: str, *, request_only: bool = False) -> Reference:
+    # Longer is neither, and would be quoted whole in the message.
+    if len(ident.strip()) > IDENT_MAX:
+        raise OperatorError(f"{shown(ident)} is too long for a request id or a signature")
+    return Reference.parse(ident, request_only=request_only)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -212,7 +228,7 @@ def reconcile_command(
         return
     try:
         if op is not None and op not in reconcile.OPERATIONS:
-            raise UsageError(f"--op must be mint, transfer or burn, not {op!r}")
+            raise UsageError(f"--op must be mint, transfer or burn, not {shown(op)}")
         options = reconcile.ScanOptions(
             older_than_seconds=parse_duration(older_than),
             tenant_id=parse_uuid(tenant, "tenant"),
@@ -329,7 +345,7 @@ def tx_show(
     settings = get_settings()
 
     async def run() -> reconcile_tx.TxReport:
-        ref = Reference.parse(ident)
+        ref = parse_reference(ident)
         async with _database(settings) as pool, _chain(settings) as rpc:
             return await reconcile_tx.show(pool, rpc, ref, commitment=settings.commitment)
 
@@ -376,7 +392,7 @@ def tx_retry(
     settings = get_settings()
 
     async def run() -> Any:
-        ref = Reference.parse(ident, request_only=True)
+        ref = parse_reference(ident, request_only=True)
         async with _database(settings) as pool, _queue(settings) as arq:
             return await reconcile_tx.retry(pool, arq, settings.queue_name, ref)
 
@@ -397,10 +413,15 @@ def tx_abandon(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A live request -> abandoned; its live attempt ended; audited."""
+    try:
+        # Kept in the audit log, the ticket's history and an outbox event: checked first.
+        plain_text(reason, "--reason", max_length=ABANDON_REASON_MAX)
+    except ValueError as error:
+        raise _fail(str(error)) from None
     settings = get_settings()
 
     async def run() -> Any:
-        ref = Reference.parse(ident, request_only=True)
+        ref = parse_reference(ident, request_only=True)
         async with _database(settings) as pool, _chain(settings) as rpc:
             return await reconcile_tx.abandon(
                 pool, rpc, ref, reason, commitment=settings.commitment, force=force
