@@ -22,6 +22,7 @@ from chainworker.api.auth import Caller
 from chainworker.api.context import ApiContext, get_context
 from chainworker.api.idempotency import IdempotencyKey, fingerprint
 from chainworker.api.isolation import Hidden
+from chainworker.api.links import request_links
 from chainworker.api.problems import Problem, documented
 from chainworker.api.schemas import Accepted, BurnBody
 from chainworker.api.tokens import Principal
@@ -36,6 +37,7 @@ from chainworker.ops import logs
 router = APIRouter(prefix="/v1", tags=["operations"])
 Context = Annotated[ApiContext, Depends(get_context)]
 ERRORS = documented(400, 401, 404, 409, 422, 503)
+RESPONSES = {**ERRORS, **request_links(202)}
 STATUS_URL_PREFIX = "/v1/requests/"
 
 log = logs.get_logger(__name__)
@@ -155,7 +157,7 @@ async def _enqueue(context: ApiContext, request_id: UUID, tenant_id: UUID, opera
     "/tickets/{ticket_id}/mint",
     status_code=202,
     response_model=Accepted,
-    responses=ERRORS,
+    responses=RESPONSES,
     summary="Mint the ticket's NFT",
 )
 async def mint(
@@ -176,7 +178,7 @@ async def mint(
     "/transfers/{transfer_id}/execute",
     status_code=202,
     response_model=Accepted,
-    responses=ERRORS,
+    responses=RESPONSES,
     summary="Move the NFT of an accepted transfer to its new holder",
 )
 async def execute_transfer(
@@ -197,7 +199,7 @@ async def execute_transfer(
     "/tickets/{ticket_id}/burn",
     status_code=202,
     response_model=Accepted,
-    responses=ERRORS,
+    responses=RESPONSES,
     summary="Burn the ticket's NFT (revoke or refund)",
 )
 async def burn(

@@ -23,6 +23,7 @@ from chainworker.api.auth import Admin, Caller
 from chainworker.api.context import ApiContext, get_context
 from chainworker.api.idempotency import Claim, IdempotencyKey, fingerprint, run_once
 from chainworker.api.isolation import Hidden
+from chainworker.api.links import revocation_links
 from chainworker.api.problems import Problem, documented
 from chainworker.api.schemas import Revocation, RevocationBody, VoteBody
 from chainworker.api.tokens import Principal
@@ -106,7 +107,7 @@ async def _enqueue_burns(context: ApiContext, tenant_id: UUID, request_ids: list
     "",
     status_code=201,
     response_model=Revocation,
-    responses=documented(400, 401, 403, 404, 409, 422, 503),
+    responses={**documented(400, 401, 403, 404, 409, 422, 503), **revocation_links(201)},
     summary="Ask for every minted ticket of the event to be burned (needs admin approvals)",
 )
 async def create_revocation(
@@ -156,7 +157,7 @@ async def create_revocation(
 @router.get(
     "/{revocation_id}",
     response_model=Revocation,
-    responses=documented(400, 401, 404, 422, 503),
+    responses={**documented(400, 401, 404, 422, 503), **revocation_links(200)},
     summary="A revocation's state, approvals and the burns it recorded",
 )
 async def get_revocation(
@@ -213,7 +214,7 @@ async def _vote(
 @router.post(
     "/{revocation_id}/approvals",
     response_model=Revocation,
-    responses=documented(400, 401, 403, 404, 409, 422, 503),
+    responses={**documented(400, 401, 403, 404, 409, 422, 503), **revocation_links(200)},
     summary="Approve; the approval reaching the threshold executes the revocation",
 )
 async def approve(
@@ -240,7 +241,7 @@ async def approve(
 @router.post(
     "/{revocation_id}/rejections",
     response_model=Revocation,
-    responses=documented(400, 401, 403, 404, 409, 422, 503),
+    responses={**documented(400, 401, 403, 404, 409, 422, 503), **revocation_links(200)},
     summary="Reject; one rejection ends the revocation",
 )
 async def reject(

@@ -12,6 +12,7 @@ from solders.pubkey import Pubkey
 from chainworker.api.auth import Caller
 from chainworker.api.context import ApiContext, get_context
 from chainworker.api.isolation import Hidden
+from chainworker.api.links import REQUEST, TICKET_CHAIN, TRANSACTION, on, to
 from chainworker.api.problems import documented
 from chainworker.api.schemas import (
     Attempt,
@@ -51,7 +52,16 @@ async def _holder(rpc: SolanaRpc, token_mint: str) -> OnChainHolder:
 @router.get(
     "/tickets/{ticket_id}/chain",
     response_model=TicketChain,
-    responses=ERRORS,
+    responses={
+        **ERRORS,
+        **on(
+            200,
+            GetLatestRequest=to(REQUEST, "get", "The latest request for the ticket.",
+                                request_id="$response.body#/requests/0/request_id"),
+            GetLiveTransaction=to(TRANSACTION, "get", "The live transaction, if any.",
+                                  signature="$response.body#/live_transaction/signature"),
+        ),
+    },
     summary="The ticket on chain: mint, holder, live transaction, requests, history",
 )
 async def ticket_chain(ticket_id: UUID, principal: Caller, context: Context) -> TicketChain:
@@ -100,7 +110,18 @@ async def ticket_chain(ticket_id: UUID, principal: Caller, context: Context) -> 
 @router.get(
     "/requests/{request_id}",
     response_model=RequestStatus,
-    responses=ERRORS,
+    responses={
+        **ERRORS,
+        **on(
+            200,
+            GetTransaction=to(TRANSACTION, "get", "The request's transaction, once sent.",
+                              signature="$response.body#/signature"),
+            GetFirstAttempt=to(TRANSACTION, "get", "Its first attempt, once signed.",
+                               signature="$response.body#/transactions/0/signature"),
+            GetTicketChain=to(TICKET_CHAIN, "get", "The ticket on chain.",
+                              ticket_id="$response.body#/ticket_id"),
+        ),
+    },
     summary="A recorded request: status, attempts, slot, error",
 )
 async def request_status(request_id: UUID, principal: Caller, context: Context) -> RequestStatus:
@@ -115,7 +136,16 @@ async def request_status(request_id: UUID, principal: Caller, context: Context) 
 @router.get(
     "/transactions/{signature}",
     response_model=TransactionStatus,
-    responses=ERRORS,
+    responses={
+        **ERRORS,
+        **on(
+            200,
+            GetRequest=to(REQUEST, "get", "The request the attempt is for.",
+                          request_id="$response.body#/request_id"),
+            GetTicketChain=to(TICKET_CHAIN, "get", "The ticket on chain.",
+                              ticket_id="$response.body#/ticket_id"),
+        ),
+    },
     summary="One signed transaction attempt by its signature",
 )
 async def transaction_status(
