@@ -12,8 +12,9 @@ from chainworker.db.requests import RequestRow
 from chainworker.db.transactions import AttemptRow
 
 BurnReasonText = Literal["revoke", "refund"]
-# Printable text without control characters (Postgres text refuses NUL).
-_PLAIN_TEXT = r"^[^\x00-\x1f\x7f]*$"
+# Printable text without control characters: C0 (Postgres text refuses NUL; newlines would
+# forge log lines), DEL and C1 (U+0085 is a newline too).
+_PLAIN_TEXT = r"^[^\x00-\x1f\x7f-\x9f]*$"
 
 
 class _Body(BaseModel):
