@@ -40,7 +40,7 @@ from tests.snapshot import changed, table_digests
 pytestmark = pytest.mark.timeout(120)
 
 T = TypeVar("T")
-EXAMPLES = 30
+EXAMPLES = 25
 NASTY = [
     "'; DROP TABLE tickets; --",
     "' OR 1=1 --",
@@ -306,6 +306,11 @@ def _reconcile(data: st.DataObject, w: World) -> tuple[list[str], str | None, se
     return args, None, set()  # a dry run
 
 
+def _holders(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
+    tenant = data.draw(mostly(w, w.target.tenant_id))
+    return ["reconcile", "holders", "--json", "--tenant", tenant], None, set()  # a dry run
+
+
 def _tx(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
     verb = data.draw(st.sampled_from(["show", "retry", "abandon"]))
     request = data.draw(mostly(w, w.queued_request, w.failed_request))
@@ -326,6 +331,10 @@ def _token(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[st
     return args, None, {"api_tokens"}
 
 
+def _revoke(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
+    return ["token", "revoke", "--", data.draw(ids_or_text(w))], None, {"api_tokens"}
+
+
 def _seed(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
     count = st.one_of(st.sampled_from(["1", "2", "0", "-1", "1000001"]), ANY_TEXT)
     tickets, users = data.draw(count), data.draw(count)
@@ -341,8 +350,10 @@ COMMANDS: dict[str, Build] = {
     "enqueue burn": _enqueue_burn,
     "enqueue transfer": _enqueue_transfer,
     "reconcile": _reconcile,
+    "reconcile holders": _holders,
     "tx": _tx,
     "token create": _token,
+    "token revoke": _revoke,
     "seed": _seed,
 }
 
