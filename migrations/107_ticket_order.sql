@@ -27,8 +27,10 @@ COMMENT ON TABLE chain_requests IS
     'live mint and one live burn per (tenant, ticket), and one live request per transfer. '
     'The requests of a ticket are carried out in seq order.';
 
--- The API's one statement (migration 103, tenants compared in 106): a transfer execute
--- collapses onto the live request of the same transfer only.
+-- The API's one statement (migration 103): a transfer execute collapses onto the live
+-- request of the same transfer only; and, in depth, it compares the rows' tenant with the
+-- caller's explicitly, so a policy mistake (row-level security off, a permissive policy)
+-- cannot hand tenant B tenant A's ticket.
 CREATE OR REPLACE FUNCTION chainworker_api_request(
     p_tenant_id       uuid,
     p_key             text,

@@ -86,7 +86,8 @@ LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$
                                   'nft.burn_requested'))
 $$;
 
--- The loop's claim (106) no longer takes quarantined attempts.
+-- The loop's claim (104) no longer takes quarantined attempts, and refuses NULL and
+-- out-of-range arguments (every cross-tenant function does: migration 106).
 CREATE OR REPLACE FUNCTION chainworker_claim_live_transactions(
     p_worker text, p_limit integer, p_lease_seconds integer
 ) RETURNS TABLE (
