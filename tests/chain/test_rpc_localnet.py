@@ -343,3 +343,23 @@ async def test_ensure_funded_airdrops_on_localnet_only(
     with pytest.raises(ChainError, match="fund it") as raised:
         await ensure_funded(rpc, Keypair().pubkey(), cluster="mainnet")
     assert raised.value.kind == "config"
+
+
+async def test_a_view_that_goes_back_is_not_believed(
+    localnet_endpoints_faults: LocalnetProcess,
+) -> None:
+    """An endpoint that falls behind what it already reported (a load balancer switching
+    to a node that lags) is refused: its height and slot never decide anything."""
+    behind, ahead, _ = localnet_endpoints_faults.rpc_urls
+    async with SolanaRpc([behind], max_attempts=1) as alone:
+        first = await alone.read_chain([])
+        localnet_endpoints_faults.set_faults(endpoint=0, lag_slots=60)
+        with pytest.raises(ChainError) as refused:
+            await alone.read_chain([])
+        assert refused.value.kind == "bad_response" and "went back" in refused.value.message
+    async with SolanaRpc([behind, ahead], max_attempts=2) as both:
+        localnet_endpoints_faults.set_faults(endpoint=0, lag_slots=0)
+        await both.read_chain([])  # the first endpoint answers, and is remembered
+        localnet_endpoints_faults.set_faults(endpoint=0, lag_slots=60)
+        read = await both.read_chain([])
+        assert read.endpoint == both.endpoint_labels[1] and read.height >= first.height

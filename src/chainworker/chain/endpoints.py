@@ -149,6 +149,7 @@ class Endpoint:
         # The highest block height this endpoint reported (lifecycle.heights): it must
         # never go back.
         self.height_seen: Seen | None = None
+        self.slot_seen: Seen | None = None  # the slot of its status answers, likewise
         # Whether its genesis hash was found to be the cluster's (SolanaRpc checks once).
         self.cluster_checked = False
 

@@ -99,8 +99,9 @@ class SolanaRpc:
         self._blockhash_at = 0.0
         self._blockhash_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
-        # The highest block height accepted from any endpoint (lifecycle.heights).
+        # The highest block height and slot accepted from any endpoint (lifecycle.heights).
         self._highest: heights.Seen | None = None
+        self._highest_slot: heights.Seen | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, observer: Observer | None = None) -> SolanaRpc:
@@ -449,9 +450,7 @@ class SolanaRpc:
                     for batch in batches
                 ))
                 for page in pages:
-                    problem = heights.beyond_slot(height, page.context_slot)
-                    if problem is not None:
-                        raise ChainError(BAD_RESPONSE, problem, endpoint=current.label)
+                    self._check_slot(current, height, page.context_slot)
             except ChainError as error:
                 last = error
                 if error.retryable or error.kind == BAD_RESPONSE:
@@ -464,6 +463,19 @@ class SolanaRpc:
             return ChainRead(current.label, height, statuses)
         assert last is not None
         raise last
+
+    def _check_slot(self, endpoint: Endpoint, height: int, slot: int) -> None:
+        """The slot an endpoint answered statuses at: never below the height it reported
+        just before, never back on that endpoint, never implausibly far ahead."""
+        now = time.monotonic()
+        problem = heights.beyond_slot(height, slot) or heights.height_problem(
+            slot, before_on_endpoint=endpoint.slot_seen, highest=self._highest_slot, now=now,
+            what="slot",
+        )
+        if problem is not None:
+            raise ChainError(BAD_RESPONSE, problem, endpoint=endpoint.label)
+        endpoint.slot_seen = heights.later(endpoint.slot_seen, slot, now)
+        self._highest_slot = heights.later(self._highest_slot, slot, now)
 
     async def _checked_height(self, endpoint: Endpoint, commitment: str) -> int:
         """getBlockHeight on `endpoint`, refused (bad_response) unless `lifecycle.heights`

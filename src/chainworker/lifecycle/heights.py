@@ -40,20 +40,24 @@ def height_problem(
     before_on_endpoint: Seen | None,
     highest: Seen | None,
     now: float,
+    what: str = "block height",
 ) -> str | None:
-    """Why `reported` cannot be believed; None when it can."""
+    """Why `reported` cannot be believed; None when it can.
+
+    The same holds for slots (`what="slot"`): they too only grow, at most one per block.
+    """
     if isinstance(reported, bool) or not isinstance(reported, int):
-        return f"block height {reported!r} is not an integer"
+        return f"{what} {reported!r} is not an integer"
     if not 0 <= reported < MAX_HEIGHT:
-        return f"block height {reported} is out of range"
+        return f"{what} {reported} is out of range"
     if before_on_endpoint is not None and reported < before_on_endpoint.height:
-        return f"block height went back from {before_on_endpoint.height} to {reported}"
+        return f"{what} went back from {before_on_endpoint.height} to {reported}"
     if highest is not None:
         elapsed = max(0.0, now - highest.at)
         ceiling = highest.height + elapsed * MAX_BLOCKS_PER_SECOND + MARGIN_BLOCKS
         if reported > ceiling:
             return (
-                f"block height {reported} is implausibly far beyond {highest.height} "
+                f"{what} {reported} is implausibly far beyond {highest.height} "
                 f"seen {elapsed:.0f}s ago"
             )
     return None
