@@ -26,8 +26,8 @@ from api_mint import free_port, start_api, wait_ready
 from chainworker import services
 from chainworker.api.tokens import issue_token
 from chainworker.config import load_settings
-from chainworker.db.migrate import migrate
 from chainworker.db.seed import seed_tenant
+from scratch import scratch_database
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -35,36 +35,28 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=3000, help="404s of each kind")
-    args = parser.parse_args()
-
-    settings = load_settings()
-    server, _origin = await services.find_postgres_server(settings)
-    name = f"cw_bench_iso_{uuid.uuid4().hex[:8]}"
-    await services.ensure_database(server, name)
-    redis = await services.resolve_redis(settings)
-    port = free_port()
-    process = None
+async def measure(
+    server: services.PgServer, name: str, redis_url: str, requests: int
+) -> dict[str, list[float]]:
+    """Seconds per 404, by kind, against an API started on the scratch database."""
+    owner = await asyncpg.connect(server.admin_dsn(name))
     try:
-        await migrate(server.admin_dsn(name))
-        owner = await asyncpg.connect(server.admin_dsn(name))
-        try:
-            a = await seed_tenant(owner, tickets=1, tenant_name="A")
-            b = await seed_tenant(owner, tickets=1, tenant_name="B")
-        finally:
-            await owner.close()
-        pool = await asyncpg.create_pool(server.app_dsn(name), min_size=1, max_size=2)
-        assert pool is not None
-        token_a = (await issue_token(pool, a.tenant_id, "bench")).token
-        token_b = (await issue_token(pool, b.tenant_id, "bench")).token
-        await pool.close()
-        env = {
-            **os.environ, "DATABASE_URL": server.app_dsn(name), "REDIS_URL": redis.url,
-            "QUEUE_NAME": f"cwbench:{name}:queue", "LOG_LEVEL": "ERROR",
-        }
-        process = start_api(port, 1, env)
+        a = await seed_tenant(owner, tickets=1, tenant_name="A")
+        b = await seed_tenant(owner, tickets=1, tenant_name="B")
+    finally:
+        await owner.close()
+    pool = await asyncpg.create_pool(server.app_dsn(name), min_size=1, max_size=2)
+    assert pool is not None
+    token_a = (await issue_token(pool, a.tenant_id, "bench")).token
+    token_b = (await issue_token(pool, b.tenant_id, "bench")).token
+    await pool.close()
+    env = {
+        **os.environ, "DATABASE_URL": server.app_dsn(name), "REDIS_URL": redis_url,
+        "QUEUE_NAME": f"cwbench:{name}:queue", "LOG_LEVEL": "ERROR",
+    }
+    port = free_port()
+    process = start_api(port, 1, env)
+    try:
         url = f"http://127.0.0.1:{port}"
         await wait_ready(url, process)
         async with httpx.AsyncClient(base_url=url) as client:
@@ -75,7 +67,7 @@ async def main() -> None:
             other = made.json()["request_id"]
             timings: dict[str, list[float]] = {"missing": [], "other_tenant": []}
             headers = {"Authorization": f"Bearer {token_a}"}
-            for i in range(args.requests * 2 + 200):
+            for i in range(requests * 2 + 200):
                 kind = "missing" if i % 2 else "other_tenant"
                 target = uuid.uuid4() if kind == "missing" else other
                 started = time.perf_counter()
@@ -84,13 +76,20 @@ async def main() -> None:
                 assert response.status_code == 404, response.text
                 if i >= 200:  # after a warm-up
                     timings[kind].append(elapsed)
+        return timings
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=15)
-        admin = await asyncpg.connect(server.admin_dsn("postgres"))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        process.terminate()
+        process.wait(timeout=15)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=3000, help="404s of each kind")
+    args = parser.parse_args()
+
+    redis = await services.resolve_redis(load_settings())
+    async with scratch_database("cw_bench_iso") as (server, name):
+        timings = await measure(server, name, redis.url, args.requests)
 
     result: dict[str, object] = {"requests_each": args.requests}
     for kind, values in timings.items():

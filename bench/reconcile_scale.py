@@ -33,24 +33,9 @@ from chainworker.config import load_settings
 from chainworker.db.migrate import migrate
 from chainworker.db.seed import seed_tenant
 from chainworker.localnet.process import start_localnet
+from scratch import create_database, drop_database
 
 BLOCKHASH = "11111111111111111111111111111111"
-
-
-async def create_database(server: services.PgServer, name: str) -> None:
-    conn = await asyncpg.connect(server.admin_dsn("postgres"))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')  # a generated name, not input
-    finally:
-        await conn.close()
-
-
-async def drop_database(server: services.PgServer, name: str) -> None:
-    conn = await asyncpg.connect(server.admin_dsn("postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def fill(server: services.PgServer, name: str, rows: int, expired_share: float) -> None:

@@ -36,24 +36,9 @@ from chainworker.db import audit, outbox
 from chainworker.db.migrate import migrate
 from chainworker.db.pool import set_context
 from chainworker.db.seed import seed_tenant
+from scratch import create_database, drop_database
 
 LIMIT = 10**15  # high enough that every run is accepted, as most are
-
-
-async def create_database(server: services.PgServer, name: str) -> None:
-    conn = await asyncpg.connect(server.admin_dsn("postgres"))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')  # a generated name, not input
-    finally:
-        await conn.close()
-
-
-async def drop_database(server: services.PgServer, name: str) -> None:
-    conn = await asyncpg.connect(server.admin_dsn("postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def timed(runs: int, call: Callable[[], Awaitable[float]]) -> list[float]:

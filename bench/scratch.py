@@ -1,0 +1,43 @@
+"""Scratch databases for the benchmarks: created on the PostgreSQL chainworker finds,
+migrated, and dropped afterwards."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from chainworker import services
+from chainworker.config import load_settings
+from chainworker.db.migrate import migrate
+
+
+async def create_database(server: services.PgServer, name: str) -> None:
+    conn = await asyncpg.connect(server.admin_dsn("postgres"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')  # a generated name, not input
+    finally:
+        await conn.close()
+
+
+async def drop_database(server: services.PgServer, name: str) -> None:
+    conn = await asyncpg.connect(server.admin_dsn("postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def scratch_database(prefix: str) -> AsyncIterator[tuple[services.PgServer, str]]:
+    """A new migrated database (the server, its name), dropped on the way out."""
+    server, _origin = await services.find_postgres_server(load_settings())
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    await create_database(server, name)
+    try:
+        await migrate(server.admin_dsn(name))
+        yield server, name
+    finally:
+        await drop_database(server, name)
