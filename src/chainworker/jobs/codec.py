@@ -1,8 +1,9 @@
 """Arq job payloads as JSON with a schema, and the one way to open an Arq connection.
 
 Redis delivers job ids and payloads, nothing more: a payload is data, never code.
-Arq's default codec is pickle, under which anyone who can write `arq:job:<id>` runs
-code in the worker (the process holding the authority key and both seeds). Here a
+Arq's default codec rebuilds arbitrary Python objects from the bytes, so anyone who
+can write `arq:job:<id>` could run code in the worker (the process holding the
+authority key and both seeds). Here a
 job is JSON holding exactly the fields Arq reads, checked for size before parsing:
 
     {"t": try or null, "f": "mint_ticket" | "transfer_ticket" | "burn_ticket",
