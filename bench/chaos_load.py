@@ -28,14 +28,16 @@ async def owner_execute(campaign: Campaign, query: str, *args: Any) -> Any:
     last: BaseException | None = None
     for attempt in range(120):
         try:
-            conn = await asyncpg.connect(campaign.admin_dsn, timeout=5)
-            try:
-                return await conn.fetch(query, *args)
-            finally:
-                await conn.close()
+            async with campaign.owner_slots:
+                conn = await asyncpg.connect(campaign.admin_dsn, timeout=5)
+                try:
+                    return await conn.fetch(query, *args)
+                finally:
+                    await conn.close()
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                 asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
-                asyncpg.InternalClientError, TimeoutError) as error:
+                asyncpg.TooManyConnectionsError, asyncpg.InternalClientError,
+                TimeoutError) as error:
             last = error
             await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
     raise RuntimeError(f"the database did not answer ({last!r}): {query[:60]}")

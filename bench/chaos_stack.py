@@ -170,6 +170,11 @@ class Ask:
     request_id: UUID | None = None  # known at once through the API and the CLI
 
 
+# The ticket service's own connections: few, as a real service's pool would be, so the
+# campaign never starves the workers and the API of the database's connection slots.
+OWNER_CONNECTIONS = 4
+
+
 @dataclass
 class Campaign:
     config: Config
@@ -191,6 +196,8 @@ class Campaign:
     figures: dict[str, object] = field(default_factory=dict)  # what the faults did
     timeline: list[str] = field(default_factory=list)
     started: float = 0.0
+    owner_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(OWNER_CONNECTIONS))
 
     def note(self, text: str) -> None:
         line = f"{time.monotonic() - self.started:7.1f} s  {text}"
