@@ -156,6 +156,41 @@ async def test_a_row_whose_outcome_is_refused_is_set_aside_alone(
     assert _quarantined("unhandled") - before == 1
 
 
+@pytest.mark.parametrize(
+    "sqlstate",
+    ["53100", "53200", "53300", "57P02", "58030", "25006", "40001"],
+    ids=["disk-full", "out-of-memory", "too-many-connections", "crash-shutdown", "io-error",
+         "read-only-after-failover", "serialization"],
+)
+async def test_a_database_that_cannot_answer_now_sets_nothing_aside(
+    ctx: WorkerContext, admin_conn: asyncpg.Connection, sqlstate: str
+) -> None:
+    """A full disk, a server out of connection slots or memory, a crash, a standby after a
+    failover: the database's fault, not the rows'. Nothing is quarantined; the round is
+    tried again and settles everything once the database answers."""
+    tenant, sent = await submitted_mints(ctx, admin_conn, 2)
+    await landed(ctx.rpc, [p.signature for p in sent])
+    await admin_conn.execute(
+        f"""CREATE FUNCTION not_now() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'the database cannot answer now'
+                USING ERRCODE = '{sqlstate}'; END $$;
+            CREATE TRIGGER not_now BEFORE UPDATE ON tickets
+                FOR EACH ROW EXECUTE FUNCTION not_now()"""
+    )
+    before = _quarantined("unhandled")
+
+    await confirm.run_once(ctx)
+
+    assert await _confirmed(admin_conn, tenant) == 0
+    assert await admin_conn.fetchval(
+        "SELECT count(*) FROM pending_transactions WHERE quarantined_at IS NOT NULL"
+    ) == 0
+    assert _quarantined("unhandled") == before
+    await admin_conn.execute("DROP TRIGGER not_now ON tickets")
+    await confirm.run_once(ctx)
+    assert await _confirmed(admin_conn, tenant) == 2
+
+
 async def test_the_sweeper_leaves_out_a_request_no_job_can_run(
     ctx: WorkerContext, admin_conn: asyncpg.Connection, arq: ArqRedis
 ) -> None:
