@@ -199,14 +199,28 @@ async def test_jobs_never_cross_tenants_and_bad_payloads_change_nothing(
 ) -> None:
     a = stack.cli_json("seed", "--tickets", "1", "--tenant-name", "A")
     b = stack.cli_json("seed", "--tickets", "1", "--tenant-name", "B")
-    # Tenant A asks to mint tenant B's ticket: recorded for A, refused, B untouched.
-    stack.cli("enqueue", "mint", "--tenant", a["tenant_id"], "--ticket", b["ticket_ids"][0])
+    # Tenant A asks to mint tenant B's ticket. The CLI refuses to record it; a request row
+    # written past it (by the owner, as a faulty ticket service could) is refused by the
+    # worker, and B stays untouched.
+    refused_cli = stack.cli("enqueue", "mint", "--tenant", a["tenant_id"], "--ticket",
+                            b["ticket_ids"][0], check=False)
+    assert refused_cli == ""
+    assert await admin.fetchval(
+        "SELECT count(*) FROM chain_requests WHERE tenant_id = $1", UUID(a["tenant_id"])
+    ) == 0
+    a_request = await admin.fetchval(
+        """INSERT INTO chain_requests (tenant_id, ticket_id, operation)
+           VALUES ($1, $2, 'mint') RETURNING id""",
+        UUID(a["tenant_id"]), UUID(b["ticket_ids"][0]),
+    )
     b_request = stack.cli_json("enqueue", "mint", "--tenant", b["tenant_id"], "--ticket",
                                b["ticket_ids"][0])[0]["request_id"]
     arq = await create_arq_pool(RedisSettings.from_dsn(stack.redis_url))
     try:
         # A job naming B's request under A's tenant, and jobs with garbage payloads (the
         # codec would not write one: it is written raw).
+        await arq.enqueue_job("mint_ticket", str(a_request), a["tenant_id"],
+                              _queue_name=stack.queue)
         await arq.enqueue_job("mint_ticket", b_request, a["tenant_id"], _queue_name=stack.queue)
         garbage = json.dumps(job(a=["not-a-uuid", "x"])).encode()
         await queue_raw(arq, stack.queue, str(uuid4()), garbage)
