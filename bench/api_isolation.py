@@ -88,7 +88,7 @@ async def main() -> None:
     args = parser.parse_args()
 
     redis = await services.resolve_redis(load_settings())
-    async with scratch_database("cw_bench_iso") as (server, name):
+    async with scratch_database("cw_bench_iso") as (server, name, _origin):
         timings = await measure(server, name, redis.url, args.requests)
 
     result: dict[str, object] = {"requests_each": args.requests}

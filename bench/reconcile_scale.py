@@ -30,10 +30,9 @@ from solders.signature import Signature
 
 from chainworker import services
 from chainworker.config import load_settings
-from chainworker.db.migrate import migrate
 from chainworker.db.seed import seed_tenant
 from chainworker.localnet.process import start_localnet
-from scratch import create_database, drop_database
+from scratch import scratch_database
 
 BLOCKHASH = "11111111111111111111111111111111"
 
@@ -96,11 +95,7 @@ async def main() -> None:
     parser.add_argument("--expired-share", type=float, default=0.5)
     args = parser.parse_args()
 
-    server, origin = await services.find_postgres_server(load_settings())
-    name = f"cw_bench_{uuid.uuid4().hex[:8]}"
-    await create_database(server, name)
-    try:
-        await migrate(server.admin_dsn(name))
+    async with scratch_database() as (server, name, origin):
         started = time.perf_counter()
         await fill(server, name, args.rows, args.expired_share)
         print(f"{origin} PostgreSQL: {args.rows:,} tickets and live rows inserted in "
@@ -115,8 +110,6 @@ async def main() -> None:
         print(f"scan: {scanned:,} rows in {scan_seconds:.2f}s = {rate:,.0f} rows/s")
         print(f"end to end (process start, scan, JSON out): {wall:.2f}s = "
               f"{scanned / wall:,.0f} rows/s")
-    finally:
-        await drop_database(server, name)
 
 
 if __name__ == "__main__":

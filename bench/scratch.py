@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import NamedTuple
 
 import asyncpg
 
@@ -30,14 +31,20 @@ async def drop_database(server: services.PgServer, name: str) -> None:
         await conn.close()
 
 
+class Scratch(NamedTuple):
+    server: services.PgServer
+    name: str
+    origin: str  # where the server came from, for the figures' heading
+
+
 @asynccontextmanager
-async def scratch_database(prefix: str) -> AsyncIterator[tuple[services.PgServer, str]]:
-    """A new migrated database (the server, its name), dropped on the way out."""
-    server, _origin = await services.find_postgres_server(load_settings())
+async def scratch_database(prefix: str = "cw_bench") -> AsyncIterator[Scratch]:
+    """A new migrated database, dropped on the way out."""
+    server, origin = await services.find_postgres_server(load_settings())
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     await create_database(server, name)
     try:
         await migrate(server.admin_dsn(name))
-        yield server, name
+        yield Scratch(server, name, origin)
     finally:
         await drop_database(server, name)

@@ -30,13 +30,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from chainworker import services
-from chainworker.config import load_settings
 from chainworker.db import audit, outbox
-from chainworker.db.migrate import migrate
 from chainworker.db.pool import set_context
 from chainworker.db.seed import seed_tenant
-from scratch import create_database, drop_database
+from scratch import scratch_database
 
 LIMIT = 10**15  # high enough that every run is accepted, as most are
 
@@ -132,11 +129,7 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=500)
     args = parser.parse_args()
 
-    server, origin = await services.find_postgres_server(load_settings())
-    name = f"cw_bench_{uuid.uuid4().hex[:8]}"
-    await create_database(server, name)
-    try:
-        await migrate(server.admin_dsn(name))
+    async with scratch_database() as (server, name, origin):
         admin = await asyncpg.connect(server.admin_dsn(name))
         app = await asyncpg.connect(server.app_dsn(name))
         try:
@@ -175,8 +168,6 @@ async def main() -> None:
         report("spend check, a group of 64", group, group_after, charges)
         report("relay claim (10 requests waiting)", claim, claim_after,
                f"{args.events:,} ticket.* events")
-    finally:
-        await drop_database(server, name)
 
 
 if __name__ == "__main__":

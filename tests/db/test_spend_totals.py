@@ -23,21 +23,13 @@ COST, RENT = 4_500_000, 4_000_000
 
 
 @pytest.fixture
-async def admin(fresh_db: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(fresh_db.admin_dsn)
-    try:
-        yield conn
-    finally:
-        await conn.close()
+def admin(admin_conn: asyncpg.Connection) -> asyncpg.Connection:
+    return admin_conn
 
 
 @pytest.fixture
-async def app(fresh_db: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(fresh_db.app_dsn)
-    try:
-        yield conn
-    finally:
-        await conn.close()
+def app(app_conn: asyncpg.Connection) -> asyncpg.Connection:
+    return app_conn
 
 
 async def set_limits(

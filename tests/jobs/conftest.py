@@ -22,13 +22,9 @@ def stack(
 
 
 @pytest.fixture
-async def admin(fresh_db: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+def admin(admin_conn: asyncpg.Connection) -> asyncpg.Connection:
     """A superuser connection to the test's database, for assertions across tenants."""
-    conn = await asyncpg.connect(fresh_db.admin_dsn)
-    try:
-        yield conn
-    finally:
-        await conn.close()
+    return admin_conn
 
 
 @pytest.fixture

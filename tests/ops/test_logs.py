@@ -30,11 +30,8 @@ class Captured:
         return [json.loads(line) for line in self.text().splitlines() if line.strip()]
 
 
-@pytest.fixture
-def captured() -> Iterator[Captured]:
-    stream = io.StringIO()
-    logs.configure_logging("DEBUG", "json", stream)
-    yield Captured(stream)
+def reset_logging() -> None:
+    """Undo configure_logging, so that no test's handlers or secrets reach the next."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if h.get_name() == "chainworker"]:
         root.removeHandler(handler)
@@ -42,6 +39,14 @@ def captured() -> Iterator[Captured]:
     logs.clear_registered_secrets()
     logs.clear_log_context()
     structlog.reset_defaults()
+
+
+@pytest.fixture
+def captured() -> Iterator[Captured]:
+    stream = io.StringIO()
+    logs.configure_logging("DEBUG", "json", stream)
+    yield Captured(stream)
+    reset_logging()
 
 
 def test_a_log_line_is_json_with_the_bound_fields(captured: Captured) -> None:
@@ -167,10 +172,7 @@ def test_console_format_is_not_json() -> None:
         logs.configure_logging("INFO", "console", stream)
         logs.get_logger("chainworker.test").info("hello", ticket_id=7)
     finally:
-        root = logging.getLogger()
-        for handler in [h for h in root.handlers if h.get_name() == "chainworker"]:
-            root.removeHandler(handler)
-        structlog.reset_defaults()
+        reset_logging()
     text = stream.getvalue()
     assert "hello" in text
     assert "ticket_id=7" in text
@@ -220,10 +222,7 @@ def test_tracebacks_never_show_local_variables(fmt: logs.LogFormat) -> None:
         except ValueError:
             logs.get_logger("chainworker.test").exception("failed")
     finally:
-        root = logging.getLogger()
-        for handler in [h for h in root.handlers if h.get_name() == "chainworker"]:
-            root.removeHandler(handler)
-        structlog.reset_defaults()
+        reset_logging()
     text = stream.getvalue()
     assert "derivation failed" in text and "Traceback" in text
     assert seed.decode() not in text
@@ -242,12 +241,7 @@ def test_configure_from_settings_uses_their_format_and_registers_their_secrets(
         log.info("below the level")
         log.warning("seed mint-seed-from-settings-do-not-print")
     finally:
-        root = logging.getLogger()
-        for handler in [h for h in root.handlers if h.get_name() == "chainworker"]:
-            root.removeHandler(handler)
-        root.setLevel(logging.WARNING)
-        logs.clear_registered_secrets()
-        structlog.reset_defaults()
+        reset_logging()
     (line,) = capsys.readouterr().err.splitlines()
     assert json.loads(line)["event"] == f"seed {logs.REDACTED}"
 
