@@ -11,15 +11,25 @@ from collections.abc import Iterator
 
 import pytest
 
+from chainworker.localnet.faults import MAX_LAG_SLOTS
 from chainworker.localnet.process import LocalnetProcess, start_localnet
 
 LOCALNET_SLOT_MS = 50
+# A fresh ledger is younger than the lags tests set: a view "60 slots back" of a ledger at
+# slot 20 would read the genesis block, and whether that goes back depends on how fast the
+# test ran. Every ledger starts older than any lag the localnet allows.
+HISTORY_SLOTS = MAX_LAG_SLOTS + 64
+
+
+def _aged(node: LocalnetProcess) -> LocalnetProcess:
+    node.set_faults(warp_slots=HISTORY_SLOTS)
+    return node
 
 
 @pytest.fixture(scope="session")
 def localnet() -> Iterator[LocalnetProcess]:
     with start_localnet(slot_ms=LOCALNET_SLOT_MS, seed=7) as node:
-        yield node
+        yield _aged(node)
 
 
 @pytest.fixture
@@ -34,7 +44,7 @@ def localnet_faults(localnet: LocalnetProcess) -> Iterator[LocalnetProcess]:
 def localnet_endpoints() -> Iterator[LocalnetProcess]:
     """A localnet serving three JSON-RPC endpoints (`rpc_urls`) over one ledger."""
     with start_localnet(slot_ms=LOCALNET_SLOT_MS, seed=11, endpoints=3) as node:
-        yield node
+        yield _aged(node)
 
 
 @pytest.fixture
