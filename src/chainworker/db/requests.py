@@ -160,12 +160,19 @@ async def earlier_live(conn: Connection, requests: Sequence[RequestRow]) -> set[
     """
     if not requests:
         return set()
+    # One probe of the primary key and one of the ticket's live index per request, whatever
+    # the statistics say: a burst of requests the planner has no statistics for yet made it
+    # scan every live request of the tenant for each one (55 ms for 50 requests at 6,000).
     rows = await conn.fetch(
-        """SELECT r.id FROM chain_requests r
-            WHERE r.id = ANY($1::uuid[]) AND r.tenant_id = current_tenant_id()
-              AND EXISTS (SELECT 1 FROM chain_requests e
-                           WHERE e.tenant_id = r.tenant_id AND e.ticket_id = r.ticket_id
-                             AND e.status IN ('queued', 'submitted') AND e.seq < r.seq)""",
+        """SELECT w.id FROM unnest($1::uuid[]) AS w(id)
+             JOIN LATERAL (SELECT r.ticket_id, r.seq FROM chain_requests r
+                            WHERE r.id = w.id AND r.tenant_id = current_tenant_id()
+                            LIMIT 1) r ON true
+             JOIN LATERAL (SELECT 1 FROM chain_requests e
+                            WHERE e.tenant_id = current_tenant_id()
+                              AND e.ticket_id = r.ticket_id
+                              AND e.status IN ('queued', 'submitted') AND e.seq < r.seq
+                            LIMIT 1) earlier ON true""",
         [request.id for request in requests],
     )
     return {row["id"] for row in rows}

@@ -197,9 +197,17 @@ async def record_attempts(conn: Connection, attempts: Sequence[NewAttempt]) -> l
 
 
 async def tickets_with_live_attempt(conn: Connection, ticket_ids: list[UUID]) -> set[UUID]:
-    """Which of these tickets already have a live transaction (the seed's check)."""
+    """Which of these tickets already have a live transaction.
+
+    The seed's `has_pending_transaction` for many tickets in one plan (the function is
+    planned again for each ticket), with the tenant compared explicitly.
+    """
     rows = await conn.fetch(
-        """SELECT t.id FROM unnest($1::uuid[]) AS t(id) WHERE has_pending_transaction(t.id)""",
+        """SELECT t.id FROM unnest($1::uuid[]) AS t(id)
+             JOIN LATERAL (SELECT 1 FROM pending_transactions p
+                            WHERE p.tenant_id = current_tenant_id() AND p.ticket_id = t.id
+                              AND p.status IN ('pending', 'confirming')
+                            LIMIT 1) live ON true""",
         ticket_ids,
     )
     return {row["id"] for row in rows}

@@ -1,0 +1,139 @@
+"""The checks a submit group makes probe one ticket's rows, whatever the statistics say.
+
+A new database, or a table in the first minute of a burst, has no statistics yet: the
+planner then costs an equality through any index on the same leading column alike. Two
+checks of every group read all of a tenant's live rows that way (a third of a worker's
+database time at 600 mints/s): whether a ticket has a live attempt, through reconcile's
+tenant index of live attempts, and whether an earlier request of the ticket is live,
+through the tenant's request index. Both must read about one row per ticket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from solders.signature import Signature
+
+from chainworker.db import requests, transactions
+from chainworker.db import seed as seed_data
+
+LIVE = 1500  # enough live rows that reading them all is unmistakable
+ASKED = 50  # a group's size at load
+
+
+@pytest.fixture
+async def as_app(
+    admin_conn: asyncpg.Connection,
+) -> AsyncIterator[tuple[asyncpg.Connection, list[str]]]:
+    """The owner's connection acting as the runtime role (row-level security applies), with
+    the executed plan of every statement it runs, functions' inner ones too."""
+    try:
+        await admin_conn.execute("LOAD 'auto_explain'")
+    except asyncpg.PostgresError as error:
+        pytest.skip(f"auto_explain is not available: {error}")
+    plans: list[str] = []
+    admin_conn.add_log_listener(lambda _conn, message: plans.append(message.message))
+    await admin_conn.execute(
+        """SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;
+           SET auto_explain.log_nested_statements = on"""
+    )
+    yield admin_conn, plans
+    await admin_conn.execute("RESET ROLE; SET client_min_messages = notice")
+
+
+async def _burst(admin: asyncpg.Connection) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """One tenant with LIVE live attempts and LIVE queued requests, never analyzed."""
+    for table in ("pending_transactions", "chain_requests"):
+        # autovacuum must not give the planner statistics in the middle of the test
+        await admin.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    seeded = await seed_data.seed_tenant(admin, tickets=2 * LIVE, users=20)
+    tickets = seeded.ticket_ids
+    submitted = datetime.now(UTC) - timedelta(seconds=5)
+    await admin.copy_records_to_table(
+        "pending_transactions",
+        records=[
+            (uuid.uuid4(), seeded.tenant_id, ticket, "mint", "pending",
+             "11111111111111111111111111111111", 2**40,
+             str(Signature(secrets.token_bytes(64))), 3, submitted, submitted)
+            for ticket in tickets[:LIVE]
+        ],
+        columns=["id", "tenant_id", "ticket_id", "tx_type", "status", "blockhash",
+                 "last_valid_block_height", "tx_signature", "max_retries", "submitted_at",
+                 "last_sent_at"],
+    )
+    await admin.copy_records_to_table(
+        "chain_requests",
+        records=[(uuid.uuid4(), seeded.tenant_id, ticket, "mint") for ticket in tickets[LIVE:]],
+        columns=["id", "tenant_id", "ticket_id", "operation"],
+    )
+    return seeded.tenant_id, tickets
+
+
+async def _delivered(conn: asyncpg.Connection, plans: list[str]) -> list[str]:
+    """`plans` with the plans of every statement run so far: a statement's plan is logged
+    when its portal closes, at the next statement, and asyncpg hands log messages to the
+    listener on a later turn of the loop."""
+    await conn.execute("SELECT 1")
+    for _ in range(3):
+        await asyncio.sleep(0)
+    return plans
+
+
+def _rows_read_past(plans: list[str], table: str) -> list[int]:
+    """For each executed plan that reads `table`, the rows it read and threw away."""
+    return [
+        sum(int(n) for n in re.findall(r"Rows Removed by (?:Filter|Join Filter): (\d+)", plan))
+        for plan in plans
+        if f" on {table} " in plan
+    ]
+
+
+async def test_the_live_attempt_check_reads_one_row_per_ticket(
+    as_app: tuple[asyncpg.Connection, list[str]],
+) -> None:
+    conn, plans = as_app
+    tenant, tickets = await _burst(conn)
+    asked = tickets[LIVE - ASKED // 2 : LIVE + ASKED // 2]  # half with a live attempt
+    async with conn.transaction():
+        await conn.execute("SET LOCAL ROLE chainworker_app; SET LOCAL client_min_messages = log")
+        await conn.execute("SELECT set_tenant_context($1)", tenant)
+        (await _delivered(conn, plans)).clear()
+        busy = await transactions.tickets_with_live_attempt(conn, asked)
+    assert busy == set(asked[: ASKED // 2])
+    read_past = _rows_read_past(await _delivered(conn, plans), "pending_transactions")
+    assert read_past and max(read_past) < ASKED, (read_past, plans)
+
+
+async def test_the_earlier_request_check_reads_one_ticket_at_a_time(
+    as_app: tuple[asyncpg.Connection, list[str]],
+) -> None:
+    conn, plans = as_app
+    tenant, tickets = await _burst(conn)
+    later = await conn.fetch(  # a second, later request for some of the queued tickets
+        """INSERT INTO chain_requests (tenant_id, ticket_id, operation, reason)
+           SELECT $1, t, 'burn', 'revoke' FROM unnest($2::uuid[]) AS t RETURNING id""",
+        tenant, tickets[LIVE : LIVE + ASKED // 2],
+    )
+    async with conn.transaction():
+        await conn.execute("SET LOCAL ROLE chainworker_app; SET LOCAL client_min_messages = log")
+        await conn.execute("SELECT set_tenant_context($1)", tenant)
+        firsts = await requests.get_requests(conn, [
+            row["id"] for row in await conn.fetch(
+                "SELECT id FROM chain_requests WHERE ticket_id = ANY($1::uuid[])"
+                " AND operation = 'mint'",
+                tickets[LIVE + ASKED // 2 : LIVE + ASKED],
+            )
+        ])
+        seconds = await requests.get_requests(conn, [row["id"] for row in later])
+        (await _delivered(conn, plans)).clear()
+        waiting = await requests.earlier_live(conn, [*firsts.values(), *seconds.values()])
+    assert waiting == set(seconds)
+    read_past = _rows_read_past(await _delivered(conn, plans), "chain_requests")
+    assert read_past and max(read_past) < ASKED, (read_past, plans)
