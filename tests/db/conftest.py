@@ -58,3 +58,21 @@ async def module_service(worlds: Worlds) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def explained(admin_conn: asyncpg.Connection) -> AsyncIterator[list[str]]:
+    """The executed plans of every statement `admin_conn` runs from here on, functions'
+    inner ones too (auto_explain, sent to the client as log messages)."""
+    try:
+        await admin_conn.execute("LOAD 'auto_explain'")
+    except asyncpg.PostgresError as error:
+        pytest.skip(f"auto_explain is not available: {error}")
+    plans: list[str] = []
+    admin_conn.add_log_listener(lambda _conn, message: plans.append(message.message))
+    await admin_conn.execute(
+        """SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;
+           SET auto_explain.log_nested_statements = on; SET client_min_messages = log"""
+    )
+    yield plans
+    await admin_conn.execute("RESET ROLE; SET client_min_messages = notice")

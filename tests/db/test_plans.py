@@ -14,11 +14,9 @@ import asyncio
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
 from solders.signature import Signature
 
 from chainworker.db import requests, transactions
@@ -26,26 +24,6 @@ from chainworker.db import seed as seed_data
 
 LIVE = 1500  # enough live rows that reading them all is unmistakable
 ASKED = 50  # a group's size at load
-
-
-@pytest.fixture
-async def as_app(
-    admin_conn: asyncpg.Connection,
-) -> AsyncIterator[tuple[asyncpg.Connection, list[str]]]:
-    """The owner's connection acting as the runtime role (row-level security applies), with
-    the executed plan of every statement it runs, functions' inner ones too."""
-    try:
-        await admin_conn.execute("LOAD 'auto_explain'")
-    except asyncpg.PostgresError as error:
-        pytest.skip(f"auto_explain is not available: {error}")
-    plans: list[str] = []
-    admin_conn.add_log_listener(lambda _conn, message: plans.append(message.message))
-    await admin_conn.execute(
-        """SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;
-           SET auto_explain.log_nested_statements = on"""
-    )
-    yield admin_conn, plans
-    await admin_conn.execute("RESET ROLE; SET client_min_messages = notice")
 
 
 async def _burst(admin: asyncpg.Connection) -> tuple[uuid.UUID, list[uuid.UUID]]:
@@ -96,13 +74,13 @@ def _rows_read_past(plans: list[str], table: str) -> list[int]:
 
 
 async def test_the_live_attempt_check_reads_one_row_per_ticket(
-    as_app: tuple[asyncpg.Connection, list[str]],
+    admin_conn: asyncpg.Connection, explained: list[str]
 ) -> None:
-    conn, plans = as_app
+    conn, plans = admin_conn, explained  # the owner, acting as the runtime role below
     tenant, tickets = await _burst(conn)
     asked = tickets[LIVE - ASKED // 2 : LIVE + ASKED // 2]  # half with a live attempt
     async with conn.transaction():
-        await conn.execute("SET LOCAL ROLE chainworker_app; SET LOCAL client_min_messages = log")
+        await conn.execute("SET LOCAL ROLE chainworker_app")  # row-level security applies
         await conn.execute("SELECT set_tenant_context($1)", tenant)
         (await _delivered(conn, plans)).clear()
         busy = await transactions.tickets_with_live_attempt(conn, asked)
@@ -112,9 +90,9 @@ async def test_the_live_attempt_check_reads_one_row_per_ticket(
 
 
 async def test_the_earlier_request_check_reads_one_ticket_at_a_time(
-    as_app: tuple[asyncpg.Connection, list[str]],
+    admin_conn: asyncpg.Connection, explained: list[str]
 ) -> None:
-    conn, plans = as_app
+    conn, plans = admin_conn, explained  # the owner, acting as the runtime role below
     tenant, tickets = await _burst(conn)
     later = await conn.fetch(  # a second, later request for some of the queued tickets
         """INSERT INTO chain_requests (tenant_id, ticket_id, operation, reason)
@@ -122,7 +100,7 @@ async def test_the_earlier_request_check_reads_one_ticket_at_a_time(
         tenant, tickets[LIVE : LIVE + ASKED // 2],
     )
     async with conn.transaction():
-        await conn.execute("SET LOCAL ROLE chainworker_app; SET LOCAL client_min_messages = log")
+        await conn.execute("SET LOCAL ROLE chainworker_app")  # row-level security applies
         await conn.execute("SELECT set_tenant_context($1)", tenant)
         firsts = await requests.get_requests(conn, [
             row["id"] for row in await conn.fetch(

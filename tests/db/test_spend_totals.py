@@ -7,7 +7,6 @@ signing until its attempt settles, and concurrent signers never pass a limit tog
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -261,23 +260,6 @@ async def test_concurrent_signers_at_a_limit_never_pass_it(
     accepted = sum(reason is None for reasons in results for reason in reasons)
     assert accepted == 33  # 33 x 30,000 fit in 1,000,000, whoever came first
     assert await in_flight(admin, tenant) == 33 * 30_000
-
-
-@pytest.fixture
-async def explained(admin: asyncpg.Connection) -> AsyncIterator[list[str]]:
-    """The plans of every statement `admin` runs from here on, functions' inner ones too."""
-    try:
-        await admin.execute("LOAD 'auto_explain'")
-    except asyncpg.PostgresError as error:
-        pytest.skip(f"auto_explain is not available: {error}")
-    plans: list[str] = []
-    admin.add_log_listener(lambda _conn, message: plans.append(message.message))
-    await admin.execute(
-        """SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
-           SET client_min_messages = log"""
-    )
-    yield plans
-    await admin.execute("SET client_min_messages = notice")
 
 
 async def test_the_spend_check_reads_no_history(
