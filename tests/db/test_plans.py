@@ -5,7 +5,8 @@ planner then costs an equality through any index on the same leading column alik
 checks of every group read all of a tenant's live rows that way (a third of a worker's
 database time at 600 mints/s): whether a ticket has a live attempt, through reconcile's
 tenant index of live attempts, and whether an earlier request of the ticket is live,
-through the tenant's request index. Both must read about one row per ticket.
+through the tenant's request index; and so did the group's locks of its requests and
+tickets by id. Each must touch about one row per id.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from solders.signature import Signature
 
-from chainworker.db import requests, transactions
+from chainworker.db import requests, tickets, transactions
 from chainworker.db import seed as seed_data
 
 LIVE = 1500  # enough live rows that reading them all is unmistakable
@@ -28,11 +29,11 @@ ASKED = 50  # a group's size at load
 
 async def _burst(admin: asyncpg.Connection) -> tuple[uuid.UUID, list[uuid.UUID]]:
     """One tenant with LIVE live attempts and LIVE queued requests, never analyzed."""
-    for table in ("pending_transactions", "chain_requests"):
+    for table in ("pending_transactions", "chain_requests", "tickets"):
         # autovacuum must not give the planner statistics in the middle of the test
         await admin.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
     seeded = await seed_data.seed_tenant(admin, tickets=2 * LIVE, users=20)
-    tickets = seeded.ticket_ids
+    ticket_ids = seeded.ticket_ids
     submitted = datetime.now(UTC) - timedelta(seconds=5)
     await admin.copy_records_to_table(
         "pending_transactions",
@@ -40,7 +41,7 @@ async def _burst(admin: asyncpg.Connection) -> tuple[uuid.UUID, list[uuid.UUID]]
             (uuid.uuid4(), seeded.tenant_id, ticket, "mint", "pending",
              "11111111111111111111111111111111", 2**40,
              str(Signature(secrets.token_bytes(64))), 3, submitted, submitted)
-            for ticket in tickets[:LIVE]
+            for ticket in ticket_ids[:LIVE]
         ],
         columns=["id", "tenant_id", "ticket_id", "tx_type", "status", "blockhash",
                  "last_valid_block_height", "tx_signature", "max_retries", "submitted_at",
@@ -48,10 +49,12 @@ async def _burst(admin: asyncpg.Connection) -> tuple[uuid.UUID, list[uuid.UUID]]
     )
     await admin.copy_records_to_table(
         "chain_requests",
-        records=[(uuid.uuid4(), seeded.tenant_id, ticket, "mint") for ticket in tickets[LIVE:]],
+        records=[
+            (uuid.uuid4(), seeded.tenant_id, ticket, "mint") for ticket in ticket_ids[LIVE:]
+        ],
         columns=["id", "tenant_id", "ticket_id", "operation"],
     )
-    return seeded.tenant_id, tickets
+    return seeded.tenant_id, ticket_ids
 
 
 async def _delivered(conn: asyncpg.Connection, plans: list[str]) -> list[str]:
@@ -64,40 +67,51 @@ async def _delivered(conn: asyncpg.Connection, plans: list[str]) -> list[str]:
     return plans
 
 
-def _rows_read_past(plans: list[str], table: str) -> list[int]:
-    """For each executed plan that reads `table`, the rows it read and threw away."""
-    return [
-        sum(int(n) for n in re.findall(r"Rows Removed by (?:Filter|Join Filter): (\d+)", plan))
-        for plan in plans
-        if f" on {table} " in plan
-    ]
+_SCANNED = re.compile(r"Scan .*\(actual time=[\d.]+\.\.[\d.]+ rows=(\d+) loops=(\d+)\)")
+_THROWN_AWAY = re.compile(r"Rows Removed by (?:Filter|Join Filter|Index Recheck): (\d+)")
+
+
+def _rows_touched(plans: list[str], table: str) -> list[int]:
+    """For each executed plan that reads `table`: the rows and index entries its scans
+    produced (every loop) plus those they read and threw away."""
+    touched = []
+    for plan in plans:
+        if f" on {table} " not in plan:
+            continue
+        scanned = sum(int(rows) * int(loops) for rows, loops in _SCANNED.findall(plan))
+        touched.append(scanned + sum(int(n) for n in _THROWN_AWAY.findall(plan)))
+    return touched
+
+
+# Each asked id may touch its own row, its index entry and a joined row or two.
+BOUND = 4 * ASKED
 
 
 async def test_the_live_attempt_check_reads_one_row_per_ticket(
     admin_conn: asyncpg.Connection, explained: list[str]
 ) -> None:
     conn, plans = admin_conn, explained  # the owner, acting as the runtime role below
-    tenant, tickets = await _burst(conn)
-    asked = tickets[LIVE - ASKED // 2 : LIVE + ASKED // 2]  # half with a live attempt
+    tenant, ticket_ids = await _burst(conn)
+    asked = ticket_ids[LIVE - ASKED // 2 : LIVE + ASKED // 2]  # half with a live attempt
     async with conn.transaction():
         await conn.execute("SET LOCAL ROLE chainworker_app")  # row-level security applies
         await conn.execute("SELECT set_tenant_context($1)", tenant)
         (await _delivered(conn, plans)).clear()
         busy = await transactions.tickets_with_live_attempt(conn, asked)
     assert busy == set(asked[: ASKED // 2])
-    read_past = _rows_read_past(await _delivered(conn, plans), "pending_transactions")
-    assert read_past and max(read_past) < ASKED, (read_past, plans)
+    touched = _rows_touched(await _delivered(conn, plans), "pending_transactions")
+    assert touched and max(touched) <= BOUND, (touched, plans)
 
 
 async def test_the_earlier_request_check_reads_one_ticket_at_a_time(
     admin_conn: asyncpg.Connection, explained: list[str]
 ) -> None:
     conn, plans = admin_conn, explained  # the owner, acting as the runtime role below
-    tenant, tickets = await _burst(conn)
+    tenant, ticket_ids = await _burst(conn)
     later = await conn.fetch(  # a second, later request for some of the queued tickets
         """INSERT INTO chain_requests (tenant_id, ticket_id, operation, reason)
            SELECT $1, t, 'burn', 'revoke' FROM unnest($2::uuid[]) AS t RETURNING id""",
-        tenant, tickets[LIVE : LIVE + ASKED // 2],
+        tenant, ticket_ids[LIVE : LIVE + ASKED // 2],
     )
     async with conn.transaction():
         await conn.execute("SET LOCAL ROLE chainworker_app")  # row-level security applies
@@ -106,12 +120,37 @@ async def test_the_earlier_request_check_reads_one_ticket_at_a_time(
             row["id"] for row in await conn.fetch(
                 "SELECT id FROM chain_requests WHERE ticket_id = ANY($1::uuid[])"
                 " AND operation = 'mint'",
-                tickets[LIVE + ASKED // 2 : LIVE + ASKED],
+                ticket_ids[LIVE + ASKED // 2 : LIVE + ASKED],
             )
         ])
         seconds = await requests.get_requests(conn, [row["id"] for row in later])
         (await _delivered(conn, plans)).clear()
         waiting = await requests.earlier_live(conn, [*firsts.values(), *seconds.values()])
     assert waiting == set(seconds)
-    read_past = _rows_read_past(await _delivered(conn, plans), "chain_requests")
-    assert read_past and max(read_past) < ASKED, (read_past, plans)
+    touched = _rows_touched(await _delivered(conn, plans), "chain_requests")
+    assert touched and max(touched) <= BOUND, (touched, plans)
+
+
+async def test_locking_by_id_touches_one_row_per_id_in_id_order(
+    admin_conn: asyncpg.Connection, explained: list[str]
+) -> None:
+    """The group's locks of its requests and tickets: one primary-key probe per id."""
+    conn, plans = admin_conn, explained
+    tenant, ticket_ids = await _burst(conn)
+    asked = ticket_ids[LIVE : LIVE + ASKED]
+    request_ids = [
+        row["id"] for row in await conn.fetch(
+            "SELECT id FROM chain_requests WHERE ticket_id = ANY($1::uuid[])", asked
+        )
+    ]
+    async with conn.transaction():
+        await conn.execute("SET LOCAL ROLE chainworker_app")
+        await conn.execute("SELECT set_tenant_context($1)", tenant)
+        (await _delivered(conn, plans)).clear()
+        found = await requests.get_requests(conn, list(reversed(request_ids)))
+        locked = await tickets.lock_tickets(conn, [*reversed(asked), asked[0]])
+    assert list(found) == sorted(request_ids) and list(locked) == sorted(asked)
+    delivered = await _delivered(conn, plans)
+    for table in ("chain_requests", "tickets"):
+        touched = _rows_touched(delivered, table)
+        assert touched and max(touched) <= BOUND, (table, touched, delivered)
