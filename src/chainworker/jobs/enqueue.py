@@ -15,11 +15,15 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from chainworker.db import requests
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.requests import NewRequest, Operation, Recorded
 from chainworker.jobs import codec
+from chainworker.ops import logs
+
+log = logs.get_logger(__name__)
 
 JOB_FOR_OPERATION: dict[str, str] = {
     "mint": "mint_ticket",
@@ -98,10 +102,32 @@ async def request_operation(
     """Record requests (duplicates collapse onto the live one), commit, then enqueue them."""
     async with tenant_transaction(pool, tenant_id, reason=f"{operation} requested") as conn:
         recorded = await requests.record_requests(conn, tenant_id, operation, items, source)
-    await enqueue_jobs(
+    await enqueue_committed(
         arq, queue_name, [(r.request_id, tenant_id, operation) for r in recorded if r.created]
     )
     return recorded
+
+
+async def enqueue_committed(
+    arq: ArqRedis, queue_name: str, jobs: Sequence[tuple[UUID, UUID, str]]
+) -> bool:
+    """Enqueue the jobs of requests already committed; False when Redis is away.
+
+    The requests are accepted either way: the sweeper queues a recorded request that has
+    no job once its grace has passed. Raising would tell the caller its requests failed,
+    and a caller that asks again would ask twice.
+    """
+    try:
+        await enqueue_jobs(arq, queue_name, jobs)
+    except (RedisError, OSError) as error:
+        log.warning(
+            "enqueue failed; the sweeper will queue it",
+            error=repr(error),
+            requests=len(jobs),
+            request_id=str(jobs[0][0]) if jobs else None,
+        )
+        return False
+    return True
 
 
 async def drop_queue(redis: Redis, queue_name: str) -> int:

@@ -15,7 +15,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from redis.exceptions import RedisError
 
 from chainworker.api import idempotency
 from chainworker.api.auth import Caller
@@ -29,10 +28,9 @@ from chainworker.api.tokens import Principal
 from chainworker.db import api_requests
 from chainworker.db.api_requests import ApiRequest
 from chainworker.db.requests import Operation
-from chainworker.jobs.enqueue import enqueue_jobs
+from chainworker.jobs.enqueue import enqueue_committed
 from chainworker.lifecycle import ticket_rules
 from chainworker.lifecycle.ticket_rules import TicketStatus, TransferStatus
-from chainworker.ops import logs
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 Context = Annotated[ApiContext, Depends(get_context)]
@@ -40,7 +38,6 @@ ERRORS = documented(400, 401, 404, 409, 422, 503)
 RESPONSES = {**ERRORS, **request_links(202)}
 STATUS_URL_PREFIX = "/v1/requests/"
 
-log = logs.get_logger(__name__)
 
 
 def status_url(request_id: UUID) -> str:
@@ -141,16 +138,9 @@ async def record_one(
 
 
 async def _enqueue(context: ApiContext, request_id: UUID, tenant_id: UUID, operation: str) -> None:
-    try:
-        await enqueue_jobs(
-            context.arq, context.settings.queue_name, [(request_id, tenant_id, operation)]
-        )
-    except (RedisError, OSError) as error:
-        log.warning(
-            "enqueue failed; the sweeper will queue it",
-            error=repr(error),
-            request_id=str(request_id),
-        )
+    await enqueue_committed(
+        context.arq, context.settings.queue_name, [(request_id, tenant_id, operation)]
+    )
 
 
 @router.post(
