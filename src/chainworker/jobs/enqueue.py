@@ -110,8 +110,8 @@ async def request_operation(
 
 async def enqueue_committed(
     arq: ArqRedis, queue_name: str, jobs: Sequence[tuple[UUID, UUID, str]]
-) -> bool:
-    """Enqueue the jobs of requests already committed; False when Redis is away.
+) -> None:
+    """Enqueue the jobs of requests already committed; when Redis is away, log it.
 
     The requests are accepted either way: the sweeper queues a recorded request that has
     no job once its grace has passed. Raising would tell the caller its requests failed,
@@ -126,8 +126,6 @@ async def enqueue_committed(
             requests=len(jobs),
             request_id=str(jobs[0][0]) if jobs else None,
         )
-        return False
-    return True
 
 
 async def drop_queue(redis: Redis, queue_name: str) -> int:

@@ -39,7 +39,6 @@ RESPONSES = {**ERRORS, **request_links(202)}
 STATUS_URL_PREFIX = "/v1/requests/"
 
 
-
 def status_url(request_id: UUID) -> str:
     return f"{STATUS_URL_PREFIX}{request_id}"
 
