@@ -9,7 +9,7 @@ import typer
 
 from chainworker.config import SettingsError, get_settings
 from chainworker.db.errors import DatabaseError
-from chainworker.ops import logs
+from chainworker.obs import logs
 
 app = typer.Typer(
     name="chainworker",

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from chainworker.ops.logs import redact_url
+from chainworker.obs.logs import redact_url
 
 Commitment = Literal["processed", "confirmed", "finalized"]
 Cluster = Literal["localnet", "devnet", "testnet", "mainnet"]

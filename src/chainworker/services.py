@@ -26,7 +26,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from chainworker.config import Settings
-from chainworker.ops.logs import redact_url
+from chainworker.obs.logs import redact_url
 
 Origin = Literal["configured", "local", "embedded"]
 

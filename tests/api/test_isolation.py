@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 import httpx
 
-from chainworker.ops import metrics
+from chainworker.obs import metrics
 from tests.api.conftest import RunningApi, Tenant, accepted_transfer, make_minted, new_tenant
 from tests.helpers import wait_for
 

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from chainworker.jobs import codec
 from chainworker.jobs.batch_start import BatchStartWorker
 from chainworker.jobs.enqueue import JOB_FOR_OPERATION, drop_queue, enqueue_jobs
-from chainworker.ops import metrics
+from chainworker.lifecycle.model import DeadLetterReason
+from chainworker.obs import metrics
 from tests.conftest import own_queue_name
 from tests.jobs.payloads import bad_payloads, pickled_job, queue_raw
 
@@ -83,7 +84,7 @@ def check_decoded(raw: bytes) -> None:
     decoded = codec.deserialize(raw)
     if decoded["f"] == codec.DEAD_LETTER_FUNCTION:
         reason, excerpt, size = decoded["a"]
-        assert reason in metrics.DEAD_LETTER_REASONS
+        assert reason in set(DeadLetterReason)
         assert size == len(raw) and len(excerpt) <= 4 * codec.EXCERPT_BYTES
         assert not independently_valid(raw)
     else:
@@ -189,7 +190,7 @@ async def test_an_arq_worker_dead_letters_bad_payloads_and_runs_the_good_ones_be
         expected[job_id] = reason
     # A job id tried before its payload was replaced is still dead-lettered, not dropped.
     await arq.set(retry_key_prefix + f"{queue}:pickle", 5)
-    counted = {reason: dead_lettered(reason) for reason in metrics.DEAD_LETTER_REASONS}
+    counted = {reason: dead_lettered(reason) for reason in DeadLetterReason}
 
     pool = await codec.create_arq_pool(RedisSettings.from_dsn(redis_url))
     worker = BatchStartWorker(
@@ -212,7 +213,7 @@ async def test_an_arq_worker_dead_letters_bad_payloads_and_runs_the_good_ones_be
     assert {r["job_id"]: r["reason"] for r in records} == expected
     for record in records:
         assert len(record["excerpt"]) <= 4 * codec.EXCERPT_BYTES and record["size"] > 0
-    for reason in metrics.DEAD_LETTER_REASONS:
+    for reason in DeadLetterReason:
         assert dead_lettered(reason) - counted[reason] == list(expected.values()).count(reason)
     # Nothing left to run again: no job, retry key or queue entry for any of them.
     assert await arq.zcard(queue) == 0

@@ -27,7 +27,7 @@ from chainworker.jobs.group import RUN_ALONE, Job, SubmitGroup, record_jobs
 from chainworker.jobs.prepare import Prepared
 from chainworker.jobs.worker import build_context
 from chainworker.localnet.process import LocalnetProcess
-from chainworker.ops import metrics
+from chainworker.obs import metrics
 from tests.conftest import TestDatabase
 
 

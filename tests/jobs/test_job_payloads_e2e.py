@@ -23,8 +23,8 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from chainworker.jobs import codec
+from chainworker.lifecycle.model import DeadLetterReason
 from chainworker.localnet.process import free_port
-from chainworker.ops import metrics
 from tests.helpers import Stack, wait_for
 from tests.jobs.payloads import bad_payloads, pickled_job, queue_raw
 from tests.jobs.test_lifecycle_e2e import request_statuses, settled
@@ -81,7 +81,7 @@ async def test_a_redis_writer_cannot_run_code_in_the_worker(
     assert all(len(str(r["excerpt"])) <= 4 * codec.EXCERPT_BYTES for r in records.values())
     assert not queued
     assert await request_statuses(admin, tenant) == {"confirmed": 2}
-    for reason in metrics.DEAD_LETTER_REASONS:
+    for reason in DeadLetterReason:
         key = ("chainworker_jobs_dead_lettered_total", (("reason", reason),))
         assert found[key] == list(expected.values()).count(reason), reason
     output = worker.output()

@@ -25,7 +25,7 @@ from chainworker.jobs.context import WorkerContext
 from chainworker.jobs.enqueue import drop_queue
 from chainworker.jobs.worker import build_context
 from chainworker.localnet.process import LocalnetProcess
-from chainworker.ops import metrics
+from chainworker.obs import metrics
 from tests.conftest import TestDatabase, own_queue_name
 from tests.jobs.pipeline import funded, landed, submitted_mints
 

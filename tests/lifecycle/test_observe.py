@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from solders.rpc.responses import GetSignatureStatusesResp
 
-from chainworker.lifecycle.model import Commitment, ObservedStatus
+from chainworker.lifecycle.model import Commitment, FailureReason, ObservedStatus
 from chainworker.lifecycle.observe import (
     custom_program_error,
     describe_error,
+    failure_reason,
     observed_from_rpc,
 )
 
@@ -101,3 +105,43 @@ def test_missing_confirmation_status_claims_no_more_than_seen() -> None:
     assert observed_from_rpc({"slot": 1, "confirmations": 3}) == ObservedStatus(
         1, Commitment.PROCESSED
     )
+
+
+@pytest.mark.parametrize(
+    ("err", "reason"),
+    [
+        ({"InstructionError": [0, {"Custom": 0}]}, FailureReason.ALREADY_IN_USE),
+        ({"InstructionError": [2, {"Custom": 1}]}, FailureReason.INSUFFICIENT_FUNDS),
+        ({"InstructionError": [1, {"Custom": 17}]}, FailureReason.PROGRAM_ERROR),
+        ({"InstructionError": [3, "InvalidAccountData"]}, FailureReason.INVALID_ACCOUNT),
+        ({"InstructionError": [0, "IncorrectProgramId"]}, FailureReason.INVALID_ACCOUNT),
+        ({"InstructionError": [0, "AccountAlreadyInitialized"]}, FailureReason.ALREADY_IN_USE),
+        ({"InstructionError": [4, "ComputationalBudgetExceeded"]}, FailureReason.COMPUTE_EXCEEDED),
+        ({"InstructionError": [0, {"BorshIoError": "x"}]}, FailureReason.PROGRAM_ERROR),
+        ("InsufficientFundsForFee", FailureReason.INSUFFICIENT_LAMPORTS),
+        ({"InsufficientFundsForRent": {"account_index": 1}}, FailureReason.INSUFFICIENT_LAMPORTS),
+        ("BlockhashNotFound", FailureReason.BLOCKHASH_NOT_FOUND),
+        ("SignatureFailure", FailureReason.SIGNATURE_INVALID),
+        ("AccountNotFound", FailureReason.ACCOUNT_NOT_FOUND),
+        ("SomethingNobodyHasSeen", FailureReason.OTHER),
+        ([1, 2, 3], FailureReason.OTHER),
+    ],
+)
+def test_each_on_chain_error_has_its_bounded_reason(err: object, reason: FailureReason) -> None:
+    code, _ = describe_error(err)
+    assert failure_reason(code) is reason
+
+
+_ERRORS = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=20), inner, max_size=2)
+    ),
+    max_leaves=8,
+)
+
+
+@given(_ERRORS)
+def test_any_error_an_rpc_could_send_maps_to_a_reason(err: object) -> None:
+    code, _ = describe_error(err)
+    assert isinstance(failure_reason(code), FailureReason)

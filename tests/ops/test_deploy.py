@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from chainworker.config import Settings
-from chainworker.ops import metrics
+from chainworker.jobs import exporter
+from chainworker.obs import metrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
@@ -411,7 +412,7 @@ def _healthcheck(**env: str) -> int:
 
 
 def test_container_healthcheck_probes_http_and_jsonrpc(rpc_url: str) -> None:
-    server = metrics.start_metrics_server(0, addr="127.0.0.1")
+    server = exporter.start_metrics_server(0, addr="127.0.0.1")
     try:
         assert _healthcheck(HEALTHCHECK_URL=f"http://127.0.0.1:{server.port}/metrics") == 0
     finally:

@@ -18,8 +18,9 @@ from chainworker.api.tokens import TokenCache
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
 from chainworker.db.pool import create_pool
+from chainworker.jobs import exporter
 from chainworker.jobs.codec import create_arq_pool
-from chainworker.ops import metrics
+from chainworker.obs import metrics
 
 DESCRIPTION = """\
 How the ticket service asks chainworker for mints, transfers and burns, and reads
@@ -57,6 +58,7 @@ def create_app(
     rpc: SolanaRpc | None = None,
 ) -> FastAPI:
     """The API; what is not given is created at startup (and closed at shutdown)."""
+    exporter.initialize_series()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -25,7 +25,7 @@ from chainworker.api.problems import Problem
 from chainworker.api.tokens import Principal
 from chainworker.db import violations
 from chainworker.db.pool import tenant_transaction
-from chainworker.ops import logs, metrics
+from chainworker.obs import logs, metrics
 
 log = logs.get_logger(__name__)
 

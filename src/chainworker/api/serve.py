@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from chainworker.api.app import create_app
 from chainworker.config import get_settings
-from chainworker.ops import logs
+from chainworker.obs import logs
 
 # A request allocates a few thousand objects, so the default first-generation threshold
 # (700) runs the collector several times per request. Collecting every 50,000

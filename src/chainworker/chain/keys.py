@@ -24,7 +24,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from chainworker.chain.errors import CONFIG, ChainError
-from chainworker.ops import logs
+from chainworker.obs import logs
 
 if TYPE_CHECKING:
     from chainworker.config import Settings

@@ -26,7 +26,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from chainworker.ops import logs
+from chainworker.obs import logs
 
 # Between polls while Redis does not answer: doubling from the first, up to the last.
 OUTAGE_BACKOFF_SECONDS: Final = (0.2, 5.0)

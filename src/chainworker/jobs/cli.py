@@ -20,9 +20,9 @@ from chainworker.db import roles, tickets
 from chainworker.db import seed as seed_data
 from chainworker.db.pool import create_pool, tenant_transaction
 from chainworker.db.requests import NewRequest, Operation
+from chainworker.jobs import exporter
 from chainworker.jobs.codec import create_arq_pool
 from chainworker.jobs.enqueue import request_operation
-from chainworker.ops import metrics
 from chainworker.ops.arguments import plain_text, shown
 
 enqueue_app = typer.Typer(help="Record requests and queue them for the workers.")
@@ -54,7 +54,7 @@ def worker(
         raise _fail(str(error)) from None
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:
-        metrics.start_metrics_server(port, settings.metrics_host)
+        exporter.start_metrics_server(port, settings.metrics_host)
     try:
         make_worker(settings, pg.app_dsn, redis.url, burst=burst).run()
     except ChainError as error:

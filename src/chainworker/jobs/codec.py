@@ -37,7 +37,8 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.utils import timestamp_ms
 from arq.worker import Function, func
 
-from chainworker.ops import logs, metrics
+from chainworker.lifecycle.model import DeadLetterReason
+from chainworker.obs import logs, metrics
 
 JOB_FUNCTIONS: Final = frozenset({"mint_ticket", "transfer_ticket", "burn_ticket"})
 DEAD_LETTER_FUNCTION: Final = "dead_letter"
@@ -57,13 +58,15 @@ _RESULT_KEYS: Final = _JOB_KEYS | {"s", "r", "st", "ft", "q", "id"}
 _MAX_TRY: Final = 1000
 _MAX_ENQUEUE_MS: Final = 253_402_300_799_999  # 9999-12-31, the last time datetime can hold
 
+_REASONS: Final = frozenset(DeadLetterReason)
+
 log = logs.get_logger(__name__)
 
 
 class JobRejected(ValueError):
-    """A payload that is not a job of ours; `reason` is one of metrics.DEAD_LETTER_REASONS."""
+    """A payload that is not a job of ours, and why."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: DeadLetterReason) -> None:
         super().__init__(f"job payload rejected: {reason}")
         self.reason = reason
 
@@ -89,32 +92,32 @@ def _bounded_int(value: object, low: int, high: int) -> bool:
 def check_job(data: object) -> dict[str, Any]:
     """The job in `data` (a decoded payload) in Arq's form; raises JobRejected."""
     if not isinstance(data, dict) or data.keys() != _JOB_KEYS:
-        raise JobRejected("bad_shape")
+        raise JobRejected(DeadLetterReason.BAD_SHAPE)
     function, args = data["f"], data["a"]
     if not isinstance(function, str) or function not in JOB_FUNCTIONS:
-        raise JobRejected("unknown_function")
+        raise JobRejected(DeadLetterReason.UNKNOWN_FUNCTION)
     if not isinstance(args, list | tuple) or len(args) != 2:
-        raise JobRejected("bad_args")
+        raise JobRejected(DeadLetterReason.BAD_ARGS)
     if not all(_canonical_uuid(arg) for arg in args):
-        raise JobRejected("bad_args")
+        raise JobRejected(DeadLetterReason.BAD_ARGS)
     job_try, enqueued_ms, kwargs = data["t"], data["et"], data["k"]
     if not isinstance(kwargs, dict) or kwargs:
-        raise JobRejected("bad_shape")
+        raise JobRejected(DeadLetterReason.BAD_SHAPE)
     if job_try is not None and not _bounded_int(job_try, 1, _MAX_TRY):
-        raise JobRejected("bad_shape")
+        raise JobRejected(DeadLetterReason.BAD_SHAPE)
     if not _bounded_int(enqueued_ms, 0, _MAX_ENQUEUE_MS):
-        raise JobRejected("bad_shape")
+        raise JobRejected(DeadLetterReason.BAD_SHAPE)
     return {"t": job_try, "f": function, "a": (args[0], args[1]), "k": {}, "et": enqueued_ms}
 
 
 def parse_job(raw: bytes) -> dict[str, Any]:
     """A payload read from Redis, checked; raises JobRejected."""
     if len(raw) > MAX_PAYLOAD_BYTES:
-        raise JobRejected("oversized")
+        raise JobRejected(DeadLetterReason.OVERSIZED)
     try:
         data = orjson.loads(raw)
     except (orjson.JSONDecodeError, ValueError, TypeError, RecursionError):
-        raise JobRejected("not_json") from None
+        raise JobRejected(DeadLetterReason.NOT_JSON) from None
     return check_job(data)
 
 
@@ -143,16 +146,16 @@ def deserialize(raw: bytes) -> dict[str, Any]:
     """
     try:
         if not isinstance(raw, bytes | bytearray | memoryview):
-            raise JobRejected("not_json")
+            raise JobRejected(DeadLetterReason.NOT_JSON)
         return parse_job(bytes(raw))
     except JobRejected as rejected:
-        reason = rejected.reason
+        reason: DeadLetterReason = rejected.reason
     except Exception:  # a case the checks above do not foresee is still only data
-        reason = "bad_shape"
+        reason = DeadLetterReason.BAD_SHAPE
     return _dead_letter_job(reason, raw)
 
 
-def _dead_letter_job(reason: str, raw: object) -> dict[str, Any]:
+def _dead_letter_job(reason: DeadLetterReason, raw: object) -> dict[str, Any]:
     size = -1
     excerpt = ""
     with contextlib.suppress(Exception):
@@ -162,7 +165,7 @@ def _dead_letter_job(reason: str, raw: object) -> dict[str, Any]:
     return {
         "t": None,
         "f": DEAD_LETTER_FUNCTION,
-        "a": (reason, excerpt, size),
+        "a": (reason.value, excerpt, size),
         "k": {},
         "et": timestamp_ms(),
     }
@@ -174,8 +177,8 @@ def dead_letter_function(queue_name: str) -> Function:
 
     async def dead_letter(ctx: dict[str, Any], reason: str, excerpt: str, size: int) -> None:
         job_id = str(ctx.get("job_id"))
-        if reason not in metrics.DEAD_LETTER_REASONS:
-            reason = "bad_shape"
+        if reason not in _REASONS:  # the payload's own words stay out of the labels
+            reason = DeadLetterReason.BAD_SHAPE
         # Counted and logged first: the record below needs Redis, which may be failing.
         metrics.JOBS_DEAD_LETTERED.labels(reason=reason).inc()
         log.warning("job dead-lettered", job_id=job_id, reason=reason, size=size, queue=key)

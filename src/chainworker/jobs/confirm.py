@@ -39,8 +39,8 @@ from chainworker.lifecycle.model import (
     TxSnapshot,
     TxStatus,
 )
-from chainworker.lifecycle.observe import custom_program_error, observed_status
-from chainworker.ops import logs, metrics
+from chainworker.lifecycle.observe import custom_program_error, failure_reason, observed_status
+from chainworker.obs import logs, metrics
 
 CLAIM_LIMIT = 2048
 LEASE_SECONDS = 15
@@ -337,7 +337,7 @@ async def settle(
                     resend = await _next_attempt(ctx, conn, request, row, row.attempt + 1, height)
                 else:
                     await outcomes.failed(conn, request, row.tx_signature, code, message)
-                    metrics.record_failed(row.tx_type, code)
+                    metrics.record_failed(row.tx_type, failure_reason(code))
             case decide.Replace(next_attempt=attempt):
                 await transactions.finish(conn, row.id, "replaced")
                 metrics.TX_RETRIES.labels(op=row.tx_type).inc()

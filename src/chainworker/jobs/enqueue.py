@@ -21,7 +21,7 @@ from chainworker.db import requests
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.requests import NewRequest, Operation, Recorded
 from chainworker.jobs import codec
-from chainworker.ops import logs
+from chainworker.obs import logs
 
 log = logs.get_logger(__name__)
 

@@ -35,7 +35,7 @@ from chainworker.jobs.prepare import (
     users_of,
     wallets_of,
 )
-from chainworker.ops import logs, metrics
+from chainworker.obs import logs, metrics
 
 MAX_GROUP = 64
 LINGER_SECONDS = 0.005

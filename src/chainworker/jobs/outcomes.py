@@ -21,7 +21,7 @@ from chainworker.db.transactions import LiveAttempt
 from chainworker.jobs.context import WorkerContext
 from chainworker.lifecycle import ticket_rules
 from chainworker.lifecycle.model import TxOp
-from chainworker.ops import metrics
+from chainworker.obs import metrics
 
 EVENT_FOR_OP = {"mint": "ticket.minted", "transfer": "ticket.transferred", "burn": "ticket.burned"}
 CHAIN_FAILED_EVENT = "ticket.chain_failed"

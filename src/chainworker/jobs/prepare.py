@@ -23,7 +23,7 @@ from chainworker.db.requests import RequestRow
 from chainworker.jobs.context import PRIORITY_FEE_TTL_SECONDS, WorkerContext
 from chainworker.lifecycle import ticket_rules
 from chainworker.lifecycle.ticket_rules import Refusal, RefusalCode
-from chainworker.ops import logs
+from chainworker.obs import logs
 
 LAMPORTS_PER_SIGNATURE = 5_000
 # Rent of a Token-2022 associated token account (ImmutableOwner): 170 bytes.

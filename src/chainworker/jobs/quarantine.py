@@ -22,7 +22,7 @@ from chainworker.db.pool import tenant_transaction
 from chainworker.db.transactions import LiveAttempt
 from chainworker.jobs.context import WorkerContext
 from chainworker.lifecycle.model import QuarantineReason
-from chainworker.ops import logs, metrics
+from chainworker.obs import logs, metrics
 
 T = TypeVar("T")
 

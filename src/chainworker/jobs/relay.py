@@ -36,7 +36,7 @@ from chainworker.db.requests import NewRequest, Operation
 from chainworker.jobs.context import WorkerContext
 from chainworker.jobs.enqueue import enqueue_jobs
 from chainworker.lifecycle.model import QuarantineReason
-from chainworker.ops import logs, metrics
+from chainworker.obs import logs, metrics
 
 # event type -> (operation, the aggregate_type the row must name)
 RELAYED_EVENTS: dict[str, tuple[Operation, str]] = {

@@ -21,7 +21,7 @@ from chainworker.jobs import outcomes
 from chainworker.jobs.context import WorkerContext
 from chainworker.jobs.group import RUN_ALONE, Job, Outcome, RunAlone, SubmitGroup
 from chainworker.jobs.prepare import Prepared, Refused, prepare_attempt, screen
-from chainworker.ops import logs, metrics
+from chainworker.obs import logs, metrics
 
 log = logs.get_logger(__name__)
 

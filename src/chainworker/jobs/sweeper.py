@@ -16,8 +16,9 @@ import time
 from chainworker.db import gauges, requests
 from chainworker.jobs.context import WorkerContext
 from chainworker.jobs.enqueue import JOB_FOR_OPERATION, enqueue_jobs
+from chainworker.jobs.exporter import DATABASE_GAUGES
 from chainworker.lifecycle.model import QuarantineReason
-from chainworker.ops import logs, metrics
+from chainworker.obs import logs, metrics
 
 SWEEP_BATCH = 5000
 GAUGES_LOCK_KEY = 0x63_77_67_61  # "cwga": the advisory lock electing the gauge exporter
@@ -66,13 +67,13 @@ async def export_database_gauges(ctx: WorkerContext) -> None:
         try:
             async with ctx.pool.acquire() as conn:
                 while not await gauges.try_lock(conn, GAUGES_LOCK_KEY):
-                    metrics.DATABASE_GAUGES.release()
+                    DATABASE_GAUGES.release()
                     await asyncio.sleep(GAUGES_INTERVAL_SECONDS)
                 try:
                     while True:
                         figures = await gauges.read_figures(conn)
                         depth = await ctx.arq.zcard(ctx.settings.queue_name)
-                        metrics.DATABASE_GAUGES.refresh(
+                        DATABASE_GAUGES.refresh(
                             live_by_status=figures.live_by_status,
                             oldest_live_seconds=figures.oldest_live_seconds,
                             requests_pending=figures.queued_requests,
@@ -82,7 +83,7 @@ async def export_database_gauges(ctx: WorkerContext) -> None:
                         )
                         await asyncio.sleep(GAUGES_INTERVAL_SECONDS)
                 finally:
-                    metrics.DATABASE_GAUGES.release()
+                    DATABASE_GAUGES.release()
                     await gauges.unlock(conn, GAUGES_LOCK_KEY)
         except asyncio.CancelledError:
             raise

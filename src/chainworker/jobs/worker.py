@@ -23,14 +23,14 @@ from chainworker.chain.errors import ChainError
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
 from chainworker.db.pool import create_pool
-from chainworker.jobs import codec, relay, submit
+from chainworker.jobs import codec, exporter, relay, submit
 from chainworker.jobs import confirm as confirm_loop
 from chainworker.jobs import sweeper as sweeper_loop
 from chainworker.jobs.batch_start import BatchStartWorker
 from chainworker.jobs.context import WorkerContext
 from chainworker.jobs.group import SubmitGroup
 from chainworker.lifecycle.model import Policy
-from chainworker.ops import logs, metrics
+from chainworker.obs import logs, metrics
 
 JOB_MAX_TRIES = 20
 STARTUP_ATTEMPTS = 8
@@ -87,6 +87,8 @@ async def fund_authority(ctx: WorkerContext) -> None:
 
 
 def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool = False) -> Worker:
+    exporter.initialize_series()
+
     async def startup(ctx: dict[str, Any]) -> None:
         worker_ctx = await build_context(settings, app_dsn, ctx["redis"])
         # An endpoint of another cluster stops the worker here (ChainError, one line);

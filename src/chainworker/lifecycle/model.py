@@ -59,6 +59,42 @@ class QuarantineReason(StrEnum):
     UNHANDLED = "unhandled"  # applying it failed, alone, for a reason of its own
 
 
+class FailureReason(StrEnum):
+    """Why a transaction failed on chain, bounded (`chainworker_tx_failed_total`'s reason).
+
+    Derived from the stable error code of `observe.describe_error` by `observe.failure_reason`.
+    """
+
+    ALREADY_IN_USE = "already_in_use"  # a second mint: the mint account exists
+    INSUFFICIENT_FUNDS = "insufficient_funds"  # a replayed transfer or burn: nothing to move
+    INSUFFICIENT_LAMPORTS = "insufficient_lamports"  # the payer cannot pay fee or rent
+    BLOCKHASH_NOT_FOUND = "blockhash_not_found"
+    SIGNATURE_INVALID = "signature_invalid"
+    COMPUTE_EXCEEDED = "compute_exceeded"
+    ACCOUNT_NOT_FOUND = "account_not_found"
+    INVALID_ACCOUNT = "invalid_account"
+    PROGRAM_ERROR = "program_error"  # any other instruction error
+    OTHER = "other"
+
+
+class DeadLetterReason(StrEnum):
+    """Why a job payload was refused (`chainworker_jobs_dead_lettered_total`'s reason)."""
+
+    OVERSIZED = "oversized"
+    NOT_JSON = "not_json"
+    BAD_SHAPE = "bad_shape"
+    UNKNOWN_FUNCTION = "unknown_function"
+    BAD_ARGS = "bad_args"
+
+
+class SpendPeriod(StrEnum):
+    """The periods a tenant's chain spending limit counts over (`chain_spending_limits`)."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
 class Commitment(Enum):
     """Solana commitment levels, ordered processed < confirmed < finalized.
 

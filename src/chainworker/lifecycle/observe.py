@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from chainworker.lifecycle.model import Commitment, ObservedStatus
+from chainworker.lifecycle.model import Commitment, FailureReason, ObservedStatus
 
 _CUSTOM_CODE = re.compile(r"(?:^|:)Custom:(\d+)$")
 
@@ -70,6 +70,46 @@ def custom_program_error(code: str) -> int | None:
     """The custom program error number in a code from `describe_error`, if any."""
     match = _CUSTOM_CODE.search(code)
     return int(match.group(1)) if match else None
+
+
+# Top-level TransactionError names and InstructionError names that have a reason of their own.
+_TRANSACTION_REASONS: dict[str, FailureReason] = {
+    "InsufficientFundsForFee": FailureReason.INSUFFICIENT_LAMPORTS,
+    "InsufficientFundsForRent": FailureReason.INSUFFICIENT_LAMPORTS,
+    "BlockhashNotFound": FailureReason.BLOCKHASH_NOT_FOUND,
+    "SignatureFailure": FailureReason.SIGNATURE_INVALID,
+    "AccountNotFound": FailureReason.ACCOUNT_NOT_FOUND,
+    "ProgramAccountNotFound": FailureReason.ACCOUNT_NOT_FOUND,
+    "InvalidAccountForFee": FailureReason.INVALID_ACCOUNT,
+}
+_INSTRUCTION_REASONS: dict[str, FailureReason] = {
+    "AccountAlreadyInitialized": FailureReason.ALREADY_IN_USE,
+    "InsufficientFunds": FailureReason.INSUFFICIENT_FUNDS,
+    "ComputationalBudgetExceeded": FailureReason.COMPUTE_EXCEEDED,
+    "InvalidAccountData": FailureReason.INVALID_ACCOUNT,
+    "IncorrectProgramId": FailureReason.INVALID_ACCOUNT,
+    "InvalidAccountOwner": FailureReason.INVALID_ACCOUNT,
+    "MissingRequiredSignature": FailureReason.SIGNATURE_INVALID,
+}
+
+
+def failure_reason(code: str) -> FailureReason:
+    """The bounded reason for a code from `describe_error`.
+
+    Measured on the localnet: a second mint fails with Custom 0 (the system program's
+    "already in use"), a replayed transfer or burn with Custom 1 (Token-2022's
+    InsufficientFunds).
+    """
+    name, _, rest = code.partition(":")
+    if name != "InstructionError":
+        return _TRANSACTION_REASONS.get(name, FailureReason.OTHER)
+    custom = custom_program_error(code)
+    if custom == 0:
+        return FailureReason.ALREADY_IN_USE
+    if custom == 1:
+        return FailureReason.INSUFFICIENT_FUNDS
+    inner = rest.partition(":")[2].partition(":")[0]
+    return _INSTRUCTION_REASONS.get(inner, FailureReason.PROGRAM_ERROR)
 
 
 def _describe_instruction_error(inner: object) -> tuple[str, str]:

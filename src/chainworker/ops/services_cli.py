@@ -10,7 +10,7 @@ from rich.table import Table
 
 from chainworker import services
 from chainworker.config import get_settings
-from chainworker.ops.logs import redact_url
+from chainworker.obs.logs import redact_url
 
 services_app = typer.Typer(help="Show or stop the services chainworker uses.")
 

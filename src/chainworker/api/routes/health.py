@@ -8,11 +8,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chainworker.api.context import ApiContext, get_context
 from chainworker.api.schemas import Health
 from chainworker.db.pool import ping
-from chainworker.ops import metrics
+from chainworker.obs import metrics
 
 router = APIRouter(tags=["health"])
 Context = Annotated[ApiContext, Depends(get_context)]
@@ -62,5 +63,4 @@ async def readyz(context: Context) -> JSONResponse:
     summary="Prometheus metrics",
 )
 async def prometheus() -> Response:
-    body, content_type = metrics.render_latest()
-    return Response(body, media_type=content_type)
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

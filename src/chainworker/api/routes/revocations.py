@@ -32,7 +32,7 @@ from chainworker.db.multisig import ApprovalRequestRow
 from chainworker.db.pool import Connection, tenant_transaction
 from chainworker.db.requests import NewRequest
 from chainworker.jobs.enqueue import enqueue_jobs
-from chainworker.ops import logs
+from chainworker.obs import logs
 
 router = APIRouter(prefix="/v1/events/{event_id}/revocations", tags=["revocations"])
 Context = Annotated[ApiContext, Depends(get_context)]

@@ -16,7 +16,7 @@ from solders.keypair import Keypair
 
 from chainworker.chain import keys
 from chainworker.config import load_settings
-from chainworker.ops import logs
+from chainworker.obs import logs
 
 
 class Captured:
