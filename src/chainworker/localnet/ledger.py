@@ -10,6 +10,10 @@ limit; and a fork that rolls back what has not reached `confirmed`.
 
 Everything here is synchronous and single-threaded: the server calls it from one
 event loop, so there are no locks.
+
+The module stays whole past 400 lines because block production, execution,
+commitment reads and the fork all keep one per-account version history
+(`_versions`, `_touched`) consistent; splitting them would split that invariant.
 """
 
 from __future__ import annotations
