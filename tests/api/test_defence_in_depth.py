@@ -14,7 +14,8 @@ import httpx
 import pytest
 from arq.connections import ArqRedis
 
-from chainworker.jobs import relay
+from chainworker.jobs.queue import ArqQueue
+from chainworker.pipeline import relay
 from tests.api.conftest import RunningApi, accepted_transfer, make_minted, new_tenant
 
 
@@ -67,9 +68,9 @@ async def test_api_compares_tenants_itself(
         response = await client.request(method, path, json=body, headers=headers)
         assert response.status_code == 404, (path, response.text)
     assert await admin.fetchval("SELECT count(*) FROM chain_requests") == before
-    assert await admin.fetchval(
-        "SELECT count(*) FROM chain_requests WHERE tenant_id = $1", a.id
-    ) == 0
+    assert (
+        await admin.fetchval("SELECT count(*) FROM chain_requests WHERE tenant_id = $1", a.id) == 0
+    )
     assert await admin.fetchval("SELECT count(*) FROM wallets WHERE tenant_id = $1", a.id) == 0
 
 
@@ -88,17 +89,18 @@ async def test_relay_compares_tenants_itself(
         await admin.fetchval(
             """INSERT INTO outbox (tenant_id, aggregate_type, aggregate_id, event_type, payload)
                VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING id""",
-            a.id, *row,
+            a.id,
+            *row,
         )
         for row in rows
     ]
     result = await relay.relay_once(
-        pool, arq, running_api.settings.queue_name, max_attempts=5, retry_seconds=60
+        pool, ArqQueue(arq, running_api.settings.queue_name), max_attempts=5, retry_seconds=60
     )
     assert result.recorded == 0
-    assert await admin.fetchval(
-        "SELECT count(*) FROM chain_requests WHERE tenant_id = $1", a.id
-    ) == 0
+    assert (
+        await admin.fetchval("SELECT count(*) FROM chain_requests WHERE tenant_id = $1", a.id) == 0
+    )
     errors = await admin.fetch(
         "SELECT last_error FROM outbox WHERE id = ANY($1::bigint[]) ORDER BY id", ids
     )

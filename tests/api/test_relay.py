@@ -11,7 +11,8 @@ import asyncpg
 import pytest
 from arq.connections import ArqRedis
 
-from chainworker.jobs.relay import relay_once
+from chainworker.jobs.queue import ArqQueue
+from chainworker.pipeline.relay import relay_once
 from tests.api.conftest import accepted_transfer, make_minted, new_tenant
 from tests.conftest import own_queue_name
 
@@ -76,7 +77,11 @@ async def test_two_relays_record_each_request_once(
         results = await asyncio.gather(
             *(
                 relay_once(
-                    p, arq, queue, max_attempts=MAX_ATTEMPTS, retry_seconds=600, batch_size=8
+                    p,
+                    ArqQueue(arq, queue),
+                    max_attempts=MAX_ATTEMPTS,
+                    retry_seconds=600,
+                    batch_size=8,
                 )
                 for p in two_pools
                 for _ in range(4)
@@ -131,7 +136,7 @@ async def test_two_relays_record_each_request_once(
     await admin.execute(
         "UPDATE outbox SET available_at = now() WHERE id = ANY($1::bigint[])", retried
     )
-    again = await relay_once(pool, arq, queue, max_attempts=MAX_ATTEMPTS, retry_seconds=0)
+    again = await relay_once(pool, ArqQueue(arq, queue), max_attempts=MAX_ATTEMPTS, retry_seconds=0)
     assert again.failed == len(retried) and again.recorded == 0
     assert again.quarantined == len(retried)
     given_up = await admin.fetch(
@@ -140,12 +145,14 @@ async def test_two_relays_record_each_request_once(
         retried,
     )
     assert all(
-        r["attempts"] == MAX_ATTEMPTS and r["processed_at"] and r["quarantined_at"]
+        r["attempts"] == MAX_ATTEMPTS
+        and r["processed_at"]
+        and r["quarantined_at"]
         and r["last_error"]
         for r in given_up
     )
     assert (
-        await relay_once(pool, arq, queue, max_attempts=MAX_ATTEMPTS, retry_seconds=0)
+        await relay_once(pool, ArqQueue(arq, queue), max_attempts=MAX_ATTEMPTS, retry_seconds=0)
     ).claimed == 0
     untouched = await admin.fetchrow("SELECT attempts, processed_at FROM outbox WHERE id = $1", own)
     assert untouched is not None and tuple(untouched) == (0, None)
@@ -156,12 +163,12 @@ async def test_a_failing_row_waits_its_backoff(
 ) -> None:
     tenant = await new_tenant(pool, admin, tickets=1)
     bad = await _outbox(admin, tenant.id, "nft.mint_requested", "ticket", uuid.uuid4())
-    first = await relay_once(pool, arq, queue, max_attempts=5, retry_seconds=60)
+    first = await relay_once(pool, ArqQueue(arq, queue), max_attempts=5, retry_seconds=60)
     assert first.failed >= 1
     good = await _outbox(
         admin, tenant.id, "nft.mint_requested", "ticket", tenant.seeded.ticket_ids[0]
     )
-    second = await relay_once(pool, arq, queue, max_attempts=5, retry_seconds=60)
+    second = await relay_once(pool, ArqQueue(arq, queue), max_attempts=5, retry_seconds=60)
     assert second.recorded == 1 and second.failed == 0, "the bad row is not retried yet"
     row = await admin.fetchrow(
         "SELECT attempts, processed_at, available_at - now() AS wait FROM outbox WHERE id = $1", bad
@@ -183,15 +190,20 @@ async def test_poison_payloads_are_set_aside_and_the_batch_goes_on(
     round, the poison is quarantined with its reason and never claimed again."""
     a, b = await new_tenant(pool, admin, tickets=2), await new_tenant(pool, admin, tickets=3)
     await make_minted(admin, a.seeded.ticket_ids)
-    poison_payloads = [_nested(5000), json.dumps({"reason": "refund", "blob": "x" * 5_000_000}),
-                       json.dumps("refund")]
+    poison_payloads = [
+        _nested(5000),
+        json.dumps({"reason": "refund", "blob": "x" * 5_000_000}),
+        json.dumps("refund"),
+    ]
     poison = [
         await admin.fetchval(
             """INSERT INTO outbox (tenant_id, aggregate_type, aggregate_id, event_type, payload,
                                    available_at)
                VALUES ($1, 'ticket', $2, 'nft.burn_requested', $3::jsonb,
                        now() - interval '1 hour') RETURNING id""",
-            a.id, ticket, payload,
+            a.id,
+            ticket,
+            payload,
         )
         for ticket, payload in zip(
             [*a.seeded.ticket_ids, a.seeded.ticket_ids[0]], poison_payloads, strict=True
@@ -201,7 +213,9 @@ async def test_poison_payloads_are_set_aside_and_the_batch_goes_on(
         await _outbox(admin, b.id, "nft.mint_requested", "ticket", ticket)
         for ticket in b.seeded.ticket_ids
     ]
-    result = await relay_once(pool, arq, queue, max_attempts=MAX_ATTEMPTS, retry_seconds=600)
+    result = await relay_once(
+        pool, ArqQueue(arq, queue), max_attempts=MAX_ATTEMPTS, retry_seconds=600
+    )
     assert result.claimed == len(poison) + len(good)
     assert result.recorded == len(good) and result.quarantined == len(poison)
     assert await admin.fetchval(
@@ -218,4 +232,6 @@ async def test_poison_payloads_are_set_aside_and_the_batch_goes_on(
         "payload must be a JSON object",
     ]
     assert all(r["quarantined_at"] and r["processed_at"] for r in rows)
-    assert (await relay_once(pool, arq, queue, max_attempts=5, retry_seconds=0)).claimed == 0
+    assert (
+        await relay_once(pool, ArqQueue(arq, queue), max_attempts=5, retry_seconds=0)
+    ).claimed == 0

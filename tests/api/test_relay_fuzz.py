@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chainworker.db import seed
-from chainworker.jobs.relay import BURN_REASONS, RELAYED_EVENTS, relay_once
+from chainworker.jobs.queue import ArqQueue
+from chainworker.pipeline.relay import BURN_REASONS, RELAYED_EVENTS, relay_once
 from tests.conftest import own_queue_name
 from tests.snapshot import changed, table_digests
 
@@ -35,7 +36,10 @@ RETRY_SECONDS = 600.0
 # jsonb holds no NUL and no lone surrogate: such rows cannot be written at all.
 _TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | _TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
     max_leaves=20,
@@ -53,12 +57,20 @@ PAYLOADS = st.one_of(
     _JSON,
     st.dictionaries(_TEXT, _JSON, max_size=5),
     st.just({}),
-    st.fixed_dictionaries({"reason": st.one_of(st.sampled_from(BURN_REASONS), _JSON)},
-                          optional={"note": _JSON}),
-    st.builds(lambda depth, in_list, reason: {"reason": reason, "x": _deep(depth, in_list)},
-              st.integers(10, 40), st.booleans(), st.sampled_from(BURN_REASONS)),
-    st.builds(lambda size, reason: {"reason": reason, "blob": "x" * size},
-              st.sampled_from([10_000, 17_000, 200_000]), st.sampled_from(BURN_REASONS)),
+    st.fixed_dictionaries(
+        {"reason": st.one_of(st.sampled_from(BURN_REASONS), _JSON)}, optional={"note": _JSON}
+    ),
+    st.builds(
+        lambda depth, in_list, reason: {"reason": reason, "x": _deep(depth, in_list)},
+        st.integers(10, 40),
+        st.booleans(),
+        st.sampled_from(BURN_REASONS),
+    ),
+    st.builds(
+        lambda size, reason: {"reason": reason, "blob": "x" * size},
+        st.sampled_from([10_000, 17_000, 200_000]),
+        st.sampled_from(BURN_REASONS),
+    ),
 )
 OTHER_EVENT_TYPES = st.one_of(
     st.sampled_from(["NFT.MINT_REQUESTED", "nft.mint_requested ", "ticket.minted", "nft.", ""]),
@@ -110,19 +122,28 @@ async def bystander(admin: asyncpg.Connection) -> seed.Seeded:
         """INSERT INTO outbox (tenant_id, aggregate_type, aggregate_id, event_type, payload,
                                processed_at, attempts)
            VALUES ($1, 'ticket', $2, 'nft.mint_requested', '{}', now(), 1)""",
-        tenant.tenant_id, tenant.ticket_ids[0],
+        tenant.tenant_id,
+        tenant.ticket_ids[0],
     )
     return tenant
 
 
 async def _insert(
-    admin: asyncpg.Connection, tenant_id: uuid.UUID, event_type: str, aggregate_type: str,
-    aggregate_id: uuid.UUID, payload: str,
+    admin: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    event_type: str,
+    aggregate_type: str,
+    aggregate_id: uuid.UUID,
+    payload: str,
 ) -> int:
     outbox_id: int = await admin.fetchval(
         """INSERT INTO outbox (tenant_id, aggregate_type, aggregate_id, event_type, payload)
            VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING id""",
-        tenant_id, aggregate_type, aggregate_id, event_type, payload,
+        tenant_id,
+        aggregate_type,
+        aggregate_id,
+        event_type,
+        payload,
     )
     return outbox_id
 
@@ -152,8 +173,16 @@ async def _expected(admin: asyncpg.Connection, row: Row, exists: bool, text: str
 )
 @given(rows=ROWS)
 # Compressible: 200 KB stored in 2 KB, which the size check once measured.
-@example(rows=[Row("nft.burn_requested", "ticket", "own ticket",
-                   {"reason": "revoke", "blob": "x" * 200_000})])
+@example(
+    rows=[
+        Row(
+            "nft.burn_requested",
+            "ticket",
+            "own ticket",
+            {"reason": "revoke", "blob": "x" * 200_000},
+        )
+    ]
+)
 async def test_generated_rows_never_stop_the_relay_nor_change_anything_else(
     rows: list[Row],
     pool: asyncpg.Pool,
@@ -183,7 +212,8 @@ async def test_generated_rows_never_stop_the_relay_nor_change_anything_else(
         kind = RELAYED_EVENTS.get(row.event_type, ("mint", "ticket"))
         # What the row names must be of the kind its event asks for, and this tenant's.
         exists = (row.target == "own transfer") == (kind[0] == "transfer") and row.target in (
-            "own ticket", "own transfer"
+            "own ticket",
+            "own transfer",
         )
         expected = await _expected(admin, row, exists, text)
         outbox_id = await _insert(
@@ -195,7 +225,7 @@ async def test_generated_rows_never_stop_the_relay_nor_change_anything_else(
     before = await table_digests(admin)
     bystander_before = await table_digests(admin, bystander.tenant_id)
     result = await relay_once(
-        pool, arq, queue, max_attempts=MAX_ATTEMPTS, retry_seconds=RETRY_SECONDS
+        pool, ArqQueue(arq, queue), max_attempts=MAX_ATTEMPTS, retry_seconds=RETRY_SECONDS
     )
     assert changed(before, await table_digests(admin)) <= {"outbox", "chain_requests"}
     assert await table_digests(admin, bystander.tenant_id) == bystander_before
@@ -222,8 +252,14 @@ async def test_generated_rows_never_stop_the_relay_nor_change_anything_else(
     for outbox_id, expected, row in made:
         state = by_id[outbox_id]
         seen = (state["processed"], state["quarantined"], state["attempts"])
-        where = (expected, row.event_type[:40], row.aggregate_type[:40], row.target,
-                 json.dumps(row.payload)[:200], state["last_error"])
+        where = (
+            expected,
+            row.event_type[:40],
+            row.aggregate_type[:40],
+            row.target,
+            json.dumps(row.payload)[:200],
+            state["last_error"],
+        )
         if expected == "untouched":
             assert seen == (False, False, 0) and state["last_error"] is None, where
         elif expected == "quarantined":

@@ -19,8 +19,8 @@ from chainworker.chain.rpc import SolanaRpc
 from chainworker.db import tickets as ticket_rows
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.requests import get_request
-from chainworker.jobs.prepare import Refused, check_request
 from chainworker.localnet.process import LocalnetProcess
+from chainworker.pipeline.prepare import Refused, check_request
 from tests.api.conftest import RunningApi, make_minted, new_tenant
 from tests.helpers import Stack, wait_for
 from tests.jobs.test_lifecycle_e2e import custodial
@@ -157,4 +157,4 @@ async def test_a_transfer_from_someone_who_no_longer_holds_the_ticket_is_refused
         assert request is not None
         with pytest.raises(Refused) as refused:
             check_request(request, row, transfer)
-    assert refused.value.code == "not_holder"
+    assert refused.value.refusal.code == "not_holder"

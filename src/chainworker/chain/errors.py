@@ -17,8 +17,11 @@ UNEXPECTED_ACCOUNT: Final = "unexpected_account"
 # A simulation ran and the transaction failed in it.
 SIMULATION: Final = "simulation"
 
-# Kinds worth another attempt (possibly on another endpoint).
+# Kinds worth another attempt right away (possibly on another endpoint).
 RETRYABLE_KINDS: Final = frozenset({TRANSPORT, RATE_LIMITED, UNAVAILABLE, TIMEOUT})
+# Kinds that say something about the request or the setup, not about this moment: the
+# same work fails the same way later.
+LASTING_KINDS: Final = frozenset({CONFIG, UNEXPECTED_ACCOUNT, SIMULATION})
 
 
 class ChainError(Exception):
@@ -45,4 +48,11 @@ class ChainError(Exception):
 
     @property
     def retryable(self) -> bool:
+        """Worth the same call again now, on this endpoint or another (the RPC client's
+        failover)."""
         return self.kind in RETRYABLE_KINDS
+
+    def is_transient(self) -> bool:
+        """Not now, rather than not this: the chain may answer the same work later (a node
+        that answered garbage or an error may be behind, or replaced by another)."""
+        return self.kind not in LASTING_KINDS

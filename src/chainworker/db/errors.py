@@ -1,4 +1,4 @@
-"""The database layer's one error type."""
+"""The database layer's errors: `DatabaseError`, and `is_transient` for asyncpg's own."""
 
 from __future__ import annotations
 
@@ -7,6 +7,14 @@ import asyncpg
 
 class DatabaseError(Exception):
     """A database operation failed; the message says what and where."""
+
+    def is_transient(self) -> bool:
+        return False
+
+
+class TicketBusy(DatabaseError):
+    """The ticket already has a live transaction or a live request of the kind asked for:
+    another operation holds it. Not the caller's fault and not the database's: try later."""
 
 
 # Errors that say "not now" rather than "not this row", by SQLSTATE class so that none of
@@ -25,4 +33,22 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def is_transient(error: BaseException) -> bool:
+    """The database did not answer now; the same work may succeed as it is."""
+    if isinstance(error, DatabaseError):
+        return error.is_transient()
     return isinstance(error, TRANSIENT_ERRORS)
+
+
+def is_contention(error: BaseException) -> bool:
+    """Rows another transaction holds: a lock waited for too long, a deadlock, a busy
+    ticket. Fewer rows at once (one request alone) get through where many did not."""
+    return isinstance(
+        error, TicketBusy | asyncpg.LockNotAvailableError | asyncpg.TransactionRollbackError
+    )
+
+
+def busy_if_live(error: asyncpg.UniqueViolationError, *indexes: str) -> Exception:
+    """TicketBusy when one of the one-live-per-ticket indexes refused the row; else `error`."""
+    if error.constraint_name in indexes:
+        return TicketBusy(f"the ticket is busy ({error.constraint_name})")
+    return error

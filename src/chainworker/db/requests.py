@@ -10,11 +10,14 @@ from uuid import UUID
 
 import asyncpg
 
+from chainworker.db.errors import DatabaseError, busy_if_live
 from chainworker.db.pool import Connection
 
 Operation = Literal["mint", "transfer", "burn"]
 LIVE_REQUEST_STATUSES = ("queued", "submitted")
 FINAL_REQUEST_STATUSES = ("confirmed", "failed", "expired", "refused", "abandoned")
+# At most one live request per (ticket, operation), and per transfer (107_ticket_order.sql).
+LIVE_REQUEST_INDEXES = ("uq_chain_requests_live", "uq_chain_requests_live_transfer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +153,7 @@ async def record_requests(
                 Recorded(by_key[_key(item)]["id"], item.ticket_id, by_key[_key(item)]["created"])
                 for item in items
             ]
-    raise asyncpg.UniqueViolationError("could not record requests: live requests kept changing")
+    raise DatabaseError("could not record requests: live requests kept changing")
 
 
 async def earlier_live(conn: Connection, requests: Sequence[RequestRow]) -> set[UUID]:
@@ -285,14 +288,20 @@ async def settle(
 
 
 async def requeue(conn: Connection, request_id: UUID) -> None:
-    """Back to queued (a retry from the CLI, or after a deferral): the sweeper will see it."""
-    await conn.execute(
-        """UPDATE chain_requests
-              SET status = 'queued', enqueued_at = now(), updated_at = now(),
-                  outcome_code = NULL, outcome_message = NULL, completed_at = NULL
-            WHERE id = $1 AND tenant_id = current_tenant_id()""",
-        request_id,
-    )
+    """Back to queued (a retry from the CLI, or after a deferral): the sweeper will see it.
+
+    TicketBusy when the ticket has another live request of the kind (run it in a savepoint).
+    """
+    try:
+        await conn.execute(
+            """UPDATE chain_requests
+                  SET status = 'queued', enqueued_at = now(), updated_at = now(),
+                      outcome_code = NULL, outcome_message = NULL, completed_at = NULL
+                WHERE id = $1 AND tenant_id = current_tenant_id()""",
+            request_id,
+        )
+    except asyncpg.UniqueViolationError as error:
+        raise busy_if_live(error, *LIVE_REQUEST_INDEXES) from error
 
 
 async def stale_requests(

@@ -8,9 +8,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from asyncpg import Record
 from solders.signature import Signature
 
+from chainworker.db.errors import busy_if_live
 from chainworker.db.pool import Connection
 from chainworker.lifecycle.model import TxOp
 
@@ -18,6 +20,8 @@ from chainworker.lifecycle.model import TxOp
 MAX_TX_BYTES = 1232
 # Block heights a cluster can have (lifecycle.heights.MAX_HEIGHT).
 MAX_HEIGHT = 2**62
+# The seed's one live transaction per ticket (010_unique_constraints.sql).
+LIVE_TICKET_INDEX = "uq_pending_tx_live_ticket"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +152,18 @@ async def record_attempts(conn: Connection, attempts: Sequence[NewAttempt]) -> l
     """Insert signed attempts through the seed's function, in one statement; ids in order.
 
     Each is stamped as sent: the caller sends right after the commit, and a crash in
-    between is covered by the rebroadcast one interval later.
+    between is covered by the rebroadcast one interval later. TicketBusy when a ticket
+    has a live transaction already.
     """
-    rows = await conn.fetch(
+    try:
+        rows = await _insert_attempts(conn, attempts)
+    except asyncpg.UniqueViolationError as error:
+        raise busy_if_live(error, LIVE_TICKET_INDEX) from error
+    return [UUID(str(row["id"])) for row in rows]
+
+
+async def _insert_attempts(conn: Connection, attempts: Sequence[NewAttempt]) -> list[Record]:
+    return await conn.fetch(
         """SELECT u.n, create_pending_transaction(
                 p_tenant_id => u.tenant_id, p_ticket_id => u.ticket_id,
                 p_tx_signature => u.signature, p_tx_type => u.op, p_blockhash => u.blockhash,
@@ -193,7 +206,6 @@ async def record_attempts(conn: Connection, attempts: Sequence[NewAttempt]) -> l
         [a.estimated_rent for a in attempts],
         [a.spend_reserved for a in attempts],
     )
-    return [UUID(str(row["id"])) for row in rows]
 
 
 async def tickets_with_live_attempt(conn: Connection, ticket_ids: list[UUID]) -> set[UUID]:

@@ -14,23 +14,18 @@ import asyncio
 import contextlib
 from typing import Any
 
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
-from chainworker.chain import funding, keys
-from chainworker.chain.batcher import SendBatcher
+from chainworker.chain import funding
 from chainworker.chain.errors import ChainError
-from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
-from chainworker.db.pool import create_pool
-from chainworker.jobs import codec, exporter, relay, submit
-from chainworker.jobs import confirm as confirm_loop
-from chainworker.jobs import sweeper as sweeper_loop
+from chainworker.jobs import codec, exporter, functions, loops
 from chainworker.jobs.batch_start import BatchStartWorker
-from chainworker.jobs.context import WorkerContext
-from chainworker.jobs.group import SubmitGroup
-from chainworker.lifecycle.model import Policy
-from chainworker.obs import logs, metrics
+from chainworker.jobs.queue import ArqQueue
+from chainworker.obs import logs
+from chainworker.pipeline.context import PipelineContext, open_context
+from chainworker.pipeline.record import SubmitGroup
 
 JOB_MAX_TRIES = 20
 STARTUP_ATTEMPTS = 8
@@ -44,36 +39,13 @@ def _background(ctx: dict[str, Any], name: str, coroutine: Any) -> None:
     ctx.setdefault("tasks", {})[name] = asyncio.create_task(coroutine, name=name)
 
 
-async def build_context(settings: Settings, app_dsn: str, arq: ArqRedis) -> WorkerContext:
-    """Everything a job needs; raises ChainError (config) before touching the queue."""
-    authority = keys.load_authority(settings)
-    mint_seed = keys.load_mint_seed(settings)
-    custodial_seed = keys.load_custodial_seed(settings)
-    logs.register_secret(str(authority))
-    logs.register_secret(mint_seed.decode("utf-8", "replace"))
-    logs.register_secret(custodial_seed.decode("utf-8", "replace"))
-    rpc = SolanaRpc.from_settings(settings, observer=metrics.rpc_observer)
-    pool = await create_pool(app_dsn, settings)
-    return WorkerContext(
-        settings=settings,
-        pool=pool,
-        rpc=rpc,
-        arq=arq,
-        authority=authority,
-        mint_seed=mint_seed,
-        custodial_seed=custodial_seed,
-        policy=Policy.from_settings(settings),
-        sender=SendBatcher(rpc),
-    )
-
-
-async def fund_authority(ctx: WorkerContext) -> None:
+async def fund_authority(ctx: PipelineContext) -> None:
     """Top up the authority where the cluster allows; ride out a flaky endpoint at start."""
     for attempt in range(STARTUP_ATTEMPTS):
         try:
             await funding.ensure_funded(
                 ctx.rpc,
-                ctx.authority.pubkey(),
+                ctx.keys.authority.pubkey(),
                 cluster=ctx.settings.solana_cluster,
                 min_lamports=ctx.settings.authority_min_lamports,
                 airdrop_lamports=DEV_AIRDROP_LAMPORTS.get(ctx.settings.solana_cluster, 0),
@@ -90,19 +62,20 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
     exporter.initialize_series()
 
     async def startup(ctx: dict[str, Any]) -> None:
-        worker_ctx = await build_context(settings, app_dsn, ctx["redis"])
+        pipeline = await open_context(settings, app_dsn)
         # An endpoint of another cluster stops the worker here (ChainError, one line);
         # one that cannot be reached now is checked before its first use.
-        for problem in await worker_ctx.rpc.verify_endpoints():
+        for problem in await pipeline.rpc.verify_endpoints():
             log.warning("RPC endpoint not checked yet", error=str(problem))
-        await fund_authority(worker_ctx)
-        ctx["worker"] = worker_ctx
-        ctx["submits"] = SubmitGroup(worker_ctx)
-        _background(ctx, "confirm", confirm_loop.run_forever(worker_ctx))
-        _background(ctx, "sweeper", sweeper_loop.run_forever(worker_ctx))
-        _background(ctx, "gauges", sweeper_loop.export_database_gauges(worker_ctx))
-        _background(ctx, "relay", relay.run_forever(worker_ctx))
-        log.info("worker started", worker_id=worker_ctx.worker_id)
+        await fund_authority(pipeline)
+        queue = ArqQueue(ctx["redis"], settings.queue_name)
+        ctx["pipeline"] = pipeline
+        ctx["submits"] = SubmitGroup(pipeline)
+        _background(ctx, "confirm", loops.confirm_forever(pipeline))
+        _background(ctx, "sweeper", loops.sweep_forever(pipeline, queue))
+        _background(ctx, "gauges", loops.export_database_gauges(pipeline, queue))
+        _background(ctx, "relay", loops.relay_forever(pipeline, queue))
+        log.info("worker started", worker_id=pipeline.worker_id)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         for task in ctx.get("tasks", {}).values():
@@ -113,17 +86,15 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
         submits: SubmitGroup | None = ctx.get("submits")
         if submits is not None:
             await submits.close()
-        worker_ctx: WorkerContext | None = ctx.get("worker")
-        if worker_ctx is not None:
-            await worker_ctx.sender.close()
-            await worker_ctx.rpc.close()
-            await worker_ctx.pool.close()
+        pipeline: PipelineContext | None = ctx.get("pipeline")
+        if pipeline is not None:
+            await pipeline.close()
 
     return BatchStartWorker(
         functions=[
-            func(submit.mint_ticket, name="mint_ticket", max_tries=JOB_MAX_TRIES),
-            func(submit.transfer_ticket, name="transfer_ticket", max_tries=JOB_MAX_TRIES),
-            func(submit.burn_ticket, name="burn_ticket", max_tries=JOB_MAX_TRIES),
+            func(functions.mint_ticket, name="mint_ticket", max_tries=JOB_MAX_TRIES),
+            func(functions.transfer_ticket, name="transfer_ticket", max_tries=JOB_MAX_TRIES),
+            func(functions.burn_ticket, name="burn_ticket", max_tries=JOB_MAX_TRIES),
             # Payloads that fail the job schema come here, never to the functions above.
             codec.dead_letter_function(settings.queue_name),
         ],

@@ -1,7 +1,7 @@
 """Reconcile stuck transactions: find old live attempts, read the chain, classify, settle.
 
 The verdicts come from `lifecycle.outcome.reconcile` (which replays `next_action`),
-and `--apply` goes through `jobs.confirm.settle`, the same path the confirmation loop
+and `--apply` goes through `pipeline.settle.settle`, the same path the confirmation loop
 uses: this module only streams rows, reads statuses and hands decisions over.
 
 Scale: rows are read in keyset pages through one narrow cross-tenant function, and
@@ -27,11 +27,12 @@ from chainworker.db import reconcile as db_reconcile
 from chainworker.db import transactions
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.transactions import LiveAttempt, PoisonRow
-from chainworker.jobs.confirm import LEASE_SECONDS, observed, settle, snapshot
-from chainworker.jobs.context import WorkerContext
-from chainworker.jobs.quarantine import set_aside
 from chainworker.lifecycle.model import Policy, QuarantineReason
 from chainworker.lifecycle.outcome import ReconcileDecision, ReconcileVerdict, reconcile
+from chainworker.pipeline.confirm import LEASE_SECONDS, snapshot
+from chainworker.pipeline.context import PipelineContext
+from chainworker.pipeline.quarantine import set_aside
+from chainworker.pipeline.settle import observed, settle
 
 STATUS_BATCH = 256  # getSignatureStatuses takes at most 256 signatures a call
 STATUS_CALLS_IN_FLIGHT = 8
@@ -291,8 +292,8 @@ async def scan(
     return report
 
 
-async def apply(ctx: WorkerContext, report: ScanReport) -> ScanReport:
-    """Settle every final verdict through `jobs.confirm.settle`; record what each became.
+async def apply(ctx: PipelineContext, report: ScanReport) -> ScanReport:
+    """Settle every final verdict through `pipeline.settle.settle`; record what each became.
 
     Reconcile takes the confirmation loop's lease on each row first, so the two never act
     on one row at once: a row a worker holds is left to it (and reported), and a row that

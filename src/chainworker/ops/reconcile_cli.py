@@ -262,20 +262,18 @@ async def _scan_and_apply(
     options: reconcile.ScanOptions,
     on_progress: Callable[[int], None] | None,
 ) -> reconcile.ScanReport:
-    from chainworker.jobs.worker import build_context
+    from chainworker.pipeline.context import open_context
 
     pg = await services.resolve_postgres(settings)
-    async with _queue(settings) as arq:
-        ctx = await build_context(settings, pg.app_dsn, arq)
-        try:
-            report = await reconcile.scan(
-                ctx.pool, ctx.rpc, ctx.policy, options,
-                commitment=settings.commitment, on_progress=on_progress,
-            )
-            return await reconcile.apply(ctx, report)
-        finally:
-            await ctx.rpc.close()
-            await ctx.pool.close()
+    ctx = await open_context(settings, pg.app_dsn)
+    try:
+        report = await reconcile.scan(
+            ctx.pool, ctx.rpc, ctx.policy, options,
+            commitment=settings.commitment, on_progress=on_progress,
+        )
+        return await reconcile.apply(ctx, report)
+    finally:
+        await ctx.close()
 
 
 @reconcile_app.command("holders")

@@ -19,12 +19,13 @@ from chainworker.chain.rpc import SolanaRpc
 from chainworker.chain.views import SignatureStatusView
 from chainworker.db import audit, requests, tickets, transactions
 from chainworker.db import reconcile as db_reconcile
+from chainworker.db.errors import TicketBusy
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.reconcile import Located
 from chainworker.db.requests import RequestRow
 from chainworker.db.transactions import AttemptRow
 from chainworker.jobs.enqueue import enqueue_jobs
-from chainworker.jobs.outcomes import CHAIN_FAILED_EVENT
+from chainworker.pipeline.outcomes import CHAIN_FAILED_EVENT
 
 RETRYABLE_STATUSES = ("failed", "expired")
 ABANDONED = "abandoned"
@@ -171,7 +172,7 @@ async def retry(
         try:
             async with conn.transaction():
                 await requests.requeue(conn, request.id)
-        except asyncpg.UniqueViolationError:
+        except TicketBusy:
             raise OperatorError(
                 f"ticket {request.ticket_id} already has a live {request.operation} request"
             ) from None

@@ -1,20 +1,14 @@
-"""The confirmation loop: claim live attempts, read the chain, act on each decision.
+"""Carry out a final decision on a live attempt: confirm, fail, replace or expire it.
 
-Rows are claimed under a lease (`FOR UPDATE SKIP LOCKED` in the one cross-tenant
-function), so several workers share the work without duplicating it, and a dead
-worker's rows pass to another once its lease runs out. Decisions come from
-`lifecycle.next_action`; this module only carries them out.
+Each in one tenant transaction that re-reads the attempt under its lock and acts only if
+it is still in the state the decision was made from (another worker, or reconcile, may
+have seen something newer). The confirmation round and reconcile both settle through here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Sequence
-from datetime import datetime
-from functools import partial
-from typing import Any
 from uuid import UUID
 
 from solders.pubkey import Pubkey
@@ -22,41 +16,34 @@ from solders.pubkey import Pubkey
 from chainworker.chain.errors import UNEXPECTED_ACCOUNT, ChainError
 from chainworker.chain.views import SignatureStatusView
 from chainworker.db import audit, requests, transactions
+from chainworker.db.errors import TicketBusy
 from chainworker.db.pool import Connection, tenant_transaction
 from chainworker.db.requests import RequestRow
-from chainworker.db.transactions import AttemptRow, LiveAttempt, Locked, PoisonRow
-from chainworker.jobs import outcomes
-from chainworker.jobs.context import WorkerContext
-from chainworker.jobs.prepare import Refused, prefunded_mint_lamports, prepare_attempt
-from chainworker.jobs.quarantine import each_or_alone, not_the_rows_fault, set_aside
-from chainworker.jobs.submit import send
+from chainworker.db.transactions import AttemptRow, LiveAttempt, Locked
 from chainworker.lifecycle import decide
 from chainworker.lifecycle.decide import Action
-from chainworker.lifecycle.model import (
-    ObservedStatus,
-    QuarantineReason,
-    TxOp,
-    TxSnapshot,
-    TxStatus,
-)
+from chainworker.lifecycle.model import ObservedStatus, TxOp, TxStatus
 from chainworker.lifecycle.observe import custom_program_error, failure_reason, observed_status
 from chainworker.obs import logs, metrics
+from chainworker.pipeline import outcomes
+from chainworker.pipeline.context import PipelineContext
+from chainworker.pipeline.prepare import (
+    AttemptOf,
+    Busy,
+    Prepared,
+    prefunded_mint_lamports,
+    prepare_attempts,
+)
+from chainworker.pipeline.send import send
 
-CLAIM_LIMIT = 2048
-LEASE_SECONDS = 15
-# Outcome transactions in flight at once; keeps a share of the pool for the jobs.
-OUTCOME_CONCURRENCY = 8
 ALREADY_IN_USE = 0  # Custom error of a second CreateAccount for the same mint
 BLOCKHASH_VALID_BLOCKS = 150
 
 log = logs.get_logger(__name__)
 
 
-def _epoch(moment: datetime | None) -> float | None:
-    return moment.timestamp() if moment is not None else None
-
-
 def observed(view: SignatureStatusView | None) -> ObservedStatus | None:
+    """A status as the chain layer read it, as the lifecycle decides on it."""
     if view is None:
         return None
     return observed_status(
@@ -65,167 +52,8 @@ def observed(view: SignatureStatusView | None) -> ObservedStatus | None:
     )
 
 
-def snapshot(row: LiveAttempt) -> TxSnapshot:
-    return TxSnapshot(
-        status=TxStatus(row.status),
-        attempt=row.attempt,
-        last_valid_block_height=row.last_valid_block_height,
-        last_sent_at=_epoch(row.last_sent_at),
-        last_rebroadcast_at=_epoch(row.last_rebroadcast_at),
-        expiry_check_pending=row.expiry_check_pending,
-    )
-
-
-async def run_forever(ctx: WorkerContext) -> None:
-    interval = ctx.settings.confirm_interval_seconds
-    while True:
-        started = time.monotonic()
-        try:
-            handled = await run_once(ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # the loop must outlive any one bad round
-            if not_the_rows_fault(error):  # the database or RPC is away: said once, briefly
-                log.warning("confirmation round failed; will retry", error=str(error))
-            else:
-                log.exception("confirmation round failed", error=str(error))
-            handled = 0
-        metrics.JOB_SECONDS.labels(job="confirm_round").observe(time.monotonic() - started)
-        if handled < CLAIM_LIMIT:
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
-
-
-async def run_once(ctx: WorkerContext) -> int:
-    """One round over the live attempts this worker holds. Returns how many it looked at."""
-    async with ctx.pool.acquire() as conn:
-        claimed = await transactions.claim_live(conn, ctx.worker_id, CLAIM_LIMIT, LEASE_SECONDS)
-    rows = [row for row in claimed if isinstance(row, LiveAttempt)]
-    poison = [row for row in claimed if isinstance(row, PoisonRow)]
-    if poison:
-        await set_aside(
-            ctx, [(p.tenant_id, p.id, p.problem) for p in poison], QuarantineReason.BAD_ROW
-        )
-    if not rows:
-        return len(claimed)
-    try:
-        # One endpoint's view: its height first, then the statuses (see SolanaRpc.read_chain).
-        read = await ctx.rpc.read_chain(
-            [row.tx_signature for row in rows], ctx.settings.commitment
-        )
-    except ChainError as error:
-        log.warning("status read failed; will retry", error=str(error))
-        return len(claimed)
-    metrics.BLOCK_HEIGHT.set(read.height)
-    now = time.time()
-    decisions = [
-        (row, decide.next_action(snapshot(row), observed(seen), read.height, now, ctx.policy))
-        for row, seen in zip(rows, read.statuses, strict=True)
-    ]
-    await _carry_out(ctx, decisions, read.height)
-    return len(claimed)
-
-
-def _row(item: tuple[LiveAttempt, Any]) -> LiveAttempt:
-    return item[0]
-
-
-async def _carry_out(
-    ctx: WorkerContext, decisions: Sequence[tuple[LiveAttempt, Action]], height: int
-) -> None:
-    """Each step per tenant, each apart from the others: one bad row never stops the round."""
-    rebroadcast: list[LiveAttempt] = []
-    marks: dict[UUID, list[tuple[LiveAttempt, Action]]] = defaultdict(list)
-    landed: dict[UUID, list[tuple[LiveAttempt, int]]] = defaultdict(list)
-    finals: list[tuple[LiveAttempt, Action]] = []
-    for row, action in decisions:
-        match action:
-            case decide.Rebroadcast():
-                rebroadcast.append(row)
-            case decide.MarkConfirming() | decide.RecheckExpiry():
-                marks[row.tenant_id].append((row, action))
-            case decide.Confirm(slot=slot):
-                landed[row.tenant_id].append((row, slot))
-            case decide.Fail() | decide.Replace() | decide.Expire():
-                finals.append((row, action))
-    if rebroadcast:
-        await _rebroadcast(ctx, rebroadcast)
-    for tenant_id, items in marks.items():
-        await each_or_alone(ctx, items, partial(_mark, ctx, tenant_id), _row, "marking observed")
-    gate = asyncio.Semaphore(OUTCOME_CONCURRENCY)
-
-    async def gated(job: Awaitable[None]) -> None:
-        async with gate:
-            await job
-
-    jobs: list[Awaitable[None]] = [
-        each_or_alone(
-            ctx, items, partial(_settle_landed, ctx, tenant_id, height), _row,
-            "applying confirmations",
-        )
-        for tenant_id, items in landed.items()
-    ]
-    jobs += [
-        each_or_alone(
-            ctx, [(row, action)], partial(_settle_one, ctx, height), _row,
-            f"applying {action.kind}",
-        )
-        for row, action in finals
-    ]
-    await asyncio.gather(*(gated(job) for job in jobs))
-
-
-async def _settle_landed(
-    ctx: WorkerContext, tenant_id: UUID, height: int, items: Sequence[tuple[LiveAttempt, int]]
-) -> None:
-    await settle_landed(ctx, tenant_id, list(items), height)
-
-
-async def _settle_one(
-    ctx: WorkerContext, height: int, items: Sequence[tuple[LiveAttempt, Action]]
-) -> None:
-    for row, action in items:
-        with logs.log_context(
-            tenant_id=row.tenant_id, request_id=row.request_id, ticket_id=row.ticket_id,
-            signature=row.tx_signature, attempt=row.attempt,
-        ):
-            await settle(ctx, row, action, height)
-
-
-async def _mark(
-    ctx: WorkerContext, tenant_id: UUID, items: Sequence[tuple[LiveAttempt, Action]]
-) -> None:
-    seen = [(row.id, a.slot) for row, a in items if isinstance(a, decide.MarkConfirming)]
-    unseen = [(row.id, row.status) for row, a in items if not isinstance(a, decide.MarkConfirming)]
-    async with tenant_transaction(ctx.pool, tenant_id, reason="status observed") as conn:
-        if seen:
-            await transactions.mark_confirming(conn, ctx.worker_id, seen)
-        if unseen:
-            await transactions.mark_expiry_check(conn, ctx.worker_id, unseen)
-
-
-async def _rebroadcast(ctx: WorkerContext, rows: list[LiveAttempt]) -> None:
-    try:
-        outcomes = await ctx.rpc.send_raw_many([row.serialized_tx for row in rows])
-    except ChainError as error:
-        log.warning("rebroadcast failed; will retry", count=len(rows), error=str(error))
-        return
-    refused = sum(outcome is not None for outcome in outcomes)
-    if refused:
-        log.info("rebroadcast refused by every endpoint", count=refused)
-    metrics.TX_REBROADCASTS.inc(len(rows))
-    by_tenant: dict[UUID, list[UUID]] = defaultdict(list)
-    for row in rows:
-        by_tenant[row.tenant_id].append(row.id)
-    for tenant_id, ids in by_tenant.items():
-        try:
-            async with tenant_transaction(ctx.pool, tenant_id, reason="rebroadcast") as conn:
-                await transactions.mark_rebroadcast(conn, ctx.worker_id, ids)
-        except Exception as error:  # only bookkeeping: the next rebroadcast is merely sooner
-            log.warning("could not note a rebroadcast", count=len(ids), error=repr(error))
-
-
 async def settle_landed(
-    ctx: WorkerContext, tenant_id: UUID, rows: list[tuple[LiveAttempt, int]], height: int
+    ctx: PipelineContext, tenant_id: UUID, rows: list[tuple[LiveAttempt, int]], height: int
 ) -> None:
     """Confirm landed attempts of one tenant and apply their outcomes, in one transaction.
 
@@ -273,7 +101,7 @@ def still_as_read(read: LiveAttempt, locked: Locked, owner: str) -> bool:
 
 
 async def settle(
-    ctx: WorkerContext, row: LiveAttempt, action: Action, height: int, *,
+    ctx: PipelineContext, row: LiveAttempt, action: Action, height: int, *,
     owner: str | None = None,
 ) -> None:
     """Apply a final decision for one attempt, in one tenant transaction (then send, if new).
@@ -351,7 +179,7 @@ async def settle(
 
 
 async def _next_attempt(
-    ctx: WorkerContext,
+    ctx: PipelineContext,
     conn: Connection,
     request: RequestRow,
     row: LiveAttempt,
@@ -359,21 +187,22 @@ async def _next_attempt(
     height: int,
 ) -> tuple[bytes, str] | None:
     """Record attempt `attempt` after `row` ended; the bytes to send, or None if refused."""
-    try:
-        async with conn.transaction():
-            prepared = await prepare_attempt(
-                ctx, conn, request, attempt=attempt, parent_tx_id=row.id,
-                job_id=None, seen_height=height,
-            )
-    except Refused as refusal:
-        await outcomes.refuse(conn, request, refusal.code, refusal.message)
+    async with conn.transaction():  # a savepoint: a refusal leaves nothing of the attempt
+        prepared = (await prepare_attempts(
+            ctx, conn, [request], {request.id: AttemptOf(attempt, parent_tx_id=row.id)},
+            seen_height=height,
+        ))[request.id]
+    if isinstance(prepared, Busy):
+        # Another process recorded a live transaction for the ticket meanwhile.
+        raise TicketBusy(f"ticket {request.ticket_id} has another live transaction")
+    if not isinstance(prepared, Prepared):
+        await outcomes.refuse(conn, request, prepared.code, prepared.message)
         return None
-    await requests.mark_submitted(conn, [(request.id, prepared.signature, attempt)])
     return prepared.raw, prepared.signature
 
 
 async def _landed_before(
-    ctx: WorkerContext, conn: Connection, row: LiveAttempt, request: RequestRow
+    ctx: PipelineContext, conn: Connection, row: LiveAttempt, request: RequestRow
 ) -> tuple[AttemptRow, int] | None:
     """A replaced attempt of the same transfer or burn that landed without error at the
     target commitment, and its slot; None when none did (or this is the first attempt)."""
@@ -395,7 +224,7 @@ async def _landed_before(
     return None
 
 
-async def _prefunded(ctx: WorkerContext, row: LiveAttempt, code: str) -> bool:
+async def _prefunded(ctx: PipelineContext, row: LiveAttempt, code: str) -> bool:
     """A mint that failed because its address holds only lamports someone sent there."""
     if row.tx_type != "mint" or custom_program_error(code) != ALREADY_IN_USE:
         return False
@@ -412,12 +241,12 @@ async def _count_fees(conn: Connection, rows: list[LiveAttempt]) -> None:
         metrics.FEES_LAMPORTS.labels(op=op).inc(await audit.charged_lamports(conn, ids))
 
 
-async def _adoptable(ctx: WorkerContext, row: LiveAttempt, code: str) -> str | None:
+async def _adoptable(ctx: PipelineContext, row: LiveAttempt, code: str) -> str | None:
     """A mint that failed because the mint exists: when it is this ticket's, the wallet that
     holds it (an earlier attempt made it, perhaps for an older wallet); else None."""
     if row.tx_type != "mint" or custom_program_error(code) != ALREADY_IN_USE:
         return None
-    mint: Pubkey = ctx.mint_address(row.tenant_id, row.ticket_id)
+    mint: Pubkey = ctx.keys.mint_address(row.tenant_id, row.ticket_id)
     try:
         state = await ctx.rpc.get_mint_state(mint)
         if state is None or state.supply != 1 or state.metadata is None:

@@ -24,27 +24,26 @@ from arq.connections import ArqRedis
 from chainworker.config import load_settings
 from chainworker.db import transactions
 from chainworker.db.transactions import LiveAttempt
-from chainworker.jobs import confirm
-from chainworker.jobs.context import WorkerContext
-from chainworker.jobs.worker import build_context
 from chainworker.lifecycle import decide
 from chainworker.lifecycle.model import Policy
 from chainworker.localnet.process import LocalnetProcess
 from chainworker.ops import reconcile
+from chainworker.pipeline import confirm
+from chainworker.pipeline.context import PipelineContext, open_context
 from tests.conftest import TestDatabase
-from tests.jobs.pipeline import attempt_states, funded, landed, submitted_mints
+from tests.pipeline.pipeline import attempt_states, funded, landed, submitted_mints
 
 
 async def _context(
     db: TestDatabase, arq: ArqRedis, urls: list[str], tmp: Path, name: str, **settings: object
-) -> WorkerContext:
+) -> PipelineContext:
     loaded = load_settings(solana_rpc_urls=urls, state_dir=tmp / "state", **settings)
-    context = await funded(await build_context(loaded, db.app_dsn, arq))
+    context = await funded(await open_context(loaded, db.app_dsn))
     context.worker_id = name
     return context
 
 
-async def _close(*contexts: WorkerContext) -> None:
+async def _close(*contexts: PipelineContext) -> None:
     for context in contexts:
         await context.rpc.close()
         await context.pool.close()
@@ -53,7 +52,7 @@ async def _close(*contexts: WorkerContext) -> None:
 @pytest.fixture
 async def pair(
     fresh_db: TestDatabase, arq: ArqRedis, localnet_faults: LocalnetProcess, tmp_path: Path
-) -> AsyncIterator[tuple[WorkerContext, WorkerContext]]:
+) -> AsyncIterator[tuple[PipelineContext, PipelineContext]]:
     a = await _context(fresh_db, arq, [localnet_faults.rpc_url], tmp_path, "worker-a")
     b = await _context(fresh_db, arq, [localnet_faults.rpc_url], tmp_path, "worker-b")
     try:
@@ -62,14 +61,14 @@ async def pair(
         await _close(a, b)
 
 
-async def _claim(ctx: WorkerContext) -> list[LiveAttempt]:
+async def _claim(ctx: PipelineContext) -> list[LiveAttempt]:
     async with ctx.pool.acquire() as conn:
         rows = await transactions.claim_live(conn, ctx.worker_id, 100, confirm.LEASE_SECONDS)
     return [row for row in rows if isinstance(row, LiveAttempt)]
 
 
 async def _expired_rows(
-    ctx: WorkerContext, admin: asyncpg.Connection, localnet: LocalnetProcess, count: int
+    ctx: PipelineContext, admin: asyncpg.Connection, localnet: LocalnetProcess, count: int
 ) -> UUID:
     """`count` mint attempts that never landed, past their blockhash, marked once unknown:
     the next unknown read makes their replacement certain."""
@@ -84,7 +83,7 @@ async def _expired_rows(
 
 
 async def test_settle_acts_only_on_the_state_and_lease_it_read(
-    pair: tuple[WorkerContext, WorkerContext], admin_conn: asyncpg.Connection,
+    pair: tuple[PipelineContext, PipelineContext], admin_conn: asyncpg.Connection,
     localnet_faults: LocalnetProcess,
 ) -> None:
     a, b = pair
@@ -121,7 +120,7 @@ async def test_settle_acts_only_on_the_state_and_lease_it_read(
 
 
 async def test_reconcile_takes_the_loops_lease(
-    pair: tuple[WorkerContext, WorkerContext], admin_conn: asyncpg.Connection,
+    pair: tuple[PipelineContext, PipelineContext], admin_conn: asyncpg.Connection,
     localnet_faults: LocalnetProcess,
 ) -> None:
     a, _ = pair
@@ -146,7 +145,7 @@ async def test_reconcile_takes_the_loops_lease(
 
 
 async def test_two_loops_and_a_reconcile_racing_settle_each_attempt_once(
-    pair: tuple[WorkerContext, WorkerContext], admin_conn: asyncpg.Connection,
+    pair: tuple[PipelineContext, PipelineContext], admin_conn: asyncpg.Connection,
     localnet_faults: LocalnetProcess,
 ) -> None:
     a, b = pair

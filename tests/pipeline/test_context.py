@@ -1,4 +1,4 @@
-"""WorkerContext's derived addresses: the same keys the derivation gives, kept bounded;
+"""PipelineContext's derived addresses: the same keys the derivation gives, kept bounded;
 and its repr, which shows none of the secrets it holds."""
 
 from __future__ import annotations
@@ -15,23 +15,22 @@ from solders.keypair import Keypair
 
 from chainworker.chain import keys
 from chainworker.config import load_settings
-from chainworker.jobs import context
-from chainworker.jobs.context import WorkerContext
-from chainworker.jobs.worker import build_context
 from chainworker.lifecycle.model import Policy
+from chainworker.pipeline import context
+from chainworker.pipeline.context import Keys, PipelineContext, open_context
 from tests.conftest import TestDatabase
 
 MINT_SEED = b"m" * 32
 CUSTODIAL_SEED = b"c" * 32
 
 
-def make_context() -> WorkerContext:
+def make_context() -> PipelineContext:
     settings = load_settings()
     no_io = cast(Any, None)  # the address cache touches no service
-    return WorkerContext(
-        settings=settings, pool=no_io, rpc=no_io, arq=no_io, authority=Keypair(),
-        mint_seed=MINT_SEED, custodial_seed=CUSTODIAL_SEED,
-        policy=Policy.from_settings(settings), sender=no_io,
+    return PipelineContext(
+        settings=settings, pool=no_io, rpc=no_io, sender=no_io,
+        policy=Policy.from_settings(settings),
+        keys=Keys(Keypair(), MINT_SEED, CUSTODIAL_SEED),
     )
 
 
@@ -39,17 +38,17 @@ def test_mint_and_custodial_addresses_are_the_derived_ones_cached_or_not() -> No
     ctx = make_context()
     tenant, ticket, user = uuid4(), uuid4(), uuid4()
     derived_mint = keys.mint_keypair(MINT_SEED, tenant, ticket)
-    assert ctx.mint_address(tenant, ticket) == derived_mint.pubkey()  # derived on a miss
-    keypair, address = ctx.mint_key(tenant, ticket)
+    assert ctx.keys.mint_address(tenant, ticket) == derived_mint.pubkey()  # derived on a miss
+    keypair, address = ctx.keys.mint_key(tenant, ticket)
     assert bytes(keypair) == bytes(derived_mint) and address == derived_mint.pubkey()
-    assert ctx.mint_address(tenant, ticket) == derived_mint.pubkey()  # remembered
+    assert ctx.keys.mint_address(tenant, ticket) == derived_mint.pubkey()  # remembered
     wallet = keys.custodial_wallet(CUSTODIAL_SEED, tenant, user)
-    assert ctx.custodial_wallet(tenant, user) == wallet
-    assert ctx.custodial_wallet(tenant, user) == wallet
+    assert ctx.keys.custodial_wallet(tenant, user) == wallet
+    assert ctx.keys.custodial_wallet(tenant, user) == wallet
     # A user id equal to a ticket id must not get the ticket's mint address.
-    assert ctx.custodial_wallet(tenant, ticket) == keys.custodial_wallet(
+    assert ctx.keys.custodial_wallet(tenant, ticket) == keys.custodial_wallet(
         CUSTODIAL_SEED, tenant, ticket
-    ) != ctx.mint_address(tenant, ticket)
+    ) != ctx.keys.mint_address(tenant, ticket)
 
 
 def test_the_address_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,10 +57,10 @@ def test_the_address_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
     tenant = uuid4()
     tickets = [uuid4() for _ in range(12)]
     for ticket in tickets:
-        ctx.mint_key(tenant, ticket)
-        assert len(ctx.addresses) <= 5
+        ctx.keys.mint_key(tenant, ticket)
+        assert len(ctx.keys.addresses) <= 5
     for ticket in tickets:  # forgotten ones are derived again, correctly
-        assert ctx.mint_address(tenant, ticket) == keys.mint_keypair(
+        assert ctx.keys.mint_address(tenant, ticket) == keys.mint_keypair(
             MINT_SEED, tenant, ticket
         ).pubkey()
 
@@ -82,20 +81,23 @@ async def test_a_real_context_shows_none_of_its_secrets(
         solana_rpc_urls="https://rpc.example.com/v2/RPCPATHKEY?api-key=RPCQUERYKEY",
     )
     arq = await create_arq_pool(RedisSettings.from_dsn(redis_url))
-    ctx = await build_context(settings, fresh_db.app_dsn, arq)
+    ctx = await open_context(settings, fresh_db.app_dsn)
     try:
-        assert ctx.mint_seed == mint_seed.encode() and bytes(ctx.authority) == bytes(authority)
+        assert ctx.keys.mint_seed == mint_seed.encode()
+        assert bytes(ctx.keys.authority) == bytes(authority)
         secrets = [
             mint_seed, custodial_seed, str(authority), str(list(bytes(authority))),
             "DBPASSWORD", "REDISPASSWORD", "RPCPATHKEY", "RPCQUERYKEY",
         ]  # fmt: skip
         # rich's pretty printer renders the locals of rich tracebacks.
-        for shown in (repr(ctx), str(ctx), rich.pretty.pretty_repr(ctx), repr(ctx.settings)):
+        shown_as = (
+            repr(ctx), str(ctx), rich.pretty.pretty_repr(ctx), repr(ctx.settings),
+            repr(ctx.keys), rich.pretty.pretty_repr(ctx.keys),
+        )
+        for shown in shown_as:
             for secret in secrets:
                 assert secret not in shown
         assert str(authority.pubkey()) in repr(ctx)
     finally:
-        await ctx.sender.close()
-        await ctx.rpc.close()
-        await ctx.pool.close()
+        await ctx.close()
         await arq.aclose()

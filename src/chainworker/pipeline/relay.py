@@ -21,22 +21,19 @@ claimed.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
-from arq.connections import ArqRedis
 
 from chainworker.db import outbox, requests, tickets
 from chainworker.db.errors import is_transient
 from chainworker.db.outbox import OutboxRequest
 from chainworker.db.pool import Connection, set_context
 from chainworker.db.requests import NewRequest, Operation
-from chainworker.jobs.context import WorkerContext
-from chainworker.jobs.enqueue import enqueue_jobs
-from chainworker.lifecycle.model import QuarantineReason
+from chainworker.lifecycle.model import QuarantineReason, TxOp
 from chainworker.obs import logs, metrics
+from chainworker.pipeline.context import JobQueue, QueuedJob
 
 # event type -> (operation, the aggregate_type the row must name)
 RELAYED_EVENTS: dict[str, tuple[Operation, str]] = {
@@ -149,8 +146,7 @@ async def _mark_failed(
 
 async def relay_once(
     pool: asyncpg.Pool,
-    arq: ArqRedis,
-    queue_name: str,
+    queue: JobQueue,
     *,
     max_attempts: int,
     retry_seconds: float,
@@ -161,7 +157,7 @@ async def relay_once(
     A row that cannot be handled, whatever the reason, undoes only itself (a savepoint)
     and is given its error: no row can stop the batch, and none sorts first forever.
     """
-    to_enqueue: list[tuple[UUID, UUID, str]] = []
+    to_enqueue: list[QueuedJob] = []
     recorded = failed = quarantined = 0
     async with pool.acquire() as conn, conn.transaction():
         rows = await outbox.claim_requests(conn, batch_size)
@@ -183,7 +179,7 @@ async def relay_once(
             else:
                 recorded += 1
                 if created:
-                    to_enqueue.append((request_id, row.tenant_id, operation))
+                    to_enqueue.append((request_id, row.tenant_id, TxOp(operation)))
                 continue
             await set_context(conn, row.tenant_id, reason="outbox row refused", source="outbox")
             set_aside = await _mark_failed(conn, row, failure, max_attempts, retry_seconds)
@@ -194,27 +190,7 @@ async def relay_once(
                 outbox_id=row.id, error=str(failure)[:300], quarantined=set_aside,
             )
     if to_enqueue:
-        await enqueue_jobs(arq, queue_name, to_enqueue)
+        await queue.enqueue(to_enqueue)
     return RelayResult(
         claimed=len(rows), recorded=recorded, failed=failed, quarantined=quarantined
     )
-
-
-async def run_forever(ctx: WorkerContext) -> None:
-    settings = ctx.settings
-    while True:
-        try:
-            result = await relay_once(
-                ctx.pool,
-                ctx.arq,
-                settings.queue_name,
-                max_attempts=settings.outbox_max_attempts,
-                retry_seconds=settings.outbox_retry_seconds,
-            )
-            if result.claimed >= BATCH_SIZE:
-                continue  # more waiting: no pause
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # keep relaying after a transient failure
-            log.warning("outbox relay failed", error=repr(error))
-        await asyncio.sleep(settings.outbox_poll_interval_seconds)

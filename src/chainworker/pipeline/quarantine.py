@@ -15,27 +15,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 from uuid import UUID
 
-from chainworker.chain.errors import ChainError
 from chainworker.db import transactions
-from chainworker.db.errors import is_transient
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.transactions import LiveAttempt
-from chainworker.jobs.context import WorkerContext
 from chainworker.lifecycle.model import QuarantineReason
 from chainworker.obs import logs, metrics
+from chainworker.pipeline.context import PipelineContext
+from chainworker.pipeline.errors import not_the_rows_fault
 
 T = TypeVar("T")
 
 log = logs.get_logger(__name__)
 
 
-def not_the_rows_fault(error: BaseException) -> bool:
-    """The database or the chain did not answer now: nothing about the row itself."""
-    return is_transient(error) or isinstance(error, ChainError)
-
-
 async def set_aside(
-    ctx: WorkerContext,
+    ctx: PipelineContext,
     rows: Sequence[tuple[UUID, UUID, str]],
     reason: QuarantineReason,
 ) -> None:
@@ -55,7 +49,7 @@ async def set_aside(
 
 
 async def each_or_alone(
-    ctx: WorkerContext,
+    ctx: PipelineContext,
     items: Sequence[T],
     run: Callable[[Sequence[T]], Awaitable[None]],
     row_of: Callable[[T], LiveAttempt],
@@ -85,7 +79,7 @@ async def each_or_alone(
             await _fail_alone(ctx, row_of(item), step, error)
 
 
-async def _fail_alone(ctx: WorkerContext, row: LiveAttempt, step: str, error: Exception) -> None:
+async def _fail_alone(ctx: PipelineContext, row: LiveAttempt, step: str, error: Exception) -> None:
     problem = f"{step}: {type(error).__name__}: {error}"
     try:
         await set_aside(ctx, [(row.tenant_id, row.id, problem)], QuarantineReason.UNHANDLED)

@@ -18,10 +18,10 @@ from chainworker.db.audit import Event
 from chainworker.db.pool import Connection
 from chainworker.db.requests import RequestRow, Settlement
 from chainworker.db.transactions import LiveAttempt
-from chainworker.jobs.context import WorkerContext
 from chainworker.lifecycle import ticket_rules
 from chainworker.lifecycle.model import TxOp
 from chainworker.obs import metrics
+from chainworker.pipeline.context import PipelineContext
 
 EVENT_FOR_OP = {"mint": "ticket.minted", "transfer": "ticket.transferred", "burn": "ticket.burned"}
 CHAIN_FAILED_EVENT = "ticket.chain_failed"
@@ -69,7 +69,7 @@ async def refuse(conn: Connection, request: RequestRow, code: str, message: str)
     ])
 
 
-async def confirmed(ctx: WorkerContext, conn: Connection, landed: list[Landed]) -> None:
+async def confirmed(ctx: PipelineContext, conn: Connection, landed: list[Landed]) -> None:
     """Landed attempts of one tenant: tickets, transfers, requests and events, batched."""
     if not landed:
         return
@@ -98,7 +98,7 @@ async def confirmed(ctx: WorkerContext, conn: Connection, landed: list[Landed]) 
             )
             new_status = status.value if status else None
             if op is TxOp.MINT:
-                token_mint = str(ctx.mint_address(tenant_id, ticket.id))
+                token_mint = str(ctx.keys.mint_address(tenant_id, ticket.id))
                 minted.append((ticket.id, token_mint, item.destination, new_status))
             elif op is TxOp.TRANSFER:
                 transfer = transfers.get(request.transfer_id) if request.transfer_id else None

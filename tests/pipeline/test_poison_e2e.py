@@ -20,14 +20,14 @@ from solders.signature import Signature
 
 from chainworker.config import load_settings
 from chainworker.db import seed as seed_data
-from chainworker.jobs import confirm, sweeper
-from chainworker.jobs.context import WorkerContext
 from chainworker.jobs.enqueue import drop_queue
-from chainworker.jobs.worker import build_context
+from chainworker.jobs.queue import ArqQueue
 from chainworker.localnet.process import LocalnetProcess
 from chainworker.obs import metrics
+from chainworker.pipeline import confirm, sweep
+from chainworker.pipeline.context import PipelineContext, open_context
 from tests.conftest import TestDatabase, own_queue_name
-from tests.jobs.pipeline import funded, landed, submitted_mints
+from tests.pipeline.pipeline import funded, landed, submitted_mints
 
 
 def _quarantined(reason: str) -> float:
@@ -37,15 +37,15 @@ def _quarantined(reason: str) -> float:
     return value or 0.0
 
 
-async def _context(db: TestDatabase, arq: ArqRedis, urls: list[str], tmp: Path) -> WorkerContext:
+async def _context(db: TestDatabase, arq: ArqRedis, urls: list[str], tmp: Path) -> PipelineContext:
     settings = load_settings(solana_rpc_urls=urls, state_dir=tmp / "state")
-    return await funded(await build_context(settings, db.app_dsn, arq))
+    return await funded(await open_context(settings, db.app_dsn))
 
 
 @pytest.fixture
 async def ctx(
     fresh_db: TestDatabase, arq: ArqRedis, localnet: LocalnetProcess, tmp_path: Path
-) -> AsyncIterator[WorkerContext]:
+) -> AsyncIterator[PipelineContext]:
     context = await _context(fresh_db, arq, [localnet.rpc_url], tmp_path)
     try:
         yield context
@@ -62,7 +62,7 @@ async def _confirmed(admin: asyncpg.Connection, tenant: object) -> int:
 
 
 async def test_rows_that_are_not_transactions_are_set_aside(
-    ctx: WorkerContext, admin_conn: asyncpg.Connection
+    ctx: PipelineContext, admin_conn: asyncpg.Connection
 ) -> None:
     good_tenant, good = await submitted_mints(ctx, admin_conn, 3)
     await landed(ctx.rpc, [p.signature for p in good])
@@ -128,7 +128,7 @@ async def test_an_endpoint_answering_slot_2_63_is_not_believed(
 
 
 async def test_a_row_whose_outcome_is_refused_is_set_aside_alone(
-    ctx: WorkerContext, admin_conn: asyncpg.Connection
+    ctx: PipelineContext, admin_conn: asyncpg.Connection
 ) -> None:
     tenant, sent = await submitted_mints(ctx, admin_conn, 4)
     await landed(ctx.rpc, [p.signature for p in sent])
@@ -163,7 +163,7 @@ async def test_a_row_whose_outcome_is_refused_is_set_aside_alone(
          "read-only-after-failover", "serialization"],
 )
 async def test_a_database_that_cannot_answer_now_sets_nothing_aside(
-    ctx: WorkerContext, admin_conn: asyncpg.Connection, sqlstate: str
+    ctx: PipelineContext, admin_conn: asyncpg.Connection, sqlstate: str
 ) -> None:
     """A full disk, a server out of connection slots or memory, a crash, a standby after a
     failover: the database's fault, not the rows'. Nothing is quarantined; the round is
@@ -192,7 +192,7 @@ async def test_a_database_that_cannot_answer_now_sets_nothing_aside(
 
 
 async def test_the_sweeper_leaves_out_a_request_no_job_can_run(
-    ctx: WorkerContext, admin_conn: asyncpg.Connection, arq: ArqRedis
+    ctx: PipelineContext, admin_conn: asyncpg.Connection, arq: ArqRedis
 ) -> None:
     """Its table forbids such a row; with that check gone (a schema someone changed), one bad
     row still does not stop the sweep: the good stale requests are queued again."""
@@ -208,7 +208,7 @@ async def test_the_sweeper_leaves_out_a_request_no_job_can_run(
     )
     ctx.settings = ctx.settings.model_copy(update={"queue_name": own_queue_name("sweep")})
     try:
-        assert await sweeper.sweep_once(ctx) == 2
+        assert await sweep.sweep_once(ctx, ArqQueue(arq, ctx.settings.queue_name)) == 2
         assert await arq.zcard(ctx.settings.queue_name) == 2
     finally:
         await drop_queue(arq, ctx.settings.queue_name)

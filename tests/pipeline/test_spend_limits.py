@@ -21,12 +21,11 @@ from chainworker.db import requests as request_rows
 from chainworker.db import seed as seed_data
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.requests import NewRequest
-from chainworker.jobs.context import WorkerContext
-from chainworker.jobs.group import RUN_ALONE, Job, record_jobs
-from chainworker.jobs.prepare import Prepared
-from chainworker.jobs.submit import run_request
-from chainworker.jobs.worker import build_context
+from chainworker.lifecycle.model import TxOp
+from chainworker.lifecycle.ticket_rules import RefusalCode
 from chainworker.localnet.process import LocalnetProcess
+from chainworker.pipeline.context import PipelineContext, open_context
+from chainworker.pipeline.record import Declined, Job, Submitted, record_jobs
 from tests.conftest import TestDatabase
 
 DAILY_LIMIT = 10_000_000
@@ -35,11 +34,11 @@ DAILY_LIMIT = 10_000_000
 @pytest.fixture
 async def workers(
     fresh_db: TestDatabase, arq: ArqRedis, localnet: LocalnetProcess, tmp_path: Path
-) -> AsyncIterator[tuple[WorkerContext, WorkerContext]]:
+) -> AsyncIterator[tuple[PipelineContext, PipelineContext]]:
     """Two workers' contexts: the same keys, a pool each."""
     settings = load_settings(solana_rpc_urls=localnet.rpc_url, state_dir=tmp_path / "state")
-    first = await build_context(settings, fresh_db.app_dsn, arq)
-    second = await build_context(settings, fresh_db.app_dsn, arq)
+    first = await open_context(settings, fresh_db.app_dsn)
+    second = await open_context(settings, fresh_db.app_dsn)
     try:
         yield first, second
     finally:
@@ -65,7 +64,7 @@ async def in_flight_and_spent(admin: asyncpg.Connection, tenant: UUID) -> tuple[
 
 
 async def test_concurrent_groups_at_a_daily_limit_never_pass_it(
-    workers: tuple[WorkerContext, WorkerContext], admin: asyncpg.Connection
+    workers: tuple[PipelineContext, PipelineContext], admin: asyncpg.Connection
 ) -> None:
     first, second = workers
     a = await seed_data.seed_tenant(admin, tickets=64)
@@ -79,14 +78,17 @@ async def test_concurrent_groups_at_a_daily_limit_never_pass_it(
         recorded = await request_rows.record_requests(
             conn, a.tenant_id, "mint", [NewRequest(t, "mint") for t in a.ticket_ids], "cli"
         )
-    jobs = [Job("mint", r.request_id, a.tenant_id, None) for r in recorded]
+    jobs = [Job(TxOp.MINT, r.request_id, a.tenant_id, None) for r in recorded]
 
     # Two workers' groups of 32 at once: each would fit alone, together they do not.
     results = await asyncio.gather(record_jobs(first, jobs[:32]), record_jobs(second, jobs[32:]))
     outcomes = results[0] + results[1]
-    prepared = [o for o in outcomes if isinstance(o, Prepared)]
+    prepared = [o.prepared for o in outcomes if isinstance(o, Submitted)]
     assert prepared, "the first attempts that fit are recorded"
-    assert all(o is RUN_ALONE for o in outcomes if not isinstance(o, Prepared))
+    # The others are refused with their reason in the same flush, and record nothing.
+    declined = [o for o in outcomes if isinstance(o, Declined)]
+    assert len(declined) == 64 - len(prepared)
+    assert {o.refusal.code for o in declined} == {RefusalCode.SPEND_LIMIT}
     assert sum(p.estimated_cost for p in prepared) <= DAILY_LIMIT
     held, spent = await in_flight_and_spent(admin, a.tenant_id)
     assert (held, spent) == (sum(p.estimated_cost for p in prepared), 0)
@@ -99,22 +101,6 @@ async def test_concurrent_groups_at_a_daily_limit_never_pass_it(
     assert len(rows) == len(prepared)
     assert all(row["reserved"] == row["cost"] for row in rows)
 
-    # Each refused one, run alone as its job does (from both workers at once), is refused
-    # with its reason and records nothing.
-    alone = [
-        (ctx, job)
-        for (ctx, job), outcome in zip(
-            [(first, j) for j in jobs[:32]] + [(second, j) for j in jobs[32:]],
-            outcomes,
-            strict=True,
-        )
-        if outcome is RUN_ALONE
-    ]
-    words = await asyncio.gather(*(
-        run_request({"worker": ctx}, "mint", str(job.request_id), str(job.tenant_id))
-        for ctx, job in alone
-    ))
-    assert set(words) == {"refused: spend_limit"}
     refused = await admin.fetch(
         """SELECT status, outcome_code, outcome_message FROM chain_requests
             WHERE tenant_id = $1 AND status = 'refused'""",

@@ -1,6 +1,6 @@
 """The pipeline in this process, for tests that drive single confirmation rounds by hand.
 
-A real WorkerContext (real PostgreSQL, the localnet's real RPC), requests recorded and
+A real PipelineContext (real PostgreSQL, the localnet's real RPC), requests recorded and
 signed through the worker's own group commit, sent, and waited for on chain.
 """
 
@@ -18,19 +18,20 @@ from chainworker.db import requests as request_rows
 from chainworker.db import seed as seed_data
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.requests import NewRequest
-from chainworker.jobs.context import WorkerContext
-from chainworker.jobs.group import Job, record_jobs
-from chainworker.jobs.prepare import Prepared
 from chainworker.jobs.worker import fund_authority
+from chainworker.lifecycle.model import TxOp
+from chainworker.pipeline.context import PipelineContext
+from chainworker.pipeline.prepare import Prepared
+from chainworker.pipeline.record import Job, Submitted, record_jobs
 
 
-async def funded(ctx: WorkerContext) -> WorkerContext:
+async def funded(ctx: PipelineContext) -> PipelineContext:
     await fund_authority(ctx)
     return ctx
 
 
 async def submitted_mints(
-    ctx: WorkerContext, owner: asyncpg.Connection, count: int
+    ctx: PipelineContext, owner: asyncpg.Connection, count: int
 ) -> tuple[UUID, list[Prepared]]:
     """A new tenant with `count` mints recorded, signed and sent (not yet landed)."""
     seeded = await seed_data.seed_tenant(owner, tickets=count)
@@ -39,8 +40,8 @@ async def submitted_mints(
             conn, seeded.tenant_id, "mint", [NewRequest(t, "mint") for t in seeded.ticket_ids],
             "cli",
         )
-    jobs = [Job("mint", r.request_id, seeded.tenant_id, None) for r in recorded]
-    prepared = [p for p in await record_jobs(ctx, jobs) if isinstance(p, Prepared)]
+    jobs = [Job(TxOp.MINT, r.request_id, seeded.tenant_id, None) for r in recorded]
+    prepared = [o.prepared for o in await record_jobs(ctx, jobs) if isinstance(o, Submitted)]
     assert len(prepared) == count, prepared
     for attempt in prepared:
         await ctx.rpc.send_raw(attempt.raw)

@@ -1,0 +1,182 @@
+"""What the pipeline runs on, in parts: the keys, the fee state, the spend-limit cache,
+the pool and the RPC client. Built once per process (`open_context`), closed with it.
+
+No part holds a queue: the steps that enqueue are handed a `JobQueue` by their caller.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+from uuid import UUID
+
+import asyncpg
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from chainworker.chain import keys
+from chainworker.chain.batcher import SendBatcher
+from chainworker.chain.rpc import SolanaRpc
+from chainworker.config import Settings
+from chainworker.db import audit
+from chainworker.db.pool import Connection, create_pool
+from chainworker.lifecycle.model import Policy, TxOp
+from chainworker.obs import logs, metrics
+
+# Simulated compute units are reused this long before simulating again.
+UNITS_TTL_SECONDS = 300.0
+PRIORITY_FEE_TTL_SECONDS = 10.0
+# A new or changed spending limit applies to requests prepared after this long at most.
+SPEND_LIMIT_TTL_SECONDS = 10.0
+# Public keys derived per (tenant, user) or (tenant, ticket) kept at most; then forgotten.
+ADDRESS_CACHE_SIZE = 100_000
+
+# (request id, tenant id, operation): one job for one recorded request.
+QueuedJob = tuple[UUID, UUID, TxOp]
+
+
+class JobQueue(Protocol):
+    """Where recorded requests are handed to the workers (jobs/ gives Arq's queue)."""
+
+    async def enqueue(self, jobs: Sequence[QueuedJob]) -> int:
+        """Queue the jobs; how many were new to the queue."""
+        ...
+
+
+@dataclass(repr=False)
+class Keys:
+    """The platform authority and the two derivation seeds; derived addresses remembered.
+
+    Deriving an address costs as much as a signature, looking one up next to nothing.
+    """
+
+    authority: Keypair
+    mint_seed: bytes
+    custodial_seed: bytes
+    # (kind, tenant, user or ticket) -> a derived public key
+    addresses: dict[tuple[str, UUID, UUID], Pubkey] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # Not the dataclass repr: it would print the seeds into any traceback or log line
+        # that shows this object. The authority is shown by its public key only.
+        return f"Keys(authority={self.authority.pubkey()})"
+
+    def mint_key(self, tenant_id: UUID, ticket_id: UUID) -> tuple[Keypair, Pubkey]:
+        """The ticket's mint keypair and address; the address is remembered."""
+        keypair = keys.mint_keypair(self.mint_seed, tenant_id, ticket_id)
+        address = keypair.pubkey()
+        self._remember(("mint", tenant_id, ticket_id), address)
+        return keypair, address
+
+    def mint_address(self, tenant_id: UUID, ticket_id: UUID) -> Pubkey:
+        """The ticket's mint address: remembered from signing, or derived."""
+        address = self.addresses.get(("mint", tenant_id, ticket_id))
+        return address if address is not None else self.mint_key(tenant_id, ticket_id)[1]
+
+    def custodial_wallet(self, tenant_id: UUID, user_id: UUID) -> Pubkey:
+        """The wallet the platform keeps for a user without a registered address."""
+        wallet = self.addresses.get(("custodial", tenant_id, user_id))
+        if wallet is None:
+            wallet = keys.custodial_wallet(self.custodial_seed, tenant_id, user_id)
+            self._remember(("custodial", tenant_id, user_id), wallet)
+        return wallet
+
+    def _remember(self, key: tuple[str, UUID, UUID], address: Pubkey) -> None:
+        if len(self.addresses) >= ADDRESS_CACHE_SIZE:
+            self.addresses.clear()
+        self.addresses[key] = address
+
+
+@dataclass
+class FeeState:
+    """What the compute budget is made from: simulated units per operation and the
+    recent priority fee, each reused for a while (see pipeline/fees.py)."""
+
+    # op -> (units, measured at): simulation is per operation kind, not per transaction.
+    simulated_units: dict[TxOp, tuple[int, float]] = field(default_factory=dict)
+    priority_fee: tuple[int, float] | None = None
+
+    def cached_units(self, op: TxOp) -> int | None:
+        entry = self.simulated_units.get(op)
+        if entry is None or time.monotonic() - entry[1] > UNITS_TTL_SECONDS:
+            return None
+        return entry[0]
+
+    def remember_units(self, op: TxOp, units: int) -> None:
+        self.simulated_units[op] = (units, time.monotonic())
+
+    def cached_price(self) -> int | None:
+        entry = self.priority_fee
+        if entry is None or time.monotonic() - entry[1] > PRIORITY_FEE_TTL_SECONDS:
+            return None
+        return entry[0]
+
+    def remember_price(self, price: int) -> None:
+        self.priority_fee = (price, time.monotonic())
+
+
+@dataclass
+class SpendLimits:
+    """Which tenants have an active chain spending limit: most have none, so their
+    requests skip the sums."""
+
+    # tenant -> (has an active chain spending limit, checked at)
+    checked: dict[UUID, tuple[bool, float]] = field(default_factory=dict)
+
+    async def applies(self, conn: Connection, tenant_id: UUID) -> bool:
+        entry = self.checked.get(tenant_id)
+        if entry is None or time.monotonic() - entry[1] > SPEND_LIMIT_TTL_SECONDS:
+            entry = (await audit.has_spend_limit(conn), time.monotonic())
+            self.checked[tenant_id] = entry
+        return entry[0]
+
+
+@dataclass(repr=False)
+class PipelineContext:
+    settings: Settings
+    pool: asyncpg.Pool
+    rpc: SolanaRpc
+    sender: SendBatcher
+    policy: Policy
+    keys: Keys
+    fees: FeeState = field(default_factory=FeeState)
+    spend_limits: SpendLimits = field(default_factory=SpendLimits)
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    def __repr__(self) -> str:
+        return f"PipelineContext(worker_id={self.worker_id!r}, keys={self.keys!r})"
+
+    async def close(self) -> None:
+        await self.sender.close()
+        await self.rpc.close()
+        await self.pool.close()
+
+
+RpcObserver = Callable[[str, str, float, str | None], None]
+
+
+async def open_context(
+    settings: Settings, app_dsn: str, *, observer: RpcObserver | None = metrics.rpc_observer
+) -> PipelineContext:
+    """Everything the pipeline needs; raises ChainError (config) before touching anything."""
+    authority = keys.load_authority(settings)
+    mint_seed = keys.load_mint_seed(settings)
+    custodial_seed = keys.load_custodial_seed(settings)
+    logs.register_secret(str(authority))
+    logs.register_secret(mint_seed.decode("utf-8", "replace"))
+    logs.register_secret(custodial_seed.decode("utf-8", "replace"))
+    rpc = SolanaRpc.from_settings(settings, observer=observer)
+    pool = await create_pool(app_dsn, settings)
+    return PipelineContext(
+        settings=settings,
+        pool=pool,
+        rpc=rpc,
+        sender=SendBatcher(rpc),
+        policy=Policy.from_settings(settings),
+        keys=Keys(authority, mint_seed, custodial_seed),
+    )
+

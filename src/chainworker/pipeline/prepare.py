@@ -1,0 +1,412 @@
+"""Decide and record attempts: check each ticket, build and sign, insert the rows.
+
+`prepare_attempts` is the one path from a locked request to a recorded attempt: a job's
+request (alone or in a group, `record.py`) and a replacement after an expiry (`settle.py`)
+both go through it. It runs inside the caller's tenant transaction; nothing here sends:
+the caller sends the recorded bytes after the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from uuid import UUID
+
+from solders.hash import Hash
+from solders.pubkey import Pubkey
+from solders.system_program import ID as SYSTEM_PROGRAM_ID
+
+from chainworker.chain import nft, token2022
+from chainworker.db import audit, requests, tickets, transactions
+from chainworker.db.pool import Connection
+from chainworker.db.requests import RequestRow
+from chainworker.lifecycle import ticket_rules
+from chainworker.lifecycle.model import TxOp
+from chainworker.lifecycle.ticket_rules import Refusal, RefusalCode
+from chainworker.obs import logs
+from chainworker.pipeline.context import PipelineContext
+from chainworker.pipeline.fees import attempt_cost, compute_budget
+
+# Rent of a Token-2022 associated token account (ImmutableOwner): 170 bytes.
+TOKEN_ACCOUNT_SIZE = 170
+
+log = logs.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An attempt recorded and ready to send."""
+
+    tx_id: UUID
+    signature: str
+    raw: bytes
+    estimated_cost: int
+
+
+class Busy:
+    """The ticket has a live transaction, or an earlier request of it waits: not yet."""
+
+
+BUSY = Busy()
+
+# What became of one request: recorded, refused (not yet recorded as such), or not yet.
+Prepare = Prepared | Refusal | Busy
+
+
+class Refused(Exception):
+    """The request cannot be carried out as asked; the ticket stays unchanged."""
+
+    def __init__(self, code: RefusalCode, message: str) -> None:
+        super().__init__(message)
+        self.refusal = Refusal(code, message)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOf:
+    """Which attempt of its request is being prepared, and from where."""
+
+    attempt: int
+    parent_tx_id: UUID | None = None
+    job_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A request whose ticket (and transfer) allow it, all three locked."""
+
+    request: RequestRow
+    ticket: tickets.TicketRow
+    transfer: tickets.TransferRow | None
+
+    @property
+    def op(self) -> TxOp:
+        return TxOp(self.request.operation)
+
+    @property
+    def holder(self) -> UUID:
+        assert self.ticket.user_id is not None  # check_request refuses a ticket without one
+        return self.ticket.user_id
+
+
+@dataclass(frozen=True, slots=True)
+class RecentBlockhash:
+    hash: Hash
+    last_valid_block_height: int
+
+
+async def prepare_attempts(
+    ctx: PipelineContext,
+    conn: Connection,
+    ready: Sequence[RequestRow],
+    attempts: dict[UUID, AttemptOf],
+    *,
+    seen_height: int = 0,
+) -> dict[UUID, Prepare]:
+    """Lock, check, sign and record the next attempt of each request (all of one tenant).
+
+    Requests and tickets are locked in id order. A refusal is returned, not recorded (the
+    caller records it with the request); nothing is written for a refused or busy request.
+    `seen_height` is a block height already observed: the blockhash must outlive it.
+    """
+    if not ready:
+        return {}
+    tenant_id = ready[0].tenant_id
+    locked = await tickets.lock_tickets(conn, sorted({r.ticket_id for r in ready}))
+    transfer_ids = sorted({r.transfer_id for r in ready if r.transfer_id is not None})
+    transfers = await tickets.lock_transfers(conn, transfer_ids) if transfer_ids else {}
+    busy = await transactions.tickets_with_live_attempt(conn, list(locked))
+    # Acceptance order is kept when a request first starts; a replacement continues it.
+    firsts = [r for r in ready if attempts[r.id].parent_tx_id is None]
+    waiting = await requests.earlier_live(conn, firsts) if firsts else set()
+    out: dict[UUID, Prepare] = {}
+    checked: list[Checked] = []
+    for request in ready:
+        if request.ticket_id in busy or request.id in waiting:
+            out[request.id] = BUSY  # it waits for the live transaction or the earlier request
+            continue
+        transfer = transfers.get(request.transfer_id) if request.transfer_id else None
+        try:
+            item = check_request(request, locked.get(request.ticket_id), transfer)
+        except Refused as refused:
+            out[request.id] = refused.refusal
+            continue
+        busy.add(item.ticket.id)  # one attempt per ticket per transaction
+        checked.append(item)
+    if not checked:
+        return out
+    wallets = await wallets_of(
+        ctx, conn, tenant_id, sorted({user for item in checked for user in users_of(item)})
+    )
+    hash_, last_valid = await ctx.rpc.latest_blockhash(valid_beyond=seen_height)
+    blockhash = RecentBlockhash(hash_, last_valid)
+    new: list[transactions.NewAttempt] = []
+    for item in checked:
+        try:
+            new.append(await sign_attempt(
+                ctx, item, wallets, blockhash, attempts[item.request.id]
+            ))
+        except Refused as refused:
+            out[item.request.id] = refused.refusal
+    if new and await ctx.spend_limits.applies(conn, tenant_id):
+        # Weighed together, in order, with what is spent and in flight; those that fit are
+        # reserved and recorded with their reservation, in this transaction.
+        fits = []
+        for attempt, why in zip(
+            new, await audit.reserve_spend(conn, [a.estimated_lamports for a in new]),
+            strict=True,
+        ):
+            if why is None:
+                fits.append(replace(attempt, spend_reserved=attempt.estimated_lamports))
+            else:
+                out[attempt.request_id] = Refusal(RefusalCode.SPEND_LIMIT, why)
+        new = fits
+    if not new:
+        return out
+    tx_ids = await transactions.record_attempts(conn, new)
+    await requests.mark_submitted(conn, [(a.request_id, a.signature, a.attempt) for a in new])
+    for attempt, tx_id in zip(new, tx_ids, strict=True):
+        out[attempt.request_id] = Prepared(
+            tx_id, attempt.signature, attempt.serialized_tx, attempt.estimated_lamports
+        )
+    return out
+
+
+def check_request(
+    request: RequestRow, ticket: tickets.TicketRow | None, transfer: tickets.TransferRow | None
+) -> Checked:
+    """The request with its ticket, when the ticket's state allows it; else Refused."""
+    if ticket is None:
+        raise Refused(RefusalCode.UNKNOWN_TICKET, f"no ticket {request.ticket_id} for this tenant")
+    if request.transfer_id is not None and (transfer is None or transfer.ticket_id != ticket.id):
+        raise Refused(RefusalCode.TRANSFER_MISSING, "no such transfer for this ticket")
+    verdict = ticket_rules.check_operation(
+        request.operation,
+        ticket.status,
+        token_mint=ticket.token_mint,
+        transfer_status=transfer.status if transfer else None,
+        burn_reason=request.reason,
+    )
+    if isinstance(verdict, Refusal):
+        raise Refused(verdict.code, verdict.message)
+    if ticket.user_id is None:
+        raise Refused(RefusalCode.NO_HOLDER, "the ticket has no holder")
+    if transfer is not None and transfer.from_user_id not in (None, ticket.user_id):
+        # An earlier transfer of the chain did not happen: this one's sender has nothing.
+        raise Refused(RefusalCode.NOT_HOLDER, "the transfer's sender does not hold the ticket")
+    return Checked(request, ticket, transfer)
+
+
+def users_of(item: Checked) -> list[UUID]:
+    """The users whose wallets the transaction touches."""
+    users = [item.holder]
+    if item.transfer is not None:
+        users += [u for u in (item.transfer.from_user_id, item.transfer.to_user_id) if u]
+    return sorted(set(users))
+
+
+async def wallets_of(
+    ctx: PipelineContext, conn: Connection, tenant_id: UUID, user_ids: list[UUID]
+) -> dict[UUID, Pubkey | Refusal]:
+    """Each user's wallet now: registered, else the custodial address derived for them; a
+    registered address that is not a public key refuses the requests that need it.
+
+    Where an NFT is sent (a mint's holder, a transfer's recipient); never where one is
+    taken from: a user may register a new wallet after the NFT reached the old one.
+    """
+    registered = await tickets.wallet_addresses(conn, user_ids)
+    wallets: dict[UUID, Pubkey | Refusal] = {}
+    for user_id in user_ids:
+        address = registered.get(user_id)
+        if address is None:
+            wallets[user_id] = ctx.keys.custodial_wallet(tenant_id, user_id)
+            continue
+        try:
+            wallets[user_id] = Pubkey.from_string(address)
+        except ValueError:
+            message = f"wallet {address!r} is not a public key"
+            wallets[user_id] = Refusal(RefusalCode.INVALID_WALLET, message)
+    return wallets
+
+
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """Everything a signed transaction is made of but its compute budget."""
+
+    item: Checked
+    # Where the NFT is taken from (transfer, burn) and where it goes (mint, transfer).
+    source: Pubkey | None
+    destination: Pubkey | None
+    memo: str
+    blockhash: Hash
+    prefunded: int  # lamports already at a mint address (a later attempt of a mint)
+
+
+async def sign_attempt(
+    ctx: PipelineContext,
+    item: Checked,
+    wallets: dict[UUID, Pubkey | Refusal],
+    blockhash: RecentBlockhash,
+    of: AttemptOf,
+) -> transactions.NewAttempt:
+    """Build and sign one attempt of a checked request: the row to record. No writes.
+
+    A transfer or burn starts where the NFT is (`source_of`); a mint or transfer ends in
+    the wallet recorded with the attempt, which the outcome then writes to the ticket.
+    """
+    request, ticket = item.request, item.ticket
+    for user in users_of(item):
+        if isinstance(found := wallets[user], Refusal):
+            raise Refused(found.code, found.message)
+    op = item.op
+    source = None if op is TxOp.MINT else await source_of(ctx, ticket, of.attempt)
+    destination: Pubkey | None = None
+    if op is TxOp.TRANSFER:
+        assert item.transfer is not None
+        if item.transfer.to_user_id is None:
+            raise Refused(RefusalCode.NO_HOLDER, "the transfer has no recipient")
+        destination = _wallet(wallets, item.transfer.to_user_id)
+    elif op is TxOp.MINT:
+        destination = _wallet(wallets, item.holder)
+    draft = _Draft(
+        item, source, destination, memo=f"cw:{request.id}:{of.attempt}",
+        blockhash=blockhash.hash, prefunded=await _prefunded_mint(ctx, request, of.attempt),
+    )
+
+    async def unbudgeted() -> nft.SignedTx:
+        return _build(ctx, draft, None)[0]
+
+    budget = await compute_budget(ctx, op, unbudgeted)
+    signed, rent, signers = _build(ctx, draft, budget)
+    return transactions.NewAttempt(
+        tenant_id=request.tenant_id,
+        ticket_id=ticket.id,
+        event_id=ticket.event_id,
+        transfer_id=request.transfer_id,
+        request_id=request.id,
+        op=request.operation,
+        signature=str(signed.signature),
+        blockhash=str(blockhash.hash),
+        last_valid_block_height=blockhash.last_valid_block_height,
+        serialized_tx=signed.raw,
+        attempt=of.attempt,
+        parent_tx_id=of.parent_tx_id,
+        job_id=of.job_id,
+        max_retries=ctx.policy.max_retries,
+        estimated_lamports=attempt_cost(signers, budget, rent),
+        estimated_rent=rent,
+        source=str(source) if source is not None else None,
+        destination=str(destination) if destination is not None else None,
+    )
+
+
+def _wallet(wallets: dict[UUID, Pubkey | Refusal], user: UUID) -> Pubkey:
+    found = wallets[user]
+    assert isinstance(found, Pubkey)  # refusals were raised above
+    return found
+
+
+async def source_of(ctx: PipelineContext, ticket: tickets.TicketRow, attempt: int) -> Pubkey:
+    """Where the ticket's NFT is now, for a transfer or burn to start from.
+
+    The wallet chainworker last sent it to (`tickets.wallet_address`) is the answer while
+    only the platform can have moved it: a custodial wallet, on a first attempt. Otherwise
+    the chain says: an external holder can move the NFT on their own, and an earlier
+    attempt of this request may have landed after all.
+    """
+    assert ticket.user_id is not None and ticket.token_mint is not None
+    recorded = _public_key(ticket.wallet_address)
+    custodial = ctx.keys.custodial_wallet(ticket.tenant_id, ticket.user_id)
+    if recorded is not None and recorded == custodial and attempt == 1:
+        return recorded
+    found = await ctx.rpc.get_token_holder(Pubkey.from_string(ticket.token_mint))
+    if found is None:
+        raise Refused(RefusalCode.NFT_MISSING, "no wallet holds the ticket's NFT on chain")
+    owner = found[0]
+    if recorded is not None and owner != recorded:
+        log.warning("the NFT is not where it was sent; moving it from where it is",
+                    ticket_id=str(ticket.id), recorded=str(recorded), holder=str(owner))
+    return owner
+
+
+def _public_key(text: str | None) -> Pubkey | None:
+    if text is None:
+        return None
+    try:
+        return Pubkey.from_string(text)
+    except ValueError:
+        return None
+
+
+async def _prefunded_mint(ctx: PipelineContext, request: RequestRow, attempt: int) -> int:
+    """Lamports already at the mint address; only later attempts look (one read each)."""
+    if request.operation != TxOp.MINT or attempt == 1:
+        return 0
+    return await prefunded_mint_lamports(ctx, request.tenant_id, request.ticket_id)
+
+
+async def prefunded_mint_lamports(ctx: PipelineContext, tenant_id: UUID, ticket_id: UUID) -> int:
+    """Lamports someone sent to the ticket's mint address before the mint was created there.
+
+    The address is secret until a first attempt is sent; once it is public, anyone can
+    fund it and so make CreateAccount fail. 0 when the address holds anything else.
+    """
+    account = await ctx.rpc.get_account(ctx.keys.mint_address(tenant_id, ticket_id))
+    if account is None or account.owner != SYSTEM_PROGRAM_ID or account.data:
+        return 0
+    return account.lamports
+
+
+def _metadata_name(ticket: tickets.TicketRow) -> str:
+    label = ticket.ticket_number or str(ticket.id)[:8]
+    name = f"{ticket.event_name or 'Ticket'} #{label}"
+    encoded = name.encode("utf-8")[: nft.NAME_MAX_BYTES]
+    return encoded.decode("utf-8", "ignore")
+
+
+def _build(
+    ctx: PipelineContext, draft: _Draft, budget: nft.ComputeBudget | None
+) -> tuple[nft.SignedTx, int, int]:
+    """The signed transaction, the rent it pays and how many signatures it carries."""
+    ticket, authority = draft.item.ticket, ctx.keys.authority
+    tenant = draft.item.request.tenant_id
+    try:
+        if draft.item.op is TxOp.MINT:
+            assert draft.destination is not None
+            mint, mint_address = ctx.keys.mint_key(tenant, ticket.id)
+            name = _metadata_name(ticket)
+            uri = ctx.settings.nft_uri_template.format(
+                tenant_id=tenant, ticket_id=ticket.id, event_id=ticket.event_id
+            )
+            fields = [
+                (nft.TICKET_ID_FIELD, str(ticket.id)),
+                (nft.EVENT_ID_FIELD, str(ticket.event_id)),
+            ]
+            size = token2022.final_mint_size(name, ctx.settings.nft_symbol, uri, fields)
+            # A prefunded mint address already holds part of the mint's rent.
+            rent = max(0, token2022.rent_exempt_lamports(size) - draft.prefunded)
+            rent += token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE)
+            signed = nft.build_mint(
+                authority=authority, mint=mint, mint_address=mint_address,
+                holder=draft.destination, name=name, symbol=ctx.settings.nft_symbol, uri=uri,
+                ticket_id=ticket.id, event_id=ticket.event_id, memo=draft.memo,
+                recent_blockhash=draft.blockhash, compute=budget,
+                prefunded_lamports=draft.prefunded,
+            )
+            return signed, rent, 2
+        assert ticket.token_mint is not None and draft.source is not None
+        mint_key = Pubkey.from_string(ticket.token_mint)
+        if draft.item.op is TxOp.TRANSFER:
+            assert draft.destination is not None
+            signed = nft.build_transfer(
+                authority=authority, mint=mint_key, from_holder=draft.source,
+                to_holder=draft.destination, memo=draft.memo,
+                recent_blockhash=draft.blockhash, compute=budget,
+            )
+            return signed, token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE), 1
+        signed = nft.build_burn(
+            authority=authority, mint=mint_key, holder=draft.source, memo=draft.memo,
+            recent_blockhash=draft.blockhash, compute=budget,
+        )
+        return signed, 0, 1
+    except ValueError as error:
+        raise Refused(RefusalCode.INVALID_INPUT, str(error)) from None
