@@ -8,9 +8,9 @@ from typing import Any
 from uuid import uuid4
 
 import orjson
-from arq.constants import job_key_prefix
-from arq.utils import timestamp_ms
 from redis.asyncio import Redis
+
+from chainworker.jobs.arq_internals import job_key, now_ms
 
 
 class Touch:
@@ -27,7 +27,7 @@ def job(**changes: Any) -> dict[str, Any]:
     """A valid job as JSON would hold it, with `changes` applied."""
     valid: dict[str, Any] = {
         "t": None, "f": "mint_ticket", "a": [str(uuid4()), str(uuid4())], "k": {},
-        "et": timestamp_ms(),
+        "et": now_ms(),
     }
     return {**valid, **changes}
 
@@ -36,7 +36,7 @@ def pickled_job(marker: Path) -> bytes:
     """What Arq's default serializer reads: a mint job whose unpickling creates `marker`."""
     return pickle.dumps(
         {"t": None, "f": "mint_ticket", "a": (Touch(marker), str(uuid4())), "k": {},
-         "et": timestamp_ms()}
+         "et": now_ms()}
     )
 
 
@@ -70,5 +70,5 @@ def bad_payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
 
 async def queue_raw(redis: Redis, queue: str, job_id: str, payload: bytes) -> None:
     """Write a payload where Arq keeps job `job_id` and queue it, as a Redis writer could."""
-    await redis.psetex(job_key_prefix + job_id, 60_000, payload)
-    await redis.zadd(queue, {job_id: timestamp_ms()})
+    await redis.psetex(job_key(job_id), 60_000, payload)
+    await redis.zadd(queue, {job_id: now_ms()})

@@ -2,30 +2,29 @@
 
 Arq starts each job with four round trips (WATCH, EXISTS, ZSCORE, then MULTI/PSETEX/EXEC),
 one job after another; at hundreds of jobs a second that is a large share of the worker's
-time. This script makes the same check-and-claim for every job id of a poll atomically:
-a job is taken when nobody holds its in-progress key and it is due in the queue. Everything
+time. Here the same check-and-claim is made for every job id of a poll atomically: a job
+is taken when nobody holds its in-progress key and it is due in the queue. Everything
 else (running, retrying, finishing a job) stays Arq's own.
-
-It relies on Arq's key layout (`arq.constants.in_progress_key_prefix`) and on the
-attributes its own `start_jobs` uses; the worker tests run real Arq workers over it.
 
 It also rides out a Redis outage (a restart, a failover): Arq's poll lets a connection
 error end the worker; here the poll is tried again after a backoff, and the worker goes on
 once Redis answers. Nothing is lost meanwhile: recorded requests wait in PostgreSQL.
+
+This module decides how many jobs to claim at once and what an outage does; how a claim,
+a job slot and a poll work inside Arq is `jobs/arq_internals.py`'s (`WorkerSeams`), the
+only code that touches Worker's private parts. It uses nothing else of Arq.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Final
 
-from arq.constants import in_progress_key_prefix
-from arq.utils import timestamp_ms
-from arq.worker import Worker
-from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from chainworker.jobs.arq_internals import WorkerSeams
 from chainworker.obs import logs
 
 # Between polls while Redis does not answer: doubling from the first, up to the last.
@@ -33,35 +32,14 @@ OUTAGE_BACKOFF_SECONDS: Final = (0.2, 5.0)
 
 log = logs.get_logger(__name__)
 
-# ARGV: queue, in-progress key prefix, in-progress timeout (ms), now (ms), job ids...
-# Returns the started ids with their scores: id, score, id, score, ...
-_CLAIM: Final = """
-local queue, prefix, timeout, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local started = {}
-for i = 5, #ARGV do
-    local id = ARGV[i]
-    local key = prefix .. id
-    if redis.call('EXISTS', key) == 0 then
-        local score = redis.call('ZSCORE', queue, id)
-        if score and tonumber(score) <= now then
-            redis.call('PSETEX', key, timeout, '1')
-            started[#started + 1] = id
-            started[#started + 1] = score
-        end
-    end
-end
-return started
-"""
 
-
-class BatchStartWorker(Worker):
-    _claim: AsyncScript | None = None  # registered once the worker has its Redis pool
+class BatchStartWorker(WorkerSeams):
     _outage = 0  # polls in a row that Redis did not answer
 
-    async def _poll_iteration(self) -> None:
+    async def around_poll(self, arq_poll: Callable[[], Awaitable[None]]) -> None:
         """Arq's poll; a Redis that does not answer now is polled again, not the end."""
         try:
-            await super()._poll_iteration()
+            await arq_poll()
         except (RedisConnectionError, RedisTimeoutError, OSError) as error:
             self._outage += 1
             first, last = OUTAGE_BACKOFF_SECONDS
@@ -76,40 +54,21 @@ class BatchStartWorker(Worker):
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Start as many of `job_ids` as there are free job slots, in one script per batch."""
-        if self._claim is None:
-            self._claim = self.pool.register_script(_CLAIM)
-        claim = self._claim
         remaining = list(job_ids)
-        timeout_ms = int(self.in_progress_timeout_s * 1000)
         while remaining:
-            await self.sem.acquire()  # waits for a free slot, as Arq's own start_jobs does
-            acquired = 1
-            while acquired < len(remaining) and not self.sem.locked():
-                await self.sem.acquire()  # a free slot: returns without waiting
-                acquired += 1
-            slots = min(acquired, self.max_jobs - self.job_counter)
+            taken = await self.take_slots(len(remaining))
+            slots = min(taken, self.slots_for_new_jobs())
             if slots <= 0:
-                self._release(acquired)
+                self.give_back_slots(taken)
                 return None
             batch, remaining = remaining[:slots], remaining[slots:]
             try:
-                reply = await claim(
-                    args=[self.queue_name, in_progress_key_prefix, timeout_ms, timestamp_ms(),
-                          *batch]
-                )
+                claimed = await self.claim_due(batch)
             except BaseException:
-                self._release(acquired)  # Redis failed: the slots must not leak
+                self.give_back_slots(taken)  # Redis failed: the slots must not leak
                 raise
-            for index in range(0, len(reply), 2):
-                job_id = reply[index].decode()
-                self.job_counter += 1
-                task = self.loop.create_task(self.run_job(job_id, int(float(reply[index + 1]))))
-                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-                self.tasks[job_id] = task
+            for job_id, score in claimed:
+                self.run_claimed(job_id, score)
             # Slots of ids taken by another worker, finished meanwhile, or not due yet.
-            self._release(acquired - len(reply) // 2)
+            self.give_back_slots(taken - len(claimed))
         return None
-
-    def _release(self, slots: int) -> None:
-        for _ in range(slots):
-            self.sem.release()

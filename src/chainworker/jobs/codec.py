@@ -16,13 +16,15 @@ and keeps its id, reason and a bounded excerpt in `<queue>:dead`. Arq then finis
 that job like any other, so nothing retries it; the request behind the id, if it
 is a recorded one, is re-enqueued by the sweeper once its grace has passed.
 
-What this relies on in Arq (held by tests/jobs/test_codec.py):
-- jobs are the dicts of `arq.jobs.serialize_job`, read back by `deserialize_job_raw`
-  and `deserialize_job` through `job_deserializer`, which `Worker.run_job` calls and
-  then runs `functions[d["f"]](ctx, *d["a"], **d["k"])`, with `ctx["job_id"]` and
-  `ctx["redis"]` set;
-- job results (`serialize_result`, a superset of the job's keys) go through
-  `job_serializer` too, even with `keep_result=0`; they are never read back as jobs.
+What this relies on in Arq (held by tests/jobs/test_codec.py and test_arq_contract.py):
+- Arq hands `job_serializer` a job's fields as a dict and runs the function named there
+  with the job's args on what `job_deserializer` returns, with `ctx["job_id"]` and
+  `ctx["redis"]` set. The dict's layout is Arq's internals: `jobs/arq_internals.py`
+  (`JobFields`) holds it, and this module reads and builds jobs only through it;
+- job results (`serialize_result`, a superset of the job's keys: `arq_internals.is_result`)
+  go through `job_serializer` too, even with `keep_result=0`; they are never read back as
+  jobs.
+Beyond that this module uses Arq's public surface only (`create_pool`, `func`, `ArqRedis`).
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ from uuid import UUID
 import orjson
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
-from arq.utils import timestamp_ms
 from arq.worker import Function, func
 
+from chainworker.jobs.arq_internals import JobFields, is_result, now_ms
 from chainworker.lifecycle.model import DeadLetterReason
 from chainworker.obs import logs, metrics
 
@@ -53,8 +55,6 @@ DEAD_LETTER_KEEP: Final = 1000
 # The function never asks for a retry, so each payload runs it once.
 _DEAD_LETTER_MAX_TRIES: Final = 1000
 
-_JOB_KEYS: Final = frozenset({"t", "f", "a", "k", "et"})
-_RESULT_KEYS: Final = _JOB_KEYS | {"s", "r", "st", "ft", "q", "id"}
 _MAX_TRY: Final = 1000
 _MAX_ENQUEUE_MS: Final = 253_402_300_799_999  # 9999-12-31, the last time datetime can hold
 
@@ -91,23 +91,24 @@ def _bounded_int(value: object, low: int, high: int) -> bool:
 
 def check_job(data: object) -> dict[str, Any]:
     """The job in `data` (a decoded payload) in Arq's form; raises JobRejected."""
-    if not isinstance(data, dict) or data.keys() != _JOB_KEYS:
+    fields = JobFields.read(data)
+    if fields is None:
         raise JobRejected(DeadLetterReason.BAD_SHAPE)
-    function, args = data["f"], data["a"]
+    function, args = fields.function, fields.args
     if not isinstance(function, str) or function not in JOB_FUNCTIONS:
         raise JobRejected(DeadLetterReason.UNKNOWN_FUNCTION)
     if not isinstance(args, list | tuple) or len(args) != 2:
         raise JobRejected(DeadLetterReason.BAD_ARGS)
     if not all(_canonical_uuid(arg) for arg in args):
         raise JobRejected(DeadLetterReason.BAD_ARGS)
-    job_try, enqueued_ms, kwargs = data["t"], data["et"], data["k"]
+    job_try, enqueued_ms, kwargs = fields.job_try, fields.enqueued_ms, fields.kwargs
     if not isinstance(kwargs, dict) or kwargs:
         raise JobRejected(DeadLetterReason.BAD_SHAPE)
     if job_try is not None and not _bounded_int(job_try, 1, _MAX_TRY):
         raise JobRejected(DeadLetterReason.BAD_SHAPE)
     if not _bounded_int(enqueued_ms, 0, _MAX_ENQUEUE_MS):
         raise JobRejected(DeadLetterReason.BAD_SHAPE)
-    return {"t": job_try, "f": function, "a": (args[0], args[1]), "k": {}, "et": enqueued_ms}
+    return JobFields(job_try, function, (args[0], args[1]), {}, enqueued_ms).as_dict()
 
 
 def parse_job(raw: bytes) -> dict[str, Any]:
@@ -131,10 +132,9 @@ def serialize(data: dict[str, Any]) -> bytes:
     Results (an exception, for a failed job) are written as plain JSON with anything
     JSON cannot hold as its repr; the worker keeps none and nothing reads them as jobs.
     """
-    if data.keys() == _JOB_KEYS:
-        job = check_job(data)
-        return orjson.dumps({**job, "a": list(job["a"])})
-    if data.keys() == _RESULT_KEYS:
+    if JobFields.read(data) is not None:
+        return orjson.dumps(check_job(data))  # orjson writes the args tuple as a list
+    if is_result(data):
         return orjson.dumps(data, default=_describe)
     raise ValueError(f"not an Arq job or result: {sorted(data)}")
 
@@ -162,13 +162,8 @@ def _dead_letter_job(reason: DeadLetterReason, raw: object) -> dict[str, Any]:
         data = bytes(raw) if isinstance(raw, bytes | bytearray | memoryview) else repr(raw).encode()
         size = len(data)
         excerpt = data[:EXCERPT_BYTES].decode("utf-8", "backslashreplace")
-    return {
-        "t": None,
-        "f": DEAD_LETTER_FUNCTION,
-        "a": (reason.value, excerpt, size),
-        "k": {},
-        "et": timestamp_ms(),
-    }
+    args = (reason.value, excerpt, size)
+    return JobFields(None, DEAD_LETTER_FUNCTION, args, {}, now_ms()).as_dict()
 
 
 def dead_letter_function(queue_name: str) -> Function:
@@ -187,7 +182,7 @@ def dead_letter_function(queue_name: str) -> Function:
             "reason": reason,
             "size": size,
             "excerpt": excerpt,
-            "at_ms": timestamp_ms(),
+            "at_ms": now_ms(),
         }
         redis: ArqRedis = ctx["redis"]
         async with redis.pipeline(transaction=True) as pipe:

@@ -2,6 +2,10 @@
 
 Postgres is the truth: a request is committed before its job exists, and the job id
 is the request id, so a job enqueued twice (by a caller and by the sweeper) runs once.
+
+Jobs are written by `jobs/arq_internals.py`'s enqueue script (what `ArqRedis.enqueue_job`
+writes, one round trip per job, many per pipeline): this module knows no key or job
+layout of Arq's, only `ArqRedis` (a Redis client) and that module.
 """
 
 from __future__ import annotations
@@ -11,16 +15,13 @@ from uuid import UUID
 
 import asyncpg
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, result_key_prefix
-from arq.jobs import serialize_job
-from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from chainworker.db import requests
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.requests import NewRequest, Operation, Recorded
-from chainworker.jobs import codec
+from chainworker.jobs import arq_internals, codec
 from chainworker.obs import logs
 
 log = logs.get_logger(__name__)
@@ -33,21 +34,6 @@ JOB_FOR_OPERATION: dict[str, str] = {
 # Jobs per pipeline when many are enqueued at once (the sweeper, the CLI, the relay).
 _PIPELINE_CHUNK = 1000
 
-# Arq's enqueue (ArqRedis.enqueue_job: WATCH, EXISTS, MULTI, PSETEX, ZADD, EXEC) as one
-# atomic script, so one job costs one round trip and thousands share one pipeline:
-# Arq enqueues one job per call and cannot batch. The job is Arq's own job, encoded by
-# jobs/codec.py whatever the connection's serializer (tests read it back through
-# arq.jobs.Job, and real Arq workers run it).
-# KEYS: job, result, queue. ARGV: expiry in ms, the serialized job, score (enqueue time
-# in ms), job id. 1 when new, 0 when a job or a result with this id exists already.
-_ENQUEUE_SCRIPT = """
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-return 1
-"""
-
-
 async def enqueue_jobs(
     arq: ArqRedis, queue_name: str, jobs: Sequence[tuple[UUID, UUID, str]]
 ) -> int:
@@ -59,7 +45,8 @@ async def enqueue_jobs(
     """
     if not jobs:
         return 0
-    script = arq.register_script(_ENQUEUE_SCRIPT)
+    # Arq enqueues one job per call and cannot batch; the script is its enqueue_job, atomic.
+    script = arq_internals.register_enqueue(arq)
     if len(jobs) == 1:
         return int(await script(*_script_call(arq, queue_name, *jobs[0])))
     added = 0
@@ -73,20 +60,17 @@ async def enqueue_jobs(
 
 def _script_call(
     arq: ArqRedis, queue_name: str, request_id: UUID, tenant_id: UUID, operation: str
-) -> tuple[list[str], list[str | bytes | int]]:
-    """Keys and arguments of _ENQUEUE_SCRIPT for one job."""
+) -> arq_internals.ScriptCall:
+    """The enqueue script's keys and arguments for one job.
+
+    The job is encoded by jobs/codec.py whatever the connection's serializer (tests read
+    it back through arq.jobs.Job, and real Arq workers run it).
+    """
     job_id = str(request_id)
-    enqueued_ms = timestamp_ms()
-    job = serialize_job(
-        JOB_FOR_OPERATION[operation],
-        (job_id, str(tenant_id)),
-        {},
-        None,
-        enqueued_ms,
+    return arq_internals.enqueue_script_call(
+        arq, queue_name, job_id, JOB_FOR_OPERATION[operation], (job_id, str(tenant_id)),
         serializer=codec.serialize,
     )
-    keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue_name]
-    return keys, [arq.expires_extra_ms, job, enqueued_ms, job_id]
 
 
 async def request_operation(
@@ -131,5 +115,5 @@ async def enqueue_committed(
 async def drop_queue(redis: Redis, queue_name: str) -> int:
     """Delete a queue and the jobs waiting in it (benchmarks and tests); how many jobs."""
     jobs = await redis.zrange(queue_name, 0, -1)
-    await redis.delete(queue_name, *(job_key_prefix.encode() + job for job in jobs))
+    await redis.delete(queue_name, *arq_internals.job_keys(jobs))
     return len(jobs)
