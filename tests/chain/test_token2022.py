@@ -7,6 +7,7 @@ import struct
 
 import pytest
 from solders.pubkey import Pubkey
+from solders.token.state import TokenAccount, TokenAccountState
 
 from chainworker.chain import token2022
 
@@ -111,3 +112,36 @@ def test_invalid_utf8_metadata_raises_value_error() -> None:
     value = bytes(32) + bytes(MINT) + b"\x02\x00\x00\x00\xff\xfe" + b"\x00" * 12
     with pytest.raises(ValueError):
         token2022.parse_token_metadata(value)
+
+
+@pytest.mark.parametrize("size", [0, 82, 165, 170, 522, 10 * 1024 * 1024])
+def test_rent_is_the_default_rent_of_every_public_cluster(size: int) -> None:
+    # 3480 lamports per byte-year, 2 years, 128 bytes of overhead: what it always was.
+    assert token2022.rent_exempt_lamports(size) == (128 + size) * 3480 * 2
+
+
+def test_token_account_base_is_read_from_its_first_165_bytes() -> None:
+    base = TokenAccount(
+        mint=MINT, owner=AUTHORITY, amount=1, delegate=None,
+        state=TokenAccountState.Initialized, is_native=None, delegated_amount=0,
+    )
+    extended = bytes(base) + bytes([token2022.ACCOUNT_TYPE_ACCOUNT]) + _tlv(7, b"")
+    assert token2022.parse_token_account(extended) == token2022.TokenAccount(MINT, AUTHORITY, 1)
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        # never written by the token program: not initialized, or an option tag of 2
+        struct.pack("<I32sQBBI32s", 0, bytes(32), 1, 0, 0, 0, bytes(32)),
+        struct.pack("<I32sQBBI32s", 2, bytes(32), 1, 0, 1, 0, bytes(32)),
+    ],
+)
+def test_base_mints_the_token_program_never_writes_raise_value_error(base: bytes) -> None:
+    with pytest.raises(ValueError):
+        token2022.parse_mint(base)
+
+
+def test_uninitialized_token_account_raises_value_error() -> None:
+    with pytest.raises(ValueError):
+        token2022.parse_token_account(bytes(token2022.BASE_ACCOUNT_SIZE))

@@ -1,24 +1,29 @@
 """RPC endpoints: transport, error classification, health with cooldown.
 
-Each endpoint posts JSON-RPC through its own solana-py AsyncClient connection pool. Answers
-are decoded here with the standard library so that every failure (HTTP status, transport,
-timeout, JSON-RPC error, unparseable body) becomes one ChainError with a kind.
+Each endpoint posts JSON-RPC through its own `httpx.AsyncClient` (one connection pool per
+endpoint); bodies are solders' typed requests (`chain.calls`). The JSON-RPC envelope is read
+here with the standard library rather than with solders' typed responses: those ignore batch
+ids (an answer missing or out of order would be given to the wrong request), reduce some error
+objects to a bare code, and panic on others (-32005 without `data`). So every failure (HTTP
+status, transport, timeout, JSON-RPC error, unparseable body) becomes one ChainError with a
+kind here, and the `result` goes on to `views`, which decodes it with solders where it fits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import functools
 import json
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
-import httpx2
-from solana.exceptions import SolanaRpcException
-from solana.rpc.async_api import AsyncClient
+import httpx
+from solders.rpc.requests import batch_to_json
 
+from chainworker.chain.calls import Call
 from chainworker.chain.errors import (
     BAD_RESPONSE,
     RATE_LIMITED,
@@ -43,8 +48,8 @@ _UNAVAILABLE_RPC_CODES: Final = frozenset(
         -32016,  # minimum context slot not reached
     }
 )
+_HEADERS: Final = {"Content-Type": "application/json"}
 
-_request_ids = itertools.count(1)
 T = TypeVar("T")
 
 
@@ -56,32 +61,28 @@ def endpoint_label(index: int, url: str) -> str:
     return f"{index}:{host}{port}"
 
 
-class _Body:
-    """What the AsyncClient provider posts: anything with `to_json()`."""
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The system's trust store (and SSL_CERT_FILE / SSL_CERT_DIR), as the HTTP stack used
+    before httpx trusted on Linux: a private CA installed for an RPC proxy keeps working.
+    httpx alone would trust certifi's bundle instead."""
+    return ssl.create_default_context()
 
-    def __init__(self, payload: str) -> None:
-        self._payload = payload
 
-    def to_json(self) -> str:
-        return self._payload
+def _status_error(status: int, label: str) -> ChainError:
+    if status == 429:
+        return ChainError(RATE_LIMITED, "HTTP 429", endpoint=label, code=status)
+    if status in _UNAVAILABLE_HTTP:
+        return ChainError(UNAVAILABLE, f"HTTP {status}", endpoint=label, code=status)
+    return ChainError(RPC, f"HTTP {status}", endpoint=label, code=status)
 
 
 def _classify(error: BaseException, label: str) -> ChainError:
-    cause: BaseException = error
-    if isinstance(error, SolanaRpcException) and error.__cause__ is not None:
-        cause = error.__cause__
-    if isinstance(cause, TimeoutError | httpx2.TimeoutException):
+    if isinstance(error, TimeoutError | httpx.TimeoutException):
         return ChainError(TIMEOUT, "no answer in time", endpoint=label)
-    if isinstance(cause, httpx2.HTTPStatusError):
-        status = cause.response.status_code
-        if status == 429:
-            return ChainError(RATE_LIMITED, "HTTP 429", endpoint=label, code=status)
-        if status in _UNAVAILABLE_HTTP:
-            return ChainError(UNAVAILABLE, f"HTTP {status}", endpoint=label, code=status)
-        return ChainError(RPC, f"HTTP {status}", endpoint=label, code=status)
-    if isinstance(cause, httpx2.HTTPError):
-        return ChainError(TRANSPORT, type(cause).__name__, endpoint=label)
-    return ChainError(TRANSPORT, f"{type(cause).__name__}: {cause}", endpoint=label)
+    if isinstance(error, httpx.HTTPError):
+        return ChainError(TRANSPORT, type(error).__name__, endpoint=label)
+    return ChainError(TRANSPORT, f"{type(error).__name__}: {error}", endpoint=label)
 
 
 def decode_answer(text: str, label: str) -> Any:
@@ -96,6 +97,7 @@ def decode_answer(text: str, label: str) -> Any:
 def decode_batch(text: str, label: str, ids: list[int]) -> list[Any | ChainError]:
     """Each answer of a JSON-RPC batch, in request order: its result, or its ChainError.
 
+    Answers are matched by id, not position (a batch may be answered in any order).
     A whole-batch failure (a single error object, garbage) raises ChainError.
     """
     try:
@@ -138,12 +140,30 @@ def _result(doc: Any, label: str) -> Any:
 
 
 class Endpoint:
-    """One RPC URL, its client and its health. The URL itself is never shown."""
+    """One RPC URL, its HTTP client and its health. The URL itself is never shown.
 
-    def __init__(self, index: int, url: str, timeout: float) -> None:
+    `transport` replaces the network (httpx.MockTransport in tests); by default httpx's own,
+    with HTTP/2 where the server offers it and no redirects followed.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        url: str,
+        timeout: float,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.index = index
         self.label = endpoint_label(index, url)
-        self._client = AsyncClient(url, timeout=timeout, max_transport_retries=0)
+        self._url = url
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            http2=True,
+            verify=_tls_context(),
+            transport=transport,
+            headers=_HEADERS,
+        )
         self._timeout = timeout
         self.down_until = 0.0
         # The highest block height this endpoint reported (lifecycle.heights): it must
@@ -165,26 +185,19 @@ class Endpoint:
     def mark_up(self) -> None:
         self.down_until = 0.0
 
-    async def request(
-        self, method: str, params: list[Any], observer: Observer | None = None
-    ) -> Any:
-        """One HTTP request; the decoded result or ChainError."""
-        payload = json.dumps(
-            {"jsonrpc": "2.0", "id": next(_request_ids), "method": method, "params": params}
+    async def request(self, call: Call, observer: Observer | None = None) -> Any:
+        """One HTTP request; the answer's result (not yet decoded) or ChainError."""
+        return await self._post(
+            call.body.to_json(), call.method, observer,
+            lambda text: decode_answer(text, self.label),
         )
-        return await self._post(payload, method, observer, lambda text: decode_answer(
-            text, self.label
-        ))
 
     async def request_batch(
-        self, method: str, params_list: list[list[Any]], observer: Observer | None = None
+        self, method: str, calls: Sequence[Call], observer: Observer | None = None
     ) -> list[Any | ChainError]:
         """One HTTP request carrying a JSON-RPC batch; per call its result or ChainError."""
-        ids = [next(_request_ids) for _ in params_list]
-        payload = json.dumps([
-            {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
-            for request_id, params in zip(ids, params_list, strict=True)
-        ])
+        ids = [call.body.id for call in calls]
+        payload = batch_to_json([call.body for call in calls])
         return await self._post(
             payload, method, observer, lambda text: decode_batch(text, self.label, ids)
         )
@@ -199,9 +212,13 @@ class Endpoint:
         started = time.perf_counter()
         kind: str | None = None
         try:
+            # httpx's timeout bounds each phase; this one bounds the whole exchange (a body
+            # trickling in a byte at a time never exceeds a read timeout).
             async with asyncio.timeout(self._timeout):
-                text = await self._client._provider.make_request_unparsed(_Body(payload))
-            return decode(text)
+                response = await self._client.post(self._url, content=payload)
+            if not response.is_success:  # redirects are not followed: a 3xx is an error too
+                raise _status_error(response.status_code, self.label)
+            return decode(response.text)
         except ChainError as error:
             kind = error.kind
             raise
@@ -217,4 +234,4 @@ class Endpoint:
                 observer(self.label, method, time.perf_counter() - started, kind)
 
     async def close(self) -> None:
-        await self._client.close()
+        await self._client.aclose()

@@ -8,24 +8,26 @@
   chainworker rebroadcasts itself) and succeeds as soon as one accepts.
 - One blockhash cache per instance; create one SolanaRpc per process and share it.
 
-Every failure is a ChainError. Answers are plain dataclasses (see `views`).
+Every failure is a ChainError. Requests are solders' typed requests (see `calls`), answers
+plain dataclasses (see `views`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import random
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+import httpx
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
-from chainworker.chain import token2022, views
+from chainworker.chain import calls, token2022, views
+from chainworker.chain.calls import INVALID_PARAMS, Call
 from chainworker.chain.endpoints import Endpoint, Observer
 from chainworker.chain.errors import (
     BAD_RESPONSE,
@@ -58,7 +60,6 @@ GENESIS_HASHES: Final = {
     "testnet": "4uhcVJyU9pJkvQyS88uRDiswHXSCkY3zQawwpjk2NsNY",
 }
 MAX_STATUS_BATCH: Final = 256
-INVALID_PARAMS: Final = -32602
 # sendTransaction calls per JSON-RPC batch (providers commonly accept 100 or more).
 SEND_BATCH_MAX: Final = 100
 _DECODE_ERRORS: Final = (ValueError, TypeError, KeyError, IndexError, AttributeError)
@@ -79,14 +80,19 @@ class SolanaRpc:
         backoff_max_seconds: float = 2.0,
         observer: Observer | None = None,
         cluster: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`transport` stands in for the network of every endpoint (httpx.MockTransport in
+        tests); it is closed with the client."""
         if not urls:
             raise ChainError(CONFIG, "at least one RPC URL is required")
         # Every endpoint must serve one cluster: the configured one's genesis when it is a
         # public cluster, else whichever the first endpoint checked serves.
         self._genesis: str | None = GENESIS_HASHES.get(cluster or "")
         self._cluster = cluster
-        self._endpoints = [Endpoint(i, url, timeout_seconds) for i, url in enumerate(urls)]
+        self._endpoints = [
+            Endpoint(i, url, timeout_seconds, transport=transport) for i, url in enumerate(urls)
+        ]
         self.commitment = commitment
         self._max_attempts = max(1, max_attempts)
         self._blockhash_ttl = blockhash_cache_seconds
@@ -104,7 +110,13 @@ class SolanaRpc:
         self._highest_slot: heights.Seen | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, observer: Observer | None = None) -> SolanaRpc:
+    def from_settings(
+        cls,
+        settings: Settings,
+        observer: Observer | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> SolanaRpc:
         return cls(
             settings.solana_rpc_urls,
             commitment=settings.commitment,
@@ -114,6 +126,7 @@ class SolanaRpc:
             status_batch_size=settings.status_batch_size,
             observer=observer,
             cluster=settings.solana_cluster,
+            transport=transport,
         )
 
     async def __aenter__(self) -> SolanaRpc:
@@ -156,11 +169,13 @@ class SolanaRpc:
         heights and statuses would be another chain's, and everything would look expired."""
         if endpoint.cluster_checked:
             return
-        genesis = await endpoint.request("getGenesisHash", [], self._observer)
-        if not isinstance(genesis, str):
+        answer = await endpoint.request(calls.genesis_hash(), self._observer)
+        try:
+            genesis = views.genesis_hash(answer)
+        except _DECODE_ERRORS as error:
             raise ChainError(
-                BAD_RESPONSE, "getGenesisHash is not a string", endpoint=endpoint.label
-            )
+                BAD_RESPONSE, f"getGenesisHash is not a hash: {error}", endpoint=endpoint.label
+            ) from None
         if self._genesis is None:
             self._genesis = genesis
         elif genesis != self._genesis:
@@ -193,13 +208,12 @@ class SolanaRpc:
 
     async def _with_retries(
         self,
-        method: str,
-        params: list[Any],
+        call: Call,
         decode: Callable[[Any], T],
         endpoint: Endpoint | None = None,
         attempts: int | None = None,
     ) -> T:
-        """Call `method` and decode its result, failing over and retrying as the error allows.
+        """Make `call` and decode its result, failing over and retrying as the error allows.
 
         With `endpoint` given, stay on it (fan-out sends); otherwise pick healthy endpoints.
         `attempts` caps the tries (default: the client's max_attempts).
@@ -212,13 +226,8 @@ class SolanaRpc:
             if last is not None and (current is previous or not current.is_up(time.monotonic())):
                 await asyncio.sleep(self._backoff(attempt - 1))
             try:
-                result = await current.request(method, params, self._observer)
-                try:
-                    value = decode(result)
-                except _DECODE_ERRORS as error:
-                    raise ChainError(
-                        BAD_RESPONSE, f"ill-shaped {method} answer: {error}", endpoint=current.label
-                    ) from None
+                result = await current.request(call, self._observer)
+                value = _decoded(decode, result, call.method, current.label)
             except ChainError as error:
                 last = error
                 if error.retryable:
@@ -233,21 +242,10 @@ class SolanaRpc:
         assert last is not None
         raise last
 
-    async def _call(self, method: str, params: list[Any], decode: Callable[[Any], T]) -> T:
-        return await self._with_retries(method, params, decode)
+    async def _call(self, call: Call, decode: Callable[[Any], T]) -> T:
+        return await self._with_retries(call, decode)
 
     # --- sending -----------------------------------------------------------
-
-    def _send_params(self, tx_bytes: bytes) -> list[Any]:
-        return [
-            base64.b64encode(tx_bytes).decode(),
-            {
-                "encoding": "base64",
-                "skipPreflight": True,
-                "maxRetries": 0,
-                "preflightCommitment": self.commitment,
-            },
-        ]
 
     async def send_raw_many(self, txs: Sequence[bytes]) -> list[ChainError | None]:
         """Send many signed transactions to every endpoint at once, in JSON-RPC batches.
@@ -257,16 +255,18 @@ class SolanaRpc:
         """
         if not txs:
             return []
-        params = [self._send_params(tx) for tx in txs]
-        chunks = [params[i : i + SEND_BATCH_MAX] for i in range(0, len(params), SEND_BATCH_MAX)]
+        sends = [calls.send(tx, self.commitment) for tx in txs]
+        chunks = [sends[i : i + SEND_BATCH_MAX] for i in range(0, len(sends), SEND_BATCH_MAX)]
 
         async def on(endpoint: Endpoint) -> list[Any | ChainError]:
             answers: list[Any | ChainError] = []
             for chunk in chunks:
                 try:
-                    answers += await self._batch_with_retries(endpoint, "sendTransaction", chunk)
+                    results = await self._batch_with_retries(endpoint, "sendTransaction", chunk)
                 except ChainError as error:
                     answers += [error] * len(chunk)
+                    continue
+                answers += [_accepted(result, endpoint.label) for result in results]
             return answers
 
         per_endpoint = await asyncio.gather(*(on(endpoint) for endpoint in self._endpoints))
@@ -280,14 +280,14 @@ class SolanaRpc:
         return outcomes
 
     async def _batch_with_retries(
-        self, endpoint: Endpoint, method: str, params_list: list[list[Any]]
+        self, endpoint: Endpoint, method: str, batch: list[Call]
     ) -> list[Any | ChainError]:
         last: ChainError | None = None
         for attempt in range(self._max_attempts):
             if last is not None:
                 await asyncio.sleep(self._backoff(attempt - 1))
             try:
-                answers = await endpoint.request_batch(method, params_list, self._observer)
+                answers = await endpoint.request_batch(method, batch, self._observer)
             except ChainError as error:
                 last = error
                 if error.retryable:
@@ -301,11 +301,9 @@ class SolanaRpc:
 
     async def send_raw(self, tx_bytes: bytes) -> Signature:
         """Send signed bytes to every endpoint at once; the signature once any accepts."""
-        params = self._send_params(tx_bytes)
+        call = calls.send(tx_bytes, self.commitment)
         tasks = [
-            asyncio.create_task(
-                self._with_retries("sendTransaction", params, _signature, endpoint=endpoint)
-            )
+            asyncio.create_task(self._with_retries(call, views.sent, endpoint=endpoint))
             for endpoint in self._endpoints
         ]
         errors: list[ChainError] = []
@@ -339,16 +337,7 @@ class SolanaRpc:
 
     async def simulate(self, tx: VersionedTransaction) -> SimulationView:
         """Simulate with the latest blockhash and no signature check."""
-        params: list[Any] = [
-            base64.b64encode(bytes(tx)).decode(),
-            {
-                "encoding": "base64",
-                "sigVerify": False,
-                "replaceRecentBlockhash": True,
-                "commitment": self.commitment,
-            },
-        ]
-        return await self._call("simulateTransaction", params, views.simulation)
+        return await self._call(calls.simulate(tx, self.commitment), views.simulation)
 
     async def simulate_units(self, tx: VersionedTransaction) -> int:
         """Compute units the transaction consumes; ChainError(kind="simulation") if it fails."""
@@ -359,8 +348,7 @@ class SolanaRpc:
         return result.units_consumed
 
     async def recent_prioritization_fees(self, accounts: Sequence[Pubkey] = ()) -> list[int]:
-        params: list[Any] = [[str(account) for account in accounts]]
-        return await self._call("getRecentPrioritizationFees", params, views.prioritization_fees)
+        return await self._call(calls.prioritization_fees(accounts), views.prioritization_fees)
 
     # --- cluster state -------------------------------------------------------
 
@@ -377,9 +365,7 @@ class SolanaRpc:
             cached = self._fresh_blockhash()
             if cached is not None and cached[1] > valid_beyond:
                 return cached
-            value = await self._call(
-                "getLatestBlockhash", [{"commitment": self.commitment}], views.blockhash
-            )
+            value = await self._call(calls.latest_blockhash(self.commitment), views.blockhash)
             self._blockhash, self._blockhash_at = value, time.monotonic()
             return value
 
@@ -399,21 +385,19 @@ class SolanaRpc:
         self, signatures: Sequence[Signature | str]
     ) -> list[SignatureStatusView | None]:
         """Statuses in input order, None for unknown signatures; batches of up to 256."""
-        texts = [str(signature) for signature in signatures]
-        batches = [texts[i : i + self._batch] for i in range(0, len(texts), self._batch)]
 
-        async def one(batch: list[str]) -> list[SignatureStatusView | None]:
-            page = await self._call("getSignatureStatuses", *self._status_call(batch))
+        async def one(call: Call, count: int) -> list[SignatureStatusView | None]:
+            page = await self._call(call, _statuses(count))
             return page.statuses
 
-        results = await asyncio.gather(*(one(batch) for batch in batches))
+        results = await asyncio.gather(*(one(*batch) for batch in self._status_calls(signatures)))
         return [status for batch_result in results for status in batch_result]
 
-    def _status_call(
-        self, batch: list[str]
-    ) -> tuple[list[Any], Callable[[Any], views.StatusPage]]:
-        params: list[Any] = [batch, {"searchTransactionHistory": True}]
-        return params, lambda result: views.signature_statuses(result, len(batch))
+    def _status_calls(self, signatures: Sequence[Signature | str]) -> list[tuple[Call, int]]:
+        """getSignatureStatuses calls of at most `status_batch_size`, and their sizes."""
+        size = self._batch
+        batches = [signatures[i : i + size] for i in range(0, len(signatures), size)]
+        return [(calls.signature_statuses(batch), len(batch)) for batch in batches]
 
     async def read_chain(
         self,
@@ -430,8 +414,7 @@ class SolanaRpc:
         blockhash can no longer land) and checked (`lifecycle.heights`); when any part fails
         on an endpoint, the whole read moves to the next one.
         """
-        texts = [str(signature) for signature in signatures]
-        batches = [texts[i : i + self._batch] for i in range(0, len(texts), self._batch)]
+        batches = self._status_calls(signatures)
         level = commitment or self.commitment
         last: ChainError | None = None
         current: Endpoint | None = None
@@ -445,9 +428,8 @@ class SolanaRpc:
                     await self._check_cluster(current)
                 height = await self._checked_height(current, level)
                 pages = await asyncio.gather(*(
-                    self._with_retries("getSignatureStatuses", *self._status_call(batch),
-                                       endpoint=current, attempts=1)
-                    for batch in batches
+                    self._with_retries(call, _statuses(count), endpoint=current, attempts=1)
+                    for call, count in batches
                 ))
                 for page in pages:
                     self._check_slot(current, height, page.context_slot)
@@ -481,8 +463,7 @@ class SolanaRpc:
         """getBlockHeight on `endpoint`, refused (bad_response) unless `lifecycle.heights`
         finds it believable; an accepted height becomes what later ones are checked against."""
         reported = await self._with_retries(
-            "getBlockHeight", [{"commitment": commitment}], lambda result: result,
-            endpoint=endpoint, attempts=1,
+            calls.block_height(commitment), views.block_height, endpoint=endpoint, attempts=1
         )
         now = time.monotonic()
         problem = heights.height_problem(
@@ -497,11 +478,7 @@ class SolanaRpc:
 
     async def get_transaction(self, signature: Signature | str) -> TransactionView | None:
         commitment = "confirmed" if self.commitment == "processed" else self.commitment
-        params: list[Any] = [
-            str(signature),
-            {"encoding": "json", "commitment": commitment, "maxSupportedTransactionVersion": 0},
-        ]
-        return await self._call("getTransaction", params, views.transaction)
+        return await self._call(calls.transaction(signature, commitment), views.transaction)
 
     async def get_transaction_error(self, signature: Signature | str) -> views.TxErrorView | None:
         found = await self.get_transaction(signature)
@@ -514,8 +491,7 @@ class SolanaRpc:
     # --- accounts ------------------------------------------------------------
 
     async def get_account(self, address: Pubkey) -> views.AccountView | None:
-        params: list[Any] = [str(address), {"encoding": "base64", "commitment": self.commitment}]
-        return await self._call("getAccountInfo", params, views.account)
+        return await self._call(calls.account_info(address, self.commitment), views.account)
 
     async def get_mint_state(self, mint: Pubkey) -> MintState | None:
         """The mint's supply, authorities and metadata; None if no account exists there.
@@ -537,9 +513,7 @@ class SolanaRpc:
         (or no mint exists there)."""
         try:
             largest = await self._call(
-                "getTokenLargestAccounts",
-                [str(mint), {"commitment": self.commitment}],
-                views.largest_token_accounts,
+                calls.token_largest_accounts(mint, self.commitment), views.largest_token_accounts
             )
         except ChainError as error:
             if error.kind == RPC and error.code == INVALID_PARAMS:
@@ -559,20 +533,14 @@ class SolanaRpc:
         return None
 
     async def get_balance(self, address: Pubkey) -> int:
-        return await self._call(
-            "getBalance",
-            [str(address), {"commitment": self.commitment}],
-            views.balance,
-        )
+        return await self._call(calls.balance(address, self.commitment), views.balance)
 
     async def request_airdrop(
         self, address: Pubkey, lamports: int, *, wait_seconds: float = 30.0
     ) -> Signature:
         """Airdrop (localnet, devnet) and wait until it is confirmed."""
         signature = await self._call(
-            "requestAirdrop",
-            [str(address), lamports, {"commitment": self.commitment}],
-            _signature,
+            calls.airdrop(address, lamports, self.commitment), views.airdropped
         )
         await self.wait_for_confirmation(signature, wait_seconds)
         return signature
@@ -594,13 +562,26 @@ class SolanaRpc:
             await asyncio.sleep(poll_seconds)
 
 
-def _integer(result: Any) -> int:
-    if isinstance(result, bool) or not isinstance(result, int):
-        raise TypeError("expected an integer")
-    return result
+def _decoded(decode: Callable[[Any], T], result: Any, method: str, label: str) -> T:
+    """`decode(result)`, an ill-shaped result being ChainError(bad_response)."""
+    try:
+        return decode(result)
+    except _DECODE_ERRORS as error:
+        raise ChainError(
+            BAD_RESPONSE, f"ill-shaped {method} answer: {error}", endpoint=label
+        ) from None
 
 
-def _signature(result: Any) -> Signature:
-    if not isinstance(result, str):
-        raise TypeError("expected a signature string")
-    return Signature.from_string(result)
+def _accepted(answer: Any | ChainError, label: str) -> Signature | ChainError:
+    """One sendTransaction answer of a batch: the signature it names, or why it is no
+    acceptance (an answer that names no signature accepted nothing)."""
+    if isinstance(answer, ChainError):
+        return answer
+    try:
+        return _decoded(views.sent, answer, "sendTransaction", label)
+    except ChainError as error:
+        return error
+
+
+def _statuses(count: int) -> Callable[[Any], views.StatusPage]:
+    return lambda result: views.signature_statuses(result, count)

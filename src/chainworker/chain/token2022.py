@@ -2,6 +2,8 @@
 
 Everything here is pure (bytes in, bytes or dataclasses out). Parsers raise ValueError on
 data that does not have the expected shape; the RPC layer turns that into a ChainError.
+The base mint and token account (the first 82 and 165 bytes, the same in Token-2022 as in
+SPL Token) are read by solders' `Mint` and `TokenAccount`; the extensions after them here.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Final
 
 from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
+from solders.rent import Rent
+from solders.token import state as spl_state
 from spl.memo.constants import MEMO_PROGRAM_ID
-from spl.token._layouts import ACCOUNT_LAYOUT, MINT_LAYOUT
 from spl.token.constants import TOKEN_2022_PROGRAM_ID
 
 BASE_MINT_SIZE: Final = 82
@@ -32,11 +35,9 @@ _TLV_HEADER: Final = 4
 # Base account (padded) + account-type byte + PermanentDelegate TLV + MetadataPointer TLV.
 FIXED_MINT_SIZE: Final = BASE_ACCOUNT_SIZE + 1 + (_TLV_HEADER + 32) + (_TLV_HEADER + 64)
 
-# Rent: lamports per byte-year x exemption threshold (2 years), with 128 bytes of account
-# overhead. These have been constant on every public cluster since genesis.
-_RENT_LAMPORTS_PER_BYTE_YEAR: Final = 3480
-_RENT_EXEMPTION_YEARS: Final = 2
-_ACCOUNT_STORAGE_OVERHEAD: Final = 128
+# The default rent (6960 lamports per byte, 128 bytes of account overhead), the one of every
+# public cluster since genesis: 3480 lamports per byte-year times a 2-year exemption threshold.
+_RENT: Final = Rent.default()
 
 _IX_INITIALIZE_PERMANENT_DELEGATE: Final = 35
 _IX_METADATA_POINTER_EXTENSION: Final = 39
@@ -89,7 +90,7 @@ def final_mint_size(
 
 def rent_exempt_lamports(size: int) -> int:
     """Minimum balance for an account of `size` bytes to be rent exempt."""
-    return (_ACCOUNT_STORAGE_OVERHEAD + size) * _RENT_LAMPORTS_PER_BYTE_YEAR * _RENT_EXEMPTION_YEARS
+    return _RENT.minimum_balance(size)
 
 
 # --- instructions --------------------------------------------------------
@@ -257,18 +258,20 @@ def parse_token_metadata(value: bytes) -> TokenMetadata:
 
 
 def parse_mint(data: bytes) -> MintAccount:
-    """A Token-2022 (or classic) mint account, with the extensions chainworker uses."""
+    """A Token-2022 (or classic) mint account, with the extensions chainworker uses.
+
+    The base mint must be initialized and well formed (option tags 0 or 1), as the token
+    program itself requires.
+    """
     if len(data) < BASE_MINT_SIZE:
         raise ValueError(f"mint account is {len(data)} bytes, expected at least {BASE_MINT_SIZE}")
-    raw = MINT_LAYOUT.parse(data[:BASE_MINT_SIZE])
+    raw = spl_state.Mint.from_bytes(data[:BASE_MINT_SIZE])
     base = BaseMint(
-        mint_authority=Pubkey.from_bytes(raw.mint_authority) if raw.mint_authority_option else None,
+        mint_authority=raw.mint_authority,
         supply=raw.supply,
         decimals=raw.decimals,
-        is_initialized=bool(raw.is_initialized),
-        freeze_authority=(
-            Pubkey.from_bytes(raw.freeze_authority) if raw.freeze_authority_option else None
-        ),
+        is_initialized=raw.is_initialized,
+        freeze_authority=raw.freeze_authority,
     )
     delegate: Pubkey | None = None
     pointer: MetadataPointer | None = None
@@ -286,10 +289,14 @@ def parse_mint(data: bytes) -> MintAccount:
 
 
 def parse_token_account(data: bytes) -> TokenAccount:
-    """A Token-2022 (or classic) token account: mint, owner and amount."""
+    """A Token-2022 (or classic) token account: mint, owner and amount.
+
+    The base account must be initialized (or frozen) and well formed, as the token program
+    itself requires.
+    """
     if len(data) < BASE_ACCOUNT_SIZE:
         raise ValueError(
             f"token account is {len(data)} bytes, expected at least {BASE_ACCOUNT_SIZE}"
         )
-    raw = ACCOUNT_LAYOUT.parse(data[:BASE_ACCOUNT_SIZE])
-    return TokenAccount(Pubkey.from_bytes(raw.mint), Pubkey.from_bytes(raw.owner), raw.amount)
+    raw = spl_state.TokenAccount.from_bytes(data[:BASE_ACCOUNT_SIZE])
+    return TokenAccount(raw.mint, raw.owner, raw.amount)

@@ -1,17 +1,42 @@
 """Plain views of RPC answers, decoded from JSON-RPC results.
 
+Each decoder takes the `result` member of an answer (the envelope was read by `endpoints`).
+Where one of solders' typed responses fits, it decodes the result, and the values it gives are
+then checked as before (ranges, plausibility). Some do not fit, and those results are read
+from the JSON here:
+
+- signature statuses, transactions and simulations carry a transaction error, which solders
+  only decodes for the variants it knows: one a newer cluster adds would make every answer
+  about that transaction unreadable, and its confirmation would never be decided;
+  `lifecycle.observe.describe_error` reads any error;
+- solders' typed statuses also require the deprecated `status` member;
+- `RpcBlockhash.blockhash` and `RpcTokenAccountBalance.address` are decoded on first access,
+  and a malformed one panics instead of raising.
+
 Decoders raise ValueError / TypeError / KeyError on ill-shaped input; the RPC client turns
 those into ChainError(kind="bad_response").
 """
 
 from __future__ import annotations
 
-import base64
+import functools
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, Protocol, TypeVar
 
-from solders.hash import Hash
+from solders.hash import Hash, ParseHashError
 from solders.pubkey import Pubkey
+from solders.rpc.responses import (
+    GetAccountInfoResp,
+    GetBalanceResp,
+    GetBlockHeightResp,
+    GetGenesisHashResp,
+    GetRecentPrioritizationFeesResp,
+    RequestAirdropResp,
+    SendTransactionResp,
+)
+from solders.signature import Signature
 
 from chainworker.chain import token2022
 from chainworker.lifecycle.observe import custom_program_error, describe_error
@@ -99,8 +124,78 @@ def _value(result: Any) -> Any:
     return result["value"]
 
 
+class _Response(Protocol):
+    @staticmethod
+    def from_json(raw: str) -> object: ...
+
+
+R = TypeVar("R", bound=_Response)
+P = ParamSpec("P")
+V = TypeVar("V")
+
+
+def _is_panic(error: BaseException) -> bool:
+    """A Rust panic inside solders: pyo3 raises it as a BaseException, past `except Exception`."""
+    kind = type(error)
+    return kind.__module__ == "pyo3_runtime" and kind.__name__ == "PanicException"
+
+
+def _no_panics(decode: Callable[P, V]) -> Callable[P, V]:
+    """A decoder whose solders panics are ValueErrors, like any other ill-shaped answer."""
+
+    @functools.wraps(decode)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> V:
+        try:
+            return decode(*args, **kwargs)
+        except BaseException as error:
+            if _is_panic(error):
+                raise ValueError(f"solders could not decode it: {error}") from None
+            raise
+
+    return guarded
+
+
+def _typed(response: type[R], result: Any) -> R:
+    """`result` decoded by solders' typed `response`.
+
+    The envelope is rebuilt around the result alone: solders never sees an error member (those
+    were handled, and some make it panic) nor anything the standard library read differently.
+    """
+    raw = json.dumps({"jsonrpc": "2.0", "id": 0, "result": result})
+    try:
+        parsed = response.from_json(raw)
+    except Exception as error:  # solders.SerdeJSONError: wrong types, missing members
+        raise ValueError(f"not a {response.__name__} result: {error}") from None
+    if not isinstance(parsed, response):
+        raise TypeError(f"not a {response.__name__} result")
+    return parsed
+
+
+@_no_panics
+def genesis_hash(result: Any) -> str:
+    return str(_typed(GetGenesisHashResp, result).value)
+
+
+@_no_panics
+def block_height(result: Any) -> int:
+    """Any u64: whether a height can be believed is `lifecycle.heights`' call."""
+    return _typed(GetBlockHeightResp, result).value
+
+
+@_no_panics
 def balance(result: Any) -> int:
-    return _int(_value(result))
+    return _int(_typed(GetBalanceResp, result).value)
+
+
+@_no_panics
+def sent(result: Any) -> Signature:
+    """The signature a sendTransaction answer names."""
+    return _typed(SendTransactionResp, result).value
+
+
+@_no_panics
+def airdropped(result: Any) -> Signature:
+    return _typed(RequestAirdropResp, result).value
 
 
 def tx_error(err: Any) -> TxErrorView | None:
@@ -118,7 +213,11 @@ def tx_error(err: Any) -> TxErrorView | None:
 
 def blockhash(result: Any) -> tuple[Hash, int]:
     value = _value(result)
-    return Hash.from_string(value["blockhash"]), _int(value["lastValidBlockHeight"])
+    try:
+        parsed = Hash.from_string(value["blockhash"])
+    except ParseHashError:  # not a ValueError: it would escape the decode-error handling
+        raise ValueError("the blockhash is not a base58 hash") from None
+    return parsed, _int(value["lastValidBlockHeight"])
 
 
 @dataclass(frozen=True)
@@ -190,24 +289,19 @@ def simulation(result: Any) -> SimulationView:
     )
 
 
+@_no_panics
 def prioritization_fees(result: Any) -> list[int]:
-    if not isinstance(result, list):
-        raise TypeError("prioritization fees are not a list")
-    return [_int(item["prioritizationFee"]) for item in result]
+    fees = _typed(GetRecentPrioritizationFeesResp, result).value
+    return [_int(fee.prioritization_fee) for fee in fees]
 
 
+@_no_panics
 def account(result: Any) -> AccountView | None:
-    value = _value(result)
-    if value is None:
+    """The account (`solders.account.Account`), its data decoded from base64 by solders."""
+    found = _typed(GetAccountInfoResp, result).value
+    if found is None:
         return None
-    data = value["data"]
-    if not isinstance(data, list) or len(data) != 2 or data[1] != "base64":
-        raise ValueError("account data is not base64")
-    return AccountView(
-        owner=Pubkey.from_string(value["owner"]),
-        lamports=_int(value["lamports"]),
-        data=base64.b64decode(data[0], validate=True),
-    )
+    return AccountView(owner=found.owner, lamports=_int(found.lamports), data=bytes(found.data))
 
 
 def largest_token_accounts(result: Any) -> list[tuple[Pubkey, int]]:
