@@ -49,7 +49,7 @@ CONTEXT_KEYS: tuple[str, ...] = (
 # ordinary words.
 _MIN_SUBSTRING_SECRET = 8
 _HANDLER_NAME = "chainworker"
-_CHATTY_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "hpack")
+_CHATTY_LOGGERS = ("httpx", "httpcore", "h2", "hpack")
 
 # A 64-byte value is 86-88 base58 characters (fewer with leading zero bytes).
 _BASE58_TOKEN = re.compile(
