@@ -1,12 +1,11 @@
-"""Typed calls for the ticket service: over HTTP, or directly for services sharing the database.
+"""Typed calls to chainworker's HTTP API, for the ticket service. Depends on httpx alone.
 
-HTTP (`ChainworkerClient`): one Idempotency-Key per logical operation, reused on every
-retry of it, so a retried call can never record twice. Retries (with exponential
-backoff and jitter) cover connection errors, 409 "still in progress" (honouring
-Retry-After), 429 and 5xx; other errors raise `ApiError` with the problem details.
+One Idempotency-Key per logical operation, reused on every retry of it, so a retried
+call can never record twice. Retries (with exponential backoff and jitter) cover
+connection errors, 409 "still in progress" (honouring Retry-After), 429 and 5xx; other
+errors raise `ApiError` with the problem details.
 
-Direct (`request_direct`): record the requests and enqueue their jobs through the same
-path the API uses (`chainworker.jobs.enqueue.request_operation`).
+A service that shares chainworker's database can skip HTTP: `chainworker.direct`.
 """
 
 from __future__ import annotations
@@ -14,18 +13,12 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 from uuid import UUID
 
-import asyncpg
 import httpx
-from arq.connections import ArqRedis
-
-from chainworker.db.requests import NewRequest, Operation, Recorded
-from chainworker.jobs.enqueue import request_operation
 
 BurnReason = Literal["revoke", "refund"]
 RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
@@ -207,21 +200,3 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
         return {"status": response.status_code, "detail": response.text[:200]}
     return body if isinstance(body, dict) else {"status": response.status_code}
 
-
-async def request_direct(
-    pool: asyncpg.Pool,
-    arq: ArqRedis,
-    queue_name: str,
-    tenant_id: UUID,
-    operation: Operation,
-    items: Sequence[NewRequest],
-) -> list[Recorded]:
-    """Record requests and enqueue their jobs without HTTP (for services sharing the database).
-
-    Duplicates collapse onto the live request, as over HTTP. No state checks are made
-    here: a request the ticket's state does not allow is refused by the worker, with
-    its reason recorded on the request and a `ticket.chain_failed` outbox event.
-    """
-    return await request_operation(
-        pool, arq, queue_name, tenant_id, operation, items, source="client"
-    )

@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from chainworker.localnet import cli
 from chainworker.localnet.process import LocalnetProcess, start_localnet
+from chainworker.ops import localnet_cli as cli
 from tests.localnet.helpers import post, request
 
 FLAGS = [

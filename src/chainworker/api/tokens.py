@@ -20,7 +20,7 @@ import asyncpg
 
 from chainworker.db import api_tokens, tickets
 from chainworker.db.pool import Connection, tenant_transaction
-from chainworker.ops.arguments import shown
+from chainworker.text import shown
 
 TOKEN_PREFIX = "cwt_"
 _TOKEN_TEXT = re.compile(r"^cwt_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$")

@@ -32,8 +32,8 @@ from chainworker.db.pool import create_pool
 from chainworker.jobs.codec import create_arq_pool
 from chainworker.lifecycle.model import Policy
 from chainworker.ops import reconcile, reconcile_holders, reconcile_tx
-from chainworker.ops.arguments import plain_text, shown
 from chainworker.ops.reconcile_tx import OperatorError, Reference
+from chainworker.text import plain_text, shown
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1

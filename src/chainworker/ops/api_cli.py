@@ -21,7 +21,7 @@ from chainworker.api.tokens import (
 from chainworker.config import get_settings
 from chainworker.db import roles
 from chainworker.db.pool import create_pool
-from chainworker.ops.arguments import plain_text, shown
+from chainworker.text import plain_text, shown
 
 token_app = typer.Typer(help="Issue and revoke API tokens.")
 

@@ -23,7 +23,7 @@ from chainworker.db.requests import NewRequest, Operation
 from chainworker.jobs import exporter
 from chainworker.jobs.codec import create_arq_pool
 from chainworker.jobs.enqueue import request_operation
-from chainworker.ops.arguments import plain_text, shown
+from chainworker.text import plain_text, shown
 
 enqueue_app = typer.Typer(help="Record requests and queue them for the workers.")
 

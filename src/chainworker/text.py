@@ -1,4 +1,5 @@
-"""Checks of command-line text that is stored: each bad value is refused with one message."""
+"""Checks of text an operator or a caller gives, which is stored or shown: each bad value is
+refused with one message."""
 
 from __future__ import annotations
 
