@@ -57,6 +57,7 @@ from chainworker.jobs.batch_start import BatchStartWorker
 from chainworker.jobs.codec import create_arq_pool
 from chainworker.jobs.enqueue import drop_queue, request_operation
 from chainworker.jobs.worker import make_worker
+from chainworker.lifecycle.model import TxOp
 from chainworker.localnet.process import start_localnet
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -108,9 +109,11 @@ async def offer(
     pool: asyncpg.Pool, arq: Any, queue: str, seeded: seed_data.Seeded, rate: int | None
 ) -> None:
     """Record and enqueue a mint for every seeded ticket: all at once, or `rate` per second."""
-    requests = [NewRequest(t, "mint") for t in seeded.ticket_ids]
+    requests = [NewRequest(t, TxOp.MINT) for t in seeded.ticket_ids]
     if rate is None:
-        await request_operation(pool, arq, queue, seeded.tenant_id, "mint", requests, source="cli")
+        await request_operation(
+            pool, arq, queue, seeded.tenant_id, TxOp.MINT, requests, source="cli"
+        )
         return
     tick = 0.05
     per_tick = max(1, round(rate * tick))
@@ -118,7 +121,7 @@ async def offer(
     for index, offset in enumerate(range(0, len(requests), per_tick)):
         await asyncio.sleep(max(0.0, started + index * tick - time.monotonic()))
         await request_operation(
-            pool, arq, queue, seeded.tenant_id, "mint", requests[offset : offset + per_tick],
+            pool, arq, queue, seeded.tenant_id, TxOp.MINT, requests[offset : offset + per_tick],
             source="cli",
         )
 

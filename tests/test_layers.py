@@ -18,8 +18,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "chainworker"
 # other). ARCHITECTURE.md draws the same picture.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"obs"}),
+    frozenset({"lifecycle"}),
     frozenset({"config", "coalesce", "text"}),
-    frozenset({"lifecycle", "services"}),
+    frozenset({"services"}),
     frozenset({"chain", "db", "localnet"}),
     frozenset({"pipeline"}),
     frozenset({"jobs"}),

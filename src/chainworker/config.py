@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from chainworker.lifecycle.model import Commitment
 from chainworker.obs.logs import redact_url
 
-Commitment = Literal["processed", "confirmed", "finalized"]
 Cluster = Literal["localnet", "devnet", "testnet", "mainnet"]
 
 
@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # --- solana ---------------------------------------------------------
     solana_rpc_urls: Annotated[list[str], NoDecode] = ["http://127.0.0.1:8899"]
     solana_cluster: Cluster = "localnet"
-    commitment: Commitment = "confirmed"
+    commitment: Commitment = Commitment.CONFIRMED
     rpc_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     rpc_max_attempts: int = Field(default=4, ge=1, le=20)
     blockhash_cache_seconds: float = Field(default=2.0, ge=0, le=60)

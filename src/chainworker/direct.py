@@ -12,8 +12,9 @@ from uuid import UUID
 import asyncpg
 from arq.connections import ArqRedis
 
-from chainworker.db.requests import NewRequest, Operation, Recorded
+from chainworker.db.requests import NewRequest, Recorded
 from chainworker.jobs.enqueue import request_operation
+from chainworker.lifecycle.model import TxOp
 
 
 async def request_direct(
@@ -21,7 +22,7 @@ async def request_direct(
     arq: ArqRedis,
     queue_name: str,
     tenant_id: UUID,
-    operation: Operation,
+    operation: TxOp,
     items: Sequence[NewRequest],
 ) -> list[Recorded]:
     """Record requests and enqueue their jobs without HTTP (for services sharing the database).

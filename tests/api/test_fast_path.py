@@ -15,6 +15,7 @@ from chainworker.db import api_requests
 from chainworker.db.api_requests import ApiRequest
 from chainworker.db.pool import tenant_transaction
 from chainworker.jobs.enqueue import enqueue_jobs
+from chainworker.lifecycle.model import TxOp
 from tests.api.conftest import RunningApi, new_tenant
 from tests.conftest import own_queue_name
 
@@ -65,9 +66,12 @@ async def test_enqueue_writes_jobs_arq_reads_once_each(arq: ArqRedis) -> None:
     tenant_id = uuid.uuid4()
     first, second, third = (uuid.uuid4() for _ in range(3))
 
-    assert await enqueue_jobs(arq, queue, [(first, tenant_id, "mint")]) == 1
-    assert await enqueue_jobs(arq, queue, [(first, tenant_id, "mint")]) == 0
-    batch = [(first, tenant_id, "mint"), (second, tenant_id, "burn"), (third, tenant_id, "mint")]
+    assert await enqueue_jobs(arq, queue, [(first, tenant_id, TxOp.MINT)]) == 1
+    assert await enqueue_jobs(arq, queue, [(first, tenant_id, TxOp.MINT)]) == 0
+    batch = [
+        (first, tenant_id, TxOp.MINT), (second, tenant_id, TxOp.BURN),
+        (third, tenant_id, TxOp.MINT),
+    ]
     assert await enqueue_jobs(arq, queue, batch) == 2
 
     job = Job(str(second), arq, _queue_name=queue, _deserializer=arq.job_deserializer)

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from chainworker.db import seed
 from chainworker.jobs.queue import ArqQueue
-from chainworker.pipeline.relay import BURN_REASONS, RELAYED_EVENTS, relay_once
+from chainworker.lifecycle.model import BurnReason
+from chainworker.pipeline.relay import RELAYED_EVENTS, relay_once
 from tests.conftest import own_queue_name
 from tests.snapshot import changed, table_digests
 
@@ -58,18 +59,18 @@ PAYLOADS = st.one_of(
     st.dictionaries(_TEXT, _JSON, max_size=5),
     st.just({}),
     st.fixed_dictionaries(
-        {"reason": st.one_of(st.sampled_from(BURN_REASONS), _JSON)}, optional={"note": _JSON}
+        {"reason": st.one_of(st.sampled_from(list(BurnReason)), _JSON)}, optional={"note": _JSON}
     ),
     st.builds(
         lambda depth, in_list, reason: {"reason": reason, "x": _deep(depth, in_list)},
         st.integers(10, 40),
         st.booleans(),
-        st.sampled_from(BURN_REASONS),
+        st.sampled_from(list(BurnReason)),
     ),
     st.builds(
         lambda size, reason: {"reason": reason, "blob": "x" * size},
         st.sampled_from([10_000, 17_000, 200_000]),
-        st.sampled_from(BURN_REASONS),
+        st.sampled_from(list(BurnReason)),
     ),
 )
 OTHER_EVENT_TYPES = st.one_of(
@@ -159,7 +160,7 @@ async def _expected(admin: asyncpg.Connection, row: Row, exists: bool, text: str
     if await admin.fetchval("SELECT chainworker_payload_problem($1::jsonb)", text) is not None:
         return "quarantined"
     reason = row.payload.get("reason")
-    if operation == "burn" and not (isinstance(reason, str) and reason in BURN_REASONS):
+    if operation == "burn" and not (isinstance(reason, str) and reason in set(BurnReason)):
         return "quarantined"
     return "recorded" if exists else "retried"
 

@@ -23,6 +23,7 @@ from solders.transaction import VersionedTransaction
 
 from chainworker.chain.errors import ChainError
 from chainworker.chain.rpc import SolanaRpc
+from chainworker.lifecycle.model import Commitment
 
 URL = "https://rpc.example.test/v2/KEY?api-key=SECRET"
 SIGNATURE = Keypair().sign_message(b"sent")
@@ -106,7 +107,7 @@ async def test_requests_carry_the_same_params_as_the_hand_built_bodies(mock_rpc:
         simulateTransaction=ok({**context, "value": {"err": None, "unitsConsumed": 3}}),
         getRecentPrioritizationFees=ok([{"slot": 1, "prioritizationFee": 4}]),
     )
-    rpc = mock_rpc(node, commitment="finalized")
+    rpc = mock_rpc(node, commitment=Commitment.FINALIZED)
     tx = _transaction()
     assert await rpc.send_raw(bytes(tx)) == SIGNATURE
     assert await rpc.get_balance(ADDRESS) == 7

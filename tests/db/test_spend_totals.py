@@ -16,6 +16,7 @@ import pytest
 from chainworker.db import audit, transactions
 from chainworker.db import seed as seed_data
 from chainworker.db.transactions import NewAttempt
+from chainworker.lifecycle.model import TxStatus
 from tests.conftest import TestDatabase
 
 COST, RENT = 4_500_000, 4_000_000
@@ -144,8 +145,8 @@ async def test_settling_releases_the_reservation_and_charges_what_was_paid(
         await app.execute("SELECT set_tenant_context($1)", tenant)
         await transactions.confirm_many(app, [(new[0].signature, 10), (new[5].signature, 10)])
         await transactions.fail(app, new[1].signature, "Custom(1)", "insufficient funds")
-        await transactions.finish(app, replaced, "replaced")
-        await transactions.finish(app, expired, "expired")
+        await transactions.finish(app, replaced, TxStatus.REPLACED)
+        await transactions.finish(app, expired, TxStatus.EXPIRED)
         await app.execute(
             "UPDATE pending_transactions SET status = 'confirming' WHERE id = $1", confirming
         )

@@ -34,6 +34,7 @@ from chainworker.jobs import arq_internals, codec
 from chainworker.jobs.arq_internals import JobFields, WorkerSeams
 from chainworker.jobs.batch_start import BatchStartWorker
 from chainworker.jobs.enqueue import JOB_FOR_OPERATION, drop_queue, enqueue_jobs
+from chainworker.lifecycle.model import TxOp
 from tests.conftest import REPO_ROOT, own_queue_name
 
 TENANT = str(UUID(int=7))
@@ -195,7 +196,7 @@ async def test_our_enqueue_writes_byte_for_byte_what_enqueue_job_writes(
 ) -> None:
     frozen = freeze_arq_clock(monkeypatch)
     tenant = uuid4()
-    jobs = [(uuid4(), tenant, operation) for operation in ("mint", "transfer", "burn")]
+    jobs = [(uuid4(), tenant, operation) for operation in TxOp]
     ids = [str(request_id) for request_id, _, _ in jobs]
 
     for request_id, tenant_id, operation in jobs:
@@ -239,7 +240,7 @@ async def test_a_job_or_a_result_with_the_id_refuses_the_enqueue_both_ways(
         return job is not None
 
     async def our_enqueue() -> bool:
-        return await enqueue_jobs(arq, queue, [(request_id, tenant_id, "mint")]) == 1
+        return await enqueue_jobs(arq, queue, [(request_id, tenant_id, TxOp.MINT)]) == 1
 
     # A job waiting with the id.
     assert await our_enqueue()

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from chainworker.jobs import codec
 from chainworker.jobs.batch_start import BatchStartWorker
 from chainworker.jobs.enqueue import JOB_FOR_OPERATION, drop_queue, enqueue_jobs
-from chainworker.lifecycle.model import DeadLetterReason
+from chainworker.lifecycle.model import DeadLetterReason, TxOp
 from chainworker.obs import metrics
 from tests.conftest import own_queue_name
 from tests.jobs.payloads import bad_payloads, pickled_job, queue_raw
@@ -175,7 +175,7 @@ async def test_an_arq_worker_dead_letters_bad_payloads_and_runs_the_good_ones_be
 
     tenant = uuid4()
     good = [uuid4() for _ in range(3)]
-    assert await enqueue_jobs(arq, queue, [(r, tenant, "mint") for r in good]) == 3
+    assert await enqueue_jobs(arq, queue, [(r, tenant, TxOp.MINT) for r in good]) == 3
     # Through the factory's connection, Arq reads our jobs back as jobs.
     info = await Job(
         str(good[0]), arq, _queue_name=queue, _deserializer=arq.job_deserializer

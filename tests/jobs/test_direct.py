@@ -11,6 +11,7 @@ from chainworker.db.pool import create_pool
 from chainworker.db.requests import NewRequest
 from chainworker.direct import request_direct
 from chainworker.jobs.enqueue import drop_queue
+from chainworker.lifecycle.model import TxOp
 from tests.conftest import TestDatabase, own_queue_name
 
 
@@ -21,9 +22,9 @@ async def test_a_direct_request_is_recorded_once_and_queued(
     queue = own_queue_name("direct")
     pool = await create_pool(fresh_db.app_dsn, settings)
     try:
-        items = [NewRequest(ticket, "mint") for ticket in seeded.ticket_ids]
-        first = await request_direct(pool, arq, queue, seeded.tenant_id, "mint", items)
-        again = await request_direct(pool, arq, queue, seeded.tenant_id, "mint", items)
+        items = [NewRequest(ticket, TxOp.MINT) for ticket in seeded.ticket_ids]
+        first = await request_direct(pool, arq, queue, seeded.tenant_id, TxOp.MINT, items)
+        again = await request_direct(pool, arq, queue, seeded.tenant_id, TxOp.MINT, items)
     finally:
         await pool.close()
         queued = await arq.zrange(queue, 0, -1)

@@ -14,6 +14,7 @@ from chainworker.db import seed as seed_data
 from chainworker.db.pool import create_pool
 from chainworker.db.requests import NewRequest
 from chainworker.jobs.enqueue import drop_queue, request_operation
+from chainworker.lifecycle.model import TxOp
 from tests.conftest import TestDatabase, own_queue_name
 
 TICKETS = 3000
@@ -61,8 +62,8 @@ async def test_thousands_of_ids_take_a_few_round_trips(
             await conn.fetchval("SELECT 1")  # the connection is open before counting
         counts = count_round_trips(monkeypatch)
         recorded = await request_operation(
-            pool, arq, queue, seeded.tenant_id, "mint",
-            [NewRequest(t, "mint") for t in seeded.ticket_ids], source="cli",
+            pool, arq, queue, seeded.tenant_id, TxOp.MINT,
+            [NewRequest(t, TxOp.MINT) for t in seeded.ticket_ids], source="cli",
         )
         monkeypatch.undo()
         assert len(recorded) == TICKETS and all(r.created for r in recorded)

@@ -28,6 +28,7 @@ from chainworker.db.requests import NewRequest
 from chainworker.jobs import codec
 from chainworker.jobs.batch_start import BatchStartWorker
 from chainworker.jobs.enqueue import request_operation
+from chainworker.lifecycle.model import TxOp
 from tests.conftest import TestDatabase
 from tests.helpers import wait_for
 
@@ -119,8 +120,8 @@ async def test_requests_recorded_while_redis_is_away_are_accepted(
     try:
         valkey.stop()
         recorded = await request_operation(
-            pool, arq, "away", seeded.tenant_id, "mint",
-            [NewRequest(ticket, "mint") for ticket in seeded.ticket_ids], source="cli",
+            pool, arq, "away", seeded.tenant_id, TxOp.MINT,
+            [NewRequest(ticket, TxOp.MINT) for ticket in seeded.ticket_ids], source="cli",
         )
         assert [r.created for r in recorded] == [True, True, True]
         async with pool.acquire() as conn, conn.transaction():

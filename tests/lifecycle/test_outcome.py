@@ -1,4 +1,4 @@
-"""Request-level outcome, the sweeper's test, outbox events and reconcile verdicts."""
+"""The retry budget, the outbox event of each end of a request, and reconcile verdicts."""
 
 from __future__ import annotations
 
@@ -22,19 +22,15 @@ from chainworker.lifecycle.model import (
     Commitment,
     ObservedStatus,
     Policy,
+    RequestStatus,
     TxOp,
     TxSnapshot,
     TxStatus,
 )
 from chainworker.lifecycle.outcome import (
     ReconcileVerdict,
-    RequestState,
-    needs_enqueue,
-    next_attempt_number,
     outbox_event_type,
     reconcile,
-    request_state,
-    retries_left,
     verdict_for,
 )
 from chainworker.lifecycle.transitions import apply_action, start_attempt
@@ -44,44 +40,30 @@ S = TxStatus
 POLICY = Policy(max_retries=1, target=Commitment.CONFIRMED)
 
 
+def test_the_retry_budget_is_max_retries_plus_one_attempts() -> None:
+    assert POLICY.retries_left(1)
+    assert not POLICY.retries_left(2)
+    assert not Policy(max_retries=0).retries_left(1)
+
+
 @pytest.mark.parametrize(
-    ("statuses", "state"),
+    ("op", "status", "event"),
     [
-        ([], RequestState.NO_ATTEMPT),
-        ([S.REPLACED], RequestState.NO_ATTEMPT),
-        ([S.PENDING], RequestState.LIVE),
-        ([S.REPLACED, S.CONFIRMING], RequestState.LIVE),
-        ([S.REPLACED, S.CONFIRMED], RequestState.CONFIRMED),
-        (["replaced", "failed"], RequestState.FAILED),
-        ([S.REPLACED, S.REPLACED, S.EXPIRED], RequestState.EXPIRED),
+        (TxOp.MINT, RequestStatus.CONFIRMED, "ticket.minted"),
+        (TxOp.TRANSFER, RequestStatus.CONFIRMED, "ticket.transferred"),
+        (TxOp.BURN, RequestStatus.CONFIRMED, "ticket.burned"),
+        (TxOp.BURN, RequestStatus.EXPIRED, "ticket.chain_failed"),
+        (TxOp.MINT, RequestStatus.FAILED, "ticket.chain_failed"),
+        (TxOp.TRANSFER, RequestStatus.REFUSED, "ticket.chain_failed"),
+        (TxOp.MINT, RequestStatus.ABANDONED, "ticket.chain_failed"),
+        (TxOp.MINT, RequestStatus.QUEUED, None),
+        (TxOp.BURN, RequestStatus.SUBMITTED, None),
     ],
 )
-def test_request_state(statuses: list[TxStatus | str], state: RequestState) -> None:
-    assert request_state(statuses) is state
-
-
-def test_sweeper_enqueues_only_quiet_requests_without_live_work_or_outcome() -> None:
-    assert needs_enqueue([], idle_seconds=31, grace_seconds=30)
-    assert needs_enqueue([S.REPLACED], idle_seconds=31, grace_seconds=30)
-    assert not needs_enqueue([], idle_seconds=5, grace_seconds=30)
-    for settled in ([S.PENDING], [S.CONFIRMED], [S.FAILED], [S.REPLACED, S.EXPIRED]):
-        assert not needs_enqueue(settled, idle_seconds=1e9, grace_seconds=0)
-
-
-def test_attempt_numbers_and_retry_budget() -> None:
-    assert next_attempt_number([]) == 1
-    assert next_attempt_number([1, 2]) == 3
-    assert retries_left([1], POLICY)
-    assert not retries_left([1, 2], POLICY)
-
-
-def test_outbox_events() -> None:
-    assert outbox_event_type(TxOp.MINT, RequestState.CONFIRMED) == "ticket.minted"
-    assert outbox_event_type(TxOp.TRANSFER, RequestState.CONFIRMED) == "ticket.transferred"
-    assert outbox_event_type(TxOp.BURN, RequestState.CONFIRMED) == "ticket.burned"
-    assert outbox_event_type(TxOp.BURN, RequestState.EXPIRED) == "ticket.chain_failed"
-    assert outbox_event_type(TxOp.MINT, RequestState.FAILED) == "ticket.chain_failed"
-    assert outbox_event_type(TxOp.MINT, RequestState.LIVE) is None
+def test_each_end_of_a_request_tells_the_ticket_service(
+    op: TxOp, status: RequestStatus, event: str | None
+) -> None:
+    assert outbox_event_type(op, status) == event
 
 
 def landed(level: Commitment, err: str | None = None) -> ObservedStatus:

@@ -33,6 +33,7 @@ from chainworker.config import get_settings
 from chainworker.db import requests, seed
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.requests import NewRequest
+from chainworker.lifecycle.model import RequestStatus, TxOp
 from chainworker.localnet.process import LocalnetProcess
 from tests.conftest import TestDatabase, own_queue_name
 from tests.snapshot import changed, table_digests
@@ -125,10 +126,12 @@ async def world(module_db: TestDatabase) -> AsyncIterator[World]:
         )
         async with tenant_transaction(pool, target.tenant_id) as conn:
             queued, failed = await requests.record_requests(
-                conn, target.tenant_id, "mint",
-                [NewRequest(t, "mint") for t in target.ticket_ids[:2]], "cli",
+                conn, target.tenant_id, TxOp.MINT,
+                [NewRequest(t, TxOp.MINT) for t in target.ticket_ids[:2]], "cli",
             )
-            await requests.settle(conn, failed.request_id, "failed", code="x", message="x")
+            await requests.settle(
+                conn, failed.request_id, RequestStatus.FAILED, code="x", message="x"
+            )
         yield World(module_db, target, bystander, transfer_id, queued.request_id,
                     failed.request_id)
     finally:

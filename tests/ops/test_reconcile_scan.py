@@ -16,7 +16,7 @@ from solders.signature import Signature
 
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.db.seed import seed_tenant
-from chainworker.lifecycle.model import Policy
+from chainworker.lifecycle.model import Commitment, Policy
 from chainworker.localnet.process import LocalnetProcess
 from chainworker.ops import reconcile
 from chainworker.ops.reconcile_cli import UsageError, parse_duration
@@ -98,7 +98,7 @@ async def test_expiry_needs_two_unknown_reads_past_the_height(
     async with SolanaRpc([localnet_faults.rpc_url]) as rpc:
         report = await reconcile.scan(
             pool, rpc, Policy(max_retries=3), reconcile.ScanOptions(older_than_seconds=60),
-            commitment="confirmed",
+            commitment=Commitment.CONFIRMED,
         )
     by_id = {f.row.id: f for f in report.findings}
     assert {by_id[i].verdict for i in expired} == {reconcile.ReconcileVerdict.RETRY}

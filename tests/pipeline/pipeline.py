@@ -37,8 +37,8 @@ async def submitted_mints(
     seeded = await seed_data.seed_tenant(owner, tickets=count)
     async with tenant_transaction(ctx.pool, seeded.tenant_id) as conn:
         recorded = await request_rows.record_requests(
-            conn, seeded.tenant_id, "mint", [NewRequest(t, "mint") for t in seeded.ticket_ids],
-            "cli",
+            conn, seeded.tenant_id, TxOp.MINT,
+            [NewRequest(t, TxOp.MINT) for t in seeded.ticket_ids], "cli",
         )
     jobs = [Job(TxOp.MINT, r.request_id, seeded.tenant_id, None) for r in recorded]
     prepared = [o.prepared for o in await record_jobs(ctx, jobs) if isinstance(o, Submitted)]

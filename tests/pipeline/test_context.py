@@ -15,9 +15,8 @@ from solders.keypair import Keypair
 
 from chainworker.chain import keys
 from chainworker.config import load_settings
-from chainworker.lifecycle.model import Policy
 from chainworker.pipeline import context
-from chainworker.pipeline.context import Keys, PipelineContext, open_context
+from chainworker.pipeline.context import Keys, PipelineContext, open_context, policy_of
 from tests.conftest import TestDatabase
 
 MINT_SEED = b"m" * 32
@@ -29,7 +28,7 @@ def make_context() -> PipelineContext:
     no_io = cast(Any, None)  # the address cache touches no service
     return PipelineContext(
         settings=settings, pool=no_io, rpc=no_io, sender=no_io,
-        policy=Policy.from_settings(settings),
+        policy=policy_of(settings),
         keys=Keys(Keypair(), MINT_SEED, CUSTODIAL_SEED),
     )
 

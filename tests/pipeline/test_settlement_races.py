@@ -25,7 +25,7 @@ from chainworker.config import load_settings
 from chainworker.db import transactions
 from chainworker.db.transactions import LiveAttempt
 from chainworker.lifecycle import decide
-from chainworker.lifecycle.model import Policy
+from chainworker.lifecycle.model import Commitment, Policy
 from chainworker.localnet.process import LocalnetProcess
 from chainworker.ops import reconcile
 from chainworker.pipeline import confirm
@@ -132,7 +132,7 @@ async def test_reconcile_takes_the_loops_lease(
     )  # ...and lets one run out
     report = await reconcile.scan(
         a.pool, a.rpc, Policy(max_retries=3), reconcile.ScanOptions(older_than_seconds=0),
-        commitment="confirmed",
+        commitment=Commitment.CONFIRMED,
     )
     assert {f.verdict.value for f in report.findings} == {"retry"}
     applied = await reconcile.apply(a, report)
@@ -158,7 +158,7 @@ async def test_two_loops_and_a_reconcile_racing_settle_each_attempt_once(
         )
         scanned = await reconcile.scan(
             a.pool, a.rpc, Policy(max_retries=3), reconcile.ScanOptions(older_than_seconds=0),
-            commitment="confirmed",
+            commitment=Commitment.CONFIRMED,
         )
         await asyncio.gather(confirm.run_once(a), confirm.run_once(b), reconcile.apply(a, scanned))
     rows = await admin_conn.fetch(

@@ -76,7 +76,7 @@ async def test_concurrent_groups_at_a_daily_limit_never_pass_it(
     )
     async with tenant_transaction(first.pool, a.tenant_id) as conn:
         recorded = await request_rows.record_requests(
-            conn, a.tenant_id, "mint", [NewRequest(t, "mint") for t in a.ticket_ids], "cli"
+            conn, a.tenant_id, TxOp.MINT, [NewRequest(t, TxOp.MINT) for t in a.ticket_ids], "cli"
         )
     jobs = [Job(TxOp.MINT, r.request_id, a.tenant_id, None) for r in recorded]
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chainworker.db.requests import RequestRow
 from chainworker.db.transactions import AttemptRow
+from chainworker.lifecycle import model
 
-BurnReasonText = Literal["revoke", "refund"]
 # Printable text without control characters: C0 (Postgres text refuses NUL; newlines would
 # forge log lines), DEL and C1 (U+0085 is a newline too).
 _PLAIN_TEXT = r"^[^\x00-\x1f\x7f-\x9f]*$"
@@ -22,7 +22,7 @@ class _Body(BaseModel):
 
 
 class BurnBody(_Body):
-    reason: BurnReasonText = Field(
+    reason: model.BurnReason = Field(
         description="revoke: the ticket is withdrawn; refund: paid back."
     )
 
@@ -38,7 +38,7 @@ class WalletBody(_Body):
 
 
 class RevocationBody(_Body):
-    reason: BurnReasonText = "revoke"
+    reason: model.BurnReason = model.BurnReason.REVOKE
     comment: str | None = Field(default=None, max_length=500, pattern=_PLAIN_TEXT)
 
 
@@ -51,15 +51,15 @@ class Accepted(BaseModel):
 
     request_id: UUID
     ticket_id: UUID
-    operation: Literal["mint", "transfer", "burn"]
-    status: str
+    operation: model.TxOp
+    status: model.RequestStatus
     created: bool = Field(description="False when a live request already existed and is returned.")
     status_url: str
 
 
 class Attempt(BaseModel):
     signature: str
-    status: str
+    status: model.TxStatus
     attempt: int
     slot: int | None
     error_code: str | None
@@ -85,12 +85,10 @@ class RequestStatus(BaseModel):
     request_id: UUID
     ticket_id: UUID
     transfer_id: UUID | None
-    operation: Literal["mint", "transfer", "burn"]
+    operation: model.TxOp
     reason: str | None
     source: str
-    status: str = Field(
-        description="queued, submitted, confirmed, failed, expired, refused, abandoned"
-    )
+    status: model.RequestStatus
     attempts: int
     token_mint: str | None
     signature: str | None
@@ -129,6 +127,7 @@ class RequestStatus(BaseModel):
 class TransactionStatus(Attempt):
     request_id: UUID | None
     ticket_id: UUID
+    # The seed's tx_type: chainworker's operations, or another the ticket service recorded.
     operation: str
     blockhash: str
     last_valid_block_height: int
@@ -179,7 +178,7 @@ class Wallet(BaseModel):
 class Revocation(BaseModel):
     revocation_id: UUID
     event_id: UUID
-    reason: BurnReasonText
+    reason: model.BurnReason
     status: Literal["pending", "approved", "rejected", "expired", "executed"]
     required_approvals: int
     current_approvals: int

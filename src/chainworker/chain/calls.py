@@ -47,12 +47,13 @@ from solders.transaction import VersionedTransaction
 from solders.transaction_status import UiTransactionEncoding
 
 from chainworker.chain.errors import RPC, ChainError
+from chainworker.lifecycle.model import Commitment
 
 INVALID_PARAMS: Final = -32602
 _LEVELS: Final = {
-    "processed": CommitmentLevel.Processed,
-    "confirmed": CommitmentLevel.Confirmed,
-    "finalized": CommitmentLevel.Finalized,
+    Commitment.PROCESSED: CommitmentLevel.Processed,
+    Commitment.CONFIRMED: CommitmentLevel.Confirmed,
+    Commitment.FINALIZED: CommitmentLevel.Finalized,
 }
 _ids = itertools.count(1)
 
@@ -69,11 +70,8 @@ def _invalid(message: str) -> ChainError:
     return ChainError(RPC, f"Invalid params: {message}", code=INVALID_PARAMS)
 
 
-def level(commitment: str) -> CommitmentLevel:
-    try:
-        return _LEVELS[commitment]
-    except KeyError:
-        raise _invalid(f"unknown commitment {commitment[:40]!r}") from None
+def level(commitment: Commitment) -> CommitmentLevel:
+    return _LEVELS[commitment]
 
 
 def signature(value: Signature | str) -> Signature:
@@ -89,12 +87,12 @@ def genesis_hash() -> Call:
     return Call("getGenesisHash", GetGenesisHash(next(_ids)))
 
 
-def block_height(commitment: str) -> Call:
+def block_height(commitment: Commitment) -> Call:
     config = RpcContextConfig(commitment=level(commitment))
     return Call("getBlockHeight", GetBlockHeight(config, next(_ids)))
 
 
-def latest_blockhash(commitment: str) -> Call:
+def latest_blockhash(commitment: Commitment) -> Call:
     config = RpcContextConfig(commitment=level(commitment))
     return Call("getLatestBlockhash", GetLatestBlockhash(config, next(_ids)))
 
@@ -105,7 +103,7 @@ def signature_statuses(signatures: Sequence[Signature | str]) -> Call:
     return Call("getSignatureStatuses", GetSignatureStatuses(parsed, config, next(_ids)))
 
 
-def transaction(value: Signature | str, commitment: str) -> Call:
+def transaction(value: Signature | str, commitment: Commitment) -> Call:
     config = RpcTransactionConfig(
         encoding=UiTransactionEncoding.Json,
         commitment=level(commitment),
@@ -114,27 +112,27 @@ def transaction(value: Signature | str, commitment: str) -> Call:
     return Call("getTransaction", GetTransaction(signature(value), config, next(_ids)))
 
 
-def account_info(address: Pubkey, commitment: str) -> Call:
+def account_info(address: Pubkey, commitment: Commitment) -> Call:
     config = RpcAccountInfoConfig(encoding=UiAccountEncoding.Base64, commitment=level(commitment))
     return Call("getAccountInfo", GetAccountInfo(address, config, next(_ids)))
 
 
-def token_largest_accounts(mint: Pubkey, commitment: str) -> Call:
+def token_largest_accounts(mint: Pubkey, commitment: Commitment) -> Call:
     body = GetTokenLargestAccounts(mint, level(commitment), next(_ids))
     return Call("getTokenLargestAccounts", body)
 
 
-def balance(address: Pubkey, commitment: str) -> Call:
+def balance(address: Pubkey, commitment: Commitment) -> Call:
     config = RpcContextConfig(commitment=level(commitment))
     return Call("getBalance", GetBalance(address, config, next(_ids)))
 
 
-def airdrop(address: Pubkey, lamports: int, commitment: str) -> Call:
+def airdrop(address: Pubkey, lamports: int, commitment: Commitment) -> Call:
     config = RpcRequestAirdropConfig(commitment=level(commitment))
     return Call("requestAirdrop", RequestAirdrop(address, lamports, config, next(_ids)))
 
 
-def send(tx_bytes: bytes, preflight_commitment: str) -> Call:
+def send(tx_bytes: bytes, preflight_commitment: Commitment) -> Call:
     """No preflight and maxRetries 0: chainworker rebroadcasts itself. (SendRawTransaction
     always says `"encoding": "base64"`; its config takes no encoding at run time.)"""
     config = RpcSendTransactionConfig(
@@ -143,7 +141,7 @@ def send(tx_bytes: bytes, preflight_commitment: str) -> Call:
     return Call("sendTransaction", SendRawTransaction(tx_bytes, config, next(_ids)))
 
 
-def simulate(tx: VersionedTransaction, commitment: str) -> Call:
+def simulate(tx: VersionedTransaction, commitment: Commitment) -> Call:
     """With the latest blockhash and no signature check."""
     config = RpcSimulateTransactionConfig(
         sig_verify=False, replace_recent_blockhash=True, commitment=level(commitment)

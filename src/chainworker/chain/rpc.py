@@ -47,6 +47,7 @@ from chainworker.chain.views import (
     TransactionView,
 )
 from chainworker.lifecycle import heights
+from chainworker.lifecycle.model import Commitment
 
 if TYPE_CHECKING:
     from chainworker.config import Settings
@@ -70,7 +71,7 @@ class SolanaRpc:
         self,
         urls: Sequence[str],
         *,
-        commitment: str = "confirmed",
+        commitment: Commitment = Commitment.CONFIRMED,
         timeout_seconds: float = 5.0,
         max_attempts: int = 4,
         blockhash_cache_seconds: float = 2.0,
@@ -376,7 +377,7 @@ class SolanaRpc:
             return self._blockhash
         return None
 
-    async def block_height(self, commitment: str | None = None) -> int:
+    async def block_height(self, commitment: Commitment | None = None) -> int:
         """The block height at `commitment`, checked as `read_chain` checks it (but for the
         endpoint's cluster: a height alone decides nothing)."""
         return (await self.read_chain([], commitment, check_cluster=False)).height
@@ -402,7 +403,7 @@ class SolanaRpc:
     async def read_chain(
         self,
         signatures: Sequence[Signature | str],
-        commitment: str | None = None,
+        commitment: Commitment | None = None,
         *,
         check_cluster: bool = True,
     ) -> ChainRead:
@@ -459,7 +460,7 @@ class SolanaRpc:
         endpoint.slot_seen = heights.later(endpoint.slot_seen, slot, now)
         self._highest_slot = heights.later(self._highest_slot, slot, now)
 
-    async def _checked_height(self, endpoint: Endpoint, commitment: str) -> int:
+    async def _checked_height(self, endpoint: Endpoint, commitment: Commitment) -> int:
         """getBlockHeight on `endpoint`, refused (bad_response) unless `lifecycle.heights`
         finds it believable; an accepted height becomes what later ones are checked against."""
         reported = await self._with_retries(
@@ -477,7 +478,7 @@ class SolanaRpc:
         return reported
 
     async def get_transaction(self, signature: Signature | str) -> TransactionView | None:
-        commitment = "confirmed" if self.commitment == "processed" else self.commitment
+        commitment = max(self.commitment, Commitment.CONFIRMED)  # getTransaction needs confirmed
         return await self._call(calls.transaction(signature, commitment), views.transaction)
 
     async def get_transaction_error(self, signature: Signature | str) -> views.TxErrorView | None:
@@ -549,13 +550,16 @@ class SolanaRpc:
         self, signature: Signature, timeout_seconds: float, poll_seconds: float = 0.2
     ) -> SignatureStatusView:
         deadline = time.monotonic() + timeout_seconds
-        wanted = ("confirmed", "finalized") if self.commitment != "processed" else None
+        wanted = self.commitment if self.commitment > Commitment.PROCESSED else None
         while True:
             (status,) = await self.signature_statuses([signature])
             if status is not None:
                 if status.err is not None:
                     raise ChainError(RPC, f"{signature} failed: {status.err.code}")
-                if wanted is None or status.confirmation_status in wanted:
+                if wanted is None or (
+                    status.confirmation_status is not None
+                    and Commitment(status.confirmation_status) >= Commitment.CONFIRMED
+                ):
                     return status
             if time.monotonic() >= deadline:
                 raise ChainError(TIMEOUT, f"{signature} not confirmed in {timeout_seconds}s")

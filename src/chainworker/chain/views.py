@@ -39,7 +39,10 @@ from solders.rpc.responses import (
 from solders.signature import Signature
 
 from chainworker.chain import token2022
+from chainworker.lifecycle.model import Commitment
 from chainworker.lifecycle.observe import custom_program_error, describe_error
+
+_COMMITMENTS = frozenset(level.value for level in Commitment)
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,7 @@ def signature_statuses(result: Any, expected: int) -> StatusPage:
         if not isinstance(item, dict):
             raise TypeError("a status is not an object")
         status = item.get("confirmationStatus")
-        if status is not None and status not in ("processed", "confirmed", "finalized"):
+        if status is not None and status not in _COMMITMENTS:
             raise ValueError(f"unknown confirmation status {status!r}")
         slot = _int(item["slot"])
         if slot > context_slot:

@@ -5,17 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 from uuid import UUID
 
 import asyncpg
+from asyncpg import Record
 
 from chainworker.db.errors import DatabaseError, busy_if_live
 from chainworker.db.pool import Connection
+from chainworker.lifecycle.model import RequestStatus, TxOp
 
-Operation = Literal["mint", "transfer", "burn"]
-LIVE_REQUEST_STATUSES = ("queued", "submitted")
-FINAL_REQUEST_STATUSES = ("confirmed", "failed", "expired", "refused", "abandoned")
 # At most one live request per (ticket, operation), and per transfer (107_ticket_order.sql).
 LIVE_REQUEST_INDEXES = ("uq_chain_requests_live", "uq_chain_requests_live_transfer")
 
@@ -26,10 +24,10 @@ class RequestRow:
     tenant_id: UUID
     ticket_id: UUID
     transfer_id: UUID | None
-    operation: Operation
+    operation: TxOp
     reason: str | None
     source: str
-    status: str
+    status: RequestStatus
     attempts: int
     outcome_code: str | None
     outcome_message: str | None
@@ -41,13 +39,21 @@ class RequestRow:
 
     @property
     def is_live(self) -> bool:
-        return self.status in LIVE_REQUEST_STATUSES
+        return self.status.is_live
+
+    @classmethod
+    def of(cls, row: Record) -> RequestRow:
+        """A row as read: the table's checks hold its operation and status to the enums."""
+        values = dict(row)
+        values["operation"] = TxOp(values["operation"])
+        values["status"] = RequestStatus(values["status"])
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
 class NewRequest:
     ticket_id: UUID
-    operation: Operation
+    operation: TxOp
     transfer_id: UUID | None = None
     reason: str | None = None
 
@@ -113,7 +119,7 @@ def _key(item: NewRequest) -> UUID:
 async def record_requests(
     conn: Connection,
     tenant_id: UUID,
-    operation: Operation,
+    operation: TxOp,
     items: Sequence[NewRequest],
     source: str,
 ) -> list[Recorded]:
@@ -189,7 +195,7 @@ async def get_request(
         " WHERE id = $1 AND tenant_id = current_tenant_id()"
     )
     row = await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), request_id)
-    return RequestRow(**dict(row)) if row else None
+    return RequestRow.of(row) if row else None
 
 
 async def get_requests(conn: Connection, request_ids: list[UUID]) -> dict[UUID, RequestRow]:
@@ -204,7 +210,7 @@ async def get_requests(conn: Connection, request_ids: list[UUID]) -> dict[UUID, 
         " WHERE id = w.id AND tenant_id = current_tenant_id() FOR UPDATE) r"
     )
     rows = await conn.fetch(sql, sorted(set(request_ids)))
-    return {row["id"]: RequestRow(**dict(row)) for row in rows}
+    return {row["id"]: RequestRow.of(row) for row in rows}
 
 
 async def latest_for_ticket(conn: Connection, ticket_id: UUID, limit: int = 20) -> list[RequestRow]:
@@ -212,7 +218,7 @@ async def latest_for_ticket(conn: Connection, ticket_id: UUID, limit: int = 20) 
         f"SELECT {_COLUMNS} FROM chain_requests WHERE ticket_id = $1"  # noqa: S608
         " AND tenant_id = current_tenant_id() ORDER BY created_at DESC LIMIT $2"
     )
-    return [RequestRow(**dict(row)) for row in await conn.fetch(sql, ticket_id, limit)]
+    return [RequestRow.of(row) for row in await conn.fetch(sql, ticket_id, limit)]
 
 
 async def mark_submitted(conn: Connection, submitted: Sequence[tuple[UUID, str, int]]) -> None:
@@ -241,7 +247,7 @@ _SETTLE = """UPDATE chain_requests
 @dataclass(frozen=True, slots=True)
 class Settlement:
     request_id: UUID
-    status: str
+    status: RequestStatus
     code: str | None = None
     message: str | None = None
     token_mint: str | None = None
@@ -251,7 +257,7 @@ class Settlement:
 async def settle_many(conn: Connection, settlements: Sequence[Settlement]) -> None:
     """Give live requests their final status, in one round trip."""
     for item in settlements:
-        if item.status not in FINAL_REQUEST_STATUSES:
+        if item.status.is_live:
             raise ValueError(f"{item.status!r} is not a final request status")
     await conn.executemany(
         _SETTLE,
@@ -265,7 +271,7 @@ async def settle_many(conn: Connection, settlements: Sequence[Settlement]) -> No
 async def settle(
     conn: Connection,
     request_id: UUID,
-    status: str,
+    status: RequestStatus,
     *,
     code: str | None = None,
     message: str | None = None,
@@ -273,7 +279,7 @@ async def settle(
     signature: str | None = None,
 ) -> bool:
     """Give a live request its final status. False when it was already final."""
-    if status not in FINAL_REQUEST_STATUSES:
+    if status.is_live:
         raise ValueError(f"{status!r} is not a final request status")
     result = await conn.execute(
         _SETTLE,
@@ -326,8 +332,8 @@ async def status_counts(conn: Connection, operation: str) -> dict[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class OutcomeSummary:
-    operation: str
-    status: str
+    operation: TxOp
+    status: RequestStatus
     count: int
     retries: int
     p50_seconds: float
@@ -347,7 +353,8 @@ async def outcome_summary(conn: Connection) -> list[OutcomeSummary]:
             GROUP BY operation, status ORDER BY operation, status"""
     )
     return [
-        OutcomeSummary(row["operation"], row["status"], int(row["n"]), int(row["retries"]),
+        OutcomeSummary(TxOp(row["operation"]), RequestStatus(row["status"]), int(row["n"]),
+                       int(row["retries"]),
                        float(row["p50"]), float(row["p99"]))
         for row in rows
     ]

@@ -14,12 +14,14 @@ from solders.signature import Signature
 
 from chainworker.db.errors import busy_if_live
 from chainworker.db.pool import Connection
-from chainworker.lifecycle.model import TxOp
+from chainworker.lifecycle.model import LIVE_STATUSES, TxOp, TxSnapshot, TxStatus
 
 # Solana's packet limit: no signed transaction is larger.
 MAX_TX_BYTES = 1232
 # Block heights a cluster can have (lifecycle.heights.MAX_HEIGHT).
 MAX_HEIGHT = 2**62
+_OPERATIONS = frozenset(TxOp)
+_LIVE = frozenset(LIVE_STATUSES)
 # The seed's one live transaction per ticket (010_unique_constraints.sql).
 LIVE_TICKET_INDEX = "uq_pending_tx_live_ticket"
 
@@ -60,9 +62,9 @@ class LiveAttempt:
     tenant_id: UUID
     ticket_id: UUID
     request_id: UUID
-    tx_type: str
+    tx_type: TxOp
     tx_signature: str
-    status: str
+    status: TxStatus
     attempt: int
     last_valid_block_height: int
     serialized_tx: bytes
@@ -94,8 +96,10 @@ def row_problem(row: Mapping[str, Any] | Record, *, to_settle: bool = True) -> s
         signature = Signature.from_string(row["tx_signature"])
     except (ValueError, TypeError):
         return "tx_signature is not a transaction signature"
-    if row["tx_type"] not in set(TxOp):
+    if row["tx_type"] not in _OPERATIONS:
         return f"tx_type {str(row['tx_type'])[:40]!r} is not an operation chainworker carries out"
+    if row["status"] not in _LIVE:
+        return f"status {str(row['status'])[:40]!r} is not a live status"
     if row["ticket_id"] is None or (to_settle and row["request_id"] is None):
         return "the attempt names no request or no ticket"
     attempt, last_valid = row["attempt"], row["last_valid_block_height"]
@@ -119,8 +123,14 @@ def decode_live(
     problem = row_problem(row, to_settle=to_settle)
     if problem is not None:
         return PoisonRow(row["id"], row["tenant_id"], problem, row["submitted_at"])
+    return _live_attempt(row)
+
+
+def _live_attempt(row: Mapping[str, Any] | Record) -> LiveAttempt:
     values = dict(row)
     values.setdefault("serialized_tx", b"")
+    values["tx_type"] = TxOp(values["tx_type"])
+    values["status"] = TxStatus(values["status"])
     return LiveAttempt(**values)
 
 
@@ -129,9 +139,10 @@ class AttemptRow:
     id: UUID
     request_id: UUID | None
     ticket_id: UUID
+    # The seed's tx_type: one of chainworker's operations, or another the ticket service wrote.
     tx_type: str
     tx_signature: str
-    status: str
+    status: TxStatus
     attempt: int
     blockhash: str
     last_valid_block_height: int
@@ -286,7 +297,7 @@ async def lock_live(conn: Connection, tx_id: UUID) -> Locked | None:
         return None
     values = dict(row)
     lease_owner, destination = values.pop("lease_owner"), values.pop("destination")
-    return Locked(LiveAttempt(**values), lease_owner, destination)
+    return Locked(_live_attempt(values), lease_owner, destination)
 
 
 async def take_leases(
@@ -334,37 +345,37 @@ async def lock_live_many(conn: Connection, tx_ids: list[UUID]) -> dict[UUID, str
     return {row["id"]: row["destination"] for row in rows}
 
 
-async def mark_confirming(
-    conn: Connection, owner: str, seen: Sequence[tuple[UUID, int]]
-) -> None:
-    """Attempts (id, slot) seen on chain but not yet at the commitment that settles them
-    (only those whose lease `owner` still holds)."""
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """An attempt's fields as a status read found them and as the decision leaves them."""
+
+    tx_id: UUID
+    read: TxSnapshot
+    after: TxSnapshot
+    slot: int | None = None  # where it was seen, when it was
+
+
+async def record_observations(conn: Connection, owner: str, items: Sequence[Observed]) -> None:
+    """Write what status reads changed (seen on chain: confirming at a slot; unknown past
+    its blockhash: one more read decides). Only rows still as they were read, and leased by
+    `owner`, are written: an observation is never written over a newer one."""
     await conn.execute(
         """UPDATE pending_transactions p
-              SET status = 'confirming', slot = u.slot, expiry_check_pending = false
-             FROM unnest($2::uuid[], $3::bigint[]) AS u(id, slot)
-            WHERE p.id = u.id AND p.status IN ('pending', 'confirming')
+              SET status = u.status, expiry_check_pending = u.expiry_check,
+                  slot = coalesce(u.slot, p.slot)
+             FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::text[], $6::bool[],
+                         $7::bigint[])
+                  AS u(id, read_status, read_check, status, expiry_check, slot)
+            WHERE p.id = u.id AND p.status = u.read_status
+              AND p.expiry_check_pending = u.read_check
               AND p.lease_owner = $1 AND p.tenant_id = current_tenant_id()""",
         owner,
-        [tx_id for tx_id, _ in seen],
-        [slot for _, slot in seen],
-    )
-
-
-async def mark_expiry_check(
-    conn: Connection, owner: str, unseen: Sequence[tuple[UUID, str]]
-) -> None:
-    """Attempts (id, status they were read in) past their blockhash and unknown: one more
-    status read decides whether they expired. Only rows still as they were read, and
-    leased by `owner`, are marked: an observation is never written over a newer one."""
-    await conn.execute(
-        """UPDATE pending_transactions p SET expiry_check_pending = true
-             FROM unnest($2::uuid[], $3::text[]) AS u(id, status)
-            WHERE p.id = u.id AND p.status = u.status AND NOT p.expiry_check_pending
-              AND p.lease_owner = $1 AND p.tenant_id = current_tenant_id()""",
-        owner,
-        [tx_id for tx_id, _ in unseen],
-        [status for _, status in unseen],
+        [item.tx_id for item in items],
+        [item.read.status for item in items],
+        [item.read.expiry_check_pending for item in items],
+        [item.after.status for item in items],
+        [item.after.expiry_check_pending for item in items],
+        [item.slot for item in items],
     )
 
 
@@ -414,9 +425,9 @@ async def fail(conn: Connection, signature: str, code: str, message: str) -> Non
     await conn.execute("SELECT fail_transaction($1, $2, $3)", signature, code, message)
 
 
-async def finish(conn: Connection, tx_id: UUID, status: str) -> None:
+async def finish(conn: Connection, tx_id: UUID, status: TxStatus) -> None:
     """End an attempt as `replaced` or `expired` (no seed function covers those)."""
-    if status not in ("replaced", "expired"):
+    if status not in (TxStatus.REPLACED, TxStatus.EXPIRED):
         raise ValueError(f"finish takes replaced or expired, not {status!r}")
     await conn.execute(
         """UPDATE pending_transactions SET status = $2, lease_owner = NULL, lease_until = NULL
@@ -437,7 +448,7 @@ async def attempts_for_request(conn: Connection, request_id: UUID) -> list[Attem
         " WHERE request_id = $1 AND tenant_id = current_tenant_id() ORDER BY attempt",
         request_id,
     )
-    return [AttemptRow(**dict(row)) for row in rows]
+    return [_attempt_row(row) for row in rows]
 
 
 async def attempt_by_signature(conn: Connection, signature: str) -> AttemptRow | None:
@@ -446,4 +457,10 @@ async def attempt_by_signature(conn: Connection, signature: str) -> AttemptRow |
         " WHERE tx_signature = $1 AND tenant_id = current_tenant_id()",
         signature,
     )
-    return AttemptRow(**dict(row)) if row else None
+    return _attempt_row(row) if row else None
+
+
+def _attempt_row(row: Record) -> AttemptRow:
+    values = dict(row)
+    values["status"] = TxStatus(values["status"])  # the seed's check holds it to the six
+    return AttemptRow(**values)

@@ -39,10 +39,12 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function, func
 
 from chainworker.jobs.arq_internals import JobFields, is_result, now_ms
-from chainworker.lifecycle.model import DeadLetterReason
+from chainworker.lifecycle.model import DeadLetterReason, TxOp
 from chainworker.obs import logs, metrics
 
-JOB_FUNCTIONS: Final = frozenset({"mint_ticket", "transfer_ticket", "burn_ticket"})
+# The Arq function that carries out each operation (jobs/functions.py registers them).
+JOB_FOR_OPERATION: Final = {op: f"{op}_ticket" for op in TxOp}
+JOB_FUNCTIONS: Final = frozenset(JOB_FOR_OPERATION.values())
 DEAD_LETTER_FUNCTION: Final = "dead_letter"
 # A real job is about 140 bytes; anything far larger is refused before it is parsed.
 MAX_PAYLOAD_BYTES: Final = 1024

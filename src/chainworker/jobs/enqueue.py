@@ -20,22 +20,19 @@ from redis.exceptions import RedisError
 
 from chainworker.db import requests
 from chainworker.db.pool import tenant_transaction
-from chainworker.db.requests import NewRequest, Operation, Recorded
+from chainworker.db.requests import NewRequest, Recorded
 from chainworker.jobs import arq_internals, codec
+from chainworker.jobs.codec import JOB_FOR_OPERATION
+from chainworker.lifecycle.model import TxOp
 from chainworker.obs import logs
 
 log = logs.get_logger(__name__)
 
-JOB_FOR_OPERATION: dict[str, str] = {
-    "mint": "mint_ticket",
-    "transfer": "transfer_ticket",
-    "burn": "burn_ticket",
-}
 # Jobs per pipeline when many are enqueued at once (the sweeper, the CLI, the relay).
 _PIPELINE_CHUNK = 1000
 
 async def enqueue_jobs(
-    arq: ArqRedis, queue_name: str, jobs: Sequence[tuple[UUID, UUID, str]]
+    arq: ArqRedis, queue_name: str, jobs: Sequence[tuple[UUID, UUID, TxOp]]
 ) -> int:
     """Enqueue (request_id, tenant_id, operation) jobs; returns how many were new to the queue.
 
@@ -59,7 +56,7 @@ async def enqueue_jobs(
 
 
 def _script_call(
-    arq: ArqRedis, queue_name: str, request_id: UUID, tenant_id: UUID, operation: str
+    arq: ArqRedis, queue_name: str, request_id: UUID, tenant_id: UUID, operation: TxOp
 ) -> arq_internals.ScriptCall:
     """The enqueue script's keys and arguments for one job.
 
@@ -78,7 +75,7 @@ async def request_operation(
     arq: ArqRedis,
     queue_name: str,
     tenant_id: UUID,
-    operation: Operation,
+    operation: TxOp,
     items: Sequence[NewRequest],
     *,
     source: str,
@@ -93,7 +90,7 @@ async def request_operation(
 
 
 async def enqueue_committed(
-    arq: ArqRedis, queue_name: str, jobs: Sequence[tuple[UUID, UUID, str]]
+    arq: ArqRedis, queue_name: str, jobs: Sequence[tuple[UUID, UUID, TxOp]]
 ) -> None:
     """Enqueue the jobs of requests already committed; when Redis is away, log it.
 

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from arq import Retry
 
+from chainworker.jobs.codec import JOB_FOR_OPERATION
 from chainworker.lifecycle.model import TxOp
 from chainworker.obs import logs, metrics
 from chainworker.pipeline.context import PipelineContext
@@ -47,6 +48,9 @@ async def burn_ticket(ctx: dict[str, Any], request_id: str, tenant_id: str) -> s
     return await run_request(ctx, TxOp.BURN, request_id, tenant_id)
 
 
+FOR_OPERATION = {TxOp.MINT: mint_ticket, TxOp.TRANSFER: transfer_ticket, TxOp.BURN: burn_ticket}
+
+
 def _parse_ids(request_id: object, tenant_id: object) -> tuple[UUID, UUID] | None:
     try:
         return UUID(str(request_id)), UUID(str(tenant_id))
@@ -72,7 +76,8 @@ async def run_request(ctx: dict[str, Any], op: TxOp, request_id: object, tenant_
             log.warning("job deferred", op=op, error=str(error))
             raise Retry(defer=TRANSIENT_DEFER_SECONDS) from error
         finally:
-            metrics.JOB_SECONDS.labels(job=f"{op}_ticket").observe(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            metrics.JOB_SECONDS.labels(job=JOB_FOR_OPERATION[op]).observe(seconds)
         if isinstance(outcome, Deferred):
             raise Retry(defer=outcome.seconds)
         if isinstance(outcome, Submitted):

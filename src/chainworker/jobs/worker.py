@@ -92,9 +92,10 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
 
     return BatchStartWorker(
         functions=[
-            func(functions.mint_ticket, name="mint_ticket", max_tries=JOB_MAX_TRIES),
-            func(functions.transfer_ticket, name="transfer_ticket", max_tries=JOB_MAX_TRIES),
-            func(functions.burn_ticket, name="burn_ticket", max_tries=JOB_MAX_TRIES),
+            *(
+                func(job, name=codec.JOB_FOR_OPERATION[op], max_tries=JOB_MAX_TRIES)
+                for op, job in functions.FOR_OPERATION.items()
+            ),
             # Payloads that fail the job schema come here, never to the functions above.
             codec.dead_letter_function(settings.queue_name),
         ],

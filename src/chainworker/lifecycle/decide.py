@@ -148,7 +148,7 @@ def next_action(
     if blockhash_expired(tx, block_height):
         if not tx.expiry_check_pending:
             return RecheckExpiry()
-        if tx.attempt < policy.max_attempts:
+        if policy.retries_left(tx.attempt):
             return Replace(next_attempt=tx.attempt + 1)
         return Expire()
 

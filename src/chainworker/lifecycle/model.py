@@ -8,10 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from chainworker.config import Settings
 
 
 class TxOp(StrEnum):
@@ -47,6 +43,29 @@ LIVE_STATUSES: frozenset[TxStatus] = frozenset({TxStatus.PENDING, TxStatus.CONFI
 OUTCOME_STATUSES: frozenset[TxStatus] = frozenset(
     {TxStatus.CONFIRMED, TxStatus.FAILED, TxStatus.EXPIRED}
 )
+
+
+class RequestStatus(StrEnum):
+    """`chain_requests.status`: a request is live while queued or submitted."""
+
+    QUEUED = "queued"  # recorded; its job records an attempt
+    SUBMITTED = "submitted"  # an attempt is live
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REFUSED = "refused"  # the ticket's state (or a limit) did not allow it: nothing was sent
+    ABANDONED = "abandoned"  # an operator gave it up
+
+    @property
+    def is_live(self) -> bool:
+        return self in (RequestStatus.QUEUED, RequestStatus.SUBMITTED)
+
+
+class BurnReason(StrEnum):
+    """Why a ticket's NFT is burned; the ticket's status once the burn confirms follows."""
+
+    REVOKE = "revoke"
+    REFUND = "refund"
 
 
 class QuarantineReason(StrEnum):
@@ -208,10 +227,6 @@ class Policy:
     def max_attempts(self) -> int:
         return self.max_retries + 1
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Policy:
-        return cls(
-            max_retries=settings.max_retries,
-            target=Commitment(settings.commitment),
-            rebroadcast_interval_seconds=settings.rebroadcast_interval_seconds,
-        )
+    def retries_left(self, attempt: int) -> bool:
+        """May another attempt follow attempt `attempt`? Never more than `max_attempts`."""
+        return attempt < self.max_attempts

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from chainworker.lifecycle.model import TxOp
+from chainworker.lifecycle.model import BurnReason, TxOp
 
 
 class TicketStatus(StrEnum):
@@ -55,11 +55,6 @@ class TransferStatus(StrEnum):
     CANCELLED = "cancelled"
     COMPLETED = "completed"
     EXPIRED = "expired"
-
-
-class BurnReason(StrEnum):
-    REVOKE = "revoke"
-    REFUND = "refund"
 
 
 class RefusalCode(StrEnum):

@@ -1,7 +1,8 @@
 """How an attempt's recorded fields change when an action is carried out.
 
-The worker writes these changes to `pending_transactions`; the reconcile
-classification and the tests use them to replay a sequence of decisions.
+The confirmation round writes what `apply_action` returns for the reads it made
+(`db.transactions.record_observations`), settling ends an attempt with the status it
+returns, and reconcile replays a sequence of decisions through it.
 """
 
 from __future__ import annotations

@@ -36,9 +36,10 @@ from chainworker.db import seed as seed_data
 from chainworker.db import tickets as ticket_queries
 from chainworker.db.migrate import migrate
 from chainworker.db.pool import create_pool, tenant_transaction
-from chainworker.db.requests import NewRequest, Operation
+from chainworker.db.requests import NewRequest
 from chainworker.jobs.codec import create_arq_pool
 from chainworker.jobs.enqueue import request_operation
+from chainworker.lifecycle.model import BurnReason, RequestStatus, TxOp
 
 console = Console()
 CHECK_CONCURRENCY = 32
@@ -96,7 +97,7 @@ async def _statuses(run: DemoRun, operation: str) -> dict[str, int]:
 
 
 async def _run_phase(
-    run: DemoRun, progress: Progress, label: str, operation: Operation, items: list[NewRequest]
+    run: DemoRun, progress: Progress, label: str, operation: TxOp, items: list[NewRequest]
 ) -> None:
     if not items:
         return
@@ -107,7 +108,7 @@ async def _run_phase(
     )
     while True:
         statuses = await _statuses(run, operation)
-        live = statuses.get("queued", 0) + statuses.get("submitted", 0)
+        live = statuses.get(RequestStatus.QUEUED, 0) + statuses.get(RequestStatus.SUBMITTED, 0)
         done = sum(statuses.values()) - live
         progress.update(task, completed=done)
         if live == 0 and done >= len(items):
@@ -154,7 +155,7 @@ async def _summary(run: DemoRun) -> Table:
             row.operation, row.status, str(row.count), str(row.retries),
             f"{row.p50_seconds:.2f}", f"{row.p99_seconds:.2f}",
             _rate(row.count, run.phase_seconds.get(row.operation))
-            if row.status == "confirmed" else "",
+            if row.status is RequestStatus.CONFIRMED else "",
         )
     return table
 
@@ -193,8 +194,8 @@ async def _demo(settings: Settings, tickets: int, slot_ms: int) -> int:
                     TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console,
                 ) as progress:
-                    await _run_phase(run, progress, "mint", "mint",
-                                     [NewRequest(t, "mint") for t in seeded.ticket_ids])
+                    await _run_phase(run, progress, "mint", TxOp.MINT,
+                                     [NewRequest(t, TxOp.MINT) for t in seeded.ticket_ids])
                     movers = seeded.ticket_ids[: max(1, tickets // 10)]
                     burners = seeded.ticket_ids[len(movers): len(movers) + max(1, tickets // 10)]
                     transfers = await seed_data.accepted_transfers(
@@ -202,12 +203,13 @@ async def _demo(settings: Settings, tickets: int, slot_ms: int) -> int:
                     )
                     async with tenant_transaction(pool, seeded.tenant_id) as conn:
                         moving = await ticket_queries.transfer_tickets(conn, transfers)
-                    await _run_phase(run, progress, "transfer", "transfer", [
-                        NewRequest(ticket, "transfer", transfer_id=transfer)
+                    await _run_phase(run, progress, "transfer", TxOp.TRANSFER, [
+                        NewRequest(ticket, TxOp.TRANSFER, transfer_id=transfer)
                         for transfer, ticket in moving.items()
                     ])
-                    await _run_phase(run, progress, "burn", "burn", [
-                        NewRequest(t, "burn", reason="revoke" if i % 2 else "refund")
+                    await _run_phase(run, progress, "burn", TxOp.BURN, [
+                        NewRequest(t, TxOp.BURN,
+                                   reason=BurnReason.REVOKE if i % 2 else BurnReason.REFUND)
                         for i, t in enumerate(burners)
                     ])
             console.print(await _summary(run))

@@ -27,12 +27,12 @@ from chainworker.db import reconcile as db_reconcile
 from chainworker.db import transactions
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.transactions import LiveAttempt, PoisonRow
-from chainworker.lifecycle.model import Policy, QuarantineReason
+from chainworker.lifecycle.model import Commitment, Policy, QuarantineReason, TxOp
 from chainworker.lifecycle.outcome import ReconcileDecision, ReconcileVerdict, reconcile
-from chainworker.pipeline.confirm import LEASE_SECONDS, snapshot
+from chainworker.pipeline.confirm import LEASE_SECONDS
 from chainworker.pipeline.context import PipelineContext
 from chainworker.pipeline.quarantine import set_aside
-from chainworker.pipeline.settle import observed, settle
+from chainworker.pipeline.settle import observed, settle, snapshot
 
 STATUS_BATCH = 256  # getSignatureStatuses takes at most 256 signatures a call
 STATUS_CALLS_IN_FLIGHT = 8
@@ -42,7 +42,6 @@ TENANT_PAGE_SIZE = 1000
 # Long enough for --apply to settle what it leased; a dead reconcile's rows pass back soon.
 APPLY_LEASE_SECONDS = 4 * LEASE_SECONDS
 APPLY_CONCURRENCY = 8
-OPERATIONS = ("mint", "transfer", "burn")
 FINAL_VERDICTS = frozenset(
     {ReconcileVerdict.CONFIRM, ReconcileVerdict.FAIL, ReconcileVerdict.RETRY,
      ReconcileVerdict.EXPIRE}
@@ -59,8 +58,8 @@ class ScanOptions:
     def __post_init__(self) -> None:
         if self.older_than_seconds < 0:
             raise ValueError("older_than_seconds must not be negative")
-        if self.op is not None and self.op not in OPERATIONS:
-            raise ValueError(f"op must be one of {', '.join(OPERATIONS)}, not {self.op!r}")
+        if self.op is not None and self.op not in set(TxOp):
+            raise ValueError(f"op must be one of {', '.join(TxOp)}, not {self.op!r}")
         if self.limit is not None and self.limit < 1:
             raise ValueError("limit must be at least 1")
         if self.page_size < 1:
@@ -197,7 +196,7 @@ async def live_pages(
 
 
 async def read_statuses(
-    rpc: SolanaRpc, signatures: Sequence[str], gate: asyncio.Semaphore, commitment: str
+    rpc: SolanaRpc, signatures: Sequence[str], gate: asyncio.Semaphore, commitment: Commitment
 ) -> list[tuple[int, SignatureStatusView | None]]:
     """(block height, status) in input order, 256 a call, at most the gate's calls in flight.
 
@@ -218,7 +217,7 @@ async def read_statuses(
 async def classify(
     rpc: SolanaRpc,
     rows: Sequence[LiveAttempt],
-    commitment: str,
+    commitment: Commitment,
     now: float,
     policy: Policy,
     gate: asyncio.Semaphore,
@@ -253,7 +252,7 @@ async def scan(
     policy: Policy,
     options: ScanOptions,
     *,
-    commitment: str,
+    commitment: Commitment,
     on_progress: Callable[[int], None] | None = None,
 ) -> ScanReport:
     """Classify every live attempt the options select. Changes nothing.

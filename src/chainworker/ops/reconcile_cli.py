@@ -30,9 +30,10 @@ from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings, get_settings
 from chainworker.db.pool import create_pool
 from chainworker.jobs.codec import create_arq_pool
-from chainworker.lifecycle.model import Policy
+from chainworker.lifecycle.model import TxOp
 from chainworker.ops import reconcile, reconcile_holders, reconcile_tx
 from chainworker.ops.reconcile_tx import OperatorError, Reference
+from chainworker.pipeline.context import policy_of
 from chainworker.text import plain_text, shown
 
 EXIT_CLEAN = 0
@@ -227,7 +228,7 @@ def reconcile_command(
     if ctx.invoked_subcommand is not None:
         return
     try:
-        if op is not None and op not in reconcile.OPERATIONS:
+        if op is not None and op not in set(TxOp):
             raise UsageError(f"--op must be mint, transfer or burn, not {shown(op)}")
         options = reconcile.ScanOptions(
             older_than_seconds=parse_duration(older_than),
@@ -244,7 +245,7 @@ def reconcile_command(
             if dry_run:
                 async with _database(settings) as pool, _chain(settings) as rpc:
                     return await reconcile.scan(
-                        pool, rpc, Policy.from_settings(settings), options,
+                        pool, rpc, policy_of(settings), options,
                         commitment=settings.commitment, on_progress=on_progress,
                     )
             return await _scan_and_apply(settings, options, on_progress)

@@ -25,10 +25,11 @@ from chainworker.db.reconcile import Located
 from chainworker.db.requests import RequestRow
 from chainworker.db.transactions import AttemptRow
 from chainworker.jobs.enqueue import enqueue_jobs
-from chainworker.pipeline.outcomes import CHAIN_FAILED_EVENT
+from chainworker.lifecycle.model import Commitment, RequestStatus, TxStatus
+from chainworker.pipeline.outcomes import ended_event
 
-RETRYABLE_STATUSES = ("failed", "expired")
-ABANDONED = "abandoned"
+RETRYABLE_STATUSES = (RequestStatus.FAILED, RequestStatus.EXPIRED)
+ABANDONED = RequestStatus.ABANDONED
 SOURCE = "reconcile"
 
 
@@ -130,7 +131,9 @@ async def locate(pool: asyncpg.Pool, ref: Reference) -> Located:
     return found
 
 
-async def show(pool: asyncpg.Pool, rpc: SolanaRpc, ref: Reference, *, commitment: str) -> TxReport:
+async def show(
+    pool: asyncpg.Pool, rpc: SolanaRpc, ref: Reference, *, commitment: Commitment
+) -> TxReport:
     """The request, every attempt with its chain status, and the logs of landed ones."""
     where = await locate(pool, ref)
     async with tenant_transaction(pool, where.tenant_id, reason="tx show") as conn:
@@ -195,7 +198,7 @@ async def abandon(
     ref: Reference,
     reason: str,
     *,
-    commitment: str,
+    commitment: Commitment,
     force: bool = False,
 ) -> RequestRow:
     """A live request -> abandoned; its live attempt ends as expired. Audited.
@@ -246,7 +249,7 @@ async def abandon(
             )
         for attempt in live:
             if await transactions.lock_live(conn, attempt.id) is not None:
-                await transactions.finish(conn, attempt.id, "expired")
+                await transactions.finish(conn, attempt.id, TxStatus.EXPIRED)
         await requests.settle(conn, request.id, ABANDONED, code=ABANDONED, message=reason)
         await audit.log_sync(
             conn, request.tenant_id, entity_type="chain_request", entity_id=request.id,
@@ -264,11 +267,9 @@ async def abandon(
                 conn, ticket.id, ticket.status, f"{request.operation} abandoned: {reason}",
                 SOURCE, request.id, request.operation,
             )
-        await audit.emit_events(conn, request.tenant_id, [audit.Event(
-            "ticket", request.ticket_id, CHAIN_FAILED_EVENT,
-            {"request_id": str(request.id), "ticket_id": str(request.ticket_id),
-             "operation": request.operation, "code": ABANDONED, "message": reason},
-        )])
+        await audit.emit_events(conn, request.tenant_id, [
+            ended_event(request, RequestStatus.ABANDONED, code=ABANDONED, message=reason)
+        ])
         done = await requests.get_request(conn, request.id)
     assert done is not None
     return done

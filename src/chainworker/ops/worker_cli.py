@@ -19,10 +19,11 @@ from chainworker.config import Settings, get_settings
 from chainworker.db import roles, tickets
 from chainworker.db import seed as seed_data
 from chainworker.db.pool import create_pool, tenant_transaction
-from chainworker.db.requests import NewRequest, Operation
+from chainworker.db.requests import NewRequest
 from chainworker.jobs import exporter
 from chainworker.jobs.codec import create_arq_pool
 from chainworker.jobs.enqueue import request_operation
+from chainworker.lifecycle.model import BurnReason, TxOp
 from chainworker.text import plain_text, shown
 
 enqueue_app = typer.Typer(help="Record requests and queue them for the workers.")
@@ -102,7 +103,7 @@ async def _check_tickets(pool: asyncpg.Pool, tenant_id: UUID, ids: list[UUID]) -
         )
 
 
-def _enqueue(tenant: str, operation: Operation, items: list[NewRequest], as_json: bool) -> None:
+def _enqueue(tenant: str, operation: TxOp, items: list[NewRequest], as_json: bool) -> None:
     tenant_id = _tenant_id(tenant)
     settings = get_settings()
 
@@ -145,7 +146,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def enqueue_mint(tenant: TenantOption, ticket: TicketOption, as_json: JsonOption = False) -> None:
     """Mint tickets' NFTs."""
     ids = _read_ids(ticket, "ticket")
-    _enqueue(tenant, "mint", [NewRequest(t, "mint") for t in ids], as_json)
+    _enqueue(tenant, TxOp.MINT, [NewRequest(t, TxOp.MINT) for t in ids], as_json)
 
 
 @enqueue_app.command("burn")
@@ -156,10 +157,10 @@ def enqueue_burn(
     as_json: JsonOption = False,
 ) -> None:
     """Burn tickets' NFTs (revoke or refund)."""
-    if reason not in ("revoke", "refund"):
+    if reason not in set(BurnReason):
         raise _fail(f"reason must be revoke or refund, not {shown(reason)}")
     ids = _read_ids(ticket, "ticket")
-    _enqueue(tenant, "burn", [NewRequest(t, "burn", reason=reason) for t in ids], as_json)
+    _enqueue(tenant, TxOp.BURN, [NewRequest(t, TxOp.BURN, reason=reason) for t in ids], as_json)
 
 
 @enqueue_app.command("transfer")
@@ -186,7 +187,7 @@ def enqueue_transfer(
         missing = [str(i) for i in ids if i not in found]
         if missing:
             raise _fail(f"unknown transfer(s) for this tenant: {', '.join(missing[:5])}")
-        return [NewRequest(found[i], "transfer", transfer_id=i) for i in ids]
+        return [NewRequest(found[i], TxOp.TRANSFER, transfer_id=i) for i in ids]
 
     try:
         items = asyncio.run(tickets_of())
@@ -194,7 +195,7 @@ def enqueue_transfer(
         raise _fail(str(error)) from None
     except asyncpg.PostgresError as error:
         raise _fail(f"PostgreSQL: {error}") from None
-    _enqueue(tenant, "transfer", items, as_json)
+    _enqueue(tenant, TxOp.TRANSFER, items, as_json)
 
 
 def seed(

@@ -12,7 +12,6 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Sequence
-from datetime import datetime
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -23,11 +22,12 @@ from chainworker.db.pool import tenant_transaction
 from chainworker.db.transactions import LiveAttempt, PoisonRow
 from chainworker.lifecycle import decide
 from chainworker.lifecycle.decide import Action
-from chainworker.lifecycle.model import QuarantineReason, TxSnapshot, TxStatus
+from chainworker.lifecycle.model import QuarantineReason
+from chainworker.lifecycle.transitions import apply_action
 from chainworker.obs import logs, metrics
 from chainworker.pipeline.context import PipelineContext
 from chainworker.pipeline.quarantine import each_or_alone, set_aside
-from chainworker.pipeline.settle import observed, settle, settle_landed
+from chainworker.pipeline.settle import observed, settle, settle_landed, snapshot
 
 CLAIM_LIMIT = 2048
 LEASE_SECONDS = 15
@@ -35,21 +35,6 @@ LEASE_SECONDS = 15
 OUTCOME_CONCURRENCY = 8
 
 log = logs.get_logger(__name__)
-
-
-def _epoch(moment: datetime | None) -> float | None:
-    return moment.timestamp() if moment is not None else None
-
-
-def snapshot(row: LiveAttempt) -> TxSnapshot:
-    return TxSnapshot(
-        status=TxStatus(row.status),
-        attempt=row.attempt,
-        last_valid_block_height=row.last_valid_block_height,
-        last_sent_at=_epoch(row.last_sent_at),
-        last_rebroadcast_at=_epoch(row.last_rebroadcast_at),
-        expiry_check_pending=row.expiry_check_pending,
-    )
 
 
 async def run_once(ctx: PipelineContext) -> int:
@@ -151,13 +136,15 @@ async def _settle_one(
 async def _mark(
     ctx: PipelineContext, tenant_id: UUID, items: Sequence[tuple[LiveAttempt, Action]]
 ) -> None:
-    seen = [(row.id, a.slot) for row, a in items if isinstance(a, decide.MarkConfirming)]
-    unseen = [(row.id, row.status) for row, a in items if not isinstance(a, decide.MarkConfirming)]
+    """Write what the reads changed, as the lifecycle's transitions say."""
+    now = time.time()
+    observed = []
+    for row, action in items:
+        read = snapshot(row)
+        slot = action.slot if isinstance(action, decide.MarkConfirming) else None
+        observed.append(transactions.Observed(row.id, read, apply_action(read, action, now), slot))
     async with tenant_transaction(ctx.pool, tenant_id, reason="status observed") as conn:
-        if seen:
-            await transactions.mark_confirming(conn, ctx.worker_id, seen)
-        if unseen:
-            await transactions.mark_expiry_check(conn, ctx.worker_id, unseen)
+        await transactions.record_observations(conn, ctx.worker_id, observed)
 
 
 async def _rebroadcast(ctx: PipelineContext, rows: list[LiveAttempt]) -> None:

@@ -159,6 +159,15 @@ class PipelineContext:
 RpcObserver = Callable[[str, str, float, str | None], None]
 
 
+def policy_of(settings: Settings) -> Policy:
+    """The lifecycle's policy, as the settings give it."""
+    return Policy(
+        max_retries=settings.max_retries,
+        target=settings.commitment,
+        rebroadcast_interval_seconds=settings.rebroadcast_interval_seconds,
+    )
+
+
 async def open_context(
     settings: Settings, app_dsn: str, *, observer: RpcObserver | None = metrics.rpc_observer
 ) -> PipelineContext:
@@ -176,7 +185,7 @@ async def open_context(
         pool=pool,
         rpc=rpc,
         sender=SendBatcher(rpc),
-        policy=Policy.from_settings(settings),
+        policy=policy_of(settings),
         keys=Keys(authority, mint_seed, custodial_seed),
     )
 

@@ -13,18 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from chainworker.db import audit, requests, tickets, transactions
+from chainworker.db import audit, requests, tickets
 from chainworker.db.audit import Event
 from chainworker.db.pool import Connection
 from chainworker.db.requests import RequestRow, Settlement
 from chainworker.db.transactions import LiveAttempt
 from chainworker.lifecycle import ticket_rules
-from chainworker.lifecycle.model import TxOp
+from chainworker.lifecycle.model import RequestStatus, TxOp
+from chainworker.lifecycle.outcome import outbox_event_type
 from chainworker.obs import metrics
 from chainworker.pipeline.context import PipelineContext
-
-EVENT_FOR_OP = {"mint": "ticket.minted", "transfer": "ticket.transferred", "burn": "ticket.burned"}
-CHAIN_FAILED_EVENT = "ticket.chain_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +42,10 @@ class Landed:
         return self.signature or self.attempt.tx_signature
 
 
-def _event(request: RequestRow, event_type: str, **extra: Any) -> Event:
+def ended_event(request: RequestRow, ended: RequestStatus, **extra: Any) -> Event:
+    """The outbox event that tells the ticket service how the request ended."""
+    event_type = outbox_event_type(request.operation, ended)
+    assert event_type is not None, ended  # every final status has one
     payload = {
         "request_id": str(request.id),
         "ticket_id": str(request.ticket_id),
@@ -58,14 +59,14 @@ async def refuse(conn: Connection, request: RequestRow, code: str, message: str)
     """The request cannot be carried out: record why; the ticket stays as it is."""
     if code == ticket_rules.RefusalCode.SPEND_LIMIT:
         metrics.SPEND_LIMIT_REFUSALS.inc()
-    await requests.settle(conn, request.id, "refused", code=code, message=message)
+    await requests.settle(conn, request.id, RequestStatus.REFUSED, code=code, message=message)
     await audit.log_sync(
         conn, request.tenant_id, entity_type="chain_request", entity_id=request.id,
         ticket_id=request.ticket_id, operation=request.operation, status="skipped",
         details={"outcome": "refused", "code": code}, error=message,
     )
     await audit.emit_events(conn, request.tenant_id, [
-        _event(request, CHAIN_FAILED_EVENT, code=code, message=message)
+        ended_event(request, RequestStatus.REFUSED, code=code, message=message)
     ])
 
 
@@ -110,11 +111,11 @@ async def confirmed(ctx: PipelineContext, conn: Connection, landed: list[Landed]
             elif new_status is not None:
                 burned.append((ticket.id, new_status))
         settlements.append(Settlement(
-            request.id, "confirmed", code="adopted" if item.adopted else None,
+            request.id, RequestStatus.CONFIRMED, code="adopted" if item.adopted else None,
             token_mint=token_mint, signature=signature,
         ))
-        events.append(_event(
-            request, EVENT_FOR_OP[request.operation], token_mint=token_mint,
+        events.append(ended_event(
+            request, RequestStatus.CONFIRMED, token_mint=token_mint,
             signature=signature, slot=item.slot, reason=request.reason,
             adopted=item.adopted or None,
         ))
@@ -131,19 +132,19 @@ async def failed(
 ) -> None:
     """The attempt executed with an error: final for the request; the ticket stays."""
     await requests.settle(
-        conn, request.id, "failed", code=code, message=message, signature=signature
+        conn, request.id, RequestStatus.FAILED, code=code, message=message, signature=signature
     )
     await audit.emit_events(conn, request.tenant_id, [
-        _event(request, CHAIN_FAILED_EVENT, signature=signature, code=code, message=message)
+        ended_event(request, RequestStatus.FAILED, signature=signature, code=code, message=message)
     ])
 
 
 async def expired(conn: Connection, attempt: LiveAttempt, request: RequestRow) -> None:
-    """No attempts remain and the last one certainly cannot land."""
-    await transactions.finish(conn, attempt.id, "expired")
+    """No attempts remain and the last one certainly cannot land (the attempt itself is
+    ended by the caller, as the lifecycle's transition says)."""
     message = f"expired after {attempt.attempt} attempt(s)"
     await requests.settle(
-        conn, request.id, "expired", code="expired", message=message,
+        conn, request.id, RequestStatus.EXPIRED, code="expired", message=message,
         signature=attempt.tx_signature,
     )
     await audit.log_sync(
@@ -152,6 +153,6 @@ async def expired(conn: Connection, attempt: LiveAttempt, request: RequestRow) -
         signature=attempt.tx_signature, details={"attempt": attempt.attempt},
     )
     await audit.emit_events(conn, request.tenant_id, [
-        _event(request, CHAIN_FAILED_EVENT, signature=attempt.tx_signature, code="expired",
-               message=message)
+        ended_event(request, RequestStatus.EXPIRED, signature=attempt.tx_signature,
+                    code="expired", message=message)
     ])

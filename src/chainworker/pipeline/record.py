@@ -26,7 +26,7 @@ from chainworker.db import requests
 from chainworker.db.errors import TicketBusy, is_contention
 from chainworker.db.pool import tenant_transaction
 from chainworker.db.requests import RequestRow
-from chainworker.lifecycle.model import TxOp
+from chainworker.lifecycle.model import RequestStatus, TxOp
 from chainworker.lifecycle.ticket_rules import Refusal
 from chainworker.obs import logs, metrics
 from chainworker.pipeline import outcomes
@@ -106,7 +106,7 @@ def screen(request: RequestRow | None, op: TxOp) -> Skipped | None:
         return Skipped("unknown request")  # another tenant's id, or never recorded
     if request.operation != op:
         return Skipped(f"rejected: request is a {request.operation}, not a {op}")
-    if request.status != "queued":
+    if request.status is not RequestStatus.QUEUED:
         return Skipped(f"nothing to do: request is {request.status}")
     return None
 

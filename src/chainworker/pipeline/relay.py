@@ -30,18 +30,17 @@ from chainworker.db import outbox, requests, tickets
 from chainworker.db.errors import is_transient
 from chainworker.db.outbox import OutboxRequest
 from chainworker.db.pool import Connection, set_context
-from chainworker.db.requests import NewRequest, Operation
-from chainworker.lifecycle.model import QuarantineReason, TxOp
+from chainworker.db.requests import NewRequest
+from chainworker.lifecycle.model import BurnReason, QuarantineReason, TxOp
 from chainworker.obs import logs, metrics
 from chainworker.pipeline.context import JobQueue, QueuedJob
 
 # event type -> (operation, the aggregate_type the row must name)
-RELAYED_EVENTS: dict[str, tuple[Operation, str]] = {
-    "nft.mint_requested": ("mint", "ticket"),
-    "nft.transfer_requested": ("transfer", "ticket_transfer"),
-    "nft.burn_requested": ("burn", "ticket"),
+RELAYED_EVENTS: dict[str, tuple[TxOp, str]] = {
+    "nft.mint_requested": (TxOp.MINT, "ticket"),
+    "nft.transfer_requested": (TxOp.TRANSFER, "ticket_transfer"),
+    "nft.burn_requested": (TxOp.BURN, "ticket"),
 }
-BURN_REASONS = ("revoke", "refund")
 BATCH_SIZE = 200
 MAX_BACKOFF_SECONDS = 3600.0
 
@@ -71,7 +70,7 @@ class RelayResult:
 
 @dataclass(frozen=True, slots=True)
 class _Intent:
-    operation: Operation
+    operation: TxOp
     ticket_id: UUID | None
     transfer_id: UUID | None
     reason: str | None
@@ -93,19 +92,19 @@ def parse_event(row: OutboxRequest) -> _Intent:
         )
     if row.problem is not None:
         raise MalformedEvent(row.problem, QuarantineReason.BAD_PAYLOAD)
-    if operation == "transfer":
-        return _Intent("transfer", None, row.aggregate_id, None)
-    if operation == "burn":
-        if row.reason not in BURN_REASONS:
+    if operation is TxOp.TRANSFER:
+        return _Intent(TxOp.TRANSFER, None, row.aggregate_id, None)
+    if operation is TxOp.BURN:
+        if row.reason not in set(BurnReason):
             raise MalformedEvent(
                 f"payload.reason must be revoke or refund, not {row.reason!r}",
                 QuarantineReason.BAD_PAYLOAD,
             )
-        return _Intent("burn", row.aggregate_id, None, row.reason)
-    return _Intent("mint", row.aggregate_id, None, None)
+        return _Intent(TxOp.BURN, row.aggregate_id, None, row.reason)
+    return _Intent(TxOp.MINT, row.aggregate_id, None, None)
 
 
-async def _record(conn: Connection, row: OutboxRequest) -> tuple[UUID, Operation, bool]:
+async def _record(conn: Connection, row: OutboxRequest) -> tuple[UUID, TxOp, bool]:
     intent = parse_event(row)
     ticket_id = intent.ticket_id
     if intent.transfer_id is not None:

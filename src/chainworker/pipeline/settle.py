@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from datetime import datetime
 from uuid import UUID
 
 from solders.pubkey import Pubkey
@@ -22,8 +23,9 @@ from chainworker.db.requests import RequestRow
 from chainworker.db.transactions import AttemptRow, LiveAttempt, Locked
 from chainworker.lifecycle import decide
 from chainworker.lifecycle.decide import Action
-from chainworker.lifecycle.model import ObservedStatus, TxOp, TxStatus
+from chainworker.lifecycle.model import ObservedStatus, TxOp, TxSnapshot, TxStatus
 from chainworker.lifecycle.observe import custom_program_error, failure_reason, observed_status
+from chainworker.lifecycle.transitions import apply_action
 from chainworker.obs import logs, metrics
 from chainworker.pipeline import outcomes
 from chainworker.pipeline.context import PipelineContext
@@ -40,6 +42,21 @@ ALREADY_IN_USE = 0  # Custom error of a second CreateAccount for the same mint
 BLOCKHASH_VALID_BLOCKS = 150
 
 log = logs.get_logger(__name__)
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
+
+
+def snapshot(row: LiveAttempt) -> TxSnapshot:
+    return TxSnapshot(
+        status=row.status,
+        attempt=row.attempt,
+        last_valid_block_height=row.last_valid_block_height,
+        last_sent_at=_epoch(row.last_sent_at),
+        last_rebroadcast_at=_epoch(row.last_rebroadcast_at),
+        expiry_check_pending=row.expiry_check_pending,
+    )
 
 
 def observed(view: SignatureStatusView | None) -> ObservedStatus | None:
@@ -128,6 +145,7 @@ async def settle(
             log.info("attempt changed since it was read; it is decided again",
                      action=action.kind, lease_owner=locked.lease_owner)
             return
+        ended = apply_action(snapshot(row), action, time.time())  # what the attempt becomes
         match action:
             case decide.Fail(code=code, message=message, slot=slot):
                 await transactions.fail(conn, row.tx_signature, code, message)
@@ -157,7 +175,7 @@ async def settle(
                     metrics.record_confirmed(
                         row.tx_type, time.time() - request.created_at.timestamp()
                     )
-                elif row.attempt <= ctx.policy.max_retries and await _prefunded(ctx, row, code):
+                elif ctx.policy.retries_left(row.attempt) and await _prefunded(ctx, row, code):
                     # Someone funded the mint address once it was public; the next
                     # attempt takes the account over (the mint key signs for it).
                     log.warning("mint address was funded by someone else; taking it over")
@@ -167,10 +185,11 @@ async def settle(
                     await outcomes.failed(conn, request, row.tx_signature, code, message)
                     metrics.record_failed(row.tx_type, failure_reason(code))
             case decide.Replace(next_attempt=attempt):
-                await transactions.finish(conn, row.id, "replaced")
+                await transactions.finish(conn, row.id, ended.status)
                 metrics.TX_RETRIES.labels(op=row.tx_type).inc()
                 resend = await _next_attempt(ctx, conn, request, row, attempt, height)
             case decide.Expire():
+                await transactions.finish(conn, row.id, ended.status)
                 await outcomes.expired(conn, row, request)
                 metrics.TX_EXPIRED.labels(op=row.tx_type).inc()
     if resend is not None:
@@ -226,7 +245,7 @@ async def _landed_before(
 
 async def _prefunded(ctx: PipelineContext, row: LiveAttempt, code: str) -> bool:
     """A mint that failed because its address holds only lamports someone sent there."""
-    if row.tx_type != "mint" or custom_program_error(code) != ALREADY_IN_USE:
+    if row.tx_type is not TxOp.MINT or custom_program_error(code) != ALREADY_IN_USE:
         return False
     return await prefunded_mint_lamports(ctx, row.tenant_id, row.ticket_id) > 0
 
@@ -244,7 +263,7 @@ async def _count_fees(conn: Connection, rows: list[LiveAttempt]) -> None:
 async def _adoptable(ctx: PipelineContext, row: LiveAttempt, code: str) -> str | None:
     """A mint that failed because the mint exists: when it is this ticket's, the wallet that
     holds it (an earlier attempt made it, perhaps for an older wallet); else None."""
-    if row.tx_type != "mint" or custom_program_error(code) != ALREADY_IN_USE:
+    if row.tx_type is not TxOp.MINT or custom_program_error(code) != ALREADY_IN_USE:
         return None
     mint: Pubkey = ctx.keys.mint_address(row.tenant_id, row.ticket_id)
     try:

@@ -27,9 +27,9 @@ from chainworker.api.schemas import Accepted, BurnBody
 from chainworker.api.tokens import Principal
 from chainworker.db import api_requests
 from chainworker.db.api_requests import ApiRequest
-from chainworker.db.requests import Operation
 from chainworker.jobs.enqueue import enqueue_committed
 from chainworker.lifecycle import ticket_rules
+from chainworker.lifecycle.model import RequestStatus, TxOp
 from chainworker.lifecycle.ticket_rules import TicketStatus, TransferStatus
 
 router = APIRouter(prefix="/v1", tags=["operations"])
@@ -50,7 +50,7 @@ def state_key(ticket_status: str, token_mint: str | None, transfer_status: str |
 
 
 @cache
-def allowed_states(operation: Operation, reason: str | None) -> tuple[str, ...]:
+def allowed_states(operation: TxOp, reason: str | None) -> tuple[str, ...]:
     """Every state in which ticket_rules allow the operation, for the database to check.
 
     The rules look at the ticket's status, whether it has a mint, and the transfer's
@@ -80,7 +80,7 @@ async def record_one(
     key: str,
     route: str,
     request_hash: str,
-    operation: Operation,
+    operation: TxOp,
     *,
     ticket_id: UUID | None = None,
     transfer_id: UUID | None = None,
@@ -121,7 +121,7 @@ async def record_one(
         assert done.missing is not None
         missing_key = transfer_id if done.missing == "ticket_transfers" else ticket_id
         raise Hidden(done.missing, str(missing_key))
-    if done.outcome == "refused":
+    if done.outcome == RequestStatus.REFUSED:
         assert done.ticket_status is not None
         verdict = ticket_rules.check_operation(
             operation,
@@ -136,7 +136,9 @@ async def record_one(
     raise idempotency.refusal(done.outcome)
 
 
-async def _enqueue(context: ApiContext, request_id: UUID, tenant_id: UUID, operation: str) -> None:
+async def _enqueue(
+    context: ApiContext, request_id: UUID, tenant_id: UUID, operation: TxOp
+) -> None:
     await enqueue_committed(
         context.arq, context.settings.queue_name, [(request_id, tenant_id, operation)]
     )
@@ -158,7 +160,7 @@ async def mint(
         key,
         "POST /v1/tickets/{ticket_id}/mint",
         fingerprint("POST", request.url.path, None),
-        "mint",
+        TxOp.MINT,
         ticket_id=ticket_id,
     )
 
@@ -179,7 +181,7 @@ async def execute_transfer(
         key,
         "POST /v1/transfers/{transfer_id}/execute",
         fingerprint("POST", request.url.path, None),
-        "transfer",
+        TxOp.TRANSFER,
         transfer_id=transfer_id,
     )
 
@@ -205,7 +207,7 @@ async def burn(
         key,
         "POST /v1/tickets/{ticket_id}/burn",
         fingerprint("POST", request.url.path, body.model_dump(mode="json")),
-        "burn",
+        TxOp.BURN,
         ticket_id=ticket_id,
         reason=body.reason,
     )

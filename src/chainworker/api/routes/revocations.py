@@ -32,6 +32,7 @@ from chainworker.db.multisig import ApprovalRequestRow
 from chainworker.db.pool import Connection, tenant_transaction
 from chainworker.db.requests import NewRequest
 from chainworker.jobs.enqueue import enqueue_jobs
+from chainworker.lifecycle.model import TxOp
 from chainworker.obs import logs
 
 router = APIRouter(prefix="/v1/events/{event_id}/revocations", tags=["revocations"])
@@ -86,8 +87,8 @@ async def _execute(conn: Connection, tenant_id: UUID, row: ApprovalRequestRow) -
     reason = row.payload.get("reason", "revoke")
     assert row.resource_id is not None
     ticket_ids = await tickets.burnable_ticket_ids(conn, row.resource_id, BURNABLE_STATUSES)
-    items = [NewRequest(t, "burn", reason=reason) for t in ticket_ids]
-    recorded = await requests.record_requests(conn, tenant_id, "burn", items, "multisig")
+    items = [NewRequest(t, TxOp.BURN, reason=reason) for t in ticket_ids]
+    recorded = await requests.record_requests(conn, tenant_id, TxOp.BURN, items, "multisig")
     await multisig.mark_executed(conn, row.id, [r.request_id for r in recorded])
     return [r.request_id for r in recorded if r.created]
 
@@ -97,7 +98,9 @@ async def _enqueue_burns(context: ApiContext, tenant_id: UUID, request_ids: list
         return
     try:
         await enqueue_jobs(
-            context.arq, context.settings.queue_name, [(r, tenant_id, "burn") for r in request_ids]
+            context.arq,
+            context.settings.queue_name,
+            [(r, tenant_id, TxOp.BURN) for r in request_ids],
         )
     except (RedisError, OSError) as error:
         log.warning("enqueue failed; the sweeper will queue them", error=repr(error))
