@@ -16,7 +16,8 @@ from uuid import UUID
 import asyncpg
 import httpx
 
-from chainworker.client import ApiError, BurnReason, ChainworkerClient
+from chainworker.client import ApiError, ChainworkerClient
+from chainworker.lifecycle.model import BurnReason
 from chaos_stack import Ask, Campaign, Tenant
 
 SUBMITS_IN_FLIGHT = 16
@@ -51,7 +52,7 @@ async def ask_api(campaign: Campaign, client: ChainworkerClient, ask: Ask) -> No
                 accepted = await client.mint(ask.ticket, idempotency_key=key)
             elif ask.operation == "burn":
                 assert ask.reason is not None
-                reason: BurnReason = "refund" if ask.reason == "refund" else "revoke"
+                reason = BurnReason(ask.reason)
                 accepted = await client.burn(ask.ticket, reason, idempotency_key=key)
             else:
                 assert ask.transfer is not None

@@ -1,4 +1,5 @@
-"""Typed calls to chainworker's HTTP API, for the ticket service. Depends on httpx alone.
+"""Typed calls to chainworker's HTTP API, for the ticket service. Depends on httpx alone (and
+lifecycle.model's vocabulary, plain enums).
 
 One Idempotency-Key per logical operation, reused on every retry of it, so a retried
 call can never record twice. Retries (with exponential backoff and jitter) cover
@@ -15,12 +16,13 @@ import random
 import uuid
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 import httpx
 
-BurnReason = Literal["revoke", "refund"]
+from chainworker.lifecycle.model import BurnReason, RequestStatus, TxOp
+
 RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 IN_PROGRESS_TYPE = "urn:chainworker:problem:idempotency-in-progress"
 
@@ -47,8 +49,8 @@ class ApiError(Exception):
 class AcceptedRequest:
     request_id: UUID
     ticket_id: UUID
-    operation: str
-    status: str
+    operation: TxOp
+    status: RequestStatus
     created: bool
     status_url: str
 
@@ -57,8 +59,8 @@ class AcceptedRequest:
         return cls(
             request_id=UUID(body["request_id"]),
             ticket_id=UUID(body["ticket_id"]),
-            operation=body["operation"],
-            status=body["status"],
+            operation=TxOp(body["operation"]),
+            status=RequestStatus(body["status"]),
             created=body["created"],
             status_url=body["status_url"],
         )
@@ -144,7 +146,7 @@ class ChainworkerClient:
         deadline = asyncio.get_running_loop().time() + timeout_seconds
         while True:
             status = await self.request_status(request_id)
-            if status["status"] not in ("queued", "submitted"):
+            if not RequestStatus(status["status"]).is_live:
                 return status
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"request {request_id} still {status['status']}")
