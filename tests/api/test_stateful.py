@@ -247,8 +247,11 @@ async def test_linked_scenarios_keep_every_promise_and_touch_no_other_tenant(
 
     assert await table_digests(admin, world.bystander.id) == bystander
     assert changed(everything, await table_digests(admin)) <= API_TABLES
-    # The links were followed, and they led somewhere.
-    assert len(seen.links) >= 8 and sum(seen.links.values()) >= SCENARIOS, seen.links
+    # The links were followed, and they led somewhere. How often varies with what the
+    # responses were (a scenario follows the links of the answers it got, so one answer that
+    # differs, a chain read a little slower, sends the rest of the run elsewhere): from 52
+    # to 103 follows in 60 scenarios were measured, never fewer than 15 kinds of link.
+    assert len(seen.links) >= 8 and sum(seen.links.values()) >= SCENARIOS // 2, seen.links
     succeeded = {label for (label, status), _ in seen.statuses.items() if status < 300}
     for label in ("POST /v1/tickets/{ticket_id}/mint", "POST /v1/tickets/{ticket_id}/burn",
                   "POST /v1/transfers/{transfer_id}/execute", "GET /v1/requests/{request_id}",
