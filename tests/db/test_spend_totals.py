@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
-from chainworker.db import audit, transactions
+from chainworker.db import audit, live_transactions, transactions
 from chainworker.db import seed as seed_data
 from chainworker.db.transactions import NewAttempt
 from chainworker.lifecycle.model import TxStatus
@@ -143,10 +143,10 @@ async def test_settling_releases_the_reservation_and_charges_what_was_paid(
     confirmed, failed, replaced, expired, confirming, unreserved = ids
     async with app.transaction():
         await app.execute("SELECT set_tenant_context($1)", tenant)
-        await transactions.confirm_many(app, [(new[0].signature, 10), (new[5].signature, 10)])
-        await transactions.fail(app, new[1].signature, "Custom(1)", "insufficient funds")
-        await transactions.finish(app, replaced, TxStatus.REPLACED)
-        await transactions.finish(app, expired, TxStatus.EXPIRED)
+        await live_transactions.confirm_many(app, [(new[0].signature, 10), (new[5].signature, 10)])
+        await live_transactions.fail(app, new[1].signature, "Custom(1)", "insufficient funds")
+        await live_transactions.finish(app, replaced, TxStatus.REPLACED)
+        await live_transactions.finish(app, expired, TxStatus.EXPIRED)
         await app.execute(
             "UPDATE pending_transactions SET status = 'confirming' WHERE id = $1", confirming
         )
@@ -166,7 +166,7 @@ async def test_settling_releases_the_reservation_and_charges_what_was_paid(
 
     async with app.transaction():
         await app.execute("SELECT set_tenant_context($1)", tenant)
-        await transactions.confirm_many(app, [(new[4].signature, 11)])
+        await live_transactions.confirm_many(app, [(new[4].signature, 11)])
         # Settled again (a replaced attempt found to have landed): only the difference.
         await app.execute(
             "UPDATE pending_transactions SET status = 'confirmed' WHERE id = ANY($1::uuid[])",

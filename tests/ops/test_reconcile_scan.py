@@ -19,7 +19,8 @@ from chainworker.db.seed import seed_tenant
 from chainworker.lifecycle.model import Commitment, Policy
 from chainworker.localnet.process import LocalnetProcess
 from chainworker.ops import reconcile
-from chainworker.ops.reconcile_cli import UsageError, parse_duration
+from chainworker.ops.reconcile_cli import parse_duration
+from chainworker.ops.reconcile_cli_run import UsageError
 from tests.conftest import TestDatabase
 
 FAR_HEIGHT = 2**40

@@ -22,8 +22,8 @@ import pytest
 from arq.connections import ArqRedis
 
 from chainworker.config import load_settings
-from chainworker.db import transactions
-from chainworker.db.transactions import LiveAttempt
+from chainworker.db import live_transactions
+from chainworker.db.live_transactions import LiveAttempt
 from chainworker.lifecycle import decide
 from chainworker.lifecycle.model import Commitment, Policy
 from chainworker.localnet.process import LocalnetProcess
@@ -63,7 +63,7 @@ async def pair(
 
 async def _claim(ctx: PipelineContext) -> list[LiveAttempt]:
     async with ctx.pool.acquire() as conn:
-        rows = await transactions.claim_live(conn, ctx.worker_id, 100, confirm.LEASE_SECONDS)
+        rows = await live_transactions.claim_live(conn, ctx.worker_id, 100, confirm.LEASE_SECONDS)
     return [row for row in rows if isinstance(row, LiveAttempt)]
 
 

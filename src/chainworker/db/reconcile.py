@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from chainworker.db.live_transactions import LiveAttempt, PoisonRow, decode_live
 from chainworker.db.pool import Connection
-from chainworker.db.transactions import LiveAttempt, PoisonRow, decode_live
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """How an attempt's recorded fields change when an action is carried out.
 
 The confirmation round writes what `apply_action` returns for the reads it made
-(`db.transactions.record_observations`), settling ends an attempt with the status it
+(`db.live_transactions.record_observations`), settling ends an attempt with the status it
 returns, and reconcile replays a sequence of decisions through it.
 """
 

@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
         localnet_cli,
         migrate_cli,
         reconcile_cli,
+        reconcile_tx_cli,
         services_cli,
         worker_cli,
     )
@@ -24,4 +25,5 @@ def register(app: typer.Typer) -> None:
     worker_cli.register(app)
     api_cli.register(app)
     reconcile_cli.register(app)
+    reconcile_tx_cli.register(app)
     demo.register(app)

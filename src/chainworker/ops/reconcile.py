@@ -23,10 +23,10 @@ import asyncpg
 
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.chain.views import SignatureStatusView
+from chainworker.db import live_transactions
 from chainworker.db import reconcile as db_reconcile
-from chainworker.db import transactions
+from chainworker.db.live_transactions import LiveAttempt, PoisonRow
 from chainworker.db.pool import tenant_transaction
-from chainworker.db.transactions import LiveAttempt, PoisonRow
 from chainworker.lifecycle.model import Commitment, Policy, QuarantineReason, TxOp
 from chainworker.lifecycle.outcome import ReconcileDecision, ReconcileVerdict, reconcile
 from chainworker.pipeline.confirm import LEASE_SECONDS
@@ -357,14 +357,14 @@ async def _take_leases(pool: asyncpg.Pool, owner: str, rows: Sequence[LiveAttemp
     leased: set[UUID] = set()
     for tenant_id, ids in _by_tenant(rows).items():
         async with tenant_transaction(pool, tenant_id, reason="reconcile") as conn:
-            leased |= await transactions.take_leases(conn, owner, ids, APPLY_LEASE_SECONDS)
+            leased |= await live_transactions.take_leases(conn, owner, ids, APPLY_LEASE_SECONDS)
     return leased
 
 
 async def _release_leases(pool: asyncpg.Pool, owner: str, rows: Sequence[LiveAttempt]) -> None:
     for tenant_id, ids in _by_tenant(rows).items():
         async with tenant_transaction(pool, tenant_id, reason="reconcile") as conn:
-            await transactions.release_leases(conn, owner, ids)
+            await live_transactions.release_leases(conn, owner, ids)
 
 
 async def _statuses_after(pool: asyncpg.Pool, rows: Sequence[LiveAttempt]) -> dict[UUID, str]:

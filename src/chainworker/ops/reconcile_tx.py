@@ -17,7 +17,7 @@ from solders.signature import Signature
 
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.chain.views import SignatureStatusView
-from chainworker.db import audit, requests, tickets, transactions
+from chainworker.db import audit, live_transactions, requests, tickets, transactions
 from chainworker.db import reconcile as db_reconcile
 from chainworker.db.errors import TicketBusy
 from chainworker.db.pool import tenant_transaction
@@ -248,8 +248,8 @@ async def abandon(
                 f"request {request.id} recorded a new attempt meanwhile; run the command again"
             )
         for attempt in live:
-            if await transactions.lock_live(conn, attempt.id) is not None:
-                await transactions.finish(conn, attempt.id, TxStatus.EXPIRED)
+            if await live_transactions.lock_live(conn, attempt.id) is not None:
+                await live_transactions.finish(conn, attempt.id, TxStatus.EXPIRED)
         await requests.settle(conn, request.id, ABANDONED, code=ABANDONED, message=reason)
         await audit.log_sync(
             conn, request.tenant_id, entity_type="chain_request", entity_id=request.id,

@@ -17,9 +17,9 @@ from typing import Any
 from uuid import UUID
 
 from chainworker.chain.errors import ChainError
-from chainworker.db import transactions
+from chainworker.db import live_transactions
+from chainworker.db.live_transactions import LiveAttempt, PoisonRow
 from chainworker.db.pool import tenant_transaction
-from chainworker.db.transactions import LiveAttempt, PoisonRow
 from chainworker.lifecycle import decide
 from chainworker.lifecycle.decide import Action
 from chainworker.lifecycle.model import QuarantineReason
@@ -40,7 +40,9 @@ log = logs.get_logger(__name__)
 async def run_once(ctx: PipelineContext) -> int:
     """One round over the live attempts this worker holds. Returns how many it looked at."""
     async with ctx.pool.acquire() as conn:
-        claimed = await transactions.claim_live(conn, ctx.worker_id, CLAIM_LIMIT, LEASE_SECONDS)
+        claimed = await live_transactions.claim_live(
+            conn, ctx.worker_id, CLAIM_LIMIT, LEASE_SECONDS
+        )
     rows = [row for row in claimed if isinstance(row, LiveAttempt)]
     poison = [row for row in claimed if isinstance(row, PoisonRow)]
     if poison:
@@ -142,9 +144,10 @@ async def _mark(
     for row, action in items:
         read = snapshot(row)
         slot = action.slot if isinstance(action, decide.MarkConfirming) else None
-        observed.append(transactions.Observed(row.id, read, apply_action(read, action, now), slot))
+        after = apply_action(read, action, now)
+        observed.append(live_transactions.Observed(row.id, read, after, slot))
     async with tenant_transaction(ctx.pool, tenant_id, reason="status observed") as conn:
-        await transactions.record_observations(conn, ctx.worker_id, observed)
+        await live_transactions.record_observations(conn, ctx.worker_id, observed)
 
 
 async def _rebroadcast(ctx: PipelineContext, rows: list[LiveAttempt]) -> None:
@@ -163,7 +166,7 @@ async def _rebroadcast(ctx: PipelineContext, rows: list[LiveAttempt]) -> None:
     for tenant_id, ids in by_tenant.items():
         try:
             async with tenant_transaction(ctx.pool, tenant_id, reason="rebroadcast") as conn:
-                await transactions.mark_rebroadcast(conn, ctx.worker_id, ids)
+                await live_transactions.mark_rebroadcast(conn, ctx.worker_id, ids)
         except Exception as error:  # only bookkeeping: the next rebroadcast is merely sooner
             log.warning("could not note a rebroadcast", count=len(ids), error=repr(error))
 

@@ -15,9 +15,9 @@ from uuid import UUID
 
 from chainworker.db import audit, requests, tickets
 from chainworker.db.audit import Event
+from chainworker.db.live_transactions import LiveAttempt
 from chainworker.db.pool import Connection
 from chainworker.db.requests import RequestRow, Settlement
-from chainworker.db.transactions import LiveAttempt
 from chainworker.lifecycle import ticket_rules
 from chainworker.lifecycle.model import RequestStatus, TxOp
 from chainworker.lifecycle.outcome import outbox_event_type

@@ -1,5 +1,8 @@
 """Decide and record attempts: check each ticket, build and sign, insert the rows.
 
+What goes into each transaction is decided here (wallets, where the NFT is, the blockhash,
+the budget); the transaction itself is made by `build`.
+
 `prepare_attempts` is the one path from a locked request to a recorded attempt: a job's
 request (alone or in a group, `record.py`) and a replacement after an expiry (`settle.py`)
 both go through it. It runs inside the caller's tenant transaction; nothing here sends:
@@ -16,7 +19,7 @@ from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
-from chainworker.chain import nft, token2022
+from chainworker.chain import nft
 from chainworker.db import audit, requests, tickets, transactions
 from chainworker.db.pool import Connection
 from chainworker.db.requests import RequestRow
@@ -24,11 +27,9 @@ from chainworker.lifecycle import ticket_rules
 from chainworker.lifecycle.model import TxOp
 from chainworker.lifecycle.ticket_rules import Refusal, RefusalCode
 from chainworker.obs import logs
+from chainworker.pipeline.build import Draft, build_attempt
 from chainworker.pipeline.context import PipelineContext
 from chainworker.pipeline.fees import attempt_cost, compute_budget
-
-# Rent of a Token-2022 associated token account (ImmutableOwner): 170 bytes.
-TOKEN_ACCOUNT_SIZE = 170
 
 log = logs.get_logger(__name__)
 
@@ -228,19 +229,6 @@ async def wallets_of(
     return wallets
 
 
-@dataclass(frozen=True, slots=True)
-class _Draft:
-    """Everything a signed transaction is made of but its compute budget."""
-
-    item: Checked
-    # Where the NFT is taken from (transfer, burn) and where it goes (mint, transfer).
-    source: Pubkey | None
-    destination: Pubkey | None
-    memo: str
-    blockhash: Hash
-    prefunded: int  # lamports already at a mint address (a later attempt of a mint)
-
-
 async def sign_attempt(
     ctx: PipelineContext,
     item: Checked,
@@ -267,8 +255,8 @@ async def sign_attempt(
         destination = _wallet(wallets, item.transfer.to_user_id)
     elif op is TxOp.MINT:
         destination = _wallet(wallets, item.holder)
-    draft = _Draft(
-        item, source, destination, memo=f"cw:{request.id}:{of.attempt}",
+    draft = Draft(
+        op, request.tenant_id, ticket, source, destination, memo=f"cw:{request.id}:{of.attempt}",
         blockhash=blockhash.hash, prefunded=await _prefunded_mint(ctx, request, of.attempt),
     )
 
@@ -356,57 +344,11 @@ async def prefunded_mint_lamports(ctx: PipelineContext, tenant_id: UUID, ticket_
     return account.lamports
 
 
-def _metadata_name(ticket: tickets.TicketRow) -> str:
-    label = ticket.ticket_number or str(ticket.id)[:8]
-    name = f"{ticket.event_name or 'Ticket'} #{label}"
-    encoded = name.encode("utf-8")[: nft.NAME_MAX_BYTES]
-    return encoded.decode("utf-8", "ignore")
-
-
 def _build(
-    ctx: PipelineContext, draft: _Draft, budget: nft.ComputeBudget | None
+    ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None
 ) -> tuple[nft.SignedTx, int, int]:
-    """The signed transaction, the rent it pays and how many signatures it carries."""
-    ticket, authority = draft.item.ticket, ctx.keys.authority
-    tenant = draft.item.request.tenant_id
+    """`build_attempt`, a value the chain cannot hold refusing the request."""
     try:
-        if draft.item.op is TxOp.MINT:
-            assert draft.destination is not None
-            mint, mint_address = ctx.keys.mint_key(tenant, ticket.id)
-            name = _metadata_name(ticket)
-            uri = ctx.settings.nft_uri_template.format(
-                tenant_id=tenant, ticket_id=ticket.id, event_id=ticket.event_id
-            )
-            fields = [
-                (nft.TICKET_ID_FIELD, str(ticket.id)),
-                (nft.EVENT_ID_FIELD, str(ticket.event_id)),
-            ]
-            size = token2022.final_mint_size(name, ctx.settings.nft_symbol, uri, fields)
-            # A prefunded mint address already holds part of the mint's rent.
-            rent = max(0, token2022.rent_exempt_lamports(size) - draft.prefunded)
-            rent += token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE)
-            signed = nft.build_mint(
-                authority=authority, mint=mint, mint_address=mint_address,
-                holder=draft.destination, name=name, symbol=ctx.settings.nft_symbol, uri=uri,
-                ticket_id=ticket.id, event_id=ticket.event_id, memo=draft.memo,
-                recent_blockhash=draft.blockhash, compute=budget,
-                prefunded_lamports=draft.prefunded,
-            )
-            return signed, rent, 2
-        assert ticket.token_mint is not None and draft.source is not None
-        mint_key = Pubkey.from_string(ticket.token_mint)
-        if draft.item.op is TxOp.TRANSFER:
-            assert draft.destination is not None
-            signed = nft.build_transfer(
-                authority=authority, mint=mint_key, from_holder=draft.source,
-                to_holder=draft.destination, memo=draft.memo,
-                recent_blockhash=draft.blockhash, compute=budget,
-            )
-            return signed, token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE), 1
-        signed = nft.build_burn(
-            authority=authority, mint=mint_key, holder=draft.source, memo=draft.memo,
-            recent_blockhash=draft.blockhash, compute=budget,
-        )
-        return signed, 0, 1
+        return build_attempt(ctx, draft, budget)
     except ValueError as error:
         raise Refused(RefusalCode.INVALID_INPUT, str(error)) from None

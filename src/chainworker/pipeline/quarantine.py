@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 from uuid import UUID
 
-from chainworker.db import transactions
+from chainworker.db import live_transactions
+from chainworker.db.live_transactions import LiveAttempt
 from chainworker.db.pool import tenant_transaction
-from chainworker.db.transactions import LiveAttempt
 from chainworker.lifecycle.model import QuarantineReason
 from chainworker.obs import logs, metrics
 from chainworker.pipeline.context import PipelineContext
@@ -41,7 +41,7 @@ async def set_aside(
         async with tenant_transaction(
             ctx.pool, tenant_id, actor_type="system", reason="quarantined", source="chainworker"
         ) as conn:
-            await transactions.quarantine(conn, items)
+            await live_transactions.quarantine(conn, items)
         for tx_id, problem in items:
             metrics.QUARANTINED.labels(kind="transaction", reason=reason).inc()
             log.error("transaction set aside", tenant_id=str(tenant_id), tx_id=str(tx_id),

@@ -16,11 +16,12 @@ from solders.pubkey import Pubkey
 
 from chainworker.chain.errors import UNEXPECTED_ACCOUNT, ChainError
 from chainworker.chain.views import SignatureStatusView
-from chainworker.db import audit, requests, transactions
+from chainworker.db import audit, live_transactions, requests, transactions
 from chainworker.db.errors import TicketBusy
+from chainworker.db.live_transactions import LiveAttempt, Locked
 from chainworker.db.pool import Connection, tenant_transaction
 from chainworker.db.requests import RequestRow
-from chainworker.db.transactions import AttemptRow, LiveAttempt, Locked
+from chainworker.db.transactions import AttemptRow
 from chainworker.lifecycle import decide
 from chainworker.lifecycle.decide import Action
 from chainworker.lifecycle.model import ObservedStatus, TxOp, TxSnapshot, TxStatus
@@ -80,7 +81,7 @@ async def settle_landed(
     """
     reason = "chain transaction confirmed"
     async with tenant_transaction(ctx.pool, tenant_id, reason=reason) as conn:
-        live = await transactions.lock_live_many(conn, [row.id for row, _ in rows])
+        live = await live_transactions.lock_live_many(conn, [row.id for row, _ in rows])
         still = [(row, slot) for row, slot in rows if row.id in live]
         if not still:
             return
@@ -90,7 +91,9 @@ async def settle_landed(
             for row, slot in still
             if row.request_id in found
         ]
-        await transactions.confirm_many(conn, [(i.attempt.tx_signature, i.slot) for i in items])
+        await live_transactions.confirm_many(
+            conn, [(i.attempt.tx_signature, i.slot) for i in items]
+        )
         await _count_fees(conn, [i.attempt for i in items])
         await outcomes.confirmed(ctx, conn, items)
     now = time.time()
@@ -137,7 +140,7 @@ async def settle(
     resend: tuple[bytes, str] | None = None
     reason = f"{row.tx_type} {action.kind}"
     async with tenant_transaction(ctx.pool, row.tenant_id, reason=reason) as conn:
-        locked = await transactions.lock_live(conn, row.id)
+        locked = await live_transactions.lock_live(conn, row.id)
         request = await requests.get_request(conn, row.request_id, lock=True)
         if locked is None or request is None:
             return  # settled meanwhile by another worker or an operator
@@ -148,7 +151,7 @@ async def settle(
         ended = apply_action(snapshot(row), action, time.time())  # what the attempt becomes
         match action:
             case decide.Fail(code=code, message=message, slot=slot):
-                await transactions.fail(conn, row.tx_signature, code, message)
+                await live_transactions.fail(conn, row.tx_signature, code, message)
                 await _count_fees(conn, [row])
                 holder = await _adoptable(ctx, row, code)
                 earlier = None if holder is not None else await _landed_before(
@@ -166,7 +169,7 @@ async def settle(
                     first, first_slot = earlier
                     log.warning("an earlier attempt landed after all; adopting it",
                                 adopted=first.tx_signature)
-                    await transactions.confirm_replaced(conn, first.id, first_slot)
+                    await live_transactions.confirm_replaced(conn, first.id, first_slot)
                     landed = outcomes.Landed(
                         row, request, first_slot, first.destination, adopted=True,
                         signature=first.tx_signature,
@@ -185,11 +188,11 @@ async def settle(
                     await outcomes.failed(conn, request, row.tx_signature, code, message)
                     metrics.record_failed(row.tx_type, failure_reason(code))
             case decide.Replace(next_attempt=attempt):
-                await transactions.finish(conn, row.id, ended.status)
+                await live_transactions.finish(conn, row.id, ended.status)
                 metrics.TX_RETRIES.labels(op=row.tx_type).inc()
                 resend = await _next_attempt(ctx, conn, request, row, attempt, height)
             case decide.Expire():
-                await transactions.finish(conn, row.id, ended.status)
+                await live_transactions.finish(conn, row.id, ended.status)
                 await outcomes.expired(conn, row, request)
                 metrics.TX_EXPIRED.labels(op=row.tx_type).inc()
     if resend is not None:

@@ -1,0 +1,64 @@
+"""SolanaRpc's reads of accounts: any account, a ticket's mint, who holds its token, a
+balance.
+
+Token-2022 layouts are `token2022`'s; everything here goes through
+`rpc_failover.FailoverRpc`'s endpoints and retries.
+"""
+
+from __future__ import annotations
+
+from solders.pubkey import Pubkey
+
+from chainworker.chain import calls, token2022, views
+from chainworker.chain.calls import INVALID_PARAMS
+from chainworker.chain.errors import BAD_RESPONSE, RPC, UNEXPECTED_ACCOUNT, ChainError
+from chainworker.chain.rpc_failover import FailoverRpc
+from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
+from chainworker.chain.views import MintState
+
+
+class AccountReads(FailoverRpc):
+    async def get_account(self, address: Pubkey) -> views.AccountView | None:
+        return await self._call(calls.account_info(address, self.commitment), views.account)
+
+    async def get_mint_state(self, mint: Pubkey) -> MintState | None:
+        """The mint's supply, authorities and metadata; None if no account exists there.
+
+        An account there that is not a Token-2022 mint: ChainError(kind="unexpected_account").
+        """
+        account = await self.get_account(mint)
+        if account is None:
+            return None
+        if account.owner != TOKEN_2022_PROGRAM_ID:
+            raise ChainError(UNEXPECTED_ACCOUNT, f"{mint} is owned by {account.owner}")
+        try:
+            return views.mint_state(mint, account)
+        except ValueError as error:
+            raise ChainError(UNEXPECTED_ACCOUNT, f"{mint} is not a mint: {error}") from None
+
+    async def get_token_holder(self, mint: Pubkey) -> tuple[Pubkey, int] | None:
+        """(owner wallet, amount) of the account holding the mint's token; None if none does
+        (or no mint exists there)."""
+        try:
+            largest = await self._call(
+                calls.token_largest_accounts(mint, self.commitment), views.largest_token_accounts
+            )
+        except ChainError as error:
+            if error.kind == RPC and error.code == INVALID_PARAMS:
+                return None  # "Invalid param: not a Token mint": nothing holds it
+            raise
+        for address, amount in largest:
+            if amount <= 0:
+                continue
+            account = await self.get_account(address)
+            if account is None:
+                continue
+            try:
+                parsed = token2022.parse_token_account(account.data)
+            except ValueError as error:
+                raise ChainError(BAD_RESPONSE, f"token account {address}: {error}") from None
+            return parsed.owner, parsed.amount
+        return None
+
+    async def get_balance(self, address: Pubkey) -> int:
+        return await self._call(calls.balance(address, self.commitment), views.balance)

@@ -1,0 +1,94 @@
+"""The signed transaction of one attempt, from its draft: the instructions, the metadata
+(name, URI, fields), the mint's size and the rent the attempt pays.
+
+Pure: no I/O, no writes; keys and settings come from the context. What goes into a draft
+(the checked request, the wallets, where the NFT is, the blockhash, the budget) is decided
+in `prepare`, which also turns a ValueError from here into a refusal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from solders.hash import Hash
+from solders.pubkey import Pubkey
+
+from chainworker.chain import nft, token2022
+from chainworker.db import tickets
+from chainworker.lifecycle.model import TxOp
+from chainworker.pipeline.context import PipelineContext
+
+# Rent of a Token-2022 associated token account (ImmutableOwner): 170 bytes.
+TOKEN_ACCOUNT_SIZE = 170
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """Everything a signed transaction is made of but its compute budget."""
+
+    op: TxOp
+    tenant_id: UUID
+    ticket: tickets.TicketRow
+    # Where the NFT is taken from (transfer, burn) and where it goes (mint, transfer).
+    source: Pubkey | None
+    destination: Pubkey | None
+    memo: str
+    blockhash: Hash
+    prefunded: int  # lamports already at a mint address (a later attempt of a mint)
+
+
+def build_attempt(
+    ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None
+) -> tuple[nft.SignedTx, int, int]:
+    """The signed transaction, the rent it pays and how many signatures it carries.
+
+    ValueError when the ticket's values cannot go on chain (a name, a URI, a mint).
+    """
+    ticket, authority = draft.ticket, ctx.keys.authority
+    tenant = draft.tenant_id
+    if draft.op is TxOp.MINT:
+        assert draft.destination is not None
+        mint, mint_address = ctx.keys.mint_key(tenant, ticket.id)
+        name = _metadata_name(ticket)
+        uri = ctx.settings.nft_uri_template.format(
+            tenant_id=tenant, ticket_id=ticket.id, event_id=ticket.event_id
+        )
+        fields = [
+            (nft.TICKET_ID_FIELD, str(ticket.id)),
+            (nft.EVENT_ID_FIELD, str(ticket.event_id)),
+        ]
+        size = token2022.final_mint_size(name, ctx.settings.nft_symbol, uri, fields)
+        # A prefunded mint address already holds part of the mint's rent.
+        rent = max(0, token2022.rent_exempt_lamports(size) - draft.prefunded)
+        rent += token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE)
+        signed = nft.build_mint(
+            authority=authority, mint=mint, mint_address=mint_address,
+            holder=draft.destination, name=name, symbol=ctx.settings.nft_symbol, uri=uri,
+            ticket_id=ticket.id, event_id=ticket.event_id, memo=draft.memo,
+            recent_blockhash=draft.blockhash, compute=budget,
+            prefunded_lamports=draft.prefunded,
+        )
+        return signed, rent, 2
+    assert ticket.token_mint is not None and draft.source is not None
+    mint_key = Pubkey.from_string(ticket.token_mint)
+    if draft.op is TxOp.TRANSFER:
+        assert draft.destination is not None
+        signed = nft.build_transfer(
+            authority=authority, mint=mint_key, from_holder=draft.source,
+            to_holder=draft.destination, memo=draft.memo,
+            recent_blockhash=draft.blockhash, compute=budget,
+        )
+        return signed, token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE), 1
+    signed = nft.build_burn(
+        authority=authority, mint=mint_key, holder=draft.source, memo=draft.memo,
+        recent_blockhash=draft.blockhash, compute=budget,
+    )
+    return signed, 0, 1
+
+
+def _metadata_name(ticket: tickets.TicketRow) -> str:
+    label = ticket.ticket_number or str(ticket.id)[:8]
+    name = f"{ticket.event_name or 'Ticket'} #{label}"
+    encoded = name.encode("utf-8")[: nft.NAME_MAX_BYTES]
+    return encoded.decode("utf-8", "ignore")
