@@ -17,7 +17,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from redis.exceptions import RedisError
 
 from chainworker.api.auth import Admin, Caller
 from chainworker.api.context import ApiContext, get_context
@@ -31,7 +30,7 @@ from chainworker.db import multisig, requests, tickets
 from chainworker.db.multisig import ApprovalRequestRow
 from chainworker.db.pool import Connection, tenant_transaction
 from chainworker.db.requests import NewRequest
-from chainworker.jobs.enqueue import enqueue_jobs
+from chainworker.jobs.enqueue import enqueue_committed
 from chainworker.lifecycle.model import TxOp
 from chainworker.obs import logs
 
@@ -94,16 +93,9 @@ async def _execute(conn: Connection, tenant_id: UUID, row: ApprovalRequestRow) -
 
 
 async def _enqueue_burns(context: ApiContext, tenant_id: UUID, request_ids: list[UUID]) -> None:
-    if not request_ids:
-        return
-    try:
-        await enqueue_jobs(
-            context.arq,
-            context.settings.queue_name,
-            [(r, tenant_id, TxOp.BURN) for r in request_ids],
-        )
-    except (RedisError, OSError) as error:
-        log.warning("enqueue failed; the sweeper will queue them", error=repr(error))
+    await enqueue_committed(
+        context.arq, context.settings.queue_name, [(r, tenant_id, TxOp.BURN) for r in request_ids]
+    )
 
 
 @router.post(
