@@ -373,3 +373,20 @@ async def test_one_endpoint_accepting_is_enough() -> None:
     finally:
         await rpc.close()
 
+
+
+def test_a_batch_body_is_the_array_solders_writes() -> None:
+    from solders.rpc.requests import batch_to_json
+    from solders.signature import Signature
+
+    from chainworker.chain import calls
+    from chainworker.chain.endpoints import batch_body
+
+    tx = bytes(_transaction())
+    batch = [
+        calls.send(tx, Commitment.CONFIRMED),
+        calls.send(tx, Commitment.FINALIZED),
+        calls.signature_statuses([Signature.default()]),
+        calls.block_height(Commitment.PROCESSED),
+    ]
+    assert json.loads(batch_body(batch)) == json.loads(batch_to_json([c.body for c in batch]))

@@ -15,6 +15,8 @@ from chainworker.db.pool import Connection
 from chainworker.lifecycle.model import RequestStatus, TxOp
 
 # At most one live request per (ticket, operation), and per transfer (107_ticket_order.sql).
+_OPERATIONS = {op.value: op for op in TxOp}
+_STATUSES = {status.value: status for status in RequestStatus}
 LIVE_REQUEST_INDEXES = ("uq_chain_requests_live", "uq_chain_requests_live_transfer")
 
 
@@ -45,8 +47,8 @@ class RequestRow:
     def of(cls, row: Record) -> RequestRow:
         """A row as read: the table's checks hold its operation and status to the enums."""
         values = dict(row)
-        values["operation"] = TxOp(values["operation"])
-        values["status"] = RequestStatus(values["status"])
+        values["operation"] = _OPERATIONS[values["operation"]]
+        values["status"] = _STATUSES[values["status"]]
         return cls(**values)
 
 

@@ -81,7 +81,7 @@ class Checked:
 
     @property
     def op(self) -> TxOp:
-        return TxOp(self.request.operation)
+        return self.request.operation
 
     @property
     def holder(self) -> UUID:
