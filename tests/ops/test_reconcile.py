@@ -27,6 +27,7 @@ from chainworker.chain import nft
 from chainworker.chain.keys import load_authority
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import load_settings
+from chainworker.jobs import arq_internals
 from chainworker.localnet.process import LocalnetProcess
 from tests.conftest import TestDatabase
 from tests.helpers import Stack, wait_for
@@ -372,7 +373,7 @@ async def test_tx_retry_requeues_and_enqueues(world: World) -> None:
     redis = Redis.from_url(world.stack.redis_url)
     try:
         assert await redis.zscore(world.stack.queue, str(request_id)) is not None
-        await redis.delete(world.stack.queue, f"arq:job:{request_id}")
+        await redis.delete(world.stack.queue, arq_internals.job_key(str(request_id)))
     finally:
         await redis.aclose()
     assert await world.admin.fetchval(

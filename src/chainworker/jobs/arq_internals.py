@@ -56,6 +56,7 @@ from arq.constants import (
 from arq.jobs import Serializer, serialize_job
 from arq.utils import timestamp_ms
 from arq.worker import Worker
+from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 # The Arq release series whose source this module follows (held by the contract test).
@@ -89,6 +90,16 @@ def in_progress_key(job_id: str) -> str:
 def retry_key(job_id: str) -> str:
     """Arq's count of the tries of job `job_id`."""
     return retry_key_prefix + job_id
+
+
+async def queued_job_ids(redis: Redis, queue_name: str) -> list[bytes]:
+    """The ids of the jobs waiting in a queue, as Redis returns them."""
+    return list(await redis.zrange(queue_name, 0, -1))
+
+
+async def queue_depth(redis: Redis, queue_name: str) -> int:
+    """Jobs waiting in a queue: Arq's queue is a sorted set of job ids scored by when due."""
+    return int(await redis.zcard(queue_name))
 
 
 def now_ms() -> int:

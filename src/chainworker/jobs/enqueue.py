@@ -111,6 +111,6 @@ async def enqueue_committed(
 
 async def drop_queue(redis: Redis, queue_name: str) -> int:
     """Delete a queue and the jobs waiting in it (benchmarks and tests); how many jobs."""
-    jobs = await redis.zrange(queue_name, 0, -1)
+    jobs = await arq_internals.queued_job_ids(redis, queue_name)
     await redis.delete(queue_name, *arq_internals.job_keys(jobs))
     return len(jobs)

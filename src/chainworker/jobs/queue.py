@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from arq.connections import ArqRedis
 
+from chainworker.jobs import arq_internals
 from chainworker.jobs.enqueue import enqueue_jobs
 from chainworker.pipeline.context import QueuedJob
 
@@ -21,4 +22,4 @@ class ArqQueue:
 
     async def depth(self) -> int:
         """Jobs waiting in the queue."""
-        return int(await self.arq.zcard(self.queue_name))
+        return await arq_internals.queue_depth(self.arq, self.queue_name)
