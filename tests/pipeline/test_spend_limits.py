@@ -1,8 +1,8 @@
 """Spending limits under load: concurrent groups of one tenant never pass a limit together.
 
 Real PostgreSQL and the localnet: requests are recorded through the group path of two
-workers (each its own context and pool) at once, then the refused ones run alone, as
-their jobs do.
+workers (each its own context and pool) at once; those that do not fit are refused in
+the same flush, with the limit they would pass.
 """
 
 from __future__ import annotations
