@@ -176,6 +176,37 @@ async def test_a_ticket_locked_elsewhere_holds_up_only_its_own_request(
     assert set((await statuses(admin_conn)).values()) == {"submitted"}
 
 
+async def test_a_request_waiting_for_a_lock_does_not_hold_up_the_flushes_behind_it(
+    ctx: PipelineContext, admin_conn: asyncpg.Connection, fresh_db: TestDatabase
+) -> None:
+    """Jobs share one flush at a time: the request that must wait for a lock waits in its
+    own job, and the next flush goes on meanwhile."""
+    a = await seed_data.seed_tenant(admin_conn, tickets=4)
+    ids = await record(ctx, a.tenant_id, "mint", a.ticket_ids)
+    group = SubmitGroup(ctx, max_group=8, linger_seconds=0.05)
+    holder = await asyncpg.connect(fresh_db.admin_dsn)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM tickets WHERE id = $1 FOR UPDATE", a.ticket_ids[1])
+            first = [
+                asyncio.create_task(group.submit(Job(TxOp.MINT, i, a.tenant_id, None)))
+                for i in ids[:3]
+            ]
+            done, waiting = await asyncio.wait(first, timeout=15)
+            assert {t for t in first if t in done} == {first[0], first[2]}
+            # A later job gets its own flush while the locked ticket's request still waits.
+            later = await asyncio.wait_for(
+                group.submit(Job(TxOp.MINT, ids[3], a.tenant_id, None)), 15
+            )
+            assert isinstance(later, Submitted)
+            assert waiting == {first[1]} and not first[1].done()
+    finally:
+        await holder.close()
+    assert isinstance(await asyncio.wait_for(first[1], 15), Submitted)
+    await group.close()
+    assert set(await attempts(admin_conn)) == set(ids)
+
+
 @pytest.mark.parametrize(("limit", "recorded"), [(10**10, 2), (1000, 0)])
 async def test_a_tenants_spending_limit_is_weighed_for_each_request(
     ctx: PipelineContext, admin_conn: asyncpg.Connection, limit: int, recorded: int

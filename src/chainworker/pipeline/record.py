@@ -111,6 +111,14 @@ def screen(request: RequestRow | None, op: TxOp) -> Skipped | None:
     return None
 
 
+class _HandBack:
+    """A job a flush gives back to its own coroutine: it runs as a group of one there, so
+    one request waiting for a lock never holds up the flushes behind it."""
+
+
+_HAND_BACK = _HandBack()
+
+
 class SubmitGroup:
     """Concurrent jobs' requests, recorded together."""
 
@@ -118,16 +126,24 @@ class SubmitGroup:
         self, ctx: PipelineContext, *, max_group: int = MAX_GROUP,
         linger_seconds: float = LINGER_SECONDS,
     ) -> None:
-        async def flush(jobs: list[Job]) -> list[JobOutcome | BaseException]:
-            return await record_jobs(ctx, jobs)
+        self._ctx = ctx
 
-        self._jobs: Coalescer[Job, JobOutcome] = Coalescer(
+        async def flush(jobs: list[Job]) -> list[JobOutcome | _HandBack | BaseException]:
+            return await _record(ctx, jobs, hand_back=True)
+
+        self._jobs: Coalescer[Job, JobOutcome | _HandBack] = Coalescer(
             flush, max_batch=max_group, linger_seconds=linger_seconds, name="submit-group",
             max_in_flight=FLUSHES_IN_FLIGHT,
         )
 
     async def submit(self, job: Job) -> JobOutcome:
-        return await self._jobs.submit(job)
+        outcome = await self._jobs.submit(job)
+        if not isinstance(outcome, _HandBack):
+            return outcome
+        [alone] = await record_jobs(self._ctx, [job])
+        if isinstance(alone, BaseException):
+            raise alone
+        return alone
 
     async def close(self) -> None:
         await self._jobs.close(ConnectionError("the worker is stopping"))
@@ -141,6 +157,18 @@ async def record_jobs(
     An exception in the list is the job's: transient (defer and retry) or not (the job
     fails; the sweeper queues its request again).
     """
+    checked: list[JobOutcome | BaseException] = []
+    for outcome in await _record(ctx, jobs, hand_back=False):
+        assert not isinstance(outcome, _HandBack)  # only a flush hands jobs back
+        checked.append(outcome)
+    return checked
+
+
+async def _record(
+    ctx: PipelineContext, jobs: Sequence[Job], *, hand_back: bool
+) -> list[JobOutcome | _HandBack | BaseException]:
+    """`record_jobs`; with `hand_back`, what must run as a group of one (a second delivery
+    of a request, the requests of a group split by contention) is handed back instead."""
     first: dict[UUID, Job] = {}
     again: list[Job] = []  # a second delivery of a request runs after the first
     for job in jobs:
@@ -151,23 +179,26 @@ async def record_jobs(
     groups: dict[tuple[UUID, TxOp], list[Job]] = defaultdict(list)
     for job in first.values():
         groups[(job.tenant_id, job.op)].append(job)
-    found: dict[UUID, JobOutcome | BaseException] = {}
+    found: dict[UUID, JobOutcome | _HandBack | BaseException] = {}
 
     async def one(members: list[Job]) -> None:
-        found.update(await _record_or_split(ctx, members))
+        found.update(await _record_or_split(ctx, members, hand_back))
 
     await asyncio.gather(*(one(members) for members in groups.values()))
-    later = iter(await record_jobs(ctx, again)) if again else iter(())
+    later: list[JobOutcome | _HandBack | BaseException] = [_HAND_BACK] * len(again)
+    if again and not hand_back:
+        later = list(await record_jobs(ctx, again))
+    seconds = iter(later)
     return [
-        found[job.request_id] if first[job.request_id] is job else next(later) for job in jobs
+        found[job.request_id] if first[job.request_id] is job else next(seconds) for job in jobs
     ]
 
 
 async def _record_or_split(
-    ctx: PipelineContext, jobs: list[Job]
-) -> dict[UUID, JobOutcome | BaseException]:
+    ctx: PipelineContext, jobs: list[Job], hand_back: bool
+) -> dict[UUID, JobOutcome | _HandBack | BaseException]:
     try:
-        return await record_group(ctx, jobs)
+        return dict(await record_group(ctx, jobs))
     except Exception as error:
         if len(jobs) == 1:
             if isinstance(error, TicketBusy):
@@ -177,7 +208,9 @@ async def _record_or_split(
             return {job.request_id: error for job in jobs}  # what defers one defers all
         log.info("group commit split into single requests", count=len(jobs),
                  error=f"{type(error).__name__}: {error}")
-    alone = await asyncio.gather(*(_record_or_split(ctx, [job]) for job in jobs))
+    if hand_back:
+        return dict.fromkeys((job.request_id for job in jobs), _HAND_BACK)
+    alone = await asyncio.gather(*(_record_or_split(ctx, [job], False) for job in jobs))
     return {request_id: outcome for each in alone for request_id, outcome in each.items()}
 
 
