@@ -151,3 +151,36 @@ async def test_the_last_endpoint_up_cannot_go_down(localnet_endpoints_faults, lo
     assert [e["up"] for e in node.endpoints()] == [False, False, True]
     node.clear_faults()
     assert [e["up"] for e in node.endpoints()] == [True, True, True]
+
+
+def _port_is_free(url: str) -> bool:
+    import socket
+    from urllib.parse import urlsplit
+
+    # As free_port asks for one (no SO_REUSEADDR): what another localnet would be given.
+    parts = urlsplit(url)
+    probe = socket.socket()
+    try:
+        probe.bind((parts.hostname or "127.0.0.1", parts.port or 0))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+async def test_a_down_endpoint_keeps_its_port_for_when_it_comes_back(localnet_endpoints_faults):
+    """Nobody else can take the port meanwhile (another localnet of the same run did, and
+    the endpoint could not come back up)."""
+    node = localnet_endpoints_faults
+    second = node.rpc_urls[1]
+    node.set_faults(endpoint=1, down=True)
+    for _ in range(50):  # the port is bound again once the listener has closed
+        if not _port_is_free(second):
+            break
+        await asyncio.sleep(0.02)
+    assert not _port_is_free(second)
+    with pytest.raises(httpx.ConnectError):
+        await post(second, request("getSlot"))
+    node.set_faults(endpoint=1, down=False)
+    assert "result" in (await post(second, request("getSlot"))).json()

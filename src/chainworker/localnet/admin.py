@@ -81,4 +81,4 @@ async def _faults(
     await node.sync_listeners(keep=asked)
     await respond_json(send, 200, node.faults_of(target))
     if asked.faults.settings.down:
-        asked.stop()
+        asked.stop(keep_port=True)

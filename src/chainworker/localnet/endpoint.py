@@ -34,6 +34,8 @@ from chainworker.localnet.methods import HEALTH_CHECK_SLOT_DISTANCE, Methods
 from chainworker.localnet.view import LedgerView
 
 STOP_WAIT_SECONDS = 5.0
+# After a listener is closed, when its port is bound again to keep it (see stop()).
+PORT_KEEP_DELAY_SECONDS = 0.02
 
 
 class _Listener(uvicorn.Server):
@@ -125,11 +127,19 @@ class Endpoint:
             task.result()  # the reason it did not start
         self._server = server
 
-    def stop(self) -> None:
-        """Stop listening and close every open connection; the port refuses from now on."""
+    def stop(self, *, keep_port: bool = False) -> None:
+        """Stop listening and close every open connection; the port refuses from now on.
+
+        `keep_port` (an endpoint taken down by a fault): the port is bound again, without
+        listening, once the listener has closed, so it still refuses connections and no
+        other process (another localnet of the same test run) can take it before the
+        endpoint comes back up.
+        """
         server, self._server = self._server, None
         if server is None:
             return
+        if keep_port:
+            asyncio.get_running_loop().call_later(PORT_KEEP_DELAY_SECONDS, self._keep_port)
         for listener in getattr(server, "servers", []):
             listener.close()
         for connection in list(server.server_state.connections):
@@ -138,9 +148,17 @@ class Endpoint:
                 transport.close()
         server.should_exit = True
 
+    def _keep_port(self) -> None:
+        if self._server is None:  # still down
+            with contextlib.suppress(OSError):  # taken meanwhile: start() will say so
+                self.bind()
+
     async def wait_stopped(self) -> None:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=STOP_WAIT_SECONDS)
+        sock, self._socket = self._socket, None
+        if sock is not None:
+            sock.close()
 
     # --- HTTP ---------------------------------------------------------------------
 

@@ -172,7 +172,7 @@ class Node:
         for endpoint in self.endpoints:
             down = endpoint.faults.settings.down
             if down and endpoint.up and endpoint is not keep:
-                endpoint.stop()
+                endpoint.stop(keep_port=True)
                 stopped = True
             elif not down and not endpoint.up:
                 await endpoint.start()
