@@ -192,14 +192,15 @@ async def test_a_request_waiting_for_a_lock_does_not_hold_up_the_flushes_behind_
                 asyncio.create_task(group.submit(Job(TxOp.MINT, i, a.tenant_id, None)))
                 for i in ids[:3]
             ]
-            done, waiting = await asyncio.wait(first, timeout=15)
-            assert {t for t in first if t in done} == {first[0], first[2]}
+            # Split by its lock timeout, the group hands its requests back: two get through.
+            outcomes = await asyncio.wait_for(asyncio.gather(first[0], first[2]), 15)
+            assert all(isinstance(outcome, Submitted) for outcome in outcomes)
             # A later job gets its own flush while the locked ticket's request still waits.
             later = await asyncio.wait_for(
                 group.submit(Job(TxOp.MINT, ids[3], a.tenant_id, None)), 15
             )
             assert isinstance(later, Submitted)
-            assert waiting == {first[1]} and not first[1].done()
+            assert not first[1].done()
     finally:
         await holder.close()
     assert isinstance(await asyncio.wait_for(first[1], 15), Submitted)
