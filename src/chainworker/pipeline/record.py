@@ -112,8 +112,8 @@ def screen(request: RequestRow | None, op: TxOp) -> Skipped | None:
 
 
 class _HandBack:
-    """A job a flush gives back to its own coroutine: it runs as a group of one there, so
-    one request waiting for a lock never holds up the flushes behind it."""
+    """A job a flush gives back: it runs as a group of one, after the flush, so one request
+    waiting for a lock never holds up the flushes behind it."""
 
 
 _HAND_BACK = _HandBack()
@@ -129,7 +129,7 @@ class SubmitGroup:
         self._ctx = ctx
 
         async def flush(jobs: list[Job]) -> list[JobOutcome | _HandBack | BaseException]:
-            return await _record(ctx, jobs, hand_back=True)
+            return await _flush(ctx, jobs)
 
         self._jobs: Coalescer[Job, JobOutcome | _HandBack] = Coalescer(
             flush, max_batch=max_group, linger_seconds=linger_seconds, name="submit-group",
@@ -137,10 +137,10 @@ class SubmitGroup:
         )
 
     async def submit(self, job: Job) -> JobOutcome:
-        outcome = await self._jobs.submit(job)
-        if not isinstance(outcome, _HandBack):
-            return outcome
-        [alone] = await record_jobs(self._ctx, [job])
+        flushed = await self._jobs.submit(job)
+        if not isinstance(flushed, _HandBack):
+            return flushed
+        alone = await record_alone(self._ctx, job)  # in this job, not in the flush
         if isinstance(alone, BaseException):
             raise alone
         return alone
@@ -155,47 +155,58 @@ async def record_jobs(
     """One transaction per (tenant, operation); each job's outcome, in `jobs` order.
 
     An exception in the list is the job's: transient (defer and retry) or not (the job
-    fails; the sweeper queues its request again).
+    fails; the sweeper queues its request again). What the flush hands back runs as
+    groups of one: first deliveries together, then second deliveries of a request, which
+    then find it as the first left it.
     """
-    checked: list[JobOutcome | BaseException] = []
-    for outcome in await _record(ctx, jobs, hand_back=False):
-        assert not isinstance(outcome, _HandBack)  # only a flush hands jobs back
-        checked.append(outcome)
-    return checked
+    outcomes = await _flush(ctx, jobs)
+    seen: set[UUID] = set()
+    firsts: list[int] = []
+    repeats: list[int] = []
+    for index, job in enumerate(jobs):
+        if isinstance(outcomes[index], _HandBack):
+            (repeats if job.request_id in seen else firsts).append(index)
+        seen.add(job.request_id)
+    for wave in (firsts, repeats):
+        alone = await asyncio.gather(*(record_alone(ctx, jobs[i]) for i in wave))
+        for index, ran in zip(wave, alone, strict=True):
+            outcomes[index] = ran
+    done: list[JobOutcome | BaseException] = []
+    for outcome in outcomes:
+        assert not isinstance(outcome, _HandBack)  # every one handed back ran alone
+        done.append(outcome)
+    return done
 
 
-async def _record(
-    ctx: PipelineContext, jobs: Sequence[Job], *, hand_back: bool
+async def record_alone(ctx: PipelineContext, job: Job) -> JobOutcome | BaseException:
+    """One job's request as a group of one (it waits for its locks as long as it takes)."""
+    outcome = (await _record_or_hand_back(ctx, [job]))[job.request_id]
+    assert not isinstance(outcome, _HandBack)  # a group of one is never split
+    return outcome
+
+
+async def _flush(
+    ctx: PipelineContext, jobs: Sequence[Job]
 ) -> list[JobOutcome | _HandBack | BaseException]:
-    """`record_jobs`; with `hand_back`, what must run as a group of one (a second delivery
-    of a request, the requests of a group split by contention) is handed back instead."""
+    """A transaction per (tenant, operation) for the first delivery of each request; a
+    second delivery, and the requests of a group split by contention, are handed back."""
     first: dict[UUID, Job] = {}
-    again: list[Job] = []  # a second delivery of a request runs after the first
     for job in jobs:
-        if job.request_id in first:
-            again.append(job)
-        else:
-            first[job.request_id] = job
+        first.setdefault(job.request_id, job)
     groups: dict[tuple[UUID, TxOp], list[Job]] = defaultdict(list)
     for job in first.values():
         groups[(job.tenant_id, job.op)].append(job)
     found: dict[UUID, JobOutcome | _HandBack | BaseException] = {}
 
     async def one(members: list[Job]) -> None:
-        found.update(await _record_or_split(ctx, members, hand_back))
+        found.update(await _record_or_hand_back(ctx, members))
 
     await asyncio.gather(*(one(members) for members in groups.values()))
-    later: list[JobOutcome | _HandBack | BaseException] = [_HAND_BACK] * len(again)
-    if again and not hand_back:
-        later = list(await record_jobs(ctx, again))
-    seconds = iter(later)
-    return [
-        found[job.request_id] if first[job.request_id] is job else next(seconds) for job in jobs
-    ]
+    return [found[job.request_id] if first[job.request_id] is job else _HAND_BACK for job in jobs]
 
 
-async def _record_or_split(
-    ctx: PipelineContext, jobs: list[Job], hand_back: bool
+async def _record_or_hand_back(
+    ctx: PipelineContext, jobs: list[Job]
 ) -> dict[UUID, JobOutcome | _HandBack | BaseException]:
     try:
         return dict(await record_group(ctx, jobs))
@@ -208,10 +219,7 @@ async def _record_or_split(
             return {job.request_id: error for job in jobs}  # what defers one defers all
         log.info("group commit split into single requests", count=len(jobs),
                  error=f"{type(error).__name__}: {error}")
-    if hand_back:
         return dict.fromkeys((job.request_id for job in jobs), _HAND_BACK)
-    alone = await asyncio.gather(*(_record_or_split(ctx, [job], False) for job in jobs))
-    return {request_id: outcome for each in alone for request_id, outcome in each.items()}
 
 
 async def record_group(
