@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
@@ -20,6 +20,7 @@ from solders.pubkey import Pubkey
 
 from chainworker.chain import keys
 from chainworker.chain.batcher import SendBatcher
+from chainworker.chain.endpoints import Observer
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
 from chainworker.db import audit
@@ -156,9 +157,6 @@ class PipelineContext:
         await self.pool.close()
 
 
-RpcObserver = Callable[[str, str, float, str | None], None]
-
-
 def policy_of(settings: Settings) -> Policy:
     """The lifecycle's policy, as the settings give it."""
     return Policy(
@@ -169,15 +167,13 @@ def policy_of(settings: Settings) -> Policy:
 
 
 async def open_context(
-    settings: Settings, app_dsn: str, *, observer: RpcObserver | None = metrics.rpc_observer
+    settings: Settings, app_dsn: str, *, observer: Observer | None = metrics.rpc_observer
 ) -> PipelineContext:
     """Everything the pipeline needs; raises ChainError (config) before touching anything."""
     authority = keys.load_authority(settings)
     mint_seed = keys.load_mint_seed(settings)
     custodial_seed = keys.load_custodial_seed(settings)
-    logs.register_secret(str(authority))
-    logs.register_secret(mint_seed.decode("utf-8", "replace"))
-    logs.register_secret(custodial_seed.decode("utf-8", "replace"))
+    logs.register_secret(str(authority))  # the seeds were registered as they were loaded
     rpc = SolanaRpc.from_settings(settings, observer=observer)
     pool = await create_pool(app_dsn, settings)
     return PipelineContext(
