@@ -26,7 +26,7 @@ from chainworker.pipeline.record import (
     JobOutcome,
     SubmitGroup,
     Submitted,
-    record_jobs,
+    record_alone,
 )
 from chainworker.pipeline.send import send
 
@@ -90,7 +90,7 @@ async def _record(pipeline: PipelineContext, group: SubmitGroup | None, job: Job
     """With the jobs that start at the same time, or alone: the same path."""
     if group is not None:
         return await group.submit(job)
-    [outcome] = await record_jobs(pipeline, [job])
+    outcome = await record_alone(pipeline, job)
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
