@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import asyncpg
 
 
@@ -47,8 +50,12 @@ def is_contention(error: BaseException) -> bool:
     )
 
 
-def busy_if_live(error: asyncpg.UniqueViolationError, *indexes: str) -> Exception:
-    """TicketBusy when one of the one-live-per-ticket indexes refused the row; else `error`."""
-    if error.constraint_name in indexes:
-        return TicketBusy(f"the ticket is busy ({error.constraint_name})")
-    return error
+@contextmanager
+def busy_on(*indexes: str) -> Iterator[None]:
+    """Raise TicketBusy when one of these one-live-per-ticket indexes refuses a row."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as error:
+        if error.constraint_name in indexes:
+            raise TicketBusy(f"the ticket is busy ({error.constraint_name})") from error
+        raise

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-import asyncpg
 from asyncpg import Record
 
-from chainworker.db.errors import DatabaseError, busy_if_live
+from chainworker.db.errors import DatabaseError, busy_on
 from chainworker.db.pool import Connection
 from chainworker.lifecycle.model import RequestStatus, TxOp
 
@@ -300,7 +299,7 @@ async def requeue(conn: Connection, request_id: UUID) -> None:
 
     TicketBusy when the ticket has another live request of the kind (run it in a savepoint).
     """
-    try:
+    with busy_on(*LIVE_REQUEST_INDEXES):
         await conn.execute(
             """UPDATE chain_requests
                   SET status = 'queued', enqueued_at = now(), updated_at = now(),
@@ -308,8 +307,6 @@ async def requeue(conn: Connection, request_id: UUID) -> None:
                 WHERE id = $1 AND tenant_id = current_tenant_id()""",
             request_id,
         )
-    except asyncpg.UniqueViolationError as error:
-        raise busy_if_live(error, *LIVE_REQUEST_INDEXES) from error
 
 
 async def stale_requests(

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-import asyncpg
 from asyncpg import Record
 
-from chainworker.db.errors import busy_if_live
+from chainworker.db.errors import busy_on
 from chainworker.db.pool import Connection
 from chainworker.lifecycle.model import TxStatus
 
@@ -64,10 +63,8 @@ async def record_attempts(conn: Connection, attempts: Sequence[NewAttempt]) -> l
     between is covered by the rebroadcast one interval later. TicketBusy when a ticket
     has a live transaction already.
     """
-    try:
+    with busy_on(LIVE_TICKET_INDEX):
         rows = await _insert_attempts(conn, attempts)
-    except asyncpg.UniqueViolationError as error:
-        raise busy_if_live(error, LIVE_TICKET_INDEX) from error
     return [UUID(str(row["id"])) for row in rows]
 
 
