@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import math
 import os
 import tempfile
 import time
@@ -60,7 +59,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
 
-from chainworker.chain import fees, nft
+from chainworker.chain import nft
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 from chainworker.config import Settings
@@ -69,7 +68,8 @@ from chainworker.lifecycle.model import TxOp
 from chainworker.localnet.process import start_localnet
 from chainworker.pipeline.build import Draft, build_attempt
 from chainworker.pipeline.context import FeeState, Keys, PipelineContext, policy_of
-from chainworker.pipeline.fees import compute_budget
+from chainworker.pipeline.fees import BUDGET_INSTRUCTION_UNITS, compute_budget
+from chainworker.pipeline.payer_pool import PayerPool
 from chainworker.pipeline.prepare import prefunded_mint_lamports
 
 SOL = 1_000_000_000
@@ -98,8 +98,11 @@ class Ticket:
 class Edge:
     op: TxOp
     name: str
-    cached: int = 0  # the units compute_budget simulated and cached for this edge
-    limit: int = 0  # the limit requested today from them
+    prefunded: bool = False
+    # False: transfers to an existing account, which compute_budget never caches
+    cacheable: bool = True
+    cached: int = 0  # the base units compute_budget simulated and cached for this edge
+    limits: list[int] = field(default_factory=list)  # the limit each transaction asked for
     sims: list[int] = field(default_factory=list)  # each transaction simulated unbudgeted
     consumed: list[int] = field(default_factory=list)
     # Bumps tried past 255 to find the holder account's address (mint: the holder's,
@@ -178,20 +181,26 @@ async def prepare(
 
     def unbudgeted(draft: Draft) -> Callable[[], Awaitable[nft.SignedTx]]:
         async def build() -> nft.SignedTx:
-            return build_attempt(ctx, draft, None)[0]
+            return build_attempt(ctx, draft, None).signed
         return build
 
     signed = []
     for draft in drafts:
-        budget = await compute_budget(ctx, draft.op, unbudgeted(draft))
-        signed.append(build_attempt(ctx, draft, budget)[0])
-        edge.limit = budget.unit_limit or 0
-    edge.cached = ctx.fees.cached_units(edge.op) or 0
+        budget = await compute_budget(ctx, draft, 1, unbudgeted(draft))
+        signed.append(build_attempt(ctx, draft, budget).signed)
+        edge.limits.append(budget.unit_limit or 0)
+    kind = (edge.op, edge.prefunded)
+    edge.cached = ctx.fees.cached_units(kind) or 0
     edge.bumps = [extra_bumps(ctx, d) for d in drafts]
     for offset in range(0, len(drafts), 50):
         chunk = drafts[offset : offset + 50]
         edge.sims += await asyncio.gather(
-            *(ctx.rpc.simulate_units(build_attempt(ctx, d, None)[0].transaction) for d in chunk)
+            *(ctx.rpc.simulate_units(build_attempt(ctx, d, None).signed.transaction)
+              for d in chunk)
+        )
+    if not edge.cacheable:  # each simulated for itself: the cheapest base of them
+        edge.cached = min(
+            s - BUMP_UNITS * b for s, b in zip(edge.sims, edge.bumps, strict=True)
         )
     return signed
 
@@ -253,6 +262,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Edge], Settings]:
         base = PipelineContext(
             settings=settings, pool=cast(Any, None), rpc=rpc, sender=cast(Any, None),
             policy=policy_of(settings), keys=Keys(authority, os.urandom(32), os.urandom(32)),
+            payers=PayerPool(authority, (), 0),
         )
         longest = with_settings(base, nft_uri_template=MAX_URI, nft_symbol=MAX_SYMBOL)
         tenant = uuid.uuid4()
@@ -264,8 +274,9 @@ async def run(args: argparse.Namespace) -> tuple[list[Edge], Settings]:
         prefunded_big = [new_ticket(tenant, i, long_name) for i in range(args.edge)]
         edges: list[Edge] = []
 
-        def edge(op: TxOp, name: str) -> Edge:
-            edges.append(Edge(op, name))
+        def edge(op: TxOp, name: str, *, prefunded: bool = False, cacheable: bool = True
+                 ) -> Edge:
+            edges.append(Edge(op, name, prefunded=prefunded, cacheable=cacheable))
             return edges[-1]
 
         # Someone funds the mint addresses before the mints (as after a first attempt).
@@ -286,7 +297,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Edge], Settings]:
             ("prefunded mint address", base, prefunded, lamports[: args.edge]),
             ("prefunded + max metadata", longest, prefunded_big, lamports[args.edge :]),
         ):
-            e = edge(TxOp.MINT, name)
+            e = edge(TxOp.MINT, name, prefunded=funds is not None)
             plan.append((e, await prepare(ctx, e, mint_drafts(ctx, group, blockhash, funds))))
         await send_all(base, raw, plan)
         for t in ordinary + big + prefunded + prefunded_big:
@@ -310,7 +321,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Edge], Settings]:
         blockhash = (await rpc.latest_blockhash())[0]
         back = ordinary[: max(args.edge, len(ordinary) // 2)]
         plan = []
-        e = edge(TxOp.TRANSFER, "to an existing account")
+        e = edge(TxOp.TRANSFER, "to an existing account", cacheable=False)
         plan.append((e, await prepare(base, e, moved(back, blockhash, TxOp.TRANSFER,
                                                      lambda t: t.first_holder))))
         for name, ctx, group in (("max metadata", longest, big),
@@ -335,69 +346,47 @@ async def run(args: argparse.Namespace) -> tuple[list[Edge], Settings]:
     return ordered, settings
 
 
-def needed_headroom(cached: int, consumed: Sequence[int], margin: float) -> int:
-    return max(0, max(consumed) - math.ceil(cached * margin))
+def needed_headroom(cached: int, edges: Sequence[Edge]) -> int:
+    """Headroom so that no transaction of `edges` exceeds cached + its own search + 300."""
+    return max(
+        0,
+        max(
+            c - (cached + BUMP_UNITS * b + BUDGET_INSTRUCTION_UNITS)
+            for e in edges for c, b in zip(e.consumed, e.bumps, strict=True)
+        ),
+    )
 
 
 def report(edges: list[Edge], settings: Settings) -> None:
-    today_margin, today_headroom = settings.compute_unit_margin, settings.compute_unit_headroom
-    head = (f"{'op':<8} {'edge':<34} {'n':>4} {'cached':>7} {'own sim':>13} "
-            f"{'consumed':>13} {'max-cached':>10} {'today':>7} {'over':>4}  "
-            + "  ".join(f"h@{m:<4}" for m in MARGINS)
-            + "  tightest (m, h) -> limit   saves")
-    print(f"compute units per transaction on the localnet; today's limit = "
-          f"ceil({today_margin} x cached) + {today_headroom:,}; h@m = headroom needed at "
-          f"margin m so that no transaction exceeds its limit")
-    print(head)
-
-    def row(op: TxOp, name: str, cached: int, sims: list[int], consumed: list[int]) -> None:
-        today = fees.compute_unit_limit(cached, today_margin, today_headroom)
-        over = sum(1 for c in consumed if c > today)
-        need = {m: needed_headroom(cached, consumed, m) for m in MARGINS}
-        limits = {m: math.ceil(cached * m) + need[m] for m in MARGINS}
-        best = min(MARGINS, key=lambda m: (limits[m], m))
-        print(
-            f"{op.value:<8} {name:<34} {len(consumed):>4} {cached:>7,} "
-            f"{min(sims):>6,}-{max(sims):<6,} {min(consumed):>6,}-{max(consumed):<6,} "
-            f"{max(consumed) - cached:>10,} {today:>7,} {over:>4}  "
-            + "  ".join(f"{need[m]:>6,}" for m in MARGINS)
-            + f"  ({best}, {need[best]:,}) -> {limits[best]:,}".ljust(27)
-            + f" {today - limits[best]:>6,}"
-        )
-
-    for edge in edges:
-        row(edge.op, edge.name, edge.cached, edge.sims, edge.consumed)
-    print("pooled per operation:")
-    for op in (TxOp.MINT, TxOp.TRANSFER, TxOp.BURN):
-        mine = [e for e in edges if e.op is op]
-        sims = [s for e in mine for s in e.sims]
-        consumed = [c for e in mine for c in e.consumed]
-        row(op, "all, cached = first edge's sim", mine[0].cached, sims, consumed)
-        row(op, "all, cached = smallest sim (worst)", min(sims), sims, consumed)
-    print(f"tail model: consumed = base + {BUMP_UNITS:,} x extra bumps of the holder "
-          f"account's address search (P(extra >= k) = 2^-k, unbounded by sampling)")
-    for edge in edges:
-        bases = edge.bases()
-        print(f"  {edge.op.value:<8} {edge.name:<34} base {min(bases):>6,}-{max(bases):<6,} "
-              f"extra bumps seen 0-{max(edge.bumps)}")
-    covered = math.ceil(-math.log2(TARGET_FAILURE_RATE)) - 1  # P(extra > covered) <= target
-    for op in (TxOp.MINT, TxOp.TRANSFER, TxOp.BURN):
-        mine = [e for e in edges if e.op is op]
-        searched = any(b for e in mine for b in e.bumps)
-        # The cheapest simulation there can be: the cheapest edge's, at 0 extra bumps.
-        low = min(s - BUMP_UNITS * b for e in mine for s, b in zip(e.sims, e.bumps, strict=True))
-        high = max(max(e.bases()) for e in mine)
-        today = fees.compute_unit_limit(low, today_margin, today_headroom)
-        if not searched:
-            print(f"  {op.value:<8} no address search: constant {high:,}; margin 1.0 needs "
-                  f"headroom {high - low:,}; today's limit {today:,} is {today - high:,} above it")
+    margin, headroom = settings.compute_unit_margin, settings.compute_unit_headroom
+    print(f"compute units per transaction on the localnet; the limit asked for = "
+          f"ceil({margin} x (cached base + {BUMP_UNITS:,} x address-search steps + "
+          f"{BUDGET_INSTRUCTION_UNITS})) + {headroom:,}, the settings' defaults")
+    print(f"{'op':<8} {'edge':<34} {'n':>4} {'cached':>7} {'consumed':>13} {'limit':>13} "
+          f"{'over':>4} {'slack':>11} {'steps':>5}")
+    for e in edges:
+        slack = [limit - c for limit, c in zip(e.limits, e.consumed, strict=True)]
+        over = sum(1 for x in slack if x < 0)
+        print(f"{e.op.value:<8} {e.name:<34} {len(e.consumed):>4} {e.cached:>7,} "
+              f"{min(e.consumed):>6,}-{max(e.consumed):<6,} {min(e.limits):>6,}-"
+              f"{max(e.limits):<6,} {over:>4} {min(slack):>5,}-{max(slack):<5,} "
+              f"0-{max(e.bumps)}")
+    print("one cache across the edges of a kind (a 5-minute cache is filled by whichever "
+          "transaction of the kind comes first): headroom needed so that none exceeds")
+    worst = 0
+    kinds = sorted({(e.op, e.prefunded) for e in edges}, key=lambda k: (k[0].value, k[1]))
+    for op, prefunded in kinds:
+        mine = [e for e in edges if (e.op, e.prefunded) == (op, prefunded) and e.cacheable]
+        if not mine:
             continue
-        want = high - low + BUMP_UNITS * covered
-        spare = (today - high) // BUMP_UNITS
-        risk = f"2^-{spare + 1} = {2.0 ** -(spare + 1):.1e}" if spare >= 0 else "> 0.5"
-        print(f"  {op.value:<8} cached at the cheapest base ({low:,}): margin 1.0 needs headroom "
-              f"{want:,} for <= {TARGET_FAILURE_RATE:g} failures/tx; today's limit {today:,} "
-              f"covers {spare} extra bumps, failure rate {risk} per transaction")
+        cheapest = min(e.cached for e in mine)
+        need = needed_headroom(cheapest, mine)
+        worst = max(worst, need)
+        label = f"{op.value}{' (prefunded)' if prefunded else ''}"
+        print(f"  {label:<22} cached = cheapest edge's base {cheapest:,}: headroom {need:,} "
+              f"({', '.join(e.name for e in mine)})")
+    verdict = "holds" if worst <= headroom else "is too small"
+    print(f"largest headroom needed: {worst:,}; the default ({headroom:,}) {verdict}")
     gaps = sorted({c - s for e in edges for s, c in zip(e.sims, e.consumed, strict=True)})
     print(f"consumed minus the transaction's own (unbudgeted) simulation: "
           f"{', '.join(f'{g:,}' for g in gaps)} (the two compute-budget instructions)")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chainworker.lifecycle.model import Commitment
@@ -66,16 +66,37 @@ class Settings(BaseSettings):
     # Below this balance the authority is topped up by airdrop (localnet, devnet, testnet)
     # or, on mainnet, the worker refuses to start.
     authority_min_lamports: int = Field(default=1_000_000_000, ge=0)
+    # Fee payers, so that transactions do not all write-lock one account (a block gives one
+    # writable account at most 40% of its compute units). None set: the authority pays.
+    # Either a comma-separated list of keypair files or base58 secret keys, or a seed
+    # that `fee_payer_count` payers are derived from (generated once on development
+    # clusters when unset). The authority stays mint authority, update authority and
+    # permanent delegate, and signs every transaction read-only.
+    fee_payer_keypairs: SecretStr | None = None
+    fee_payer_seed: SecretStr | None = None
+    fee_payer_count: int = Field(default=0, ge=0, le=64)
+    # A payer below this balance is not used, and is topped up from the authority.
+    fee_payer_min_lamports: int = Field(default=100_000_000, ge=0)
+    fee_payer_top_up_lamports: int = Field(default=1_000_000_000, ge=1)
 
     # --- lifecycle policy ----------------------------------------------
     max_retries: int = Field(default=3, ge=0, le=20)
     rebroadcast_interval_seconds: float = Field(default=2.0, gt=0, le=60)
     confirm_interval_seconds: float = Field(default=0.5, gt=0, le=10)
     status_batch_size: int = Field(default=256, ge=1, le=256)
-    compute_unit_margin: float = Field(default=1.2, ge=1.0, le=3.0)
-    compute_unit_headroom: int = Field(default=30_000, ge=0, le=1_000_000)
+    # The unit limit asked for: (simulated units, with the address search of the holder's
+    # account counted per transaction) x margin + headroom. Blocks and priority fees are
+    # charged on the limit asked for, not the units used; bench/compute_units.py measures
+    # what never fails.
+    compute_unit_margin: float = Field(default=1.0, ge=1.0, le=3.0)
+    compute_unit_headroom: int = Field(default=1_000, ge=0, le=1_000_000)
+    # The unit price: this percentile of the recent prioritization fees of the accounts the
+    # transaction write-locks with others (its fee payer), capped. Each replacement of an
+    # expired attempt offers `raise_factor` times more, from at least the floor.
     priority_fee_percentile: int = Field(default=50, ge=0, le=100)
     priority_fee_max_microlamports: int = Field(default=100_000, ge=0)
+    priority_fee_raise_factor: float = Field(default=1.5, ge=1.0, le=10.0)
+    priority_fee_raise_floor_microlamports: int = Field(default=1_000, ge=0)
 
     # --- worker ---------------------------------------------------------
     queue_name: str = "chainworker:queue"
@@ -107,6 +128,18 @@ class Settings(BaseSettings):
     # --- logs -----------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @model_validator(mode="after")
+    def _check_fee_payers(self) -> Settings:
+        listed = self.fee_payer_keypairs is not None
+        if listed and (self.fee_payer_seed is not None or self.fee_payer_count):
+            raise ValueError(
+                "fee_payer_keypairs: set either the list or fee_payer_seed with "
+                "fee_payer_count, not both"
+            )
+        if self.fee_payer_seed is not None and not self.fee_payer_count:
+            raise ValueError("fee_payer_count: fee_payer_seed is set, so give how many payers")
+        return self
 
     @field_validator("solana_rpc_urls", mode="before")
     @classmethod

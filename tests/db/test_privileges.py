@@ -39,6 +39,8 @@ RUNTIME_PRIVILEGES = {
     # written only by the spend triggers and chainworker_spend_reserve (migration 109)
     "chainworker_spend_totals": {"SELECT"},
     "chainworker_spend_reservations": {"SELECT"},
+    # the platform's fee-payer top-ups (migration 113): recorded and settled, never removed
+    "chainworker_fee_payer_top_ups": {"SELECT", "INSERT", "UPDATE"},
 }
 
 # The only functions that run as the owner and that chainworker_app may call.

@@ -17,6 +17,7 @@ from chainworker.chain import keys
 from chainworker.config import load_settings
 from chainworker.pipeline import context
 from chainworker.pipeline.context import Keys, PipelineContext, open_context, policy_of
+from chainworker.pipeline.payer_pool import PayerPool
 from tests.conftest import TestDatabase
 
 MINT_SEED = b"m" * 32
@@ -26,10 +27,12 @@ CUSTODIAL_SEED = b"c" * 32
 def make_context() -> PipelineContext:
     settings = load_settings()
     no_io = cast(Any, None)  # the address cache touches no service
+    authority = Keypair()
     return PipelineContext(
         settings=settings, pool=no_io, rpc=no_io, sender=no_io,
         policy=policy_of(settings),
-        keys=Keys(Keypair(), MINT_SEED, CUSTODIAL_SEED),
+        keys=Keys(authority, MINT_SEED, CUSTODIAL_SEED),
+        payers=PayerPool(authority, (), 0),
     )
 
 

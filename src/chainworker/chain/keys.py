@@ -79,8 +79,15 @@ def _keypair_from_json(text: str, source: str) -> Keypair:
 
 def parse_authority(secret: str) -> Keypair:
     """A keypair from a keypair JSON file path, an inline JSON array or a base58 secret key."""
+    return parse_keypair(secret, "AUTHORITY_KEYPAIR")
+
+
+def parse_keypair(secret: str, setting: str) -> Keypair:
+    """A keypair from `setting`'s value: a keypair JSON file path, an inline JSON array or a
+    base58 secret key. Errors name the setting or the file, never the content."""
+    what = setting.lower().replace("_", " ")
     if secret.startswith("["):
-        return _keypair_from_json(secret, "AUTHORITY_KEYPAIR")
+        return _keypair_from_json(secret, setting)
     path = Path(secret).expanduser()
     looks_like_path = os.sep in secret or secret.endswith(".json")
     if looks_like_path or path.is_file():
@@ -88,14 +95,14 @@ def parse_authority(secret: str) -> Keypair:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise ChainError(
-                CONFIG, f"cannot read the authority keypair file {path}: {error.strerror}"
+                CONFIG, f"cannot read the {what} file {path}: {error.strerror}"
             ) from error
-        return _keypair_from_json(text, f"authority keypair file {path}")
+        return _keypair_from_json(text, f"{what} file {path}")
     try:
         return Keypair.from_base58_string(secret)
     except ValueError:
         raise ChainError(
-            CONFIG, "AUTHORITY_KEYPAIR is neither a keypair file nor a base58 secret key"
+            CONFIG, f"{setting} is neither a keypair file nor a base58 secret key"
         ) from None
 
 
@@ -167,3 +174,40 @@ def custodial_keypair(custodial_seed: bytes, tenant_id: UUID, user_id: UUID) -> 
 def custodial_wallet(custodial_seed: bytes, tenant_id: UUID, user_id: UUID) -> Pubkey:
     """The wallet the platform keeps for a user without a registered address."""
     return custodial_keypair(custodial_seed, tenant_id, user_id).pubkey()
+
+
+_FEE_PAYER_DOMAIN: Final = b"chainworker/fee-payer/v1\x00"
+
+
+def fee_payer_keypair(seed: bytes, index: int) -> Keypair:
+    """The `index`-th fee payer derived from the fee-payer seed."""
+    if len(seed) < MIN_SEED_BYTES:
+        raise ValueError(f"derivation seed must be at least {MIN_SEED_BYTES} bytes")
+    digest = hmac.new(seed, _FEE_PAYER_DOMAIN + index.to_bytes(4, "big"), hashlib.sha256)
+    return Keypair.from_seed(digest.digest())
+
+
+def load_fee_payers(settings: Settings, authority: Pubkey) -> list[Keypair]:
+    """The fee-payer pool: listed keypairs, or `fee_payer_count` derived from a seed; empty
+    when none is configured (the authority pays). A payer that is the authority, or one
+    listed twice, is a configuration error: the pool would not spread the write locks."""
+    listed = _reveal(settings.fee_payer_keypairs)
+    if listed is not None:
+        parts = [part.strip() for part in listed.split(",") if part.strip()]
+        payers = [parse_keypair(part, "FEE_PAYER_KEYPAIRS") for part in parts]
+    elif settings.fee_payer_count:
+        seed = load_seed(
+            settings.fee_payer_seed, settings.state_dir, "fee_payer_seed",
+            cluster=settings.solana_cluster,
+        )
+        payers = [fee_payer_keypair(seed, index) for index in range(settings.fee_payer_count)]
+    else:
+        return []
+    public = [payer.pubkey() for payer in payers]
+    if authority in public:
+        raise ChainError(CONFIG, "FEE_PAYER_KEYPAIRS: the platform authority is not a fee payer")
+    if len(set(public)) != len(public):
+        raise ChainError(CONFIG, "FEE_PAYER_KEYPAIRS: a fee payer is listed twice")
+    for payer in payers:
+        logs.register_secret(str(payer))
+    return payers

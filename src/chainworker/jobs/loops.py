@@ -13,7 +13,7 @@ from chainworker.db import gauges
 from chainworker.jobs.exporter import DATABASE_GAUGES
 from chainworker.jobs.queue import ArqQueue
 from chainworker.obs import logs, metrics
-from chainworker.pipeline import confirm, relay, sweep
+from chainworker.pipeline import confirm, relay, sweep, top_up
 from chainworker.pipeline.context import PipelineContext
 from chainworker.pipeline.errors import not_the_rows_fault
 
@@ -72,6 +72,21 @@ async def sweep_forever(ctx: PipelineContext, queue: ArqQueue) -> None:
             log.warning("sweep failed", error=str(error))
         metrics.JOB_SECONDS.labels(job="sweep").observe(time.monotonic() - started)
         await asyncio.sleep(ctx.settings.sweeper_interval_seconds)
+
+
+TOP_UP_INTERVAL_SECONDS = 5.0
+
+
+async def top_up_forever(ctx: PipelineContext) -> None:
+    """Keep the fee payers funded (nothing to do without a pool)."""
+    while ctx.payers.payers:
+        try:
+            await top_up.top_up_round(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # keep topping up after a transient failure
+            log.warning("fee payer top-up round failed", error=str(error))
+        await asyncio.sleep(TOP_UP_INTERVAL_SECONDS)
 
 
 async def export_database_gauges(ctx: PipelineContext, queue: ArqQueue) -> None:

@@ -4,7 +4,8 @@ One process runs:
 - the jobs `mint_ticket`, `transfer_ticket`, `burn_ticket` (decide, record, send);
 - the confirmation loop (claims live transactions under a lease, reads their status);
 - the sweeper (re-enqueues recorded requests whose job was lost);
-- the database gauges, exported only by the process holding an advisory lock.
+- the database gauges, exported only by the process holding an advisory lock;
+- the fee payers' top-ups, when a fee-payer pool is configured.
 Any number of such processes share one Redis and one Postgres.
 """
 
@@ -24,6 +25,7 @@ from chainworker.jobs import codec, exporter, functions, loops
 from chainworker.jobs.batch_start import BatchStartWorker
 from chainworker.jobs.queue import ArqQueue
 from chainworker.obs import logs
+from chainworker.pipeline import top_up
 from chainworker.pipeline.context import PipelineContext, open_context
 from chainworker.pipeline.record import SubmitGroup
 
@@ -68,6 +70,12 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
         for problem in await pipeline.rpc.verify_endpoints():
             log.warning("RPC endpoint not checked yet", error=str(problem))
         await fund_authority(pipeline)
+        if pipeline.payers.payers:
+            # Before the first job: until a payer's balance is known, the authority pays.
+            try:
+                await top_up.top_up_round(pipeline)
+            except Exception as error:  # the loop tries again; meanwhile the authority pays
+                log.warning("first fee payer top-up round failed", error=str(error))
         queue = ArqQueue(ctx["redis"], settings.queue_name)
         ctx["pipeline"] = pipeline
         ctx["submits"] = SubmitGroup(pipeline)
@@ -75,6 +83,7 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
         _background(ctx, "sweeper", loops.sweep_forever(pipeline, queue))
         _background(ctx, "gauges", loops.export_database_gauges(pipeline, queue))
         _background(ctx, "relay", loops.relay_forever(pipeline, queue))
+        _background(ctx, "top_up", loops.top_up_forever(pipeline))
         log.info("worker started", worker_id=pipeline.worker_id)
 
     async def shutdown(ctx: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -36,6 +37,8 @@ from chainworker.localnet.view import LedgerView
 STOP_WAIT_SECONDS = 5.0
 # After a listener is closed, when its port is bound again to keep it (see stop()).
 PORT_KEEP_DELAY_SECONDS = 0.02
+# How long an endpoint coming back up waits for its old listener to let go of the port.
+REBIND_WAIT_SECONDS = 5.0
 
 
 class _Listener(uvicorn.Server):
@@ -106,7 +109,7 @@ class Endpoint:
     async def start(self) -> None:
         if self._server is not None:
             return
-        self.bind()
+        await self._bind_when_free()
         sock, self._socket = self._socket, None
         assert sock is not None
         config = uvicorn.Config(
@@ -126,6 +129,21 @@ class Endpoint:
         if task.done():
             task.result()  # the reason it did not start
         self._server = server
+
+    async def _bind_when_free(self) -> None:
+        """Bind, waiting while the port is still held by this endpoint's own listener
+        closing (brought back up right after going down, on a busy machine)."""
+        deadline = asyncio.get_running_loop().time() + REBIND_WAIT_SECONDS
+        while True:
+            try:
+                self.bind()
+                return
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE or not self._tasks:
+                    raise
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
 
     def stop(self, *, keep_port: bool = False) -> None:
         """Stop listening and close every open connection; the port refuses from now on.

@@ -30,6 +30,7 @@ MetricKind = Literal["counter", "gauge", "histogram"]
 # Kinds after which an endpoint counts as down until a call to it succeeds again
 # (chain/errors.py's kinds). JSON-RPC errors and rate limits mean the node answered.
 ENDPOINT_DOWN_KINDS = frozenset({"timeout", "transport", "unavailable"})
+TOP_UP_OUTCOMES = ("sent", "confirmed", "failed", "expired")
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,38 @@ TX_LANDING_SLOTS = _histogram(
 )
 FEES_LAMPORTS = _counter(
     "chainworker_fees_lamports_total", "Fees and rent paid, in lamports.", ("op",)
+)
+# Micro-lamports per compute unit; and lamports per transaction (5,000 per signature).
+UNIT_PRICE_BUCKETS = (0, 1, 10, 100, 1_000, 10_000, 50_000, 100_000, 500_000, 1_000_000, 10_000_000)
+TX_FEE_BUCKETS = (
+    5_000, 10_000, 15_000, 20_000, 30_000, 50_000, 100_000, 500_000, 1_000_000, 10_000_000,
+)  # fmt: skip
+LANDED_UNIT_PRICE = _histogram(
+    "chainworker_tx_landed_unit_price_microlamports",
+    "Compute-unit price of the attempts that landed, in micro-lamports per unit.",
+    UNIT_PRICE_BUCKETS,
+    ("op",),
+)
+TX_FEE = _histogram(
+    "chainworker_tx_fee_lamports",
+    "Fee of each landed transaction (signatures and priority fee), in lamports.",
+    TX_FEE_BUCKETS,
+    ("op",),
+)
+FEE_PAYER_BALANCE = _gauge(
+    "chainworker_fee_payer_balance_lamports",
+    "Balance of each fee payer of the pool, as the top-up round last read it.",
+    ("payer",),
+)
+FEE_PAYER_MIN_BALANCE = _gauge(
+    "chainworker_fee_payer_min_balance_lamports",
+    "The balance below which a fee payer is not used and is topped up.",
+)
+FEE_PAYER_TOP_UPS = _counter(
+    "chainworker_fee_payer_top_ups_total",
+    "Top-ups of fee payers from the authority, by outcome (sent, confirmed, failed, "
+    "expired).",
+    ("outcome",),
 )
 SPEND_LIMIT_REFUSALS = _counter(
     "chainworker_spend_limit_refusals_total",
@@ -264,6 +297,11 @@ def record_confirmed(op: str, seconds: float, landing_slots: int | None = None) 
         TX_LANDING_SLOTS.observe(max(0, landing_slots))
 
 
+def record_landed_fee(op: str, unit_price: int, fee: int) -> None:
+    LANDED_UNIT_PRICE.labels(op=op).observe(max(0, unit_price))
+    TX_FEE.labels(op=op).observe(max(0, fee))
+
+
 def initialize_series(
     ops: Iterable[str], failure_reasons: Iterable[str], dead_letter_reasons: Iterable[str]
 ) -> None:
@@ -277,7 +315,11 @@ def initialize_series(
         for counter in (TX_SUBMITTED, TX_CONFIRMED, TX_EXPIRED, TX_RETRIES, FEES_LAMPORTS):
             counter.labels(op=op)
         TX_CONFIRMATION_SECONDS.labels(op=op)
+        LANDED_UNIT_PRICE.labels(op=op)
+        TX_FEE.labels(op=op)
         for reason in reasons:
             TX_FAILED.labels(op=op, reason=reason)
     for reason in dead_letter_reasons:
         JOBS_DEAD_LETTERED.labels(reason=reason)
+    for outcome in TOP_UP_OUTCOMES:
+        FEE_PAYER_TOP_UPS.labels(outcome=outcome)

@@ -8,10 +8,11 @@ in `prepare`, which also turns a ValueError from here into a refusal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 from solders.hash import Hash
+from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from chainworker.chain import nft, token2022
@@ -36,16 +37,34 @@ class Draft:
     memo: str
     blockhash: Hash
     prefunded: int  # lamports already at a mint address (a later attempt of a mint)
+    payer: Keypair | None = None  # from the pool; None: the authority pays
 
 
-def build_attempt(
-    ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None
-) -> tuple[nft.SignedTx, int, int]:
-    """The signed transaction, the rent it pays and how many signatures it carries.
+@dataclass(frozen=True, slots=True)
+class Built:
+    signed: nft.SignedTx
+    rent: int  # lamports of rent the transaction pays
+    signatures: int
+    payer: Keypair | None  # who pays: the draft's payer, or None when the authority does
+
+
+def build_attempt(ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None) -> Built:
+    """The signed transaction, paid by the draft's payer; by the authority instead when a
+    second signature would not fit in the packet (a mint with the longest values).
 
     ValueError when the ticket's values cannot go on chain (a name, a URI, a mint).
     """
-    ticket, authority = draft.ticket, ctx.keys.authority
+    if draft.payer is not None:
+        try:
+            return _build(ctx, draft, budget)
+        except nft.TooLarge:
+            pass
+    return _build(ctx, replace(draft, payer=None), budget)
+
+
+def _build(ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None) -> Built:
+    ticket, authority, payer = draft.ticket, ctx.keys.authority, draft.payer
+    cosigner = 0 if payer is None else 1
     tenant = draft.tenant_id
     if draft.op is TxOp.MINT:
         assert draft.destination is not None
@@ -67,9 +86,9 @@ def build_attempt(
             holder=draft.destination, name=name, symbol=ctx.settings.nft_symbol, uri=uri,
             ticket_id=ticket.id, event_id=ticket.event_id, memo=draft.memo,
             recent_blockhash=draft.blockhash, compute=budget,
-            prefunded_lamports=draft.prefunded,
+            prefunded_lamports=draft.prefunded, payer=payer,
         )
-        return signed, rent, 2
+        return Built(signed, rent, 2 + cosigner, payer)
     assert ticket.token_mint is not None and draft.source is not None
     mint_key = Pubkey.from_string(ticket.token_mint)
     if draft.op is TxOp.TRANSFER:
@@ -77,14 +96,16 @@ def build_attempt(
         signed = nft.build_transfer(
             authority=authority, mint=mint_key, from_holder=draft.source,
             to_holder=draft.destination, memo=draft.memo,
-            recent_blockhash=draft.blockhash, compute=budget,
+            recent_blockhash=draft.blockhash, compute=budget, payer=payer,
         )
-        return signed, token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE), 1
+        return Built(
+            signed, token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE), 1 + cosigner, payer
+        )
     signed = nft.build_burn(
         authority=authority, mint=mint_key, holder=draft.source, memo=draft.memo,
-        recent_blockhash=draft.blockhash, compute=budget,
+        recent_blockhash=draft.blockhash, compute=budget, payer=payer,
     )
-    return signed, 0, 1
+    return Built(signed, 0, 1 + cosigner, payer)
 
 
 def _metadata_name(ticket: tickets.TicketRow) -> str:

@@ -27,6 +27,7 @@ from chainworker.db import audit
 from chainworker.db.pool import Connection, create_pool
 from chainworker.lifecycle.model import Policy, TxOp
 from chainworker.obs import logs, metrics
+from chainworker.pipeline.payer_pool import PayerPool
 
 # Simulated compute units are reused this long before simulating again.
 UNITS_TTL_SECONDS = 300.0
@@ -92,32 +93,38 @@ class Keys:
         self.addresses[key] = address
 
 
+# What a transaction's units depend on besides its holder: its operation, and for a mint
+# whether the address was prefunded (other instructions create the account).
+UnitsKind = tuple[TxOp, bool]
+
+
 @dataclass
 class FeeState:
-    """What the compute budget is made from: simulated units per operation and the
-    recent priority fee, each reused for a while (see pipeline/fees.py)."""
+    """What the compute budget is made from: simulated units per kind of transaction and
+    the recent priority fee per fee payer, each reused for a while (see pipeline/fees.py)."""
 
-    # op -> (units, measured at): simulation is per operation kind, not per transaction.
-    simulated_units: dict[TxOp, tuple[int, float]] = field(default_factory=dict)
-    priority_fee: tuple[int, float] | None = None
+    # kind -> (units without the address search, measured at): one simulation per kind.
+    simulated_units: dict[UnitsKind, tuple[int, float]] = field(default_factory=dict)
+    # payer -> (unit price, read at)
+    priority_fees: dict[Pubkey, tuple[int, float]] = field(default_factory=dict)
 
-    def cached_units(self, op: TxOp) -> int | None:
-        entry = self.simulated_units.get(op)
+    def cached_units(self, kind: UnitsKind) -> int | None:
+        entry = self.simulated_units.get(kind)
         if entry is None or time.monotonic() - entry[1] > UNITS_TTL_SECONDS:
             return None
         return entry[0]
 
-    def remember_units(self, op: TxOp, units: int) -> None:
-        self.simulated_units[op] = (units, time.monotonic())
+    def remember_units(self, kind: UnitsKind, units: int) -> None:
+        self.simulated_units[kind] = (units, time.monotonic())
 
-    def cached_price(self) -> int | None:
-        entry = self.priority_fee
+    def cached_price(self, payer: Pubkey) -> int | None:
+        entry = self.priority_fees.get(payer)
         if entry is None or time.monotonic() - entry[1] > PRIORITY_FEE_TTL_SECONDS:
             return None
         return entry[0]
 
-    def remember_price(self, price: int) -> None:
-        self.priority_fee = (price, time.monotonic())
+    def remember_price(self, payer: Pubkey, price: int) -> None:
+        self.priority_fees[payer] = (price, time.monotonic())
 
 
 @dataclass
@@ -144,6 +151,7 @@ class PipelineContext:
     sender: SendBatcher
     policy: Policy
     keys: Keys
+    payers: PayerPool
     fees: FeeState = field(default_factory=FeeState)
     spend_limits: SpendLimits = field(default_factory=SpendLimits)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
@@ -174,6 +182,7 @@ async def open_context(
     mint_seed = keys.load_mint_seed(settings)
     custodial_seed = keys.load_custodial_seed(settings)
     logs.register_secret(str(authority))  # the seeds were registered as they were loaded
+    payers = keys.load_fee_payers(settings, authority.pubkey())  # registered as loaded
     rpc = SolanaRpc.from_settings(settings, observer=observer)
     pool = await create_pool(app_dsn, settings)
     return PipelineContext(
@@ -183,5 +192,6 @@ async def open_context(
         sender=SendBatcher(rpc),
         policy=policy_of(settings),
         keys=Keys(authority, mint_seed, custodial_seed),
+        payers=PayerPool(authority, tuple(payers), settings.fee_payer_min_lamports),
     )
 

@@ -1,47 +1,123 @@
-"""The compute budget of an attempt: the unit limit from a simulation of its kind of
-transaction and the unit price from the recent priority fees, each reused for a while."""
+"""The compute budget of an attempt: a unit limit close to what it uses, and a unit price
+from the fees recently paid to write the accounts it shares with others.
+
+Blocks are filled, and priority fees paid, by the unit limit asked for, not the units used.
+The units of a kind of transaction are simulated once (reused for a while); what differs
+from one holder to the next, the address search of the holder's token account, is
+counted per transaction. The price is the configured percentile of the recent
+prioritization fees of the transaction's fee payer (a ticket's own accounts are written by
+nobody else), and a replacement of an expired attempt offers more.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from solders.pubkey import Pubkey
+
 from chainworker.chain import fees, nft
 from chainworker.chain.errors import ChainError
 from chainworker.lifecycle.model import TxOp
-from chainworker.pipeline.context import PipelineContext
+from chainworker.pipeline.build import Draft
+from chainworker.pipeline.context import PipelineContext, UnitsKind
 
 # Used when simulation cannot answer (e.g. the operation would fail on chain anyway).
-FALLBACK_UNITS = {TxOp.MINT: 80_000, TxOp.TRANSFER: 50_000, TxOp.BURN: 15_000}
-LAMPORTS_PER_SIGNATURE = 5_000
+FALLBACK_UNITS = {TxOp.MINT: 60_000, TxOp.TRANSFER: 40_000, TxOp.BURN: 5_000}
+# A program-address derivation, one per bump the associated token program tries.
+ADDRESS_SEARCH_STEP_UNITS = 1_500
+# SetComputeUnitLimit and SetComputeUnitPrice, which the simulated draft does not carry.
+BUDGET_INSTRUCTION_UNITS = 300
 
 
 async def compute_budget(
-    ctx: PipelineContext, op: TxOp, draft: Callable[[], Awaitable[nft.SignedTx]]
+    ctx: PipelineContext, draft: Draft, attempt: int,
+    unbudgeted: Callable[[], Awaitable[nft.SignedTx]],
 ) -> nft.ComputeBudget:
-    """The budget for an attempt of `op`; `draft` builds one to simulate when none was."""
-    units = ctx.fees.cached_units(op)
-    if units is None:
-        try:
-            units = await ctx.rpc.simulate_units((await draft()).transaction)
-        except ChainError:
-            units = FALLBACK_UNITS[op]
-        ctx.fees.remember_units(op, units)
-    price = ctx.fees.cached_price()
-    if price is None:
-        recent = await ctx.rpc.recent_prioritization_fees()
-        price = fees.compute_unit_price(
-            recent,
-            ctx.settings.priority_fee_percentile,
-            ctx.settings.priority_fee_max_microlamports,
-        )
-        ctx.fees.remember_price(price)
+    """The budget for `attempt` of the draft's transaction; `unbudgeted` builds it without
+    one, to simulate when its kind has not been lately."""
+    steps = _search_steps(ctx, draft)
+    units = await _base_units(ctx, draft, steps, unbudgeted)
     limit = fees.compute_unit_limit(
-        units, ctx.settings.compute_unit_margin, ctx.settings.compute_unit_headroom
+        units + steps * ADDRESS_SEARCH_STEP_UNITS + BUDGET_INSTRUCTION_UNITS,
+        ctx.settings.compute_unit_margin,
+        ctx.settings.compute_unit_headroom,
+    )
+    price = await _recent_price(ctx, ctx.payers.key_of(draft.payer))
+    settings = ctx.settings
+    price = fees.replacement_price(
+        price, attempt,
+        factor=settings.priority_fee_raise_factor,
+        floor=settings.priority_fee_raise_floor_microlamports,
+        cap=settings.priority_fee_max_microlamports,
     )
     return nft.ComputeBudget(unit_limit=limit, unit_price_microlamports=price)
 
 
 def attempt_cost(signers: int, budget: nft.ComputeBudget, rent: int) -> int:
     """Lamports an attempt can cost: its signatures, its priority fee and the rent it pays."""
-    priority = (budget.unit_limit or 0) * (budget.unit_price_microlamports or 0) // 1_000_000
-    return signers * LAMPORTS_PER_SIGNATURE + priority + rent
+    priority = fees.priority_fee(budget.unit_limit or 0, budget.unit_price_microlamports or 0)
+    return signers * fees.LAMPORTS_PER_SIGNATURE + priority + rent
+
+
+def _kind(draft: Draft) -> UnitsKind:
+    return (draft.op, draft.prefunded > 0)
+
+
+def _search_steps(ctx: PipelineContext, draft: Draft) -> int:
+    """Address-search steps of the token account the transaction creates (none for a burn)."""
+    if draft.destination is None:
+        return 0
+    if draft.op is TxOp.MINT:
+        mint = ctx.keys.mint_address(draft.tenant_id, draft.ticket.id)
+    else:
+        assert draft.ticket.token_mint is not None
+        mint = Pubkey.from_string(draft.ticket.token_mint)
+    return nft.address_search_steps(draft.destination, mint)
+
+
+async def _base_units(
+    ctx: PipelineContext, draft: Draft, steps: int,
+    unbudgeted: Callable[[], Awaitable[nft.SignedTx]],
+) -> int:
+    """Units of the draft's kind without its address search: remembered, or simulated.
+
+    A transfer to a holder whose token account exists creates nothing and uses some 13,000
+    units less; it is simulated for itself and not remembered, so that the transfers that
+    do create one are never given its limit.
+    """
+    kind = _kind(draft)
+    cached = ctx.fees.cached_units(kind)
+    if cached is not None:
+        return cached
+    try:
+        units = await ctx.rpc.simulate_units((await unbudgeted()).transaction)
+    except ChainError:
+        return FALLBACK_UNITS[draft.op]
+    base = max(0, units - steps * ADDRESS_SEARCH_STEP_UNITS)
+    if draft.op is TxOp.TRANSFER and await _exists(ctx, draft):
+        return base
+    ctx.fees.remember_units(kind, base)
+    return base
+
+
+async def _exists(ctx: PipelineContext, draft: Draft) -> bool:
+    assert draft.destination is not None and draft.ticket.token_mint is not None
+    mint = Pubkey.from_string(draft.ticket.token_mint)
+    account = nft.holder_token_account(draft.destination, mint)
+    try:
+        return await ctx.rpc.get_account(account) is not None
+    except ChainError:
+        return True  # unknown: do not remember a figure that may be the cheaper one
+
+
+async def _recent_price(ctx: PipelineContext, payer: Pubkey) -> int:
+    price = ctx.fees.cached_price(payer)
+    if price is None:
+        recent = await ctx.rpc.recent_prioritization_fees([payer])
+        price = fees.compute_unit_price(
+            recent,
+            ctx.settings.priority_fee_percentile,
+            ctx.settings.priority_fee_max_microlamports,
+        )
+        ctx.fees.remember_price(payer, price)
+    return price

@@ -27,7 +27,7 @@ from chainworker.lifecycle import ticket_rules
 from chainworker.lifecycle.model import TxOp
 from chainworker.lifecycle.ticket_rules import Refusal, RefusalCode
 from chainworker.obs import logs
-from chainworker.pipeline.build import Draft, build_attempt
+from chainworker.pipeline.build import Built, Draft, build_attempt
 from chainworker.pipeline.context import PipelineContext
 from chainworker.pipeline.fees import attempt_cost, compute_budget
 
@@ -258,13 +258,17 @@ async def sign_attempt(
     draft = Draft(
         op, request.tenant_id, ticket, source, destination, memo=f"cw:{request.id}:{of.attempt}",
         blockhash=blockhash.hash, prefunded=await _prefunded_mint(ctx, request, of.attempt),
+        payer=ctx.payers.take(),
     )
 
     async def unbudgeted() -> nft.SignedTx:
-        return _build(ctx, draft, None)[0]
+        return _build(ctx, draft, None).signed
 
-    budget = await compute_budget(ctx, op, unbudgeted)
-    signed, rent, signers = _build(ctx, draft, budget)
+    budget = await compute_budget(ctx, draft, of.attempt, unbudgeted)
+    built = _build(ctx, draft, budget)
+    signed, rent = built.signed, built.rent
+    cost = attempt_cost(built.signatures, budget, rent)
+    ctx.payers.charge(built.payer, budget.unit_limit or 0, cost)
     return transactions.NewAttempt(
         tenant_id=request.tenant_id,
         ticket_id=ticket.id,
@@ -280,7 +284,7 @@ async def sign_attempt(
         parent_tx_id=of.parent_tx_id,
         job_id=of.job_id,
         max_retries=ctx.policy.max_retries,
-        estimated_lamports=attempt_cost(signers, budget, rent),
+        estimated_lamports=cost,
         estimated_rent=rent,
         source=str(source) if source is not None else None,
         destination=str(destination) if destination is not None else None,
@@ -344,9 +348,7 @@ async def prefunded_mint_lamports(ctx: PipelineContext, tenant_id: UUID, ticket_
     return account.lamports
 
 
-def _build(
-    ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None
-) -> tuple[nft.SignedTx, int, int]:
+def _build(ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None) -> Built:
     """`build_attempt`, a value the chain cannot hold refusing the request."""
     try:
         return build_attempt(ctx, draft, budget)

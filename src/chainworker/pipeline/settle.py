@@ -14,6 +14,7 @@ from uuid import UUID
 
 from solders.pubkey import Pubkey
 
+from chainworker.chain import fees
 from chainworker.chain.errors import UNEXPECTED_ACCOUNT, ChainError
 from chainworker.chain.views import SignatureStatusView
 from chainworker.db import audit, live_transactions, requests, transactions
@@ -104,6 +105,7 @@ async def settle_landed(
             now - item.request.created_at.timestamp(),
             landing_slots=max(0, height - blockhash_height),
         )
+        metrics.record_landed_fee(item.attempt.tx_type, *fees.fee_of(item.attempt.serialized_tx))
 
 
 def still_as_read(read: LiveAttempt, locked: Locked, owner: str) -> bool:

@@ -1,0 +1,96 @@
+"""Which account pays for a transaction: the least-loaded funded fee payer of the pool.
+
+A leader charges every transaction's requested units to each account it write-locks, and
+gives one account at most 40% of a block. A fee payer is write-locked by every transaction
+it pays for, so one payer caps the worker at 0.4 x block units / units per transaction;
+a pool spreads the transactions over several. No I/O here: balances come from the top-up
+round (`top_up.py`), which reads them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+# Units charged to a payer are weighed over this long: a few 400 ms slots.
+LOAD_WINDOW_SECONDS = 1.2
+
+
+@dataclass(repr=False)
+class PayerPool:
+    """The pool's payers with their last known balances and their recent load.
+
+    A payer whose balance is unknown or below `min_lamports` is not used; with none usable
+    (or no pool configured) the authority pays.
+    """
+
+    authority: Keypair
+    payers: tuple[Keypair, ...]
+    min_lamports: int
+    # payer -> lamports: read by the top-up round, lowered by what is signed meanwhile.
+    balances: dict[Pubkey, int] = field(default_factory=dict)
+    # payer -> [(monotonic time, units)] charged within the load window.
+    _charged: dict[Pubkey, deque[tuple[float, int]]] = field(default_factory=dict)
+    _load: dict[Pubkey, int] = field(default_factory=dict)
+    _keys: dict[Pubkey, Keypair] = field(default_factory=dict)
+    # id(keypair) -> its public key: deriving one costs as much as a signature.
+    _key_of: dict[int, Pubkey] = field(default_factory=dict)
+
+    _authority_key: Pubkey = field(default_factory=Pubkey.default)
+
+    def __post_init__(self) -> None:
+        self._authority_key = self.authority.pubkey()
+        self._keys = {payer.pubkey(): payer for payer in self.payers}
+        self._key_of = {id(payer): key for key, payer in self._keys.items()}
+        for key in self._keys:
+            self._charged[key] = deque()
+            self._load[key] = 0
+
+    def __repr__(self) -> str:
+        return f"PayerPool({len(self.payers)} payers)"
+
+    @property
+    def keys(self) -> list[Pubkey]:
+        return list(self._keys)
+
+    def take(self) -> Keypair | None:
+        """The funded payer with the fewest units charged lately; None: the authority pays."""
+        now = time.monotonic()
+        best: Pubkey | None = None
+        best_load = 0
+        for key in self._keys:
+            if self.balances.get(key, 0) < self.min_lamports:
+                continue
+            load = self._expire(key, now)
+            if best is None or load < best_load:
+                best, best_load = key, load
+        return None if best is None else self._keys[best]
+
+    def key_of(self, payer: Keypair | None) -> Pubkey:
+        """The paying account's address: the payer's, or the authority's."""
+        if payer is None:
+            return self._authority_key
+        return self._key_of.get(id(payer)) or payer.pubkey()
+
+    def charge(self, payer: Keypair | None, units: int, lamports: int) -> None:
+        """Count a signed transaction against its payer: its unit limit and its cost."""
+        key = None if payer is None else self._key_of.get(id(payer))
+        if key is None:
+            return
+        self._charged[key].append((time.monotonic(), units))
+        self._load[key] += units
+        self.balances[key] = self.balances.get(key, 0) - lamports
+
+    def note_balance(self, payer: Pubkey, lamports: int) -> None:
+        if payer in self._keys:
+            self.balances[payer] = lamports
+
+    def _expire(self, key: Pubkey, now: float) -> int:
+        charged = self._charged[key]
+        while charged and now - charged[0][0] > LOAD_WINDOW_SECONDS:
+            self._load[key] -= charged.popleft()[1]
+        return self._load[key]
