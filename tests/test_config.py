@@ -120,3 +120,23 @@ def test_cli_names_a_bad_rpc_url_in_one_line_without_its_secrets() -> None:
     )
     for part in ("SECRETKEY", "SECRETQ", "user", "path", "api-key"):
         assert part not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"FEE_PAYER_KEYPAIRS": "a.json", "FEE_PAYER_COUNT": "2"}, "not both"),
+        ({"FEE_PAYER_SEED": "s" * 32}, "FEE_PAYER_COUNT"),
+        ({"FEE_PAYER_COUNT": "65"}, "FEE_PAYER_COUNT"),
+        ({"PRIORITY_FEE_RAISE_FACTOR": "0.5"}, "PRIORITY_FEE_RAISE_FACTOR"),
+    ],
+)
+def test_a_fee_payer_pool_set_up_wrong_stops_at_start_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], words: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert words.lower() in str(caught.value).lower()
+    assert "\n" not in str(caught.value)

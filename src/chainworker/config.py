@@ -134,11 +134,13 @@ class Settings(BaseSettings):
         listed = self.fee_payer_keypairs is not None
         if listed and (self.fee_payer_seed is not None or self.fee_payer_count):
             raise ValueError(
-                "fee_payer_keypairs: set either the list or fee_payer_seed with "
-                "fee_payer_count, not both"
+                "FEE_PAYER_KEYPAIRS: set either the list or FEE_PAYER_SEED with "
+                "FEE_PAYER_COUNT, not both"
             )
         if self.fee_payer_seed is not None and not self.fee_payer_count:
-            raise ValueError("fee_payer_count: fee_payer_seed is set, so give how many payers")
+            raise ValueError(
+                "FEE_PAYER_COUNT: FEE_PAYER_SEED is set; say how many payers to derive from it"
+            )
         return self
 
     @field_validator("solana_rpc_urls", mode="before")
@@ -194,9 +196,11 @@ class Settings(BaseSettings):
 
 def _one_line(error: ValidationError) -> str:
     first = error.errors()[0]
-    name = ".".join(str(part) for part in first["loc"]) or "settings"
+    name = ".".join(str(part) for part in first["loc"])
     more = len(error.errors()) - 1
     suffix = f" (and {more} more)" if more else ""
+    if not name:  # a check across settings: its message names them
+        return f"setting {first['msg'].removeprefix('Value error, ')}{suffix}"
     return f"setting {name.upper()}: {first['msg']}{suffix}"
 
 

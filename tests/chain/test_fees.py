@@ -5,6 +5,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
+from solders.hash import Hash
+from solders.keypair import Keypair
+from solders.message import MessageV0
+from solders.system_program import TransferParams, transfer
+from solders.transaction import VersionedTransaction
 
 from chainworker.chain import fees
 
@@ -44,3 +50,48 @@ def test_unit_price_never_exceeds_the_cap_or_the_data(
     assert price <= max(recent, default=0)
     if recent:
         assert price in recent or price == cap
+
+
+def test_a_first_attempt_offers_the_recent_price_capped() -> None:
+    assert fees.replacement_price(400, 1, factor=1.5, floor=1_000, cap=10_000) == 400
+    assert fees.replacement_price(0, 1, factor=1.5, floor=1_000, cap=10_000) == 0
+    assert fees.replacement_price(50_000, 1, factor=1.5, floor=1_000, cap=10_000) == 10_000
+
+
+def test_replacements_raise_from_the_recent_price_or_the_floor() -> None:
+    # nobody paid anything lately: the floor, raised once per earlier attempt
+    assert [fees.replacement_price(0, n, factor=2.0, floor=1_000, cap=100_000)
+            for n in (2, 3, 4)] == [2_000, 4_000, 8_000]
+    # a recent price above the floor is where the raises start
+    assert fees.replacement_price(3_000, 2, factor=1.5, floor=1_000, cap=100_000) == 4_500
+    assert fees.replacement_price(3_000, 9, factor=10.0, floor=1_000, cap=100_000) == 100_000
+
+
+@given(
+    recent=st.integers(0, 10**7), attempt=st.integers(1, 30),
+    factor=st.floats(1.0, 10.0), floor=st.integers(0, 10**6), cap=st.integers(0, 10**7),
+)
+def test_replacement_price_never_falls_and_never_passes_the_cap(
+    recent: int, attempt: int, factor: float, floor: int, cap: int
+) -> None:
+    price = fees.replacement_price(recent, attempt, factor=factor, floor=floor, cap=cap)
+    following = fees.replacement_price(recent, attempt + 1, factor=factor, floor=floor, cap=cap)
+    assert 0 <= price <= cap
+    assert following >= price
+    if attempt > 1:  # a replacement offers at least the recent price and the floor (capped)
+        assert price >= min(cap, max(recent, floor))
+
+
+def test_fee_of_reads_the_price_and_charges_the_limit_asked_for() -> None:
+    payer, other = Keypair(), Keypair()
+    instructions = [
+        set_compute_unit_limit(40_000), set_compute_unit_price(25_000),
+        transfer(TransferParams(from_pubkey=payer.pubkey(), to_pubkey=other.pubkey(),
+                                lamports=1)),
+    ]
+    message = MessageV0.try_compile(payer.pubkey(), instructions, [], Hash.default())
+    raw = bytes(VersionedTransaction(message, [payer]))
+    # 5,000 for the signature + 40,000 units x 25,000 micro-lamports = 1,000 lamports
+    assert fees.fee_of(raw) == (25_000, 6_000)
+    bare = MessageV0.try_compile(payer.pubkey(), instructions[2:], [], Hash.default())
+    assert fees.fee_of(bytes(VersionedTransaction(bare, [payer]))) == (0, 5_000)

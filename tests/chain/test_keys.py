@@ -122,3 +122,52 @@ def test_settings_helpers_use_the_state_dir(tmp_path: Path) -> None:
     settings_ = load_settings(state_dir=tmp_path, mint_seed="m" * 32)
     assert keys.load_mint_seed(settings_) == b"m" * 32
     assert keys.load_custodial_seed(settings_) == (tmp_path / "custodial_seed.seed").read_bytes()
+
+
+def test_fee_payers_are_derived_from_their_seed_in_order(tmp_path: Path) -> None:
+    settings = load_settings(state_dir=tmp_path, fee_payer_seed="f" * 32, fee_payer_count=3)
+    payers = keys.load_fee_payers(settings, Keypair().pubkey())
+    assert [bytes(p) for p in payers] == [
+        bytes(keys.fee_payer_keypair(b"f" * 32, i)) for i in range(3)
+    ]
+    assert len({p.pubkey() for p in payers}) == 3
+    # domain-separated from the other derivations of the same seed
+    assert payers[0].pubkey() != keys.mint_keypair(b"f" * 32, uuid.UUID(int=0),
+                                                   uuid.UUID(int=0)).pubkey()
+
+
+def test_fee_payers_are_listed_as_files_or_secrets(tmp_path: Path) -> None:
+    first, second = Keypair(), Keypair()
+    path = tmp_path / "payer.json"
+    path.write_text(json.dumps(list(bytes(first))))
+    settings = load_settings(state_dir=tmp_path,
+                             fee_payer_keypairs=f"{path}, {second}")
+    loaded = keys.load_fee_payers(settings, Keypair().pubkey())
+    assert [p.pubkey() for p in loaded] == [first.pubkey(), second.pubkey()]
+    assert keys.load_fee_payers(load_settings(state_dir=tmp_path), Keypair().pubkey()) == []
+
+
+def test_a_pool_that_would_not_spread_the_write_locks_is_refused(tmp_path: Path) -> None:
+    authority, payer = Keypair(), Keypair()
+    with pytest.raises(ChainError, match="authority is not a fee payer"):
+        keys.load_fee_payers(
+            load_settings(state_dir=tmp_path, fee_payer_keypairs=str(authority)),
+            authority.pubkey(),
+        )
+    with pytest.raises(ChainError, match="listed twice"):
+        keys.load_fee_payers(
+            load_settings(state_dir=tmp_path, fee_payer_keypairs=f"{payer},{payer}"),
+            authority.pubkey(),
+        )
+    with pytest.raises(ChainError, match="FEE_PAYER_KEYPAIRS is neither") as caught:
+        keys.load_fee_payers(
+            load_settings(state_dir=tmp_path, fee_payer_keypairs="not-a-key"),
+            authority.pubkey(),
+        )
+    assert "not-a-key" not in str(caught.value)
+
+
+def test_mainnet_needs_the_fee_payer_seed(tmp_path: Path) -> None:
+    settings = load_settings(state_dir=tmp_path, fee_payer_count=2, solana_cluster="mainnet")
+    with pytest.raises(ChainError, match="FEE_PAYER_SEED is required"):
+        keys.load_fee_payers(settings, Keypair().pubkey())

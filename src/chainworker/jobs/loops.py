@@ -75,18 +75,22 @@ async def sweep_forever(ctx: PipelineContext, queue: ArqQueue) -> None:
 
 
 TOP_UP_INTERVAL_SECONDS = 5.0
+# While a top-up is in flight its payer is unused: look again soon.
+TOP_UP_IN_FLIGHT_INTERVAL_SECONDS = 0.5
 
 
 async def top_up_forever(ctx: PipelineContext) -> None:
     """Keep the fee payers funded (nothing to do without a pool)."""
     while ctx.payers.payers:
+        interval = TOP_UP_INTERVAL_SECONDS
         try:
-            await top_up.top_up_round(ctx)
+            if (await top_up.top_up_round(ctx)).live:
+                interval = TOP_UP_IN_FLIGHT_INTERVAL_SECONDS
         except asyncio.CancelledError:
             raise
         except Exception as error:  # keep topping up after a transient failure
             log.warning("fee payer top-up round failed", error=str(error))
-        await asyncio.sleep(TOP_UP_INTERVAL_SECONDS)
+        await asyncio.sleep(interval)
 
 
 async def export_database_gauges(ctx: PipelineContext, queue: ArqQueue) -> None:

@@ -31,6 +31,8 @@ from chainworker.pipeline.record import SubmitGroup
 
 JOB_MAX_TRIES = 20
 STARTUP_ATTEMPTS = 8
+# How long a starting worker waits for its fee payers' first top-ups to confirm.
+STARTUP_FUNDING_SECONDS = 20.0
 # What the development authority asks for when it runs low (faucets cap devnet's).
 DEV_AIRDROP_LAMPORTS = {"localnet": 1_000 * 10**9, "devnet": 2 * 10**9, "testnet": 2 * 10**9}
 
@@ -73,7 +75,7 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
         if pipeline.payers.payers:
             # Before the first job: until a payer's balance is known, the authority pays.
             try:
-                await top_up.top_up_round(pipeline)
+                await top_up.fund_pool(pipeline, within=STARTUP_FUNDING_SECONDS)
             except Exception as error:  # the loop tries again; meanwhile the authority pays
                 log.warning("first fee payer top-up round failed", error=str(error))
         queue = ArqQueue(ctx["redis"], settings.queue_name)

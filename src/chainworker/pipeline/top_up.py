@@ -41,12 +41,23 @@ class RoundResult:
     balances: dict[Pubkey, int]
     sent: int
     settled: int
+    live: int  # top-ups in flight after the round
+
+
+async def fund_pool(ctx: PipelineContext, *, within: float, interval: float = 0.5) -> None:
+    """Rounds until no top-up is in flight, for at most `within` seconds: at start, so the
+    first jobs find funded payers (until then the authority pays)."""
+    deadline = time.monotonic() + within
+    while True:
+        if not (await top_up_round(ctx)).live or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(interval)
 
 
 async def top_up_round(ctx: PipelineContext) -> RoundResult:
     pool = ctx.payers
     if not pool.payers:
-        return RoundResult({}, 0, 0)
+        return RoundResult({}, 0, 0, 0)
     keys = pool.keys
     balances = dict(zip(keys, await asyncio.gather(*(ctx.rpc.get_balance(k) for k in keys)),
                         strict=True))
@@ -63,7 +74,7 @@ async def top_up_round(ctx: PipelineContext) -> RoundResult:
         if balance < ctx.settings.fee_payer_min_lamports and str(key) not in still_live
     ]
     sent = await _send_new(ctx, low) if low else 0
-    return RoundResult(balances, sent, settled)
+    return RoundResult(balances, sent, settled, len(live) - settled + sent)
 
 
 async def _settle(ctx: PipelineContext, live: list[fee_payers.LiveTopUp]) -> int:
