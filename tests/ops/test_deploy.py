@@ -129,6 +129,7 @@ def test_alerts_cover_every_topic_the_on_call_needs() -> None:
         'up{job="chainworker-worker"}',
         "chainworker_spend_limit_utilization_ratio",
         "chainworker_outbox_unprocessed",
+        "chainworker_fee_payer_balance_lamports",
     ):
         assert needed in exprs, needed
     assert "chainworker reconcile --older-than 2m" in (PROMETHEUS / "alerts.yml").read_text()

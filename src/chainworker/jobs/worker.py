@@ -86,7 +86,9 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
         _background(ctx, "gauges", loops.export_database_gauges(pipeline, queue))
         _background(ctx, "relay", loops.relay_forever(pipeline, queue))
         _background(ctx, "top_up", loops.top_up_forever(pipeline))
-        log.info("worker started", worker_id=pipeline.worker_id)
+        log.info("worker started", worker_id=pipeline.worker_id,
+                 authority=str(pipeline.payers.key_of(None)),
+                 fee_payers=len(pipeline.payers.payers))
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         for task in ctx.get("tasks", {}).values():
