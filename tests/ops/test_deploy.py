@@ -157,6 +157,9 @@ def test_dashboard_shows_what_issue_six_lists() -> None:
         "chainworker_rpc_errors_total",
         "chainworker_queue_depth",
         "chainworker_fees_lamports_total",
+        "chainworker_tx_landed_unit_price_microlamports_bucket",
+        "chainworker_tx_fee_lamports_sum",
+        "chainworker_fee_payer_balance_lamports",
     ):
         assert needed in exprs, needed
     ids = [panel["id"] for panel in _dashboard()["panels"]]
