@@ -166,10 +166,19 @@ class Endpoint:
                 transport.close()
         server.should_exit = True
 
-    def _keep_port(self) -> None:
-        if self._server is None:  # still down
-            with contextlib.suppress(OSError):  # taken meanwhile: start() will say so
-                self.bind()
+    def _keep_port(self, tries: int = 0) -> None:
+        """Bind the port again as soon as the closed listener lets go of it (on a busy
+        machine that takes longer than the first delay): the sooner, the less chance that
+        another process takes it meanwhile."""
+        if self._server is not None or self._socket is not None:
+            return  # up again, or already held
+        try:
+            self.bind()
+        except OSError:
+            if tries * PORT_KEEP_DELAY_SECONDS < REBIND_WAIT_SECONDS:
+                asyncio.get_running_loop().call_later(
+                    PORT_KEEP_DELAY_SECONDS, self._keep_port, tries + 1
+                )
 
     async def wait_stopped(self) -> None:
         if self._tasks:
