@@ -41,11 +41,11 @@ def test_a_block_out_of_time_leaves_the_rest_in_priority_order() -> None:
     sent = {price: _priced(ledger, payers[price], price) for price in range(6)}
     ledger.start_block()
     assert ledger.execute_some(2) == 4  # the time budget ran out after two
+    late = _priced(ledger, payers[6], 3)  # sent meanwhile, at the price of one deferred
     assert ledger.defer_remaining() == 4
     first = ledger.finish_block()
     assert first.signatures == [sent[5], sent[4]]
     assert ledger.scheduler.current.deferred_for_time == 4
-    late = _priced(ledger, payers[6], 3)  # the same price as one deferred, later
     second = ledger.produce_block()
     assert second.signatures == [sent[3], late, sent[2], sent[1], sent[0]]
 
