@@ -20,7 +20,6 @@ commitment reads and the fork all keep one per-account version history
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -35,14 +34,20 @@ from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, SimulatedTransactionInfo
-from solders.transaction_status import TransactionStatus
 
 from chainworker.localnet import fee_history
 from chainworker.localnet.competing import CompetingLoad
 from chainworker.localnet.fee_history import BlockFees
-from chainworker.localnet.fees import AnyMessage, compute_budget, fee_for_message
+from chainworker.localnet.fees import AnyMessage, fee_for_message
 from chainworker.localnet.genesis import SLOTS_PER_EPOCH, SYSTEM_PROGRAM, make_genesis, make_svm
-from chainworker.localnet.scheduler import Kind, LeaderSettings, PendingTransaction, Scheduler
+from chainworker.localnet.messages import error_json, extract_memo
+from chainworker.localnet.scheduler import (
+    Kind,
+    LeaderSettings,
+    PendingTransaction,
+    Scheduler,
+    pending_transaction,
+)
 
 Commitment = Literal["processed", "confirmed", "finalized"]
 COMMITMENTS: tuple[Commitment, ...] = ("processed", "confirmed", "finalized")
@@ -54,12 +59,6 @@ STATUS_CACHE_SLOTS = 300  # statuses answered without searchTransactionHistory
 # those a lagging view or a fork skips.
 FEE_SLOTS_KEPT = 512
 PACKET_DATA_SIZE = 1232
-MEMO_PROGRAMS = frozenset(
-    {
-        Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr"),
-        Pubkey.from_string("Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo"),
-    }
-)
 _EMPTY_ACCOUNT = Account(lamports=0, data=b"", owner=SYSTEM_PROGRAM)
 
 
@@ -108,31 +107,6 @@ class TransactionRejected(Exception):
     def __init__(self, err: Any, message: str) -> None:
         super().__init__(message)
         self.err = err
-
-
-def error_json(err: Any) -> Any:
-    """The JSON form a validator gives a solders TransactionError."""
-    status = TransactionStatus(0, None, err, err, None)
-    return json.loads(status.to_json())["err"]
-
-
-def writable_keys(message: AnyMessage) -> list[Pubkey]:
-    header = message.header
-    keys = message.account_keys
-    signed = header.num_required_signatures
-    writable_signed = signed - header.num_readonly_signed_accounts
-    writable_unsigned_end = len(keys) - header.num_readonly_unsigned_accounts
-    return list(keys[:writable_signed]) + list(keys[signed:writable_unsigned_end])
-
-
-def extract_memo(message: AnyMessage) -> str | None:
-    keys = message.account_keys
-    memos = []
-    for instruction in message.instructions:
-        if keys[instruction.program_id_index] in MEMO_PROGRAMS:
-            text = bytes(instruction.data).decode("utf-8", "replace")
-            memos.append(f"[{len(text)}] {text}")
-    return "; ".join(memos) if memos else None
 
 
 class Ledger:
@@ -323,18 +297,11 @@ class Ledger:
         signature = str(transaction.signatures[0])
         if signature in self.scheduler or signature in self.landed:
             return signature
-        message = transaction.message
-        units, price = compute_budget(message)
-        last_valid = self.last_valid_height(str(message.recent_blockhash))
-        item = PendingTransaction(
-            signature,
+        item = pending_transaction(
             transaction,
             raw,
             land_slot=self.slot + 1 + max(delay_slots, 0),
-            units=units,
-            price=price,
-            writable=tuple(writable_keys(message)),
-            last_valid=-1 if last_valid is None else last_valid,
+            last_valid=self.last_valid_height(str(transaction.message.recent_blockhash)),
             kind=kind,
         )
         self.scheduler.submit(item)

@@ -50,6 +50,9 @@ from typing import Any, Literal
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
+from chainworker.localnet.fees import compute_budget
+from chainworker.localnet.messages import writable_keys
+
 DEFAULT_BLOCK_UNIT_LIMIT = 60_000_000
 DEFAULT_ACCOUNT_UNIT_LIMIT = DEFAULT_BLOCK_UNIT_LIMIT * 40 // 100
 DEFAULT_PENDING_LIMIT = 100_000
@@ -95,6 +98,30 @@ class PendingTransaction:
 
 
 _order = attrgetter("order")
+
+
+def pending_transaction(
+    transaction: VersionedTransaction,
+    raw: bytes,
+    *,
+    land_slot: int,
+    last_valid: int | None,
+    kind: Kind = "user",
+) -> PendingTransaction:
+    """A sent transaction as the leader weighs it: requested units, price, write locks."""
+    message = transaction.message
+    units, price = compute_budget(message)
+    return PendingTransaction(
+        str(transaction.signatures[0]),
+        transaction,
+        raw,
+        land_slot=land_slot,
+        units=units,
+        price=price,
+        writable=tuple(writable_keys(message)),
+        last_valid=-1 if last_valid is None else last_valid,
+        kind=kind,
+    )
 
 
 @dataclass(slots=True)
