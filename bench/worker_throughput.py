@@ -19,7 +19,9 @@ ceiling of the job machinery before any work). `--extra-workers K` starts K more
 this process only, so none is printed). `--rate R` offers the requests at R per second
 instead of all at once, for the latency of a worker below saturation (the requests are
 recorded while the worker runs, so statements per mint are not printed then). It
-creates its own database and drops it.
+creates its own database and drops it. The localnet runs with its block limits off
+(`--no-block-limits`): the bench measures raw execution capacity, which 60M-unit blocks
+and 24M units per write-locked account (one fee payer's share) would cap first.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from chainworker.lifecycle.model import TxOp
 from chainworker.localnet.process import start_localnet
 
 sys.path.insert(0, str(Path(__file__).parent))
-from localnet_throughput import SOL, fund, measure_send, rpc, token_2022_mints
+from localnet_throughput import SOL, UNLIMITED, fund, measure_send, rpc, token_2022_mints
 
 STATEMENTS = {"count": 0}
 
@@ -290,7 +292,7 @@ def main() -> None:
              "(latency below saturation; no capacity ratio then)",
     )
     args = parser.parse_args()
-    with start_localnet(slot_ms=args.slot_ms) as node:
+    with start_localnet(slot_ms=args.slot_ms, extra_args=UNLIMITED) as node:
         plain = measure_send(
             node.rpc_url, "plain mints", token_2022_mints(node.rpc_url, args.tickets), 1, 8
         )
@@ -301,6 +303,7 @@ def main() -> None:
             run_worker_bench(node.rpc_url, args.tickets, args.extra_workers, args.rate)
         )
     raw_rate = raw["executed_per_s"]
+    print(f"localnet: {args.slot_ms} ms slots, block limits off ({' '.join(UNLIMITED)})")
     floor = asyncio.run(arq_floor(args.tickets))
     print(f"localnet raw capacity, ticket NFT mints (executed): {raw_rate:,.0f}/s")
     print(f"localnet raw capacity, plain Token-2022 mints (executed), for scale: "

@@ -1,6 +1,10 @@
 """The admin interface, outside the Solana API, on every endpoint's port.
 
-- ``GET /admin/stats``: slot, pending count, slot timing.
+- ``GET /admin/stats``: slot, pending count, slot timing, the leader settings and
+  the scheduler's figures (``scheduler``: ``pending``, ``totals`` since start and
+  ``blocks``, the last 100 blocks: ``slot``, ``units``, ``transactions``,
+  ``competing``, ``deferred_for_limits``, ``deferred_for_time``,
+  ``dropped_expired``, ``dropped_buffer_full``; see scheduler.BlockStats).
 - ``GET|POST|DELETE /admin/faults``: the ledger faults plus the faults of the
   endpoint whose port was asked; POST merges, DELETE clears every fault of the
   node (ledger and all endpoints).

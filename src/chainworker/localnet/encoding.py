@@ -12,7 +12,8 @@ from solders.message import MessageV0
 from solders.pubkey import Pubkey
 
 from chainworker.localnet.errors import invalid_params
-from chainworker.localnet.ledger import LandedTransaction, writable_keys
+from chainworker.localnet.ledger import LandedTransaction
+from chainworker.localnet.messages import writable_keys
 from chainworker.localnet.tokens import (
     TOKEN_PROGRAMS,
     is_mint,

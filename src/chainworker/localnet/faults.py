@@ -24,6 +24,28 @@ faults are shared by every endpoint:
   slot loses its transactions (their effects are rolled back, their signatures
   become unknown); clients must rebroadcast. Reads back as false.
 
+Leader settings say how blocks are packed (scheduler.py) and what competes for
+them (competing.py). They are shared by every endpoint, like ledger faults, but
+describe the cluster rather than a fault: DELETE /admin/faults restores them to
+the values the node started with (its flags), not to the defaults:
+
+- ``block_unit_limit`` (int, default 60,000,000; 0: unlimited): the sum of the
+  requested compute-unit limits of one block's transactions.
+- ``account_unit_limit`` (int, default 24,000,000; 0: unlimited): the same sum
+  over the transactions of one block that write-lock one account (the fee payer
+  is write-locked). ``--no-block-limits`` sets both to 0.
+- ``pending_limit`` (int, default 100,000; 0: unbounded): transactions waiting
+  for a block; a full buffer drops the lowest-priority one, the newest first
+  among equals.
+- ``competing_rate`` (tx/s, default 0: off), ``competing_unit_price``
+  (micro-lamports per unit, default 0, at most 10^9), ``competing_unit_limit``
+  (requested units, 1-1,400,000, default 200,000), ``competing_accounts``
+  (1-10,000, default 16): other users' transfers, each writing one of that many
+  accounts of their own, sent into the buffer every slot.
+
+Transactions go into a block by compute-unit price, highest first, then arrival;
+what does not fit waits while its blockhash is valid and is then dropped.
+
 Endpoint faults belong to one JSON-RPC endpoint (``/admin/faults`` on its port,
 or ``/admin/endpoints/{i}/faults`` on any port):
 
@@ -64,12 +86,18 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from chainworker.localnet.garbage import GARBAGE_KINDS
+from chainworker.localnet.scheduler import LEADER_FIELDS
 
 HTTP_ERROR_STATUSES = (429, 503)
 SLOWLORIS_MODES = ("trickle", "headers_only")
 MAX_WARP_SLOTS = 100_000
 # A lag stays within the blockhashes the ledger remembers and the history it keeps cheaply.
 MAX_LAG_SLOTS = 256
+MAX_PENDING_LIMIT = 10_000_000
+MAX_COMPETING_RATE = 100_000  # transactions per second
+MAX_COMPETING_UNIT_PRICE = 10**9  # micro-lamports per unit: 1,000 lamports
+MAX_COMPETING_ACCOUNTS = 10_000
+MAX_COMPUTE_UNITS = 1_400_000
 
 
 @dataclass
@@ -112,6 +140,24 @@ def _seconds(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ValueError(f"{name} must be a non-negative number")
     return float(value)
+
+
+def _number(limit: float) -> Callable[[str, Any], float]:
+    def check(name: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= limit:
+            raise ValueError(f"{name} must be a number from 0 to {limit}")
+        return float(value)
+
+    return check
+
+
+def _between(low: int, high: int) -> Callable[[str, Any], int]:
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be an integer from {low} to {high}")
+        return value
+
+    return check
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -174,6 +220,13 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "slowloris_mode": _choice(SLOWLORIS_MODES),
     "slowloris_byte_seconds": _seconds,
     "down": _flag,
+    "block_unit_limit": _count(),
+    "account_unit_limit": _count(),
+    "pending_limit": _count(MAX_PENDING_LIMIT),
+    "competing_rate": _number(MAX_COMPETING_RATE),
+    "competing_unit_price": _count(MAX_COMPETING_UNIT_PRICE),
+    "competing_unit_limit": _between(1, MAX_COMPUTE_UNITS),
+    "competing_accounts": _between(1, MAX_COMPETING_ACCOUNTS),
 }
 
 
@@ -190,11 +243,12 @@ def validate(changes: Any) -> dict[str, Any]:
     return clean
 
 
-def split(clean: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Validated changes as (ledger faults, endpoint faults)."""
+def split(clean: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Validated changes as (ledger faults, endpoint faults, leader settings)."""
     ledger = {name: value for name, value in clean.items() if name in LEDGER_FIELDS}
     endpoint = {name: value for name, value in clean.items() if name in ENDPOINT_FIELDS}
-    return ledger, endpoint
+    leader = {name: value for name, value in clean.items() if name in LEADER_FIELDS}
+    return ledger, endpoint, leader
 
 
 class LedgerFaults:

@@ -24,7 +24,9 @@ def compute_budget(message: AnyMessage) -> tuple[int, int]:
     price = 0
     other_instructions = 0
     for instruction in message.instructions:
-        if keys[instruction.program_id_index] != COMPUTE_BUDGET_PROGRAM:
+        index = instruction.program_id_index
+        # An index past the static keys (a malformed message) is no ComputeBudget call.
+        if index >= len(keys) or keys[index] != COMPUTE_BUDGET_PROGRAM:
             other_instructions += 1
             continue
         data = bytes(instruction.data)

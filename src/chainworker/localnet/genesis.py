@@ -43,6 +43,11 @@ def make_genesis(seed: int) -> Genesis:
     )
 
 
+def competing_keypair(seed: int, index: int) -> Keypair:
+    """Account `index` of the competing load (competing.py): the same for the same seed."""
+    return Keypair.from_seed(_derive(seed, f"competing:{index}"))
+
+
 def native_mint_account(rent_exempt_lamports: int) -> Account:
     """The wrapped-SOL mint: no authorities, supply 0, 9 decimals, initialized."""
     data = bytes(4 + 32) + (0).to_bytes(8, "little") + bytes([9, 1]) + bytes(4 + 32)

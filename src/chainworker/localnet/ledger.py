@@ -6,7 +6,9 @@ a slot clock whose slot, block height and blockhash advance together; the
 `finalized` sees the state as of that slot, from a per-account version history;
 reads may also be made as of an older tip, for an endpoint that lags);
 a signature store for statuses, history and duplicate detection; the packet size
-limit; and a fork that rolls back what has not reached `confirmed`.
+limit; and a fork that rolls back what has not reached `confirmed`. Which sent
+transactions go into a block, and in what order, is the scheduler's (scheduler.py);
+the competing load (competing.py) sends into the same buffer each slot.
 
 Everything here is synchronous and single-threaded: the server calls it from one
 event loop, so there are no locks.
@@ -18,7 +20,6 @@ commitment reads and the fork all keep one per-account version history
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -33,10 +34,20 @@ from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, SimulatedTransactionInfo
-from solders.transaction_status import TransactionStatus
 
-from chainworker.localnet.fees import AnyMessage, compute_budget, fee_for_message
+from chainworker.localnet import fee_history
+from chainworker.localnet.competing import CompetingLoad
+from chainworker.localnet.fee_history import BlockFees
+from chainworker.localnet.fees import AnyMessage, fee_for_message
 from chainworker.localnet.genesis import SLOTS_PER_EPOCH, SYSTEM_PROGRAM, make_genesis, make_svm
+from chainworker.localnet.messages import error_json, extract_memo
+from chainworker.localnet.scheduler import (
+    Kind,
+    LeaderSettings,
+    PendingTransaction,
+    Scheduler,
+    pending_transaction,
+)
 
 Commitment = Literal["processed", "confirmed", "finalized"]
 COMMITMENTS: tuple[Commitment, ...] = ("processed", "confirmed", "finalized")
@@ -44,13 +55,10 @@ COMMITMENTS: tuple[Commitment, ...] = ("processed", "confirmed", "finalized")
 MAX_PROCESSING_AGE = 150  # blocks a blockhash stays usable
 MAX_RECENT_BLOCKHASHES = 300  # blockhashes remembered (for lastValidBlockHeight lookups)
 STATUS_CACHE_SLOTS = 300  # statuses answered without searchTransactionHistory
+# Slots of blocks with fees remembered: the 150 getRecentPrioritizationFees answers, plus
+# those a lagging view or a fork skips.
+FEE_SLOTS_KEPT = 512
 PACKET_DATA_SIZE = 1232
-MEMO_PROGRAMS = frozenset(
-    {
-        Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr"),
-        Pubkey.from_string("Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo"),
-    }
-)
 _EMPTY_ACCOUNT = Account(lamports=0, data=b"", owner=SYSTEM_PROGRAM)
 
 
@@ -64,8 +72,7 @@ class Block:
     block_time: int
     signatures: list[str] = field(default_factory=list)
     # Lowest compute-unit price paid in the block, overall and per write-locked account.
-    min_priority_fee: int | None = None
-    account_priority_fees: dict[str, int] = field(default_factory=dict)
+    fees: BlockFees | None = None
 
 
 @dataclass(slots=True)
@@ -82,14 +89,6 @@ class LandedTransaction:
     compute_units: int
     account_keys: list[str]
     memo: str | None
-
-
-@dataclass(slots=True)
-class PendingTransaction:
-    signature: str
-    transaction: VersionedTransaction
-    raw: bytes
-    land_slot: int  # the earliest slot it may land in
 
 
 @dataclass(slots=True)
@@ -110,31 +109,6 @@ class TransactionRejected(Exception):
         self.err = err
 
 
-def error_json(err: Any) -> Any:
-    """The JSON form a validator gives a solders TransactionError."""
-    status = TransactionStatus(0, None, err, err, None)
-    return json.loads(status.to_json())["err"]
-
-
-def writable_keys(message: AnyMessage) -> list[Pubkey]:
-    header = message.header
-    keys = message.account_keys
-    signed = header.num_required_signatures
-    writable_signed = signed - header.num_readonly_signed_accounts
-    writable_unsigned_end = len(keys) - header.num_readonly_unsigned_accounts
-    return list(keys[:writable_signed]) + list(keys[signed:writable_unsigned_end])
-
-
-def extract_memo(message: AnyMessage) -> str | None:
-    keys = message.account_keys
-    memos = []
-    for instruction in message.instructions:
-        if keys[instruction.program_id_index] in MEMO_PROGRAMS:
-            text = bytes(instruction.data).decode("utf-8", "replace")
-            memos.append(f"[{len(text)}] {text}")
-    return "; ".join(memos) if memos else None
-
-
 class Ledger:
     def __init__(
         self,
@@ -144,6 +118,8 @@ class Ledger:
         finalize_depth: int = 32,
         history_limit: int = 500_000,
         block_limit: int = 50_000,
+        leader: LeaderSettings | None = None,
+        slot_seconds: float = 0.4,
     ) -> None:
         self.genesis = make_genesis(seed)
         self.svm = make_svm(self.genesis)
@@ -165,8 +141,16 @@ class Ledger:
         self._hash_height: dict[str, int] = {genesis_hash: 0}
         self._recent_hashes: deque[str] = deque([genesis_hash])
 
-        self.pending: deque[PendingTransaction] = deque()
-        self._pending_signatures: set[str] = set()
+        self.leader = leader if leader is not None else LeaderSettings()
+        self.scheduler = Scheduler(self.leader)
+        self.competing = CompetingLoad(
+            self.leader,
+            seed=seed,
+            slot_seconds=slot_seconds,
+            balance=lambda key: self.svm.get_balance(key) or 0,
+            fund=self._fund,
+        )
+        self.fee_slots: deque[int] = deque(maxlen=FEE_SLOTS_KEPT)  # blocks with fees, oldest first
         self.landed: dict[str, LandedTransaction] = {}
         self._by_address: dict[str, list[str]] = {}
         self.known_accounts: set[Pubkey] = {self.genesis.faucet.pubkey()}
@@ -231,8 +215,10 @@ class Ledger:
         self.svm.set_clock(Clock(self.slot, int(self.start_time), epoch, epoch + 1, now))
 
     def start_block(self) -> Block:
-        """Advance slot, height and blockhash; queue the transactions due in this block."""
+        """Advance slot, height and blockhash; take the block's transactions from the buffer."""
         parent = self.blocks[self.slot]
+        for transaction, raw in self.competing.transactions(Hash.from_string(parent.blockhash)):
+            self.submit(transaction, raw, kind="competing")
         self.svm.expire_blockhash()
         self.slot += 1
         self.height += 1
@@ -247,33 +233,29 @@ class Ledger:
         self._recent_hashes.append(blockhash)
         while len(self._recent_hashes) > MAX_RECENT_BLOCKHASHES:
             del self._hash_height[self._recent_hashes.popleft()]
-        kept: deque[PendingTransaction] = deque()
-        while self.pending:
-            item = self.pending.popleft()
-            (self._executing if item.land_slot <= self.slot else kept).append(item)
-        self.pending = kept
+        self._executing = deque(self.scheduler.plan(self.slot, self.height))
         return block
 
     def execute_some(self, limit: int) -> int:
         """Execute up to `limit` of the current block's transactions; returns how many remain."""
         block = self.blocks[self.slot]
+        scheduler = self.scheduler
         for _ in range(min(limit, len(self._executing))):
             item = self._executing.popleft()
-            self._pending_signatures.discard(item.signature)
-            self._execute(item, block)
+            scheduler.executed(item, self._execute(item, block))
         return len(self._executing)
 
     def defer_remaining(self) -> int:
-        """Leave the block's unexecuted transactions for the next block, in arrival order."""
+        """Give the block's unexecuted transactions back to the buffer, for the next block."""
         deferred = len(self._executing)
-        for item in reversed(self._executing):
-            item.land_slot = self.slot + 1
-            self.pending.appendleft(item)
+        self.scheduler.give_back(list(self._executing))
         self._executing.clear()
         return deferred
 
     def finish_block(self) -> Block:
         block = self.blocks[self.slot]
+        if block.fees is not None:
+            self.fee_slots.append(block.slot)
         self._prune_versions(self.slot - max(self.retain_slots, self.finalize_depth))
         while len(self.blocks) > self.block_limit:
             del self.blocks[min(self.blocks)]
@@ -303,13 +285,26 @@ class Ledger:
     def is_duplicate(self, signature: str) -> bool:
         return signature in self.landed
 
-    def submit(self, transaction: VersionedTransaction, raw: bytes, delay_slots: int = 0) -> str:
-        """Queue for the next block (or later); a signature already queued is not queued twice."""
+    def submit(
+        self,
+        transaction: VersionedTransaction,
+        raw: bytes,
+        delay_slots: int = 0,
+        kind: Kind = "user",
+    ) -> str:
+        """Buffer for the next block (or later); a signature already buffered is not buffered
+        twice. The signature is returned even when a full buffer drops the transaction."""
         signature = str(transaction.signatures[0])
-        if signature not in self._pending_signatures and signature not in self.landed:
-            self._pending_signatures.add(signature)
-            land_slot = self.slot + 1 + max(delay_slots, 0)
-            self.pending.append(PendingTransaction(signature, transaction, raw, land_slot))
+        if signature in self.scheduler or signature in self.landed:
+            return signature
+        item = pending_transaction(
+            transaction,
+            raw,
+            land_slot=self.slot + 1 + max(delay_slots, 0),
+            last_valid=self.last_valid_height(str(transaction.message.recent_blockhash)),
+            kind=kind,
+        )
+        self.scheduler.submit(item)
         return signature
 
     def airdrop(self, recipient: Pubkey, lamports: int) -> str:
@@ -326,18 +321,30 @@ class Ledger:
             Hash.from_string(self.blocks[self.slot].blockhash),
         )
         transaction = VersionedTransaction(message, [faucet])
-        return self.submit(transaction, bytes(transaction))
+        return self.submit(transaction, bytes(transaction), kind="airdrop")
 
-    def _execute(self, item: PendingTransaction, block: Block) -> None:
+    def _fund(self, key: Pubkey, lamports: int) -> None:
+        """Give an account lamports out of nothing (the competing load's), as genesis does."""
+        versions = self._versions
+        if key not in versions:
+            versions[key] = [(-1, self.svm.get_account(key))]
+        account = Account(lamports=lamports, data=b"", owner=SYSTEM_PROGRAM)
+        self.svm.set_account(key, account)
+        slot = self.slot + 1  # as part of the next block: the current one is done
+        versions[key].append((slot, account))
+        self._touched.setdefault(slot, set()).add(key)
+        self.known_accounts.add(key)
+
+    def _execute(self, item: PendingTransaction, block: Block) -> bool:
+        """Execute one of the block's transactions; whether it landed."""
         if item.signature in self.landed:
-            return  # AlreadyProcessed: dropped, nothing charged
+            return False  # AlreadyProcessed: dropped, nothing charged
+        if block.height > item.last_valid:
+            return False  # BlockhashNotFound: dropped, nothing charged
         message = item.transaction.message
-        last_valid = self.last_valid_height(str(message.recent_blockhash))
-        if last_valid is None or block.height > last_valid:
-            return  # BlockhashNotFound: dropped, nothing charged
         svm = self.svm
         keys = list(message.account_keys)
-        writable = writable_keys(message)
+        writable = item.writable
         versions = self._versions
         for key in writable:
             if key not in versions:
@@ -347,7 +354,7 @@ class Ledger:
         post = [svm.get_balance(key) or 0 for key in keys]
         if isinstance(result, FailedTransactionMetadata):
             if post[0] == pre[0]:
-                return  # failed to load (signature, fee payer, funds for fee): never lands
+                return False  # failed to load (signature, fee payer, funds for fee): never lands
             meta = result.meta()
             err = error_json(result.err())
         else:
@@ -381,14 +388,8 @@ class Ledger:
             self._by_address.setdefault(key_string, []).append(item.signature)
         self.known_accounts.update(keys)
         self.transaction_count += 1
-        _, price = compute_budget(message)
-        if block.min_priority_fee is None or price < block.min_priority_fee:
-            block.min_priority_fee = price
-        for key in writable:
-            key_string = str(key)
-            current = block.account_priority_fees.get(key_string)
-            if current is None or price < current:
-                block.account_priority_fees[key_string] = price
+        block.fees = fee_history.record(block.fees, item.price, item.units, writable)
+        return True
 
     def simulate(
         self,
@@ -532,8 +533,7 @@ class Ledger:
                     if listed and listed[-1] == signature:
                         listed.pop()
             block.signatures = []
-            block.min_priority_fee = None
-            block.account_priority_fees = {}
+            block.fees = None
         return rolled_back
 
     def _prune_versions(self, floor: int) -> None:

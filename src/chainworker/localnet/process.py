@@ -127,6 +127,10 @@ class LocalnetProcess:
             return self._admin("DELETE", "/admin/faults")
         return self._admin("DELETE", f"/admin/endpoints/{endpoint}/faults", avoid=endpoint)
 
+    def stats(self) -> dict[str, Any]:
+        """GET /admin/stats: slot timing, the leader settings, the scheduler's figures."""
+        return self._admin("GET", "/admin/stats")
+
     def endpoints(self) -> list[dict[str, Any]]:
         """Every endpoint: index, rpc_url, up, faults."""
         described = self._admin("GET", "/admin/endpoints")

@@ -17,7 +17,8 @@ from websockets.exceptions import ConnectionClosed
 from chainworker.localnet import params as p
 from chainworker.localnet.encoding import encode_account
 from chainworker.localnet.errors import INVALID_REQUEST, METHOD_NOT_FOUND, RpcError, invalid_params
-from chainworker.localnet.ledger import Commitment, Ledger, writable_keys
+from chainworker.localnet.ledger import Commitment, Ledger
+from chainworker.localnet.messages import writable_keys
 from chainworker.localnet.methods import SOLANA_CORE_VERSION
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from websockets.asyncio.server import serve as ws_serve
@@ -28,13 +28,15 @@ from chainworker.localnet.endpoint import Endpoint
 from chainworker.localnet.faults import LedgerFaults, split, validate
 from chainworker.localnet.ledger import Ledger
 from chainworker.localnet.pubsub import PubSub
+from chainworker.localnet.scheduler import LeaderSettings
 
 log = logging.getLogger(__name__)
 
 EXECUTE_CHUNK = 64
-# Share of a slot a block may spend executing; the rest waits for the next block, as a
-# leader's block limits would make it, so a burst does not stretch the slot.
+# Share of a slot a block may spend executing; the rest waits for the next block, so a
+# burst does not stretch the slot (the block limits of scheduler.py apply before this).
 BLOCK_TIME_BUDGET = 0.6
+STATS_BLOCKS = 100  # per-block figures /admin/stats reports
 
 
 @dataclass
@@ -67,12 +69,18 @@ class Node:
         faults: dict[str, Any] | None = None,
         fault_endpoints: Sequence[int] | None = None,
     ) -> None:
-        """`faults` apply at start; their endpoint faults to `fault_endpoints` (None: all)."""
+        """`faults` apply at start; their endpoint faults to `fault_endpoints` (None: all).
+
+        Leader settings among them are the node's own: clearing faults comes back to them.
+        """
         self.config = config
+        self.leader = LeaderSettings()
         self.ledger = Ledger(
             seed=config.seed,
             confirm_depth=config.confirm_depth,
             finalize_depth=config.finalize_depth,
+            leader=self.leader,
+            slot_seconds=config.slot_ms / 1000,
         )
         self.faults = LedgerFaults(config.seed)
         ws_port = config.ws_port if config.ws_port is not None else config.port + 1
@@ -97,6 +105,7 @@ class Node:
         self.block_durations: deque[float] = deque(maxlen=1000)
         if faults:
             self.apply_faults(faults, fault_endpoints)
+        self._leader_at_start = asdict(self.leader)
 
     @property
     def rpc_url(self) -> str:
@@ -110,11 +119,12 @@ class Node:
 
     def faults_of(self, endpoint: Endpoint) -> dict[str, Any]:
         """The flat view /admin/faults answers: ledger faults and the endpoint's own."""
-        return {**self.faults.snapshot(), **endpoint.faults.snapshot()}
+        return {**self.faults.snapshot(), **asdict(self.leader), **endpoint.faults.snapshot()}
 
     def describe(self) -> dict[str, Any]:
         return {
             "ledger": self.faults.snapshot(),
+            "leader": asdict(self.leader),
             "endpoints": [
                 {
                     "index": endpoint.index,
@@ -132,7 +142,7 @@ class Node:
         Raises ValueError naming the field, before anything changes. Listeners follow
         `down` once `sync_listeners` runs.
         """
-        ledger_changes, endpoint_changes = split(validate(changes))
+        ledger_changes, endpoint_changes, leader_changes = split(validate(changes))
         indexes = range(len(self.endpoints)) if targets is None else targets
         chosen = [self.endpoints[index] for index in indexes]
         if "down" in endpoint_changes:
@@ -143,6 +153,8 @@ class Node:
             if all(down_after):
                 raise ValueError("down: at least one endpoint must stay up to serve /admin")
         warp, fork = self.faults.merge(ledger_changes)
+        for name, value in leader_changes.items():
+            setattr(self.leader, name, value)  # in place: the ledger reads the same object
         for endpoint in chosen:
             endpoint.faults.merge(endpoint_changes)
         self._retain_history()
@@ -157,6 +169,8 @@ class Node:
         """Clear the faults of `targets`' endpoints; None clears every fault, the ledger's too."""
         if targets is None:
             self.faults.clear()
+            for name, value in self._leader_at_start.items():
+                setattr(self.leader, name, value)
         for index in range(len(self.endpoints)) if targets is None else targets:
             self.endpoints[index].faults.clear()
         self._retain_history()
@@ -185,7 +199,7 @@ class Node:
         return {
             "slot": self.ledger.slot,
             "block_height": self.ledger.height,
-            "pending": len(self.ledger.pending),
+            "pending": len(self.ledger.scheduler),
             "transaction_count": self.ledger.transaction_count,
             "slot_ms": self.config.slot_ms,
             "slot_interval_ms_mean": statistics.fmean(intervals) * 1000 if intervals else None,
@@ -193,6 +207,8 @@ class Node:
             "block_execution_ms_mean": statistics.fmean(durations) * 1000 if durations else None,
             "block_execution_ms_max": max(durations) * 1000 if durations else None,
             "slot_intervals_ms": [round(interval * 1000, 2) for interval in intervals],
+            "leader": asdict(self.leader),
+            "scheduler": self.ledger.scheduler.stats(STATS_BLOCKS),
         }
 
     # --- slot clock ------------------------------------------------------------

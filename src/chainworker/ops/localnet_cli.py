@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from chainworker.localnet.faults import GARBAGE_KINDS, MAX_LAG_SLOTS, validate
+from chainworker.localnet.scheduler import LeaderSettings
 
 
 def _integers(text: str, what: str) -> list[int]:
@@ -43,6 +44,23 @@ def _fault_endpoints(text: str, count: int) -> list[int] | None:
             f"--fault-endpoints must be 'all' or indexes from 0 to {count - 1}"
         )
     return chosen
+
+
+def _block_limits(
+    no_block_limits: bool, block_unit_limit: int | None, account_unit_limit: int | None
+) -> tuple[int, int]:
+    defaults = LeaderSettings()
+    if no_block_limits:
+        if block_unit_limit is not None or account_unit_limit is not None:
+            raise typer.BadParameter(
+                "--no-block-limits turns both limits off: leave out --block-unit-limit "
+                "and --account-unit-limit"
+            )
+        return 0, 0
+    return (
+        defaults.block_unit_limit if block_unit_limit is None else block_unit_limit,
+        defaults.account_unit_limit if account_unit_limit is None else account_unit_limit,
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -94,12 +112,49 @@ def register(app: typer.Typer) -> None:
             0.1, min=0, help="Seconds between bytes in trickle mode."
         ),
         down: bool = typer.Option(False, help="Start with the endpoints down (not listening)."),
+        block_unit_limit: int | None = typer.Option(
+            None,
+            min=0,
+            help="Requested compute units one block may hold (default 60,000,000; 0: unlimited).",
+        ),
+        account_unit_limit: int | None = typer.Option(
+            None,
+            min=0,
+            help="Requested compute units of one block's transactions that write-lock one "
+            "account (default 24,000,000; 0: unlimited).",
+        ),
+        no_block_limits: bool = typer.Option(
+            False, help="Both limits off: the leader takes whatever executes in time."
+        ),
+        pending_limit: int = typer.Option(
+            LeaderSettings.pending_limit,
+            min=0,
+            help="Transactions waiting for a block; beyond, the lowest priority is dropped "
+            "(0: unbounded).",
+        ),
+        competing_rate: float = typer.Option(
+            0.0, min=0, help="Other users' transactions per second (0: none)."
+        ),
+        competing_unit_price: int = typer.Option(
+            0, min=0, help="Their compute-unit price, micro-lamports per unit."
+        ),
+        competing_unit_limit: int = typer.Option(
+            LeaderSettings.competing_unit_limit, min=1, help="Their requested compute units."
+        ),
+        competing_accounts: int = typer.Option(
+            LeaderSettings.competing_accounts,
+            min=1,
+            help="Distinct accounts they write (each transaction writes one).",
+        ),
     ) -> None:
         """Serve Solana JSON-RPC (HTTP) and PubSub (WebSocket) over LiteSVM, with faults."""
         from chainworker.localnet.server import NodeConfig, run
 
         count, ports = _endpoint_ports(endpoints, endpoint_ports)
         targets = _fault_endpoints(fault_endpoints, count)
+        block_limit, account_limit = _block_limits(
+            no_block_limits, block_unit_limit, account_unit_limit
+        )
         faults: dict[str, Any] = {
             "drop_rate": drop_rate,
             "drop_first_sends": drop_first_sends,
@@ -117,6 +172,13 @@ def register(app: typer.Typer) -> None:
             "slowloris_mode": slowloris_mode,
             "slowloris_byte_seconds": slowloris_byte_seconds,
             "down": down,
+            "block_unit_limit": block_limit,
+            "account_unit_limit": account_limit,
+            "pending_limit": pending_limit,
+            "competing_rate": competing_rate,
+            "competing_unit_price": competing_unit_price,
+            "competing_unit_limit": competing_unit_limit,
+            "competing_accounts": competing_accounts,
         }
         try:
             validate(faults)

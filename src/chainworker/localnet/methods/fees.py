@@ -6,9 +6,10 @@ from typing import Any
 
 from solders.message import from_bytes_versioned
 
+from chainworker.localnet import fee_history
 from chainworker.localnet import params as p
 from chainworker.localnet.errors import invalid_params
-from chainworker.localnet.ledger import MAX_PROCESSING_AGE
+from chainworker.localnet.fee_history import BlockFees
 from chainworker.localnet.methods.base import MethodsBase
 
 MAX_PRIORITIZATION_ADDRESSES = 128
@@ -28,21 +29,21 @@ class FeeMethods(MethodsBase):
         return self._context(self.ledger.fee_for(message), level)
 
     def get_recent_prioritization_fees(self, params: list[Any]) -> Any:
+        """Agave's answer (see fee_history.py): confirmed blocks with fees, the newest 150."""
         addresses = params[0] if params else []
         if not isinstance(addresses, list):
             raise invalid_params("Invalid params: expected a sequence of addresses.")
         if len(addresses) > MAX_PRIORITIZATION_ADDRESSES:
             raise invalid_params(f"Too many inputs provided; max {MAX_PRIORITIZATION_ADDRESSES}")
-        wanted = [str(p.pubkey(key)) for key in addresses]
+        wanted = [p.pubkey(key) for key in addresses]
         ledger = self.ledger
-        top = self.view.slot
-        fees = []
-        for slot in range(max(top - MAX_PROCESSING_AGE + 1, 1), top + 1):
-            block = ledger.blocks.get(slot)
-            if block is None:
+        confirmed = self.view.slot_at("confirmed")
+        newest_first: list[tuple[int, BlockFees]] = []
+        for slot in reversed(ledger.fee_slots):
+            block = ledger.blocks.get(slot) if slot <= confirmed else None
+            if block is None or block.fees is None:  # not confirmed yet, pruned or forked
                 continue
-            fee = block.min_priority_fee or 0
-            for key in wanted:
-                fee = max(fee, block.account_priority_fees.get(key, 0))
-            fees.append({"prioritizationFee": fee, "slot": slot})
-        return fees
+            newest_first.append((slot, block.fees))
+            if len(newest_first) == fee_history.MAX_NUM_RECENT_BLOCKS:
+                break
+        return fee_history.answer(reversed(newest_first), wanted)
