@@ -95,3 +95,4 @@ def test_fee_of_reads_the_price_and_charges_the_limit_asked_for() -> None:
     assert fees.fee_of(raw) == (25_000, 6_000)
     bare = MessageV0.try_compile(payer.pubkey(), instructions[2:], [], Hash.default())
     assert fees.fee_of(bytes(VersionedTransaction(bare, [payer]))) == (0, 5_000)
+    assert fees.fee_of(b"") is None and fees.fee_of(b"\x01garbage") is None

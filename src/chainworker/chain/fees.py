@@ -73,11 +73,15 @@ def priority_fee(unit_limit: int, unit_price: int) -> int:
     return -(-max(0, unit_limit) * max(0, unit_price) // MICRO_LAMPORTS_PER_LAMPORT)
 
 
-def fee_of(raw: bytes) -> tuple[int, int]:
+def fee_of(raw: bytes) -> tuple[int, int] | None:
     """(unit price in micro-lamports, fee in lamports) of signed transaction bytes, as the
     validator charges them: 5,000 per signature plus the priority fee on the unit limit
-    asked for. A transaction without SetComputeUnitPrice pays no priority fee."""
-    transaction = VersionedTransaction.from_bytes(raw)
+    asked for. A transaction without SetComputeUnitPrice pays no priority fee. None for
+    bytes that are no transaction (a row read without them)."""
+    try:
+        transaction = VersionedTransaction.from_bytes(raw)
+    except ValueError:
+        return None
     message = transaction.message
     keys = message.account_keys
     limit = price = 0

@@ -105,7 +105,8 @@ async def settle_landed(
             now - item.request.created_at.timestamp(),
             landing_slots=max(0, height - blockhash_height),
         )
-        metrics.record_landed_fee(item.attempt.tx_type, *fees.fee_of(item.attempt.serialized_tx))
+        if (paid := fees.fee_of(item.attempt.serialized_tx)) is not None:
+            metrics.record_landed_fee(item.attempt.tx_type, *paid)
 
 
 def still_as_read(read: LiveAttempt, locked: Locked, owner: str) -> bool:
