@@ -73,18 +73,17 @@ def priority_fee(unit_limit: int, unit_price: int) -> int:
     return -(-max(0, unit_limit) * max(0, unit_price) // MICRO_LAMPORTS_PER_LAMPORT)
 
 
-def fee_of(raw: bytes) -> tuple[int, int] | None:
-    """(unit price in micro-lamports, fee in lamports) of signed transaction bytes, as the
-    validator charges them: 5,000 per signature plus the priority fee on the unit limit
-    asked for. A transaction without SetComputeUnitPrice pays no priority fee. None for
-    bytes that are no transaction (a row read without them)."""
+def requested_budget(raw: bytes) -> tuple[int | None, int, int] | None:
+    """(unit limit asked for or None, unit price in micro-lamports, signatures) of signed
+    transaction bytes; None for bytes that are no transaction (a row read without them)."""
     try:
         transaction = VersionedTransaction.from_bytes(raw)
     except ValueError:
         return None
     message = transaction.message
     keys = message.account_keys
-    limit = price = 0
+    limit: int | None = None
+    price = 0
     for instruction in message.instructions:
         if keys[instruction.program_id_index] != COMPUTE_BUDGET_PROGRAM:
             continue
@@ -93,5 +92,16 @@ def fee_of(raw: bytes) -> tuple[int, int] | None:
             limit = int.from_bytes(data[1:5], "little")
         elif data[:1] == bytes([_SET_COMPUTE_UNIT_PRICE]) and len(data) >= 9:
             price = int.from_bytes(data[1:9], "little")
-    signatures = message.header.num_required_signatures
-    return price, signatures * LAMPORTS_PER_SIGNATURE + priority_fee(limit, price)
+    return limit, price, message.header.num_required_signatures
+
+
+def fee_of(raw: bytes) -> tuple[int, int] | None:
+    """(unit price in micro-lamports, fee in lamports) of signed transaction bytes, as the
+    validator charges them: 5,000 per signature plus the priority fee on the unit limit
+    asked for. A transaction without SetComputeUnitPrice pays no priority fee. None for
+    bytes that are no transaction."""
+    budget = requested_budget(raw)
+    if budget is None:
+        return None
+    limit, price, signatures = budget
+    return price, signatures * LAMPORTS_PER_SIGNATURE + priority_fee(limit or 0, price)
