@@ -213,6 +213,9 @@ def main() -> None:
                 run = Run(schema, int(result["mints"]), result["seconds"], probe.by_group())
                 runs.append(run)
                 print(f"round {round_ + 1} {run.line()}", flush=True)
+    for _, migrations in plans:
+        if migrations is not None:
+            shutil.rmtree(migrations, ignore_errors=True)
     print("median per schema:")
     for schema, _ in plans:
         mine = [run for run in runs if run.schema == schema]
