@@ -38,7 +38,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from arq.connections import RedisSettings
@@ -71,6 +71,9 @@ STATEMENTS = {"count": 0}
 def count_statements() -> None:
     """Count every statement asyncpg sends from this process (the worker's included)."""
     connection: Any = asyncpg.connection.Connection  # patched: private methods, untyped
+    if getattr(connection, "_bench_counted", False):
+        return  # patched by an earlier run of this process
+    connection._bench_counted = True
     original_execute = connection._execute
     original_simple = connection.execute
 
@@ -85,6 +88,16 @@ def count_statements() -> None:
 
     connection._execute = counted_execute
     connection.execute = counted_simple
+
+
+class Probe(Protocol):
+    """Watches a run of the mint flow (bench/db_cost.py measures CPU with one)."""
+
+    def start(self, database: str) -> None:
+        """The requests are about to be offered, to the worker of database `database`."""
+
+    def stop(self) -> None:
+        """No request is live any more."""
 
 
 def start_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
@@ -129,8 +142,11 @@ async def offer(
 
 
 async def run_worker_bench(
-    rpc_url: str, tickets: int, extra_workers: int = 0, rate: int | None = None
+    rpc_url: str, tickets: int, extra_workers: int = 0, rate: int | None = None,
+    *, probe: Probe | None = None, migrations: Path | None = None,
 ) -> dict[str, float]:
+    """The mint flow: a new database (`migrations`, default the repository's), a tenant with
+    `tickets` sold tickets, one worker in this process; `probe` watches the timed part."""
     base = load_settings()
     server, origin = await services.find_postgres_server(base)
     name = f"cw_bench_{uuid.uuid4().hex[:8]}"
@@ -144,7 +160,7 @@ async def run_worker_bench(
         log_level="WARNING", log_format="json",
     )
     try:
-        await migrate(server.admin_dsn(name))
+        await migrate(server.admin_dsn(name), migrations)
         pool = await create_pool(server.app_dsn(name), settings)
         arq = await create_arq_pool(RedisSettings.from_dsn(redis.url))
         owner = await asyncpg.connect(server.admin_dsn(name))  # the ticket service's data
@@ -164,6 +180,8 @@ async def run_worker_bench(
         })
         await asyncio.sleep(3.0 if extra else 0.0)
         count_statements()
+        if probe is not None:
+            probe.start(name)
         started = time.monotonic()
         await offer(pool, arq, queue, seeded, rate)
         statements_before = STATEMENTS["count"]
@@ -174,8 +192,10 @@ async def run_worker_bench(
             if await live_count(watcher) == 0:
                 break
             await asyncio.sleep(0.1)
-        await watcher.close()
         elapsed = time.monotonic() - started
+        if probe is not None:
+            probe.stop()
+        await watcher.close()
         statements = STATEMENTS["count"] - statements_before
         conn = await asyncpg.connect(server.admin_dsn(name))
         latencies = [

@@ -6,7 +6,9 @@ checks of every group read all of a tenant's live rows that way (a third of a wo
 database time at 600 mints/s): whether a ticket has a live attempt, through reconcile's
 tenant index of live attempts, and whether an earlier request of the ticket is live,
 through the tenant's request index; and so did the group's locks of its requests and
-tickets by id. Each must touch about one row per id.
+tickets by id, the group's marking of its requests submitted, and the confirmation round's
+writing of what it observed (a join of every live attempt against every id). Each must
+touch about one row per id.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from solders.signature import Signature
 
-from chainworker.db import requests, tickets, transactions
+from chainworker.db import live_transactions, requests, tickets, transactions
 from chainworker.db import seed as seed_data
+from chainworker.lifecycle.model import TxSnapshot, TxStatus
 
 LIVE = 1500  # enough live rows that reading them all is unmistakable
 ASKED = 50  # a group's size at load
@@ -152,5 +155,50 @@ async def test_locking_by_id_touches_one_row_per_id_in_id_order(
     assert list(found) == sorted(request_ids) and list(locked) == sorted(asked)
     delivered = await _delivered(conn, plans)
     for table in ("chain_requests", "tickets"):
+        touched = _rows_touched(delivered, table)
+        assert touched and max(touched) <= BOUND, (table, touched, delivered)
+
+
+async def test_marking_submitted_and_observed_touches_one_row_per_id(
+    admin_conn: asyncpg.Connection, explained: list[str]
+) -> None:
+    """The group's requests marked submitted, the round's observations written."""
+    conn, plans = admin_conn, explained
+    tenant, ticket_ids = await _burst(conn)
+    owner = "plan-worker"
+    attempts = [
+        row["id"] for row in await conn.fetch(
+            """UPDATE pending_transactions SET lease_owner = $2
+                WHERE ticket_id = ANY($1::uuid[]) RETURNING id""",
+            ticket_ids[:ASKED], owner,
+        )
+    ]
+    queued = [
+        row["id"] for row in await conn.fetch(
+            "SELECT id FROM chain_requests WHERE ticket_id = ANY($1::uuid[])",
+            ticket_ids[LIVE : LIVE + ASKED],
+        )
+    ]
+    read = TxSnapshot(TxStatus.PENDING, 1, 2**40, None, None, False)
+    after = TxSnapshot(TxStatus.CONFIRMING, 1, 2**40, None, None, False)
+    async with conn.transaction():
+        await conn.execute("SET LOCAL ROLE chainworker_app")
+        await conn.execute("SELECT set_tenant_context($1)", tenant)
+        (await _delivered(conn, plans)).clear()
+        await requests.mark_submitted(conn, [(r, f"sig-{r}", 1) for r in queued])
+        await live_transactions.record_observations(
+            conn, owner, [live_transactions.Observed(a, read, after, slot=7) for a in attempts]
+        )
+    delivered = list(await _delivered(conn, plans))  # before the checks below add theirs
+    assert await conn.fetchval(
+        "SELECT count(*) FROM chain_requests WHERE id = ANY($1::uuid[]) AND status = 'submitted'",
+        queued,
+    ) == ASKED
+    assert await conn.fetchval(
+        """SELECT count(*) FROM pending_transactions
+            WHERE id = ANY($1::uuid[]) AND status = 'confirming' AND slot = 7""",
+        attempts,
+    ) == ASKED
+    for table in ("chain_requests", "pending_transactions"):
         touched = _rows_touched(delivered, table)
         assert touched and max(touched) <= BOUND, (table, touched, delivered)

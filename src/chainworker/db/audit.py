@@ -53,15 +53,24 @@ class Event:
 
 
 async def emit_events(conn: Connection, tenant_id: UUID, events: Sequence[Event]) -> None:
-    """Outbox events, in the same transaction as the change they describe."""
-    await conn.executemany(
+    """Outbox events, in the same transaction as the change they describe.
+
+    One statement for them all, ids in the order given: a statement per event paid
+    PostgreSQL's per-statement setup (constraints, triggers, RLS) once per event.
+    """
+    if not events:
+        return
+    await conn.execute(
         """INSERT INTO outbox (tenant_id, aggregate_type, aggregate_id, event_type, payload)
-           VALUES ($1, $2, $3, $4, $5::jsonb)""",
-        [
-            (tenant_id, e.aggregate_type, e.aggregate_id, e.event_type,
-             json.dumps(e.payload, default=str))
-            for e in events
-        ],
+           SELECT $1, e.aggregate_type, e.aggregate_id, e.event_type, e.payload
+             FROM unnest($2::text[], $3::uuid[], $4::text[], $5::jsonb[]) WITH ORDINALITY
+                  AS e(aggregate_type, aggregate_id, event_type, payload, n)
+            ORDER BY e.n""",
+        tenant_id,
+        [e.aggregate_type for e in events],
+        [e.aggregate_id for e in events],
+        [e.event_type for e in events],
+        [json.dumps(e.payload, default=str) for e in events],
     )
 
 

@@ -233,24 +233,23 @@ class Observed:
 async def record_observations(conn: Connection, owner: str, items: Sequence[Observed]) -> None:
     """Write what status reads changed (seen on chain: confirming at a slot; unknown past
     its blockhash: one more read decides). Only rows still as they were read, and leased by
-    `owner`, are written: an observation is never written over a newer one."""
-    await conn.execute(
+    `owner`, are written: an observation is never written over a newer one.
+
+    One primary-key probe per attempt (a statement per row, in one round trip), whatever
+    the planner's statistics say: joined to the list of ids in one statement, a table it had
+    no statistics for was read whole for every round (a seq scan of every live attempt,
+    then a join filter against every id).
+    """
+    await conn.executemany(
         """UPDATE pending_transactions p
-              SET status = u.status, expiry_check_pending = u.expiry_check,
-                  slot = coalesce(u.slot, p.slot)
-             FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::text[], $6::bool[],
-                         $7::bigint[])
-                  AS u(id, read_status, read_check, status, expiry_check, slot)
-            WHERE p.id = u.id AND p.status = u.read_status
-              AND p.expiry_check_pending = u.read_check
+              SET status = $5, expiry_check_pending = $6, slot = coalesce($7, p.slot)
+            WHERE p.id = $2 AND p.status = $3 AND p.expiry_check_pending = $4
               AND p.lease_owner = $1 AND p.tenant_id = current_tenant_id()""",
-        owner,
-        [item.tx_id for item in items],
-        [item.read.status for item in items],
-        [item.read.expiry_check_pending for item in items],
-        [item.after.status for item in items],
-        [item.after.expiry_check_pending for item in items],
-        [item.slot for item in items],
+        [
+            (owner, item.tx_id, item.read.status, item.read.expiry_check_pending,
+             item.after.status, item.after.expiry_check_pending, item.slot)
+            for item in items
+        ],
     )
 
 

@@ -223,16 +223,17 @@ async def latest_for_ticket(conn: Connection, ticket_id: UUID, limit: int = 20) 
 
 
 async def mark_submitted(conn: Connection, submitted: Sequence[tuple[UUID, str, int]]) -> None:
-    """Requests (id, signature, attempt) whose attempt is recorded and about to be sent."""
-    await conn.execute(
-        """UPDATE chain_requests r
-              SET status = 'submitted', tx_signature = u.signature, attempts = u.attempt,
-                  updated_at = now()
-             FROM unnest($1::uuid[], $2::text[], $3::int[]) AS u(id, signature, attempt)
-            WHERE r.id = u.id AND r.tenant_id = current_tenant_id()""",
-        [request_id for request_id, _, _ in submitted],
-        [signature for _, signature, _ in submitted],
-        [attempt for _, _, attempt in submitted],
+    """Requests (id, signature, attempt) whose attempt is recorded and about to be sent.
+
+    One primary-key probe per request (a statement per row, in one round trip), whatever
+    the planner's statistics say: joined to the list of ids in one statement, it read all
+    of the tenant's requests for every group when the table had no statistics yet.
+    """
+    await conn.executemany(
+        """UPDATE chain_requests
+              SET status = 'submitted', tx_signature = $2, attempts = $3, updated_at = now()
+            WHERE id = $1 AND tenant_id = current_tenant_id()""",
+        list(submitted),
     )
 
 
