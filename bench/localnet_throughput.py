@@ -107,9 +107,14 @@ def fund(url: str, count: int, lamports: int) -> list[Keypair]:
 
 
 def wait_landed(url: str, signatures: list[str], timeout: float) -> float:
-    """Seconds until every signature has a status (polled in batches of 256)."""
+    """Seconds until every signature has a status (polled in batches of 256).
+
+    A transaction that landed with an error is refused: a capacity figure is only
+    meaningful for transactions that did their work (one that runs out of compute units
+    fails early, and cheaply)."""
     started = time.perf_counter()
     remaining = list(signatures)
+    failed = 0
     while remaining:
         if time.perf_counter() - started > timeout:
             raise RuntimeError(f"{len(remaining)} signatures did not land in {timeout}s")
@@ -118,9 +123,12 @@ def wait_landed(url: str, signatures: list[str], timeout: float) -> float:
             chunk = remaining[offset : offset + 256]
             statuses = rpc(url, "getSignatureStatuses", [chunk])["value"]
             still.extend(sig for sig, status in zip(chunk, statuses, strict=True) if status is None)
+            failed += sum(1 for status in statuses if status is not None and status["err"])
         remaining = still
         if remaining:
             time.sleep(0.05)
+    if failed:
+        raise RuntimeError(f"{failed} of {len(signatures)} transactions landed with an error")
     return time.perf_counter() - started
 
 

@@ -48,7 +48,7 @@ from solders.keypair import Keypair
 from solders.transaction import VersionedTransaction
 
 from chainworker import services
-from chainworker.chain import fees, nft
+from chainworker.chain import nft
 from chainworker.config import load_settings
 from chainworker.db import seed as seed_data
 from chainworker.db.migrate import migrate
@@ -61,6 +61,7 @@ from chainworker.jobs.enqueue import drop_queue, request_operation
 from chainworker.jobs.worker import make_worker
 from chainworker.lifecycle.model import TxOp
 from chainworker.localnet.process import start_localnet
+from chainworker.pipeline.fees import ADDRESS_SEARCH_STEP_UNITS, unit_limit
 
 sys.path.insert(0, str(Path(__file__).parent))
 from localnet_throughput import SOL, UNLIMITED, fund, measure_send, rpc, token_2022_mints
@@ -276,23 +277,35 @@ def ticket_nft_mints(url: str, count: int) -> list[VersionedTransaction]:
         rpc(url, "getLatestBlockhash", [{"commitment": "processed"}])["value"]["blockhash"]
     )
 
+    holders = [Keypair().pubkey() for _ in range(count)]
+    mints = [Keypair() for _ in range(count)]
+
     def build(index: int, compute: nft.ComputeBudget | None) -> VersionedTransaction:
         ticket_id, event_id = uuid.uuid4(), uuid.uuid4()
         return nft.build_mint(
-            authority=authority, mint=Keypair(), holder=Keypair().pubkey(),
+            authority=authority, mint=mints[index], holder=holders[index],
             name=f"Benchmark Night #{index}", symbol=settings.nft_symbol,
             uri=f"https://tickets.example.com/{event_id}/{ticket_id}.json",
             ticket_id=ticket_id, event_id=event_id, memo=f"cw:{uuid.uuid4()}:1",
             recent_blockhash=blockhash, compute=compute,
         ).transaction
 
+    def steps(index: int) -> int:
+        return nft.address_search_steps(holders[index], mints[index].pubkey())
+
+    # The worker's budget (pipeline.fees): one simulation of the kind, each transaction's
+    # own address search, a unit price instruction.
     simulated = rpc(url, "simulateTransaction", [
-        base64.b64encode(bytes(build(0, None))).decode(), {"encoding": "base64"},
+        base64.b64encode(bytes(build(0, None))).decode(),
+        {"encoding": "base64", "commitment": "processed"},
     ])["value"]["unitsConsumed"]
-    limit = fees.compute_unit_limit(
-        simulated, settings.compute_unit_margin, settings.compute_unit_headroom
-    )
-    return [build(index, nft.ComputeBudget(unit_limit=limit)) for index in range(count)]
+    base = simulated - steps(0) * ADDRESS_SEARCH_STEP_UNITS
+    return [
+        build(index, nft.ComputeBudget(
+            unit_limit=unit_limit(settings, base, steps(index)), unit_price_microlamports=0
+        ))
+        for index in range(count)
+    ]
 
 
 async def live_count(conn: asyncpg.Connection) -> int:

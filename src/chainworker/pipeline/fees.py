@@ -17,6 +17,7 @@ from solders.pubkey import Pubkey
 
 from chainworker.chain import fees, nft
 from chainworker.chain.errors import ChainError
+from chainworker.config import Settings
 from chainworker.lifecycle.model import TxOp
 from chainworker.pipeline.build import Draft
 from chainworker.pipeline.context import PipelineContext, UnitsKind
@@ -36,12 +37,7 @@ async def compute_budget(
     """The budget for `attempt` of the draft's transaction; `unbudgeted` builds it without
     one, to simulate when its kind has not been lately."""
     steps = _search_steps(ctx, draft)
-    units = await _base_units(ctx, draft, steps, unbudgeted)
-    limit = fees.compute_unit_limit(
-        units + steps * ADDRESS_SEARCH_STEP_UNITS + BUDGET_INSTRUCTION_UNITS,
-        ctx.settings.compute_unit_margin,
-        ctx.settings.compute_unit_headroom,
-    )
+    limit = unit_limit(ctx.settings, await _base_units(ctx, draft, steps, unbudgeted), steps)
     price = await _recent_price(ctx, ctx.payers.key_of(draft.payer))
     settings = ctx.settings
     price = fees.replacement_price(
@@ -51,6 +47,16 @@ async def compute_budget(
         cap=settings.priority_fee_max_microlamports,
     )
     return nft.ComputeBudget(unit_limit=limit, unit_price_microlamports=price)
+
+
+def unit_limit(settings: Settings, base_units: int, search_steps: int) -> int:
+    """The unit limit asked for a transaction whose kind uses `base_units` without the
+    address search, and whose holder account takes `search_steps` steps to find."""
+    return fees.compute_unit_limit(
+        base_units + search_steps * ADDRESS_SEARCH_STEP_UNITS + BUDGET_INSTRUCTION_UNITS,
+        settings.compute_unit_margin,
+        settings.compute_unit_headroom,
+    )
 
 
 def attempt_cost(signers: int, budget: nft.ComputeBudget, rent: int) -> int:
