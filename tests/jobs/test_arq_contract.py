@@ -24,7 +24,7 @@ import orjson
 import pytest
 from arq import utils as arq_utils
 from arq.connections import ArqRedis
-from arq.constants import abort_jobs_ss, in_progress_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import deserialize_job, deserialize_job_raw, serialize_job, serialize_result
 from arq.worker import Worker, func
 from packaging.requirements import Requirement
@@ -431,6 +431,8 @@ def test_the_worker_methods_we_call_or_override_have_the_signatures_we_assume() 
         "_poll_iteration": ["self"],
         "start_jobs": ["self", "job_ids"],
         "run_job": ["self", "job_id", "score"],
+        "finish_job": ["self", "job_id", "finish", "result_data", "result_timeout_s",
+                       "keep_result_forever", "incr_score", "keep_in_progress"],
     }
     for name, parameters in expected.items():
         method = Worker.__dict__[name]
@@ -489,3 +491,70 @@ def test_the_other_modules_reach_arq_s_internals_only_through_arq_internals(name
     assert not [module for module in plain if module.split(".")[0] == "arq"]
     named = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     assert named & WORKER_PRIVATE == set()
+
+
+# --- The finish (Worker.finish_job) -------------------------------------------------------
+
+FINISHES = [
+    # (finish, result_data, result_timeout_s, keep_result_forever, incr_score, keep_in_progress)
+    (True, None, None, False, None, None),  # done, no result kept (our keep_result=0)
+    (True, b"result", 60.0, False, None, None),
+    (True, b"result", None, True, None, None),
+    (False, None, None, False, 5_000, None),  # a retry: the score is raised
+    (False, None, None, False, None, 30.0),  # the in-progress key is kept a while
+    (False, None, None, False, 5_000, 30.0),
+]
+
+
+async def test_our_batched_finish_does_what_arq_s_finish_job_does(
+    arq: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    freeze_arq_clock(monkeypatch)
+    states = []
+    for make in (Worker, BatchStartWorker):
+        queue = own_queue_name("finish")
+        try:
+            worker = make(**worker_options(arq, queue))
+            ids = []
+            for n, _ in enumerate(FINISHES):
+                job = await arq.enqueue_job("mint_ticket", str(UUID(int=n)), TENANT,
+                                            _job_id=f"{queue}:{n}", _queue_name=queue)
+                assert job is not None
+                ids.append(job.job_id)
+                await arq.psetex(in_progress_key_prefix + job.job_id, 60_000, b"1")
+                await arq.incr(retry_key_prefix + job.job_id)
+                await arq.zadd(abort_jobs_ss, {job.job_id: 1})
+            # All at once, as jobs that end together: ours writes them in one MULTI/EXEC.
+            await asyncio.gather(*(
+                worker.finish_job(job_id, *arguments)
+                for job_id, arguments in zip(ids, FINISHES, strict=True)
+            ))
+            states.append(renamed(await snapshot(arq, queue), queue, "Q"))
+            aborts = [await arq.zscore(abort_jobs_ss, job_id) for job_id in ids]
+            states[-1]["abort"] = ("zset", aborts, -1)
+        finally:
+            await drop_queue(arq, queue)
+            await delete_matching(arq, queue)
+    theirs, ours = states
+    assert_same_state(theirs, ours)
+    # Spelled out: finished jobs are gone from the queue, their job and retry keys too.
+    assert not any(key.startswith(job_key_prefix) and key.endswith((":0", ":1", ":2"))
+                   for key in theirs)
+    assert theirs["abort"][1][:3] == [None, None, None]
+
+
+async def test_a_failed_batched_finish_reaches_every_job_of_the_batch(
+    arq: ArqRedis, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = BatchStartWorker(**worker_options(arq, queue))
+
+    async def refuses(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RedisConnectionError("Redis went away")
+
+    monkeypatch.setattr(type(arq.pipeline()), "execute", refuses)
+    results = await asyncio.gather(
+        *(worker.finish_job(f"{queue}:{n}", True, None, None, False, None, None)
+          for n in range(3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, RedisConnectionError) for r in results), results

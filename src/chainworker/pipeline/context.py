@@ -36,6 +36,8 @@ PRIORITY_FEE_TTL_SECONDS = 10.0
 SPEND_LIMIT_TTL_SECONDS = 10.0
 # Public keys derived per (tenant, user) or (tenant, ticket) kept at most; then forgotten.
 ADDRESS_CACHE_SIZE = 100_000
+# Mint keypairs kept between an attempt's budget and its signature (a group's worth).
+MINT_KEYPAIRS_KEPT = 4_096
 
 # (request id, tenant id, operation): one job for one recorded request.
 QueuedJob = tuple[UUID, UUID, TxOp]
@@ -61,6 +63,8 @@ class Keys:
     custodial_seed: bytes
     # (kind, tenant, user or ticket) -> a derived public key
     addresses: dict[tuple[str, UUID, UUID], Pubkey] = field(default_factory=dict)
+    # (tenant, ticket) -> the mint keypair and its address, for the tickets being signed now
+    mint_keypairs: dict[tuple[UUID, UUID], tuple[Keypair, Pubkey]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         # Not the dataclass repr: it would print the seeds into any traceback or log line
@@ -68,14 +72,21 @@ class Keys:
         return f"Keys(authority={self.authority.pubkey()})"
 
     def mint_key(self, tenant_id: UUID, ticket_id: UUID) -> tuple[Keypair, Pubkey]:
-        """The ticket's mint keypair and address; the address is remembered."""
+        """The ticket's mint keypair and address; both remembered for a while (an attempt
+        needs the address for its budget, then the keypair to sign)."""
+        kept = self.mint_keypairs.get((tenant_id, ticket_id))
+        if kept is not None:
+            return kept
         keypair = keys.mint_keypair(self.mint_seed, tenant_id, ticket_id)
         address = keypair.pubkey()
+        if len(self.mint_keypairs) >= MINT_KEYPAIRS_KEPT:
+            self.mint_keypairs.clear()
+        self.mint_keypairs[(tenant_id, ticket_id)] = (keypair, address)
         self._remember(("mint", tenant_id, ticket_id), address)
         return keypair, address
 
     def mint_address(self, tenant_id: UUID, ticket_id: UUID) -> Pubkey:
-        """The ticket's mint address: remembered from signing, or derived."""
+        """The ticket's mint address: remembered, or derived (the keypair is kept too)."""
         address = self.addresses.get(("mint", tenant_id, ticket_id))
         return address if address is not None else self.mint_key(tenant_id, ticket_id)[1]
 
