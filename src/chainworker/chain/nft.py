@@ -54,7 +54,7 @@ from spl.token.models import (
     TransferCheckedParams,
 )
 
-from chainworker.chain import token2022
+from chainworker.chain import keys, token2022
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 
 PACKET_DATA_SIZE: Final = 1232
@@ -121,21 +121,7 @@ class TooLarge(ValueError):
     """The transaction does not fit in one packet."""
 
 
-# id(keypair) -> (keypair, its public key): the authority and the fee payers sign every
-# build, and deriving a public key costs as much as a signature. The keypair is kept so
-# that its id is not reused while it is cached.
-_public_keys: dict[int, tuple[Keypair, Pubkey]] = {}
-_PUBLIC_KEYS_KEPT: Final = 256
-
-
-def _public_key(keypair: Keypair) -> Pubkey:
-    """The keypair's public key, derived once."""
-    found = _public_keys.get(id(keypair))
-    if found is None or found[0] is not keypair:
-        if len(_public_keys) >= _PUBLIC_KEYS_KEPT:
-            _public_keys.clear()
-        found = _public_keys[id(keypair)] = (keypair, keypair.pubkey())
-    return found[1]
+_public_key = keys.public_key
 
 
 def _signers(
@@ -289,7 +275,7 @@ def build_mint(
     instructions = _prelude(compute, memo)
 
     owner, payer_key, signers = _signers(authority, payer)
-    mint_key = mint_address if mint_address is not None else mint.pubkey()
+    mint_key = mint_address if mint_address is not None else _public_key(mint)
     signers[mint_key] = mint
     templates = _mint_templates(owner)
     fields = [(TICKET_ID_FIELD, str(ticket_id)), (EVENT_ID_FIELD, str(event_id))]

@@ -78,7 +78,7 @@ class Keys:
         if kept is not None:
             return kept
         keypair = keys.mint_keypair(self.mint_seed, tenant_id, ticket_id)
-        address = keypair.pubkey()
+        address = keys.public_key(keypair)
         if len(self.mint_keypairs) >= MINT_KEYPAIRS_KEPT:
             self.mint_keypairs.clear()
         self.mint_keypairs[(tenant_id, ticket_id)] = (keypair, address)
