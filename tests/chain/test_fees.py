@@ -9,10 +9,13 @@ from solders.compute_budget import set_compute_unit_limit, set_compute_unit_pric
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.message import MessageV0
+from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
+from spl.token.instructions import get_associated_token_address
 
-from chainworker.chain import fees
+from chainworker.chain import fees, nft
+from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 
 
 def test_unit_limit_adds_the_margin_and_rounds_up() -> None:
@@ -96,3 +99,17 @@ def test_fee_of_reads_the_price_and_charges_the_limit_asked_for() -> None:
     bare = MessageV0.try_compile(payer.pubkey(), instructions[2:], [], Hash.default())
     assert fees.fee_of(bytes(VersionedTransaction(bare, [payer]))) == (0, 5_000)
     assert fees.fee_of(b"") is None and fees.fee_of(b"\x01garbage") is None
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
+def test_the_holder_account_and_its_search_are_the_associated_token_program_s(
+    owner: bytes, mint: bytes
+) -> None:
+    holder, mint_key = Pubkey(owner), Pubkey(mint)
+    expected = get_associated_token_address(holder, mint_key, TOKEN_2022_PROGRAM_ID)
+    assert nft.holder_token_account(holder, mint_key) == expected
+    steps = nft.address_search_steps(holder, mint_key)
+    assert 0 <= steps <= 255
+    # The bump found after `steps` failed tries gives the same address.
+    seeds = [bytes(holder), bytes(TOKEN_2022_PROGRAM_ID), bytes(mint_key), bytes([255 - steps])]
+    assert Pubkey.create_program_address(seeds, nft.ASSOCIATED_TOKEN_PROGRAM_ID) == expected

@@ -39,7 +39,6 @@ from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID
 from spl.token.instructions import (
     burn_checked,
     create_idempotent_associated_token_account,
-    get_associated_token_address,
     initialize_mint2,
     mint_to_checked,
     set_authority,
@@ -101,7 +100,16 @@ class SignedTx:
 
 def holder_token_account(holder: Pubkey, mint: Pubkey) -> Pubkey:
     """The holder's associated token account for a ticket mint."""
-    return get_associated_token_address(holder, mint, TOKEN_2022_PROGRAM_ID)
+    return _holder_account(holder, mint)[0]
+
+
+@functools.lru_cache(maxsize=8192)
+def _holder_account(holder: Pubkey, mint: Pubkey) -> tuple[Pubkey, int]:
+    """(address, bump) of the holder's associated token account: searched once per pair,
+    though an attempt needs it for its budget and twice in its instructions."""
+    return Pubkey.find_program_address(
+        [bytes(holder), bytes(TOKEN_2022_PROGRAM_ID), bytes(mint)], ASSOCIATED_TOKEN_PROGRAM_ID
+    )
 
 
 def address_search_steps(holder: Pubkey, mint: Pubkey) -> int:
@@ -111,10 +119,7 @@ def address_search_steps(holder: Pubkey, mint: Pubkey) -> int:
     a program-address derivation (1,500 units): the one part of a transaction's units
     that differs from one holder to the next.
     """
-    _, bump = Pubkey.find_program_address(
-        [bytes(holder), bytes(TOKEN_2022_PROGRAM_ID), bytes(mint)], ASSOCIATED_TOKEN_PROGRAM_ID
-    )
-    return 255 - bump
+    return 255 - _holder_account(holder, mint)[1]
 
 
 class TooLarge(ValueError):
