@@ -252,3 +252,16 @@ def test_a_seed_generated_in_the_state_dir_is_redacted(captured: Captured, tmp_p
     (line,) = captured.lines()
     assert seed not in captured.text()
     assert line["event"] == f"derived with {logs.REDACTED}"
+
+
+def test_nested_contexts_add_fields_and_give_them_back(captured: Captured) -> None:
+    log = logs.get_logger("chainworker.test")
+    with logs.log_context(tenant_id="t-1"):
+        with logs.log_context(job_id="j-1", tenant_id="t-2"):
+            log.info("inner")
+        log.info("outer", job_id="given")  # the event's own value wins
+    log.info("none")
+    inner, outer, none = captured.lines()
+    assert (inner["tenant_id"], inner["job_id"]) == ("t-2", "j-1")
+    assert (outer["tenant_id"], outer["job_id"]) == ("t-1", "given")
+    assert not set(logs.CONTEXT_KEYS) & set(none)
