@@ -113,3 +113,16 @@ def test_the_holder_account_and_its_search_are_the_associated_token_program_s(
     # The bump found after `steps` failed tries gives the same address.
     seeds = [bytes(holder), bytes(TOKEN_2022_PROGRAM_ID), bytes(mint_key), bytes([255 - steps])]
     assert Pubkey.create_program_address(seeds, nft.ASSOCIATED_TOKEN_PROGRAM_ID) == expected
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32),
+       st.binary(min_size=32, max_size=32))
+def test_the_holder_account_instruction_is_spl_s_create_idempotent(
+    payer: bytes, owner: bytes, mint: bytes
+) -> None:
+    from spl.token.instructions import create_idempotent_associated_token_account
+
+    expected = create_idempotent_associated_token_account(
+        Pubkey(payer), Pubkey(owner), Pubkey(mint), TOKEN_2022_PROGRAM_ID
+    )
+    assert nft._create_holder_account(Pubkey(payer), Pubkey(owner), Pubkey(mint)) == expected

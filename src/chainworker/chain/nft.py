@@ -144,6 +144,8 @@ def _signers(
 # Stand-ins for a ticket's mint and holder account in the instruction templates below.
 _MINT_SLOT: Final = Pubkey(bytes([1] * 32))
 _ACCOUNT_SLOT: Final = Pubkey(bytes([2] * 32))
+_OWNER_SLOT: Final = Pubkey(bytes([3] * 32))
+_PAYER_SLOT: Final = Pubkey(bytes([4] * 32))
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,9 @@ class _Template:
         slots = {_MINT_SLOT: mint}
         if account is not None:
             slots[_ACCOUNT_SLOT] = account
+        return self.rebind_all(slots)
+
+    def rebind_all(self, slots: dict[Pubkey, Pubkey]) -> Instruction:
         return Instruction(
             self.instruction.program_id,
             self.instruction.data,
@@ -165,6 +170,25 @@ class _Template:
                 for meta in self.instruction.accounts
             ],
         )
+
+
+@functools.lru_cache(maxsize=1)
+def _create_holder_account_template() -> tuple[_Template, Pubkey]:
+    """spl's CreateIdempotent for stand-in accounts, and the stand-in account it creates."""
+    instruction = create_idempotent_associated_token_account(
+        _PAYER_SLOT, _OWNER_SLOT, _MINT_SLOT, TOKEN_2022_PROGRAM_ID
+    )
+    return _Template(instruction), holder_token_account(_OWNER_SLOT, _MINT_SLOT)
+
+
+def _create_holder_account(payer: Pubkey, holder: Pubkey, mint: Pubkey) -> Instruction:
+    """The holder's token account, created unless it exists, funded by `payer` (spl's
+    builder searches the account's address again each time; ours is remembered)."""
+    template, stand_in = _create_holder_account_template()
+    return template.rebind_all({
+        _PAYER_SLOT: payer, _OWNER_SLOT: holder, _MINT_SLOT: mint,
+        stand_in: holder_token_account(holder, mint),
+    })
 
 
 @dataclass(frozen=True)
@@ -306,9 +330,7 @@ def build_mint(
         for key, value in fields
     ]
     instructions += [
-        create_idempotent_associated_token_account(
-            payer_key, holder, mint_key, TOKEN_2022_PROGRAM_ID
-        ),
+        _create_holder_account(payer_key, holder, mint_key),
         templates.mint_one.rebind(mint_key, holder_token_account(holder, mint_key)),
         templates.remove_mint_authority.rebind(mint_key),
         token2022.memo(memo),
@@ -358,9 +380,7 @@ def build_transfer(
     instructions = _prelude(compute, memo)
     owner, payer_key, signers = _signers(authority, payer)
     instructions += [
-        create_idempotent_associated_token_account(
-            payer_key, to_holder, mint, TOKEN_2022_PROGRAM_ID
-        ),
+        _create_holder_account(payer_key, to_holder, mint),
         transfer_checked(
             TransferCheckedParams(
                 program_id=TOKEN_2022_PROGRAM_ID,
