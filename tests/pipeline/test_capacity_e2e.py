@@ -19,6 +19,7 @@ from uuid import UUID
 
 import asyncpg
 import pytest
+from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
@@ -150,6 +151,16 @@ async def test_under_a_flood_replacements_raise_their_fee_until_they_land_once(
     worker = stack.worker(PRIORITY_FEE_PERCENTILE="0", PRIORITY_FEE_RAISE_FACTOR="2",
                           PRIORITY_FEE_RAISE_FLOOR_MICROLAMPORTS="2000", MAX_RETRIES="6")
     try:
+        async def started() -> bool:
+            return "worker started" in worker.output()
+
+        await wait_for(started, 30, "the worker to start")
+        # A block with a price-0 transaction (airdrops go first) in the fee window, so
+        # that the first attempts read 0 as the cheapest recent price, not the flood's.
+        async with SolanaRpc([flooded_localnet.rpc_url]) as rpc:
+            await rpc.wait_for_confirmation(
+                await rpc.request_airdrop(Keypair().pubkey(), 1_000_000), 10
+            )
         stack.cli("enqueue", "mint", "--tenant", tenant, "--ticket", "-",
                   stdin="\n".join(seeded["ticket_ids"]))
         await wait_for(lambda: settled(admin_conn, tenant, 4), 180, "four mints")
