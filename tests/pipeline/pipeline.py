@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from uuid import UUID
 
 import asyncpg
+from solders.message import MessageV0
+from solders.pubkey import Pubkey
 
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.db import requests as request_rows
@@ -66,3 +68,11 @@ async def attempt_states(admin: asyncpg.Connection, tenant: UUID) -> list[tuple[
         tenant,
     )
     return [(row["status"], row["attempt"]) for row in rows]
+
+
+def signers_of(message: MessageV0) -> tuple[list[Pubkey], list[Pubkey]]:
+    """(writable signers, read-only signers) of a message, the fee payer first."""
+    header = message.header
+    writable = header.num_required_signatures - header.num_readonly_signed_accounts
+    keys = list(message.account_keys)
+    return keys[:writable], keys[writable : header.num_required_signatures]

@@ -10,22 +10,15 @@ from uuid import uuid4
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.message import MessageV0
-from solders.pubkey import Pubkey
 
 from chainworker.chain import nft
 from chainworker.db.tickets import TicketRow
 from chainworker.lifecycle.model import TxOp
 from chainworker.pipeline.build import Draft, build_attempt
+from tests.pipeline.pipeline import signers_of
 from tests.pipeline.test_context import make_context
 
 BUDGET = nft.ComputeBudget(unit_limit=50_000, unit_price_microlamports=10_000)
-
-
-def signers_of(message: MessageV0) -> tuple[list[Pubkey], list[Pubkey]]:
-    header = message.header
-    writable = header.num_required_signatures - header.num_readonly_signed_accounts
-    keys = list(message.account_keys)
-    return keys[:writable], keys[writable : header.num_required_signatures]
 
 
 def mint_draft(event_name: str, payer: Keypair | None) -> Draft:

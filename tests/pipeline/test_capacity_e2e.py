@@ -27,7 +27,7 @@ from chainworker.chain import fees
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.localnet.process import LocalnetProcess, start_localnet
 from tests.conftest import TestDatabase
-from tests.helpers import Stack, wait_for
+from tests.helpers import Stack, WorkerProcess, wait_for
 from tests.jobs.test_lifecycle_e2e import request_statuses, settled
 
 pytestmark = pytest.mark.timeout(240)
@@ -73,16 +73,21 @@ async def landed_per_block(
     return blocks, sorted(limits)[len(limits) // 2]
 
 
+async def started(worker: WorkerProcess) -> None:
+    """Until the worker's start line (its payers funded, when it has a pool)."""
+
+    async def logged() -> bool:
+        return "worker started" in worker.output()
+
+    await wait_for(logged, 30, "the worker to start")
+
+
 async def mint_all(stack: Stack, admin: asyncpg.Connection, **env: str) -> str:
     seeded = stack.cli_json("seed", "--tickets", str(MINTS), "--users", "10")
     tenant = seeded["tenant_id"]
     worker = stack.worker(0, **env)
     try:
-
-        async def started() -> bool:
-            return "worker started" in worker.output()
-
-        await wait_for(started, 30, "the worker to start")
+        await started(worker)
         stack.cli("enqueue", "mint", "--tenant", tenant, "--ticket", "-",
                   stdin="\n".join(seeded["ticket_ids"]))
         await wait_for(lambda: settled(admin, tenant, MINTS), 120, f"{MINTS} mints")
@@ -151,10 +156,7 @@ async def test_under_a_flood_replacements_raise_their_fee_until_they_land_once(
     worker = stack.worker(PRIORITY_FEE_PERCENTILE="0", PRIORITY_FEE_RAISE_FACTOR="2",
                           PRIORITY_FEE_RAISE_FLOOR_MICROLAMPORTS="2000", MAX_RETRIES="6")
     try:
-        async def started() -> bool:
-            return "worker started" in worker.output()
-
-        await wait_for(started, 30, "the worker to start")
+        await started(worker)
         # A block with a price-0 transaction (airdrops go first) in the fee window, so
         # that the first attempts read 0 as the cheapest recent price, not the flood's.
         async with SolanaRpc([flooded_localnet.rpc_url]) as rpc:

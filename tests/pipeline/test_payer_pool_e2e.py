@@ -18,22 +18,11 @@ from chainworker.config import load_settings
 from chainworker.localnet.process import LocalnetProcess
 from tests.helpers import Stack, wait_for
 from tests.jobs.test_lifecycle_e2e import request_statuses, settled
+from tests.pipeline.pipeline import signers_of
 
 PAYERS = 3
 MIN_LAMPORTS = 50_000_000
 TOP_UP_LAMPORTS = 200_000_000
-
-
-def writable_signers(message: MessageV0) -> list[Pubkey]:
-    header = message.header
-    count = header.num_required_signatures - header.num_readonly_signed_accounts
-    return list(message.account_keys[:count])
-
-
-def readonly_signers(message: MessageV0) -> list[Pubkey]:
-    header = message.header
-    writable = header.num_required_signatures - header.num_readonly_signed_accounts
-    return list(message.account_keys[writable : header.num_required_signatures])
 
 
 async def test_a_pool_pays_for_every_ticket_transaction_and_is_topped_up_on_record(
@@ -89,9 +78,10 @@ async def test_a_pool_pays_for_every_ticket_transaction_and_is_topped_up_on_reco
             assert isinstance(message, MessageV0)
             payer = message.account_keys[0]
             assert payer in payers, attempt["tx_type"]
-            assert writable_signers(message)[0] == payer
-            assert authority not in writable_signers(message)
-            assert authority in readonly_signers(message)
+            writable, readonly = signers_of(message)
+            assert writable[0] == payer
+            assert authority not in writable
+            assert authority in readonly
             paid_by.add(payer)
         assert len(paid_by) > 1  # spread over the pool, not all on one payer
         for ticket in tickets[1:]:
