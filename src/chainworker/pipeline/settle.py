@@ -46,7 +46,8 @@ BLOCKHASH_VALID_BLOCKS = 150
 log = logs.get_logger(__name__)
 
 
-def _epoch(moment: datetime | None) -> float | None:
+def epoch(moment: datetime | None) -> float | None:
+    """A row's time as the lifecycle's decisions take it (seconds since the epoch)."""
     return moment.timestamp() if moment is not None else None
 
 
@@ -55,8 +56,8 @@ def snapshot(row: LiveAttempt) -> TxSnapshot:
         status=row.status,
         attempt=row.attempt,
         last_valid_block_height=row.last_valid_block_height,
-        last_sent_at=_epoch(row.last_sent_at),
-        last_rebroadcast_at=_epoch(row.last_rebroadcast_at),
+        last_sent_at=epoch(row.last_sent_at),
+        last_rebroadcast_at=epoch(row.last_rebroadcast_at),
         expiry_check_pending=row.expiry_check_pending,
     )
 

@@ -27,7 +27,7 @@ from chainworker.lifecycle import decide
 from chainworker.lifecycle.model import Policy, TxSnapshot, TxStatus
 from chainworker.obs import logs, metrics
 from chainworker.pipeline.context import PipelineContext
-from chainworker.pipeline.settle import observed
+from chainworker.pipeline.settle import epoch, observed
 
 log = logs.get_logger(__name__)
 
@@ -89,7 +89,7 @@ async def _settle(ctx: PipelineContext, live: list[fee_payers.LiveTopUp]) -> int
             snapshot = TxSnapshot(
                 status=TxStatus.PENDING, attempt=1,
                 last_valid_block_height=top_up.last_valid_block_height,
-                last_sent_at=top_up.last_sent_at.timestamp() if top_up.last_sent_at else None,
+                last_sent_at=epoch(top_up.last_sent_at),
                 expiry_check_pending=top_up.expiry_check_pending,
             )
             action = decide.next_action(snapshot, observed(status), read.height, now, policy)
