@@ -7,9 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
 from solders.hash import Hash
+from solders.instruction import CompiledInstruction
 from solders.keypair import Keypair
-from solders.message import MessageV0
+from solders.message import MessageHeader, MessageV0
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 from spl.token.instructions import get_associated_token_address
@@ -99,6 +101,10 @@ def test_fee_of_reads_the_price_and_charges_the_limit_asked_for() -> None:
     bare = MessageV0.try_compile(payer.pubkey(), instructions[2:], [], Hash.default())
     assert fees.fee_of(bytes(VersionedTransaction(bare, [payer]))) == (0, 5_000)
     assert fees.fee_of(b"") is None and fees.fee_of(b"\x01garbage") is None
+    # an instruction whose program is outside the message's keys: no transaction either
+    stray = MessageV0(MessageHeader(1, 0, 0), [payer.pubkey()], Hash.default(),
+                      [CompiledInstruction(5, b"\x02", b"")], [])
+    assert fees.fee_of(bytes(VersionedTransaction.populate(stray, [Signature.default()]))) is None
 
 
 @given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))

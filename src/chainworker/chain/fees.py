@@ -85,7 +85,10 @@ def requested_budget(raw: bytes) -> tuple[int | None, int, int] | None:
     limit: int | None = None
     price = 0
     for instruction in message.instructions:
-        if keys[instruction.program_id_index] != COMPUTE_BUDGET_PROGRAM:
+        index = instruction.program_id_index
+        if index >= len(keys):  # a program outside the message's keys: no transaction
+            return None
+        if keys[index] != COMPUTE_BUDGET_PROGRAM:
             continue
         data = bytes(instruction.data)
         if data[:1] == bytes([_SET_COMPUTE_UNIT_LIMIT]) and len(data) >= 5:
