@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from chainworker.chain.keys import public_key
+
 # Units charged to a payer are weighed over this long: a few 400 ms slots.
 LOAD_WINDOW_SECONDS = 1.2
 
@@ -37,15 +39,11 @@ class PayerPool:
     _charged: dict[Pubkey, deque[tuple[float, int]]] = field(default_factory=dict)
     _load: dict[Pubkey, int] = field(default_factory=dict)
     _keys: dict[Pubkey, Keypair] = field(default_factory=dict)
-    # id(keypair) -> its public key: deriving one costs as much as a signature.
-    _key_of: dict[int, Pubkey] = field(default_factory=dict)
-
     _authority_key: Pubkey = field(default_factory=Pubkey.default)
 
     def __post_init__(self) -> None:
-        self._authority_key = self.authority.pubkey()
-        self._keys = {payer.pubkey(): payer for payer in self.payers}
-        self._key_of = {id(payer): key for key, payer in self._keys.items()}
+        self._authority_key = public_key(self.authority)
+        self._keys = {public_key(payer): payer for payer in self.payers}
         for key in self._keys:
             self._charged[key] = deque()
             self._load[key] = 0
@@ -72,14 +70,14 @@ class PayerPool:
 
     def key_of(self, payer: Keypair | None) -> Pubkey:
         """The paying account's address: the payer's, or the authority's."""
-        if payer is None:
-            return self._authority_key
-        return self._key_of.get(id(payer)) or payer.pubkey()
+        return self._authority_key if payer is None else public_key(payer)
 
     def charge(self, payer: Keypair | None, units: int, lamports: int) -> None:
         """Count a signed transaction against its payer: its unit limit and its cost."""
-        key = None if payer is None else self._key_of.get(id(payer))
-        if key is None:
+        if payer is None:
+            return
+        key = public_key(payer)
+        if key not in self._keys:
             return
         self._charged[key].append((time.monotonic(), units))
         self._load[key] += units
