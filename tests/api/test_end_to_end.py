@@ -47,6 +47,7 @@ async def test_mint_via_api_and_burn_via_outbox_reach_the_chain(
             chain = await client.ticket_chain(ticket)
             assert chain["token_mint"] == final["token_mint"] and chain["status"] == "minted"
             assert chain["holder"]["amount"] == 1 and chain["holder"]["owner"]
+            assert chain["mint_closed"] is False and chain["rent_reclaimed_lamports"] == 0
             assert chain["live_transaction"] is None
             assert "minted" in [h["new_status"] for h in chain["history"]]
 
@@ -83,6 +84,18 @@ async def test_mint_via_api_and_burn_via_outbox_reach_the_chain(
             " AND event_type = 'nft.burn_requested'",
             ticket,
         )
+        # The refund closed the mint (a custodial holder's account with it): the rent
+        # came back, and the tenant was credited with it.
+        credited = await admin.fetchval(
+            "SELECT -amount FROM spending_transactions WHERE tenant_id = $1"
+            " AND reference_type = 'rent_reclaimed'",
+            tenant.id,
+        )
+        async with ChainworkerClient(running_api.url, tenant.token) as client:
+            chain = await client.ticket_chain(ticket)
+        assert chain["mint_closed"] is True and chain["status"] == "refunded"
+        assert chain["rent_reclaimed_lamports"] == credited > 2_074_080
+        assert chain["holder"] == {"owner": None, "amount": 0, "error": None}
     finally:
         worker.stop()
 

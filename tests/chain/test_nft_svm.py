@@ -94,6 +94,8 @@ def test_mint_creates_a_one_of_one_with_metadata(svm: LiteSVM, authority: Keypai
     assert state.base.mint_authority is None
     assert state.base.freeze_authority is None
     assert state.permanent_delegate == authority.pubkey()
+    assert state.close_authority == authority.pubkey()
+    assert token2022.EXT_MINT_CLOSE_AUTHORITY in state.extension_types
     assert state.metadata_pointer == token2022.MetadataPointer(authority.pubkey(), mint)
     assert state.metadata is not None
     assert state.metadata.mint == mint
@@ -219,7 +221,7 @@ def test_largest_allowed_mint_fits_one_packet_and_lands(svm: LiteSVM, authority:
         recent_blockhash=svm.latest_blockhash(),
         compute=ComputeBudget(unit_limit=nft.MAX_COMPUTE_UNITS, unit_price_microlamports=10**9),
     )
-    assert len(signed.raw) <= nft.PACKET_DATA_SIZE
+    assert len(signed.raw) == nft.PACKET_DATA_SIZE  # the bounds are the most that fits
     assert signed.raw == bytes(signed.transaction)
     assert signed.signature == signed.transaction.signatures[0]
     send(svm, signed.transaction)
@@ -346,3 +348,72 @@ def test_a_mint_address_given_by_the_caller_builds_the_same_transaction(
         "memo": "m", "recent_blockhash": svm.latest_blockhash(),
     }
     assert nft.build_mint(**args, mint_address=mint.pubkey()).raw == nft.build_mint(**args).raw
+
+
+def test_burn_closes_the_mint_and_the_holders_account_and_the_payer_gets_their_rent(
+    svm: LiteSVM, authority: Keypair
+) -> None:
+    holder, payer = Keypair(), Keypair()
+    svm.airdrop(payer.pubkey(), 10**9)
+    minted = mint_one(svm, authority, holder=holder.pubkey())
+    mint = minted.mint.pubkey()
+    account = holder_token_account(holder.pubkey(), mint)
+    rent = [svm.get_balance(mint) or 0, svm.get_balance(account) or 0]
+    assert rent[1] == token2022.rent_exempt_lamports(170)
+    before = svm.get_balance(payer.pubkey()) or 0
+    burn = nft.build_burn(
+        authority=authority, mint=mint, holder=holder.pubkey(), memo="burn-1",
+        recent_blockhash=svm.latest_blockhash(), payer=payer, close_mint=True,
+        holder_signer=holder,
+    )
+    send(svm, burn.transaction)
+    assert svm.get_account(mint) is None and svm.get_account(account) is None
+    # three signatures: the payer, the authority (burn, mint close), the holder
+    assert (svm.get_balance(payer.pubkey()) or 0) - before == sum(rent) - 3 * 5_000
+
+
+def test_an_external_holders_account_stays_when_the_mint_closes(
+    svm: LiteSVM, authority: Keypair
+) -> None:
+    minted = mint_one(svm, authority)
+    mint = minted.mint.pubkey()
+    burn = nft.build_burn(
+        authority=authority, mint=mint, holder=minted.holder, memo="burn-1",
+        recent_blockhash=svm.latest_blockhash(), close_mint=True,
+    )
+    assert len(burn.transaction.signatures) == 1  # the authority alone
+    send(svm, burn.transaction)
+    assert svm.get_account(mint) is None
+    assert balance(svm, minted.holder, mint) == 0  # empty, and the holder's to close
+
+
+def test_a_mint_without_close_authority_burns_as_before_and_cannot_be_closed(
+    svm: LiteSVM, authority: Keypair
+) -> None:
+    minted = mint_one(svm, authority, close_authority=False)
+    mint = minted.mint.pubkey()
+    fields = [("ticket_id", str(minted.ticket_id)), ("event_id", str(minted.event_id))]
+    size = token2022.final_mint_size(
+        "Concert #1", "TIX", "https://tickets.example/m/1.json", fields, close_authority=False
+    )
+    account = svm.get_account(mint)
+    assert account is not None and len(account.data) == size
+    assert account.lamports == token2022.rent_exempt_lamports(size)
+    assert read_mint(svm, mint).close_authority is None
+    common: dict[str, Any] = {"authority": authority, "mint": mint, "holder": minted.holder}
+    closing = nft.build_burn(
+        **common, memo="burn-1", recent_blockhash=svm.latest_blockhash(), close_mint=True
+    )
+    assert "InvalidAccountData" in send_failing(svm, closing.transaction)  # it fails whole
+    assert read_mint(svm, mint).base.supply == 1
+    send(svm, nft.build_burn(**common, memo="burn-2", recent_blockhash=svm.latest_blockhash())
+         .transaction)
+    assert read_mint(svm, mint).base.supply == 0
+
+
+def test_only_the_holder_signs_for_the_holders_account(authority: Keypair) -> None:
+    with pytest.raises(ValueError, match="not the holder"):
+        nft.build_burn(
+            authority=authority, mint=Keypair().pubkey(), holder=Keypair().pubkey(), memo="m",
+            recent_blockhash=Hash.default(), close_mint=True, holder_signer=Keypair(),
+        )

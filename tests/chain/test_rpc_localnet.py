@@ -188,9 +188,18 @@ async def test_nft_lifecycle_over_rpc_with_fan_out_send(
     assert state is not None and state.metadata is not None
     assert (state.supply, state.decimals, state.mint_authority) == (1, 0, None)
     assert state.permanent_delegate == funded.pubkey()
+    assert state.close_authority == funded.pubkey()
     assert state.metadata.field("ticket_id") == str(ticket_id)
     assert state.metadata.field("event_id") == str(event_id)
     assert await rpc.get_token_holder(mint.pubkey()) == (holder, 1)
+    nobody = Keypair().pubkey()
+    found = await rpc.get_accounts([nobody, mint.pubkey(), nft.holder_token_account(
+        holder, mint.pubkey()
+    )])
+    assert found[0] is None and found[1] is not None and found[2] is not None
+    assert found[1].owner == found[2].owner == nft.TOKEN_2022_PROGRAM_ID
+    assert found[1].lamports == await rpc.get_balance(mint.pubkey())
+    assert found[2].lamports == 2_074_080
     assert any("attempt-1" in line for line in await rpc.get_transaction_logs(signed.signature))
     assert await rpc.get_transaction_error(signed.signature) is None
 
@@ -363,3 +372,15 @@ async def test_a_view_that_goes_back_is_not_believed(
         localnet_endpoints_faults.set_faults(endpoint=0, lag_slots=60)
         read = await both.read_chain([])
         assert read.endpoint == both.endpoint_labels[1] and read.height >= first.height
+
+
+async def test_many_accounts_are_read_100_per_call_in_order(
+    localnet: LocalnetProcess, make_rpc: Any, funded: Keypair
+) -> None:
+    rpc, calls = make_rpc([localnet.rpc_url])
+    addresses = [Keypair().pubkey() for _ in range(150)]
+    addresses[120] = funded.pubkey()
+    found = await rpc.get_accounts(addresses)
+    assert len(found) == 150 and len(calls.of("getMultipleAccounts")) == 2
+    assert [i for i, view in enumerate(found) if view is not None] == [120]
+    assert await rpc.get_accounts([]) == []

@@ -145,3 +145,55 @@ def test_base_mints_the_token_program_never_writes_raise_value_error(base: bytes
 def test_uninitialized_token_account_raises_value_error() -> None:
     with pytest.raises(ValueError):
         token2022.parse_token_account(bytes(token2022.BASE_ACCOUNT_SIZE))
+
+
+def test_close_authority_and_close_account_layouts() -> None:
+    init = token2022.initialize_mint_close_authority(MINT, AUTHORITY)
+    assert bytes(init.data) == bytes([25, 1]) + bytes(AUTHORITY)
+    assert [(m.pubkey, m.is_signer, m.is_writable) for m in init.accounts] == [(MINT, False, True)]
+    destination = Pubkey.new_unique()
+    close = token2022.close_account(MINT, destination, AUTHORITY)
+    assert bytes(close.data) == bytes([9])
+    assert close.program_id == token2022.TOKEN_2022_PROGRAM_ID
+    assert [(m.pubkey, m.is_signer, m.is_writable) for m in close.accounts] == [
+        (MINT, False, True), (destination, False, True), (AUTHORITY, True, False),
+    ]
+
+
+def test_mint_sizes_count_the_close_authority() -> None:
+    assert token2022.FIXED_MINT_SIZE == 165 + 1 + 36 + 68 + 36
+    assert token2022.fixed_mint_size(close_authority=False) == token2022.FIXED_MINT_SIZE - 36
+    fields = [("ticket_id", "t")]
+    assert token2022.final_mint_size("n", "s", "u", fields) - token2022.final_mint_size(
+        "n", "s", "u", fields, close_authority=False
+    ) == 36
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(bytes(AUTHORITY), AUTHORITY), (bytes(32), None), (b"\x01" * 31, None)]
+)
+def test_parse_mint_reads_the_close_authority(value: bytes, expected: Pubkey | None) -> None:
+    data = (
+        _base_mint(1) + bytes([token2022.ACCOUNT_TYPE_MINT])
+        + _tlv(token2022.EXT_MINT_CLOSE_AUTHORITY, value)
+        + _tlv(token2022.EXT_PERMANENT_DELEGATE, bytes(MINT))
+    )
+    parsed = token2022.parse_mint(data)
+    assert parsed.close_authority == expected  # zeros: unset; a wrong length: not believed
+    assert parsed.permanent_delegate == MINT
+    assert token2022.EXT_MINT_CLOSE_AUTHORITY in parsed.extension_types
+
+
+def test_a_mint_without_the_extension_has_no_close_authority() -> None:
+    data = _base_mint(1) + bytes([1]) + _tlv(token2022.EXT_PERMANENT_DELEGATE, bytes(AUTHORITY))
+    assert token2022.parse_mint(data).close_authority is None
+
+
+def test_token_account_close_authority_and_frozen_state_are_read() -> None:
+    closer = Pubkey.new_unique()
+    base = TokenAccount(
+        mint=MINT, owner=AUTHORITY, amount=1, delegate=None, state=TokenAccountState.Frozen,
+        is_native=None, delegated_amount=0, close_authority=closer,
+    )
+    parsed = token2022.parse_token_account(bytes(base))
+    assert parsed == token2022.TokenAccount(MINT, AUTHORITY, 1, closer, frozen=True)

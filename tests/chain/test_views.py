@@ -117,3 +117,19 @@ def test_account_view_decodes_base64() -> None:
     broken["value"]["data"] = ["!!!", "base64"]
     with pytest.raises(ValueError):
         views.account(broken)
+
+
+def test_multiple_accounts_view_keeps_the_order_and_the_gaps() -> None:
+    owner = Pubkey.new_unique()
+    found = {
+        "data": [base64.b64encode(b"\x07").decode(), "base64"], "owner": str(owner),
+        "lamports": 2_074_080, "executable": False, "rentEpoch": 0,
+    }
+    result = {"context": {"slot": 5}, "value": [None, found]}
+    assert views.accounts(result, 2) == [None, views.AccountView(owner, 2_074_080, b"\x07")]
+    with pytest.raises(ValueError, match="expected 3 accounts"):
+        views.accounts(result, 3)  # an answer for other addresses than asked
+    huge = json.loads(json.dumps(result))
+    huge["value"][1]["lamports"] = 2**63
+    with pytest.raises(ValueError):
+        views.accounts(huge, 2)

@@ -7,6 +7,7 @@ signing until its attempt settles, and concurrent signers never pass a limit tog
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -206,6 +207,73 @@ async def test_what_an_attempt_costs_and_reserved_is_fixed(
                     f"UPDATE pending_transactions SET metadata = {change} WHERE id = $1",  # noqa: S608
                     tx,
                 )
+
+
+async def test_reclaimed_rent_is_a_credit_that_lowers_the_totals_once(
+    admin: asyncpg.Connection, app: asyncpg.Connection
+) -> None:
+    seeded = await seed_data.seed_tenant(admin, tickets=1)
+    tenant, ticket = seeded.tenant_id, seeded.ticket_ids[0]
+    await set_limits(admin, tenant, COST, COST, 10 * COST, 10 * COST)
+    mint = await attempt(seeded, ticket, 1, reserved=False)
+    reclaimed = 6_570_240
+    burn = dataclasses.replace(
+        await attempt(seeded, ticket, 1, reserved=False), op="burn", estimated_lamports=10_000,
+        estimated_rent=0, rent_reclaimed=reclaimed,
+    )
+    async with app.transaction():
+        await app.execute("SELECT set_tenant_context($1)", tenant)
+        await transactions.record_attempts(app, [mint])
+        await live_transactions.confirm_many(app, [(mint.signature, 10)])
+        # The day's limit is spent: nothing more fits.
+        assert (await audit.reserve_spend(app, [10_000]))[0] is not None
+        [burn_id] = await transactions.record_attempts(app, [burn])
+        await live_transactions.confirm_many(app, [(burn.signature, 11)])
+        assert await audit.credit_reclaimed_rent(app, [burn.signature, mint.signature]) == (
+            reclaimed
+        )
+        assert await audit.credit_reclaimed_rent(app, [burn.signature]) == 0  # once
+        assert await audit.reclaimed_lamports(app, ticket) == reclaimed
+    credit = await admin.fetchrow(
+        """SELECT user_id, amount, currency, reference_id FROM spending_transactions
+            WHERE tenant_id = $1 AND reference_type = 'rent_reclaimed'""",
+        tenant,
+    )
+    assert credit is not None and dict(credit) == {
+        "user_id": None, "amount": -reclaimed, "currency": "LAM", "reference_id": burn_id,
+    }
+    found = await totals(admin, tenant)
+    assert found == await recounted(admin, tenant)
+    # Minted and burned the same day: the day spent the fees, less than nothing in rent.
+    assert found[("day", datetime.now(UTC).date())] == COST + 10_000 - reclaimed
+    async with app.transaction():
+        await app.execute("SELECT set_tenant_context($1)", tenant)
+        assert await audit.reserve_spend(app, [COST]) == [None]  # room again
+
+
+@pytest.mark.parametrize(
+    ("user", "amount", "reference_type", "currency"),
+    [
+        (False, -1, "pending_transaction", "LAM"),  # only a credit of reclaimed rent
+        (False, -1, None, "LAM"),
+        (True, -1, "rent_reclaimed", "LAM"),  # a tenant's, not a user's
+        (False, -1, "rent_reclaimed", "USD"),
+        (False, 0, "rent_reclaimed", "LAM"),
+    ],
+)
+async def test_no_other_amount_may_be_negative(
+    admin: asyncpg.Connection, user: bool, amount: int, reference_type: str | None,
+    currency: str,
+) -> None:
+    seeded = await seed_data.seed_tenant(admin, tickets=1)
+    with pytest.raises(asyncpg.CheckViolationError, match="amount_positive"):
+        await admin.execute(
+            """INSERT INTO spending_transactions (tenant_id, user_id, amount, currency,
+                                                  reference_type)
+               VALUES ($1, $2, $3, $4, $5)""",
+            seeded.tenant_id, seeded.user_ids[0] if user else None, amount, currency,
+            reference_type,
+        )
 
 
 async def test_amounts_are_weighed_in_order_with_what_is_spent_and_in_flight(

@@ -14,6 +14,7 @@ from chainworker.chain.keys import (
     load_custodial_seed,
     load_mint_seed,
 )
+from chainworker.chain.nft import holder_token_account
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import load_settings
 from chainworker.localnet.process import LocalnetProcess
@@ -96,8 +97,11 @@ async def test_mint_transfer_burn_with_chain_state(
         async with SolanaRpc([localnet_faults.rpc_url]) as rpc:
             holder = await rpc.get_token_holder(Pubkey.from_string(first["token_mint"]))
             assert holder == (custodial(stack, tenant, to_user), 1)
-            gone = await rpc.get_mint_state(Pubkey.from_string(second["token_mint"]))
-            assert gone is not None and gone.supply == 0
+            # The refund closed the mint and the custodial holder's token account.
+            gone = Pubkey.from_string(second["token_mint"])
+            assert await rpc.get_account(gone) is None
+            wallet = custodial(stack, tenant, str(second["user_id"]))
+            assert await rpc.get_account(holder_token_account(wallet, gone)) is None
 
         history = await admin.fetch(
             """SELECT previous_status, new_status, actor_type, source FROM ticket_state_history
@@ -126,6 +130,12 @@ async def test_mint_transfer_burn_with_chain_state(
             "SELECT sum(amount) FROM spending_transactions WHERE tenant_id = $1", UUID(tenant)
         )
         assert spent > 3 * 5_000
+        credit = await admin.fetchval(
+            "SELECT amount FROM spending_transactions WHERE tenant_id = $1"
+            " AND reference_type = 'rent_reclaimed'",
+            UUID(tenant),
+        )
+        assert credit < -2_074_080  # the mint's rent and the token account's
     finally:
         worker.stop()
     assert_no_key_material(stack, worker.output())

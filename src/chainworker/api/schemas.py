@@ -165,6 +165,16 @@ class TicketChain(BaseModel):
     status: str
     token_mint: str | None
     holder: OnChainHolder | None = Field(description="Read from the chain; null before the mint.")
+    mint_closed: bool | None = Field(
+        default=None,
+        description="Read from the chain: true once a burn closed the mint account (its rent "
+        "went back to the payer); null before the mint or when the chain could not be read.",
+    )
+    rent_reclaimed_lamports: int = Field(
+        default=0,
+        description="Lamports of rent the ticket's confirmed burn gave back by closing its "
+        "accounts (the mint, and a custodial holder's token account), credited to the tenant.",
+    )
     live_transaction: Attempt | None
     requests: list[RequestStatus]
     history: list[StateChange]

@@ -34,6 +34,7 @@ from solders.rpc.requests import (
     GetBlockHeight,
     GetGenesisHash,
     GetLatestBlockhash,
+    GetMultipleAccounts,
     GetRecentPrioritizationFees,
     GetSignatureStatuses,
     GetTokenLargestAccounts,
@@ -115,6 +116,11 @@ def transaction(value: Signature | str, commitment: Commitment) -> Call:
 def account_info(address: Pubkey, commitment: Commitment) -> Call:
     config = RpcAccountInfoConfig(encoding=UiAccountEncoding.Base64, commitment=level(commitment))
     return Call("getAccountInfo", GetAccountInfo(address, config, next(_ids)))
+
+
+def multiple_accounts(addresses: Sequence[Pubkey], commitment: Commitment) -> Call:
+    config = RpcAccountInfoConfig(encoding=UiAccountEncoding.Base64, commitment=level(commitment))
+    return Call("getMultipleAccounts", GetMultipleAccounts(list(addresses), config, next(_ids)))
 
 
 def token_largest_accounts(mint: Pubkey, commitment: Commitment) -> Call:

@@ -60,10 +60,12 @@ PACKET_DATA_SIZE: Final = 1232
 MAX_COMPUTE_UNITS: Final = 1_400_000
 
 # Bounds that keep the largest mint transaction (both compute-budget instructions, the
-# longest memo) inside one packet; tests build at exactly these sizes.
+# longest memo, the authority paying) inside one packet, exactly 1,232 bytes at these
+# sizes; tests build at exactly these sizes. The MintCloseAuthority instruction (38 bytes)
+# took the URI from 180 bytes to 147.
 NAME_MAX_BYTES: Final = 32
 SYMBOL_MAX_BYTES: Final = 10
-URI_MAX_BYTES: Final = 180
+URI_MAX_BYTES: Final = 147
 MEMO_MAX_BYTES: Final = 64
 
 NFT_DECIMALS: Final = 0
@@ -287,6 +289,7 @@ def build_mint(
     prefunded_lamports: int = 0,
     mint_address: Pubkey | None = None,
     payer: Keypair | None = None,
+    close_authority: bool = True,
 ) -> SignedTx:
     """One transaction creating the ticket's NFT and giving it to `holder`.
 
@@ -296,7 +299,9 @@ def build_mint(
     CreateAccount would fail; the account is then topped up, allocated and assigned instead.
     `mint_address`: `mint`'s public key, when the caller already has it (deriving it
     costs as much as a signature). `payer`: pays the fee and the rent (default: the
-    authority); a second signature, 96 bytes more.
+    authority); a second signature, 96 bytes more. `close_authority`: the authority may
+    close the mint once its supply is 0 (a burn gets the rent back); False builds a mint
+    as earlier releases did, without it.
     """
     _check_text("name", name, NAME_MAX_BYTES, allow_empty=False)
     _check_text("symbol", symbol, SYMBOL_MAX_BYTES)
@@ -308,11 +313,18 @@ def build_mint(
     signers[mint_key] = mint
     templates = _mint_templates(owner)
     fields = [(TICKET_ID_FIELD, str(ticket_id)), (EVENT_ID_FIELD, str(event_id))]
-    lamports = token2022.rent_exempt_lamports(token2022.final_mint_size(name, symbol, uri, fields))
-    instructions += _mint_account(payer_key, mint_key, lamports, prefunded_lamports)
+    size = token2022.final_mint_size(name, symbol, uri, fields, close_authority=close_authority)
+    space = token2022.fixed_mint_size(close_authority=close_authority)
+    instructions += _mint_account(
+        payer_key, mint_key, token2022.rent_exempt_lamports(size), prefunded_lamports, space
+    )
     instructions += [
         token2022.initialize_metadata_pointer(mint_key, owner, mint_key),
         token2022.initialize_permanent_delegate(mint_key, owner),
+    ]
+    if close_authority:
+        instructions.append(token2022.initialize_mint_close_authority(mint_key, owner))
+    instructions += [
         templates.initialize_mint.rebind(mint_key),
         token2022.initialize_token_metadata(
             mint=mint_key,
@@ -338,8 +350,11 @@ def build_mint(
     return _sign(signers, payer_key, instructions, recent_blockhash)
 
 
-def _mint_account(payer: Pubkey, mint: Pubkey, lamports: int, prefunded: int) -> list[Instruction]:
-    """The mint's account, owned by Token-2022 and rent-exempt at `lamports`."""
+def _mint_account(
+    payer: Pubkey, mint: Pubkey, lamports: int, prefunded: int, space: int
+) -> list[Instruction]:
+    """The mint's account of `space` bytes, owned by Token-2022 and rent-exempt at
+    `lamports`."""
     if prefunded <= 0:
         return [
             create_account(
@@ -347,7 +362,7 @@ def _mint_account(payer: Pubkey, mint: Pubkey, lamports: int, prefunded: int) ->
                     from_pubkey=payer,
                     to_pubkey=mint,
                     lamports=lamports,
-                    space=token2022.FIXED_MINT_SIZE,
+                    space=space,
                     owner=TOKEN_2022_PROGRAM_ID,
                 )
             )
@@ -357,7 +372,7 @@ def _mint_account(payer: Pubkey, mint: Pubkey, lamports: int, prefunded: int) ->
         top_up = TransferParams(from_pubkey=payer, to_pubkey=mint, lamports=lamports - prefunded)
         instructions.append(transfer(top_up))
     instructions += [
-        allocate(AllocateParams(pubkey=mint, space=token2022.FIXED_MINT_SIZE)),
+        allocate(AllocateParams(pubkey=mint, space=space)),
         assign(AssignParams(pubkey=mint, owner=TOKEN_2022_PROGRAM_ID)),
     ]
     return instructions
@@ -406,21 +421,37 @@ def build_burn(
     recent_blockhash: Hash,
     compute: ComputeBudget | None = None,
     payer: Keypair | None = None,
+    close_mint: bool = False,
+    holder_signer: Keypair | None = None,
 ) -> SignedTx:
-    """Destroy the ticket (amount 1) in the holder's account, signed by the permanent delegate."""
+    """Destroy the ticket (amount 1) in the holder's account, signed by the permanent delegate.
+
+    `close_mint`: then close the mint, its supply now 0 (the authority is its close
+    authority). `holder_signer`: the holder's keypair (a custodial wallet), which closes
+    the holder's token account, now empty. Closed accounts' lamports go to the payer.
+    """
     instructions = _prelude(compute, memo)
     owner, payer_key, signers = _signers(authority, payer)
-    instructions += [
+    account = holder_token_account(holder, mint)
+    instructions.append(
         burn_checked(
             BurnCheckedParams(
                 program_id=TOKEN_2022_PROGRAM_ID,
                 mint=mint,
-                account=holder_token_account(holder, mint),
+                account=account,
                 owner=owner,
                 amount=1,
                 decimals=NFT_DECIMALS,
             )
-        ),
-        token2022.memo(memo),
-    ]
+        )
+    )
+    if holder_signer is not None:
+        holder_key = _public_key(holder_signer)
+        if holder_key != holder:
+            raise ValueError("the holder's signer is not the holder")
+        signers[holder_key] = holder_signer
+        instructions.append(token2022.close_account(account, payer_key, holder_key))
+    if close_mint:
+        instructions.append(token2022.close_account(mint, payer_key, owner))
+    instructions.append(token2022.memo(memo))
     return _sign(signers, payer_key, instructions, recent_blockhash)

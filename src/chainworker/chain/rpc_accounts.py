@@ -7,6 +7,11 @@ Token-2022 layouts are `token2022`'s; everything here goes through
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from functools import partial
+from typing import Final
+
 from solders.pubkey import Pubkey
 
 from chainworker.chain import calls, token2022, views
@@ -16,10 +21,32 @@ from chainworker.chain.rpc_failover import FailoverRpc
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 from chainworker.chain.views import MintState
 
+# Accounts one getMultipleAccounts may name (the public RPC's limit).
+MAX_ACCOUNTS_PER_CALL: Final = 100
+
 
 class AccountReads(FailoverRpc):
     async def get_account(self, address: Pubkey) -> views.AccountView | None:
         return await self._call(calls.account_info(address, self.commitment), views.account)
+
+    async def get_accounts(self, addresses: Sequence[Pubkey]) -> list[views.AccountView | None]:
+        """Many accounts, in order (None where none exists), 100 per call, the calls at once.
+
+        Each call is one endpoint's answer at one slot; calls of more than 100 may come
+        from different slots.
+        """
+        chunks = [
+            list(addresses[start : start + MAX_ACCOUNTS_PER_CALL])
+            for start in range(0, len(addresses), MAX_ACCOUNTS_PER_CALL)
+        ]
+        answers = await asyncio.gather(*(
+            self._call(
+                calls.multiple_accounts(chunk, self.commitment),
+                partial(views.accounts, expected=len(chunk)),
+            )
+            for chunk in chunks
+        ))
+        return [view for answer in answers for view in answer]
 
     async def get_mint_state(self, mint: Pubkey) -> MintState | None:
         """The mint's supply, authorities and metadata; None if no account exists there.

@@ -26,19 +26,27 @@ BASE_ACCOUNT_SIZE: Final = 165
 ACCOUNT_TYPE_MINT: Final = 1
 ACCOUNT_TYPE_ACCOUNT: Final = 2
 
+EXT_MINT_CLOSE_AUTHORITY: Final = 3
 EXT_IMMUTABLE_OWNER: Final = 7
 EXT_PERMANENT_DELEGATE: Final = 12
 EXT_METADATA_POINTER: Final = 18
 EXT_TOKEN_METADATA: Final = 19
 
 _TLV_HEADER: Final = 4
-# Base account (padded) + account-type byte + PermanentDelegate TLV + MetadataPointer TLV.
-FIXED_MINT_SIZE: Final = BASE_ACCOUNT_SIZE + 1 + (_TLV_HEADER + 32) + (_TLV_HEADER + 64)
+# The MintCloseAuthority TLV: what a mint of an earlier release (without it) lacks.
+MINT_CLOSE_AUTHORITY_SIZE: Final = _TLV_HEADER + 32
+# Base account (padded) + account-type byte + PermanentDelegate TLV + MetadataPointer TLV
+# + MintCloseAuthority TLV.
+FIXED_MINT_SIZE: Final = (
+    BASE_ACCOUNT_SIZE + 1 + (_TLV_HEADER + 32) + (_TLV_HEADER + 64) + MINT_CLOSE_AUTHORITY_SIZE
+)
 
 # The default rent (6960 lamports per byte, 128 bytes of account overhead), the one of every
 # public cluster since genesis: 3480 lamports per byte-year times a 2-year exemption threshold.
 _RENT: Final = Rent.default()
 
+_IX_CLOSE_ACCOUNT: Final = 9
+_IX_INITIALIZE_MINT_CLOSE_AUTHORITY: Final = 25
 _IX_INITIALIZE_PERMANENT_DELEGATE: Final = 35
 _IX_METADATA_POINTER_EXTENSION: Final = 39
 _IX_METADATA_POINTER_INITIALIZE: Final = 0
@@ -81,11 +89,20 @@ def metadata_tlv_size(
     return size
 
 
+def fixed_mint_size(*, close_authority: bool = True) -> int:
+    """Size of the mint account before its metadata: with MintCloseAuthority, or without
+    it as an earlier release made them."""
+    return FIXED_MINT_SIZE if close_authority else FIXED_MINT_SIZE - MINT_CLOSE_AUTHORITY_SIZE
+
+
 def final_mint_size(
-    name: str, symbol: str, uri: str, fields: Sequence[tuple[str, str]] = ()
+    name: str, symbol: str, uri: str, fields: Sequence[tuple[str, str]] = (), *,
+    close_authority: bool = True,
 ) -> int:
     """Size of the mint account once its metadata is written."""
-    return FIXED_MINT_SIZE + metadata_tlv_size(name, symbol, uri, fields)
+    return fixed_mint_size(close_authority=close_authority) + metadata_tlv_size(
+        name, symbol, uri, fields
+    )
 
 
 def rent_exempt_lamports(size: int) -> int:
@@ -99,6 +116,24 @@ def rent_exempt_lamports(size: int) -> int:
 def initialize_permanent_delegate(mint: Pubkey, delegate: Pubkey) -> Instruction:
     data = bytes([_IX_INITIALIZE_PERMANENT_DELEGATE]) + bytes(delegate)
     return Instruction(TOKEN_2022_PROGRAM_ID, data, [AccountMeta(mint, False, True)])
+
+
+def initialize_mint_close_authority(mint: Pubkey, authority: Pubkey) -> Instruction:
+    """MintCloseAuthority: who may close the mint once its supply is 0. Only at creation,
+    before InitializeMint."""
+    data = bytes([_IX_INITIALIZE_MINT_CLOSE_AUTHORITY, 1]) + bytes(authority)
+    return Instruction(TOKEN_2022_PROGRAM_ID, data, [AccountMeta(mint, False, True)])
+
+
+def close_account(account: Pubkey, destination: Pubkey, authority: Pubkey) -> Instruction:
+    """CloseAccount: a token account with no tokens (signed by its owner), or a mint with
+    no supply (signed by its close authority); every lamport goes to `destination`."""
+    accounts = [
+        AccountMeta(account, False, True),
+        AccountMeta(destination, False, True),
+        AccountMeta(authority, True, False),
+    ]
+    return Instruction(TOKEN_2022_PROGRAM_ID, bytes([_IX_CLOSE_ACCOUNT]), accounts)
 
 
 def initialize_metadata_pointer(
@@ -194,6 +229,8 @@ class MintAccount:
     metadata_pointer: MetadataPointer | None = None
     metadata: TokenMetadata | None = None
     extension_types: tuple[int, ...] = field(default=())
+    # MintCloseAuthority: None when the mint has none (an earlier release's) or it is unset.
+    close_authority: Pubkey | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +238,8 @@ class TokenAccount:
     mint: Pubkey
     owner: Pubkey
     amount: int
+    close_authority: Pubkey | None = None  # when set, it alone may close the account
+    frozen: bool = False
 
 
 def _optional_key(raw: bytes) -> Pubkey | None:
@@ -276,16 +315,19 @@ def parse_mint(data: bytes) -> MintAccount:
     delegate: Pubkey | None = None
     pointer: MetadataPointer | None = None
     metadata: TokenMetadata | None = None
+    close_authority: Pubkey | None = None
     types: list[int] = []
     for ext_type, value in iter_tlv(data, ACCOUNT_TYPE_MINT):
         types.append(ext_type)
-        if ext_type == EXT_PERMANENT_DELEGATE and len(value) == 32:
+        if ext_type == EXT_MINT_CLOSE_AUTHORITY and len(value) == 32:
+            close_authority = _optional_key(value)
+        elif ext_type == EXT_PERMANENT_DELEGATE and len(value) == 32:
             delegate = _optional_key(value)
         elif ext_type == EXT_METADATA_POINTER and len(value) == 64:
             pointer = MetadataPointer(_optional_key(value[:32]), _optional_key(value[32:]))
         elif ext_type == EXT_TOKEN_METADATA:
             metadata = parse_token_metadata(value)
-    return MintAccount(base, delegate, pointer, metadata, tuple(types))
+    return MintAccount(base, delegate, pointer, metadata, tuple(types), close_authority)
 
 
 def parse_token_account(data: bytes) -> TokenAccount:
@@ -299,4 +341,7 @@ def parse_token_account(data: bytes) -> TokenAccount:
             f"token account is {len(data)} bytes, expected at least {BASE_ACCOUNT_SIZE}"
         )
     raw = spl_state.TokenAccount.from_bytes(data[:BASE_ACCOUNT_SIZE])
-    return TokenAccount(raw.mint, raw.owner, raw.amount)
+    return TokenAccount(
+        raw.mint, raw.owner, raw.amount, raw.close_authority,
+        raw.state == spl_state.TokenAccountState.Frozen,
+    )

@@ -32,6 +32,7 @@ from solders.rpc.responses import (
     GetBalanceResp,
     GetBlockHeightResp,
     GetGenesisHashResp,
+    GetMultipleAccountsResp,
     GetRecentPrioritizationFeesResp,
     RequestAirdropResp,
     SendTransactionResp,
@@ -101,6 +102,7 @@ class MintState:
     freeze_authority: Pubkey | None
     permanent_delegate: Pubkey | None
     metadata: token2022.TokenMetadata | None
+    close_authority: Pubkey | None = None  # MintCloseAuthority; None on a mint without it
 
 
 # Slots, heights and lamports fit PostgreSQL's bigint; anything larger is garbage.
@@ -307,6 +309,19 @@ def account(result: Any) -> AccountView | None:
     return AccountView(owner=found.owner, lamports=_int(found.lamports), data=bytes(found.data))
 
 
+@_no_panics
+def accounts(result: Any, expected: int) -> list[AccountView | None]:
+    """getMultipleAccounts: one entry per address asked, in order (None: no account)."""
+    found = _typed(GetMultipleAccountsResp, result).value
+    if len(found) != expected:
+        raise ValueError(f"expected {expected} accounts, got {len(found)}")
+    return [
+        None if item is None
+        else AccountView(owner=item.owner, lamports=_int(item.lamports), data=bytes(item.data))
+        for item in found
+    ]
+
+
 def largest_token_accounts(result: Any) -> list[tuple[Pubkey, int]]:
     value = _value(result)
     if not isinstance(value, list):
@@ -338,4 +353,5 @@ def mint_state(address: Pubkey, view: AccountView) -> MintState:
         freeze_authority=parsed.base.freeze_authority,
         permanent_delegate=parsed.permanent_delegate,
         metadata=parsed.metadata,
+        close_authority=parsed.close_authority,
     )

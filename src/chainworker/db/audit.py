@@ -109,3 +109,56 @@ async def charged_lamports(conn: Connection, tx_ids: list[UUID]) -> int:
         tx_ids,
     )
     return int(total or 0)
+
+
+# The credit a confirmed burn leaves: `spending_transactions.reference_type` of its row.
+RENT_RECLAIMED = "rent_reclaimed"
+
+
+async def credit_reclaimed_rent(conn: Connection, signatures: list[str]) -> int:
+    """Credit the tenant with the rent the landed attempts (by signature) gave back: one row
+    per attempt with `metadata.rent_reclaimed`, a negative LAM amount with no user,
+    referencing the attempt; the lamports credited.
+
+    Like any tenant-wide LAM row it moves the day, week and month totals (migration 109's
+    trigger), here down: rent reclaimed this period is that much less spent in it, even
+    when its mint was paid for in an earlier one. An attempt credited already is not
+    credited again.
+    """
+    if not signatures:
+        return 0
+    credited = await conn.fetchval(
+        """WITH credited AS (
+               INSERT INTO spending_transactions (tenant_id, user_id, amount, currency,
+                                                  reference_type, reference_id, created_at)
+               SELECT p.tenant_id, NULL, -(p.metadata->>'rent_reclaimed')::numeric, 'LAM',
+                      $2, p.id, now()
+                 FROM pending_transactions p
+                WHERE p.tenant_id = current_tenant_id() AND p.tx_signature = ANY($1::text[])
+                  AND jsonb_typeof(p.metadata->'rent_reclaimed') = 'number'
+                  AND (p.metadata->>'rent_reclaimed')::numeric BETWEEN 1 AND 1e15
+                  AND NOT EXISTS (
+                      SELECT 1 FROM spending_transactions s
+                       WHERE s.tenant_id = p.tenant_id AND s.reference_type = $2
+                         AND s.reference_id = p.id)
+               RETURNING amount)
+           SELECT coalesce(-sum(amount), 0) FROM credited""",
+        signatures,
+        RENT_RECLAIMED,
+    )
+    return int(credited)
+
+
+async def reclaimed_lamports(conn: Connection, ticket_id: UUID) -> int:
+    """The rent credited for the ticket's confirmed burns (`credit_reclaimed_rent`)."""
+    total = await conn.fetchval(
+        """SELECT coalesce(-sum(s.amount), 0)
+             FROM pending_transactions p
+             JOIN spending_transactions s
+               ON s.tenant_id = p.tenant_id AND s.reference_type = $2 AND s.reference_id = p.id
+            WHERE p.tenant_id = current_tenant_id() AND p.ticket_id = $1
+              AND p.tx_type = 'burn'""",
+        ticket_id,
+        RENT_RECLAIMED,
+    )
+    return int(total)

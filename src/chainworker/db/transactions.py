@@ -49,6 +49,9 @@ class NewAttempt:
     # Lamports reserved against the tenant's spending limits (audit.reserve_spend), released
     # when the attempt settles; None when nothing was.
     spend_reserved: int | None = None
+    # A burn's: the lamports of the accounts it closes, credited to the tenant when it
+    # confirms (audit.credit_reclaimed_rent); 0 when it closes none.
+    rent_reclaimed: int = 0
 
 
 async def record_attempt(conn: Connection, new: NewAttempt) -> UUID:
@@ -81,16 +84,18 @@ async def _insert_attempts(conn: Connection, attempts: Sequence[NewAttempt]) -> 
                 p_metadata => jsonb_strip_nulls(jsonb_build_object(
                     'estimated_lamports', u.lamports, 'source', u.source,
                     'destination', u.destination, 'estimated_rent', u.rent,
-                    'spend_reserved', u.reserved)),
+                    'spend_reserved', u.reserved, 'rent_reclaimed', nullif(u.reclaimed, 0))),
                 p_last_sent_at => now()) AS id
              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
                          $6::bigint[], $7::uuid[], $8::int[], $9::uuid[], $10::int[],
                          $11::uuid[], $12::bytea[], $13::text[], $14::uuid[], $15::bigint[],
-                         $16::text[], $17::text[], $18::bigint[], $19::bigint[])
+                         $16::text[], $17::text[], $18::bigint[], $19::bigint[],
+                         $20::bigint[])
                   WITH ORDINALITY
                   AS u(tenant_id, ticket_id, signature, op, blockhash, last_valid, event_id,
                        max_retries, request_id, attempt, parent_tx_id, serialized_tx, job_id,
-                       transfer_id, lamports, source, destination, rent, reserved, n)
+                       transfer_id, lamports, source, destination, rent, reserved, reclaimed,
+                       n)
             ORDER BY u.n""",
         [a.tenant_id for a in attempts],
         [a.ticket_id for a in attempts],
@@ -111,6 +116,7 @@ async def _insert_attempts(conn: Connection, attempts: Sequence[NewAttempt]) -> 
         [a.destination for a in attempts],
         [a.estimated_rent for a in attempts],
         [a.spend_reserved for a in attempts],
+        [a.rent_reclaimed for a in attempts],
     )
 
 

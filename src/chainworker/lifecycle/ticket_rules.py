@@ -10,7 +10,10 @@ Choices made here:
   confirmed for a `sold` ticket makes it `minted`; an `active` ticket stays
   `active` (moving it back to `minted` would undo its activation) and only gains
   its `token_mint`.
-- Any ticket with a `token_mint` is already minted, whatever its status.
+- Any ticket with a `token_mint` is already minted, whatever its status: a burned one
+  too, whose burn closed its mint and freed the mint's derived address; this refusal is
+  one of the two reasons no mint lands there again (the other: no signed mint bytes for
+  it are valid any more, see README "A closed mint's address takes no mint again").
 - Transfer and burn need the NFT to exist (`token_mint` set) and a status of
   minted, active or transferred. Transfer also needs its `ticket_transfers` row
   to be `accepted`.

@@ -138,6 +138,10 @@ TX_LANDING_SLOTS = _histogram(
 FEES_LAMPORTS = _counter(
     "chainworker_fees_lamports_total", "Fees and rent paid, in lamports.", ("op",)
 )
+RENT_RECLAIMED_LAMPORTS = _counter(
+    "chainworker_rent_reclaimed_lamports_total",
+    "Rent given back by the accounts confirmed burns closed, in lamports.",
+)
 # Micro-lamports per compute unit; and lamports per transaction (5,000 per signature).
 UNIT_PRICE_BUCKETS = (0, 1, 10, 100, 1_000, 10_000, 50_000, 100_000, 500_000, 1_000_000, 10_000_000)
 TX_FEE_BUCKETS = (

@@ -29,6 +29,7 @@ from solders.pubkey import Pubkey
 
 from chainworker import services
 from chainworker.chain.keys import custodial_wallet, load_custodial_seed
+from chainworker.chain.nft import holder_token_account
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings, get_settings
 from chainworker.db import requests
@@ -118,7 +119,8 @@ async def _run_phase(
 
 
 async def _check_chain(run: DemoRun, rpc: SolanaRpc, seed: bytes) -> list[Mismatch]:
-    """Every ticket the database says is on chain is on chain, held by whom it says."""
+    """Every ticket the database says is on chain is on chain, held by whom it says; every
+    burned one's mint and token account are closed."""
     async with tenant_transaction(run.pool, run.tenant, reason="demo") as conn:
         rows = await ticket_queries.tickets_with_mints(conn)
     gate = asyncio.Semaphore(CHECK_CONCURRENCY)
@@ -128,15 +130,20 @@ async def _check_chain(run: DemoRun, rpc: SolanaRpc, seed: bytes) -> list[Mismat
             assert row.token_mint is not None and row.user_id is not None
             mint = Pubkey.from_string(row.token_mint)
             state = await rpc.get_mint_state(mint)
-            burned = row.status in ("revoked", "refunded")
+            expected = custodial_wallet(seed, run.tenant, row.user_id)
+            if row.status in ("revoked", "refunded"):
+                # Every mint of the run has the close authority: its burn closed the mint
+                # and the custodial holder's token account, and their rent came back.
+                if state is not None:
+                    return Mismatch(row.id, f"burned but its mint is open (supply {state.supply})")
+                if await rpc.get_account(holder_token_account(expected, mint)) is not None:
+                    return Mismatch(row.id, "burned but the holder's token account is open")
+                return None
             if state is None:
                 return Mismatch(row.id, "mint account missing on chain")
-            if burned:
-                return None if state.supply == 0 else Mismatch(row.id, "burned but supply 1")
             if state.supply != 1:
                 return Mismatch(row.id, f"supply {state.supply}, expected 1")
             holder = await rpc.get_token_holder(mint)
-            expected = custodial_wallet(seed, run.tenant, row.user_id)
             if holder is None or holder[0] != expected:
                 return Mismatch(row.id, f"held by {holder}, expected {expected}")
             return None

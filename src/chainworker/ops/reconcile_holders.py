@@ -16,6 +16,9 @@ Policy for `--apply` (the chain is the truth only where it names someone we know
   outside wallet: possible theft or a wrong registration), a burned token for a ticket
   the database considers live (supply_zero), a live token for a ticket the database
   burned (not_burned), a missing or foreign mint account, no holder at all.
+
+A burned ticket agrees with a mint of supply 0 (a mint made without a close authority) and
+with no mint account at all (its burn closed it).
 """
 
 from __future__ import annotations
@@ -174,9 +177,11 @@ async def check_ticket(
         if error.kind != UNEXPECTED_ACCOUNT:
             raise
         return drift(DriftKind.NOT_A_MINT, chain_holder=None, chain_supply=None)
-    if state is None:
-        return drift(DriftKind.MINT_MISSING, chain_holder=None, chain_supply=None)
     burned_in_db = ticket.status in BURNED_STATUSES
+    if state is None:
+        if burned_in_db:
+            return None  # its burn closed the mint (mints with a close authority)
+        return drift(DriftKind.MINT_MISSING, chain_holder=None, chain_supply=None)
     if state.supply == 0:
         if burned_in_db:
             return None

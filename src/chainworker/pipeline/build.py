@@ -25,6 +25,25 @@ TOKEN_ACCOUNT_SIZE = 170
 
 
 @dataclass(frozen=True, slots=True)
+class Closes:
+    """What a burn closes once the token is gone, with the lamports each account held when
+    read: the ticket's mint (its close authority is the platform's) and, for a custodial
+    holder, their token account. Every lamport goes back to the payer."""
+
+    mint_lamports: int
+    holder: Keypair | None = None  # the custodial wallet, which signs its account's close
+    holder_lamports: int = 0
+
+    @property
+    def lamports(self) -> int:
+        return self.mint_lamports + self.holder_lamports
+
+    @property
+    def accounts(self) -> int:
+        return 1 if self.holder is None else 2
+
+
+@dataclass(frozen=True, slots=True)
 class Draft:
     """Everything a signed transaction is made of but its compute budget."""
 
@@ -38,6 +57,7 @@ class Draft:
     blockhash: Hash
     prefunded: int  # lamports already at a mint address (a later attempt of a mint)
     payer: Keypair | None = None  # from the pool; None: the authority pays
+    closes: Closes | None = None  # a burn's: None closes nothing (a mint without the authority)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +66,7 @@ class Built:
     rent: int  # lamports of rent the transaction pays
     signatures: int
     payer: Keypair | None  # who pays: the draft's payer, or None when the authority does
+    reclaimed: int = 0  # lamports of rent the closed accounts give back to the payer
 
 
 def build_attempt(ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None) -> Built:
@@ -101,11 +122,15 @@ def _build(ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None)
         return Built(
             signed, token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE), 1 + cosigner, payer
         )
+    closes = draft.closes
+    holder = closes.holder if closes is not None else None
     signed = nft.build_burn(
         authority=authority, mint=mint_key, holder=draft.source, memo=draft.memo,
         recent_blockhash=draft.blockhash, compute=budget, payer=payer,
+        close_mint=closes is not None, holder_signer=holder,
     )
-    return Built(signed, 0, 1 + cosigner, payer)
+    signatures = 1 + cosigner + (holder is not None)
+    return Built(signed, 0, signatures, payer, closes.lamports if closes is not None else 0)
 
 
 def _metadata_name(ticket: tickets.TicketRow) -> str:

@@ -98,15 +98,21 @@ class Keys:
             self._remember(("custodial", tenant_id, user_id), wallet)
         return wallet
 
+    def custodial_keypair(self, tenant_id: UUID, user_id: UUID) -> Keypair:
+        """The custodial wallet's keypair: it signs only to close the user's token account
+        of a burned ticket."""
+        return keys.custodial_keypair(self.custodial_seed, tenant_id, user_id)
+
     def _remember(self, key: tuple[str, UUID, UUID], address: Pubkey) -> None:
         if len(self.addresses) >= ADDRESS_CACHE_SIZE:
             self.addresses.clear()
         self.addresses[key] = address
 
 
-# What a transaction's units depend on besides its holder: its operation, and for a mint
-# whether the address was prefunded (other instructions create the account).
-UnitsKind = tuple[TxOp, bool]
+# What a transaction's units depend on besides its holder: its operation, and its variant:
+# for a mint whether the address was prefunded (other instructions create the account,
+# 1 or 0), for a burn how many accounts it closes (0, 1 or 2).
+UnitsKind = tuple[TxOp, int]
 
 
 @dataclass

@@ -24,6 +24,8 @@ from chainworker.pipeline.context import PipelineContext, UnitsKind
 
 # Used when simulation cannot answer (e.g. the operation would fail on chain anyway).
 FALLBACK_UNITS = {TxOp.MINT: 60_000, TxOp.TRANSFER: 40_000, TxOp.BURN: 5_000}
+# A burn's CloseAccount of the mint or of the holder's account: about 1,600 units each.
+FALLBACK_CLOSE_UNITS = 2_500
 # A program-address derivation, one per bump the associated token program tries.
 ADDRESS_SEARCH_STEP_UNITS = 1_500
 # SetComputeUnitLimit and SetComputeUnitPrice, which the simulated draft does not carry.
@@ -66,7 +68,9 @@ def attempt_cost(signers: int, budget: nft.ComputeBudget, rent: int) -> int:
 
 
 def _kind(draft: Draft) -> UnitsKind:
-    return (draft.op, draft.prefunded > 0)
+    if draft.op is TxOp.BURN:
+        return (draft.op, draft.closes.accounts if draft.closes is not None else 0)
+    return (draft.op, int(draft.prefunded > 0))
 
 
 def _search_steps(ctx: PipelineContext, draft: Draft) -> int:
@@ -98,7 +102,8 @@ async def _base_units(
     try:
         units = await ctx.rpc.simulate_units((await unbudgeted()).transaction)
     except ChainError:
-        return FALLBACK_UNITS[draft.op]
+        closes = draft.closes.accounts if draft.closes is not None else 0
+        return FALLBACK_UNITS[draft.op] + closes * FALLBACK_CLOSE_UNITS
     base = max(0, units - steps * ADDRESS_SEARCH_STEP_UNITS)
     if draft.op is TxOp.TRANSFER and await _exists(ctx, draft):
         return base

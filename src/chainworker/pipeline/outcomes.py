@@ -2,7 +2,8 @@
 
 Ticket status and mint, transfer completion, history (through the trigger, with the
 session variables set by the tenant transaction), blockchain_sync_log, an outbox
-event for the ticket service, and the request's final status. Confirmations come in
+event for the ticket service, the request's final status, and the rent a burn's closed
+accounts gave back, credited to the tenant. Confirmations come in
 batches (one tenant, one transaction): every statement here is one round trip for
 the whole batch.
 """
@@ -86,10 +87,13 @@ async def confirmed(ctx: PipelineContext, conn: Connection, landed: list[Landed]
 
     minted: list[tuple[UUID, str, str | None, str | None]] = []
     burned: list[tuple[Any, str]] = []
+    burns: list[str] = []  # landed burns' signatures: the rent their closes gave back
     settlements: list[Settlement] = []
     events: list[Event] = []
     for item in landed:
         request, signature = item.request, item.landed_signature
+        if request.operation == TxOp.BURN:
+            burns.append(signature)  # whatever the ticket says now: the accounts are closed
         ticket = ticket_rows.get(request.ticket_id)
         token_mint = ticket.token_mint if ticket else None
         if ticket is not None:
@@ -125,6 +129,7 @@ async def confirmed(ctx: PipelineContext, conn: Connection, landed: list[Landed]
         await tickets.set_status_many(conn, burned)
     await requests.settle_many(conn, settlements)
     await audit.emit_events(conn, tenant_id, events)
+    metrics.RENT_RECLAIMED_LAMPORTS.inc(await audit.credit_reclaimed_rent(conn, burns))
 
 
 async def failed(

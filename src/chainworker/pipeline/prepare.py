@@ -11,7 +11,7 @@ the caller sends the recorded bytes after the commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from uuid import UUID
 
@@ -19,7 +19,9 @@ from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
-from chainworker.chain import nft
+from chainworker.chain import keys, nft, token2022
+from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
+from chainworker.chain.views import AccountView
 from chainworker.db import audit, requests, tickets, transactions
 from chainworker.db.pool import Connection
 from chainworker.db.requests import RequestRow
@@ -27,7 +29,7 @@ from chainworker.lifecycle import ticket_rules
 from chainworker.lifecycle.model import TxOp
 from chainworker.lifecycle.ticket_rules import Refusal, RefusalCode
 from chainworker.obs import logs
-from chainworker.pipeline.build import Built, Draft, build_attempt
+from chainworker.pipeline.build import Built, Closes, Draft, build_attempt
 from chainworker.pipeline.context import PipelineContext
 from chainworker.pipeline.fees import attempt_cost, compute_budget
 
@@ -140,11 +142,12 @@ async def prepare_attempts(
     )
     hash_, last_valid = await ctx.rpc.latest_blockhash(valid_beyond=seen_height)
     blockhash = RecentBlockhash(hash_, last_valid)
+    burned = await burn_accounts(ctx, [item for item in checked if item.op is TxOp.BURN])
     new: list[transactions.NewAttempt] = []
     for item in checked:
         try:
             new.append(await sign_attempt(
-                ctx, item, wallets, blockhash, attempts[item.request.id]
+                ctx, item, wallets, blockhash, attempts[item.request.id], burned
             ))
         except Refused as refused:
             out[item.request.id] = refused.refusal
@@ -235,11 +238,14 @@ async def sign_attempt(
     wallets: dict[UUID, Pubkey | Refusal],
     blockhash: RecentBlockhash,
     of: AttemptOf,
+    burned: Mapping[Pubkey, AccountView | None] | None = None,
 ) -> transactions.NewAttempt:
     """Build and sign one attempt of a checked request: the row to record. No writes.
 
     A transfer or burn starts where the NFT is (`source_of`); a mint or transfer ends in
-    the wallet recorded with the attempt, which the outcome then writes to the ticket.
+    the wallet recorded with the attempt, which the outcome then writes to the ticket. A
+    burn closes what `closes_of` finds closable in `burned` (`burn_accounts`; read here
+    when not given), and records the lamports it gives back.
     """
     request, ticket = item.request, item.ticket
     for user in users_of(item):
@@ -255,10 +261,16 @@ async def sign_attempt(
         destination = _wallet(wallets, item.transfer.to_user_id)
     elif op is TxOp.MINT:
         destination = _wallet(wallets, item.holder)
+    closes: Closes | None = None
+    if op is TxOp.BURN:
+        assert source is not None
+        if burned is None:
+            burned = await burn_accounts(ctx, [item])
+        closes = closes_of(ctx, ticket, source, burned)
     draft = Draft(
         op, request.tenant_id, ticket, source, destination, memo=f"cw:{request.id}:{of.attempt}",
         blockhash=blockhash.hash, prefunded=await _prefunded_mint(ctx, request, of.attempt),
-        payer=ctx.payers.take(),
+        payer=ctx.payers.take(), closes=closes,
     )
 
     async def unbudgeted() -> nft.SignedTx:
@@ -286,6 +298,7 @@ async def sign_attempt(
         max_retries=ctx.policy.max_retries,
         estimated_lamports=cost,
         estimated_rent=rent,
+        rent_reclaimed=built.reclaimed,
         source=str(source) if source is not None else None,
         destination=str(destination) if destination is not None else None,
     )
@@ -318,6 +331,90 @@ async def source_of(ctx: PipelineContext, ticket: tickets.TicketRow, attempt: in
         log.warning("the NFT is not where it was sent; moving it from where it is",
                     ticket_id=str(ticket.id), recorded=str(recorded), holder=str(owner))
     return owner
+
+
+def _custodial_account(ctx: PipelineContext, ticket: tickets.TicketRow, mint: Pubkey) -> Pubkey:
+    """The token account of the ticket's user's custodial wallet for the mint."""
+    assert ticket.user_id is not None
+    return nft.holder_token_account(ctx.keys.custodial_wallet(ticket.tenant_id, ticket.user_id),
+                                    mint)
+
+
+async def burn_accounts(
+    ctx: PipelineContext, items: Sequence[Checked]
+) -> dict[Pubkey, AccountView | None]:
+    """The chain's word on what the burns of `items` may close: each ticket's mint and its
+    user's custodial token account, read together (100 accounts per call, so a group of
+    burns costs one call per 50; a burn alone, one). A ticket whose mint is not a public
+    key is left out: its build refuses it."""
+    wanted: list[Pubkey] = []
+    for item in items:
+        mint = _public_key(item.ticket.token_mint)
+        if mint is not None and item.ticket.user_id is not None:
+            wanted += [mint, _custodial_account(ctx, item.ticket, mint)]
+    if not wanted:
+        return {}
+    return dict(zip(wanted, await ctx.rpc.get_accounts(wanted), strict=True))
+
+
+def closes_of(
+    ctx: PipelineContext,
+    ticket: tickets.TicketRow,
+    source: Pubkey,
+    accounts: Mapping[Pubkey, AccountView | None],
+) -> Closes | None:
+    """What the burn of the ticket's NFT from `source` closes: its mint, when the chain shows
+    the mint with the platform as its close authority and the one token still there; then
+    the holder's token account too, when `source` is the user's custodial wallet (the
+    platform signs for it) and the account holds that token. None when the mint was made
+    without a close authority (before this release), or the answer is anything else: the
+    burn then closes nothing, as before, rather than risk a close that fails it. An
+    external holder's token account is theirs: never closed.
+
+    The lamports are the accounts' when read: exactly what closing them returns, unless
+    someone sends lamports to one before the burn lands (they come back too, uncounted).
+    """
+    mint = _public_key(ticket.token_mint)
+    if mint is None or not _closable_mint(accounts.get(mint), keys.public_key(
+        ctx.keys.authority
+    )):
+        return None
+    mint_view = accounts[mint]
+    assert mint_view is not None and ticket.user_id is not None
+    if source != ctx.keys.custodial_wallet(ticket.tenant_id, ticket.user_id):
+        return Closes(mint_view.lamports)
+    account = accounts.get(_custodial_account(ctx, ticket, mint))
+    if not _closable_account(account, mint, source):
+        return Closes(mint_view.lamports)
+    assert account is not None
+    holder = ctx.keys.custodial_keypair(ticket.tenant_id, ticket.user_id)
+    return Closes(mint_view.lamports, holder, account.lamports)
+
+
+def _closable_mint(view: AccountView | None, authority: Pubkey) -> bool:
+    """A Token-2022 mint of one token (0 once burned) that `authority` may close."""
+    if view is None or view.owner != TOKEN_2022_PROGRAM_ID:
+        return False
+    try:
+        parsed = token2022.parse_mint(view.data)
+    except ValueError:
+        return False
+    base = parsed.base
+    return base.is_initialized and base.supply == 1 and parsed.close_authority == authority
+
+
+def _closable_account(view: AccountView | None, mint: Pubkey, owner: Pubkey) -> bool:
+    """`owner`'s Token-2022 account holding the mint's one token (empty once burned), with no
+    close authority of its own: the owner's signature closes it."""
+    if view is None or view.owner != TOKEN_2022_PROGRAM_ID:
+        return False
+    try:
+        parsed = token2022.parse_token_account(view.data)
+    except ValueError:
+        return False
+    return (parsed.mint, parsed.owner, parsed.amount) == (mint, owner, 1) and (
+        parsed.close_authority is None and not parsed.frozen
+    )
 
 
 def _public_key(text: str | None) -> Pubkey | None:

@@ -24,7 +24,7 @@ from chainworker.api.schemas import (
 )
 from chainworker.chain.errors import ChainError
 from chainworker.chain.rpc import SolanaRpc
-from chainworker.db import requests, tickets, transactions
+from chainworker.db import audit, requests, tickets, transactions
 from chainworker.db.pool import tenant_transaction
 
 router = APIRouter(prefix="/v1", tags=["status"])
@@ -36,6 +36,16 @@ HOLDER_TIMEOUT_SECONDS = 3.0
 Signature = Annotated[
     str, Path(pattern=r"^[1-9A-HJ-NP-Za-km-z]{64,88}$", description="Base58 signature.")
 ]
+
+
+async def _mint_closed(rpc: SolanaRpc, token_mint: str) -> bool | None:
+    """Whether no account is left at the mint address (a burn closed it); None: unknown."""
+    try:
+        mint = Pubkey.from_string(token_mint)
+        found = await asyncio.wait_for(rpc.get_account(mint), HOLDER_TIMEOUT_SECONDS)
+    except (ChainError, ValueError, TimeoutError, OSError):
+        return None
+    return found is None
 
 
 async def _holder(rpc: SolanaRpc, token_mint: str) -> OnChainHolder:
@@ -62,7 +72,8 @@ async def _holder(rpc: SolanaRpc, token_mint: str) -> OnChainHolder:
                                   signature="$response.body#/live_transaction/signature"),
         ),
     },
-    summary="The ticket on chain: mint, holder, live transaction, requests, history",
+    summary="The ticket on chain: mint, holder, rent reclaimed, live transaction, requests, "
+    "history",
 )
 async def ticket_chain(ticket_id: UUID, principal: Caller, context: Context) -> TicketChain:
     async with tenant_transaction(context.pool, principal.tenant_id, source="api") as conn:
@@ -84,13 +95,21 @@ async def ticket_chain(ticket_id: UUID, principal: Caller, context: Context) -> 
             None,
         )
         history = await tickets.state_history(conn, ticket_id, RECENT_HISTORY)
-    holder = await _holder(context.rpc, ticket.token_mint) if ticket.token_mint else None
+        reclaimed = await audit.reclaimed_lamports(conn, ticket_id)
+    holder: OnChainHolder | None = None
+    closed: bool | None = None
+    if ticket.token_mint:
+        holder, closed = await asyncio.gather(
+            _holder(context.rpc, ticket.token_mint), _mint_closed(context.rpc, ticket.token_mint)
+        )
     return TicketChain(
         ticket_id=ticket.id,
         event_id=ticket.event_id,
         status=ticket.status,
         token_mint=ticket.token_mint,
         holder=holder,
+        mint_closed=closed,
+        rent_reclaimed_lamports=reclaimed,
         live_transaction=Attempt.model_validate(live.model_dump()) if live else None,
         requests=request_views,
         history=[
