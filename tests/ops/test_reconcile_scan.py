@@ -12,15 +12,18 @@ from uuid import UUID
 
 import asyncpg
 import pytest
+from solders.keypair import Keypair
 from solders.signature import Signature
 
 from chainworker.chain.rpc import SolanaRpc
+from chainworker.db.reconcile import MintedTicket
 from chainworker.db.seed import seed_tenant
 from chainworker.lifecycle.model import Commitment, Policy
 from chainworker.localnet.process import LocalnetProcess
 from chainworker.ops import reconcile
 from chainworker.ops.reconcile_cli import parse_duration
 from chainworker.ops.reconcile_cli_run import UsageError
+from chainworker.ops.reconcile_holders import check_ticket
 from tests.conftest import TestDatabase
 
 FAR_HEIGHT = 2**40
@@ -121,3 +124,15 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(UsageError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(("status", "drift"), [("refunded", None), ("revoked", None),
+                                               ("minted", "mint_missing")])
+async def test_a_burned_tickets_closed_mint_is_no_drift(
+    localnet: LocalnetProcess, status: str, drift: str | None
+) -> None:
+    closed = str(Keypair().pubkey())  # no account there: what a burn that closed leaves
+    ticket = MintedTicket(uuid.uuid4(), uuid.uuid4(), closed, status, uuid.uuid4(), None, None)
+    async with SolanaRpc([localnet.rpc_url]) as rpc:
+        found = await check_ticket(rpc, ticket, None, {})
+    assert (found.kind if found else None) == drift
