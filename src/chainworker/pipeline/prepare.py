@@ -375,12 +375,12 @@ def closes_of(
     someone sends lamports to one before the burn lands (they come back too, uncounted).
     """
     mint = _public_key(ticket.token_mint)
-    if mint is None or not _closable_mint(accounts.get(mint), keys.public_key(
-        ctx.keys.authority
-    )):
+    mint_view = accounts.get(mint) if mint is not None else None
+    if mint is None or mint_view is None or not _closable_mint(
+        mint_view, keys.public_key(ctx.keys.authority)
+    ):
         return None
-    mint_view = accounts[mint]
-    assert mint_view is not None and ticket.user_id is not None
+    assert ticket.user_id is not None  # check_request refuses a ticket without a holder
     if source != ctx.keys.custodial_wallet(ticket.tenant_id, ticket.user_id):
         return Closes(mint_view.lamports)
     account = accounts.get(_custodial_account(ctx, ticket, mint))
@@ -391,9 +391,9 @@ def closes_of(
     return Closes(mint_view.lamports, holder, account.lamports)
 
 
-def _closable_mint(view: AccountView | None, authority: Pubkey) -> bool:
+def _closable_mint(view: AccountView, authority: Pubkey) -> bool:
     """A Token-2022 mint of one token (0 once burned) that `authority` may close."""
-    if view is None or view.owner != TOKEN_2022_PROGRAM_ID:
+    if view.owner != TOKEN_2022_PROGRAM_ID:
         return False
     try:
         parsed = token2022.parse_mint(view.data)
