@@ -247,14 +247,22 @@ GRANT EXECUTE ON FUNCTION chainworker_api_request(uuid, text, text, text, text, 
 CREATE FUNCTION chainworker_metadata_payload_problem(p_payload jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
+        WHEN jsonb_typeof(p_payload) IS DISTINCT FROM 'object'
+            THEN 'payload must be a JSON object'
         WHEN p_payload ? 'fields' AND jsonb_typeof(p_payload -> 'fields') <> 'object'
             THEN 'payload.fields must be an object of key -> text'
         WHEN p_payload ? 'remove' AND jsonb_typeof(p_payload -> 'remove') <> 'array'
             THEN 'payload.remove must be a list of keys'
-        WHEN EXISTS (SELECT 1 FROM jsonb_each(coalesce(p_payload -> 'fields', '{}')) f
+        -- Each set is read only once its shape is known (a function over the wrong kind of
+        -- value would fail the whole claim).
+        WHEN EXISTS (SELECT 1 FROM jsonb_each(CASE WHEN jsonb_typeof(p_payload -> 'fields')
+                                                        = 'object'
+                                                   THEN p_payload -> 'fields' END) f
                       WHERE jsonb_typeof(f.value) <> 'string')
             THEN 'every value of payload.fields must be text'
-        WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(p_payload -> 'remove', '[]')) k
+        WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(
+                                       CASE WHEN jsonb_typeof(p_payload -> 'remove') = 'array'
+                                            THEN p_payload -> 'remove' END) k
                       WHERE jsonb_typeof(k) <> 'string')
             THEN 'every key of payload.remove must be text'
     END
@@ -303,16 +311,21 @@ BEGIN
            CASE WHEN k.problem IS NULL THEN left(k.payload->>'reason', 100) END,
            k.problem, k.attempts, f.keys, f.vals, r.keys
       FROM checked k
+      -- The arrays are made only of a metadata update whose payload has the right shape:
+      -- read from anything else, they would fail the whole claim.
       LEFT JOIN LATERAL (
            SELECT array_agg(e.key ORDER BY e.key) AS keys,
                   array_agg(e.value ORDER BY e.key) AS vals
-             FROM jsonb_each_text(k.payload -> 'fields') e) f
-        ON k.problem IS NULL AND k.event_type = 'nft.metadata_update_requested'
+             FROM jsonb_each_text(CASE WHEN k.problem IS NULL
+                                        AND k.event_type = 'nft.metadata_update_requested'
+                                       THEN k.payload -> 'fields' END) e) f ON true
       LEFT JOIN LATERAL (
            SELECT array_agg(e.value ORDER BY e.ord) AS keys
-             FROM jsonb_array_elements_text(k.payload -> 'remove') WITH ORDINALITY AS e(value, ord)
-           ) r
-        ON k.problem IS NULL AND k.event_type = 'nft.metadata_update_requested'
+             FROM jsonb_array_elements_text(CASE WHEN k.problem IS NULL
+                                                  AND k.event_type
+                                                      = 'nft.metadata_update_requested'
+                                                 THEN k.payload -> 'remove' END)
+                  WITH ORDINALITY AS e(value, ord)) r ON true
      ORDER BY k.id;
 END;
 $$;
