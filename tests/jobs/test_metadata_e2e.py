@@ -33,6 +33,8 @@ from chainworker.pipeline.record import Job, Submitted, record_jobs
 from tests.helpers import Stack, wait_for
 from tests.jobs.test_lifecycle_e2e import request_statuses, settled
 
+EVENT_URI = "https://moved.example/events/2.json"
+
 
 async def on_chain(rpc: SolanaRpc, mint: str) -> tuple[token2022.TokenMetadata, int, int]:
     """The mint's metadata, its size and its lamports."""
@@ -45,8 +47,7 @@ async def on_chain(rpc: SolanaRpc, mint: str) -> tuple[token2022.TokenMetadata, 
 
 async def requests_of(admin: asyncpg.Connection, ticket: str) -> list[asyncpg.Record]:
     return await admin.fetch(
-        """SELECT r.id, r.status, r.outcome_code, r.outcome_message, r.changes::text AS changes,
-                  p.slot
+        """SELECT r.id, r.status, r.source, r.changes::text AS changes, p.slot
              FROM chain_requests r
              LEFT JOIN pending_transactions p ON p.request_id = r.id AND p.status = 'confirmed'
             WHERE r.ticket_id = $1 AND r.operation = 'metadata_update' ORDER BY r.seq""",
@@ -139,20 +140,32 @@ async def test_updates_from_every_way_in_land_in_order_and_refusals_change_nothi
             )
 
         await wait_for(relayed_again, 30, "the second delivery")
+
+        # The event moved: one update per ticket whose NFT can still change (not the
+        # refunded one, not the one never minted), in batches; run again, nothing new.
+        event = ["event", "update-metadata", "--tenant", tenant, "--event", seeded["event_id"],
+                 "--field", f"uri={EVENT_URI}", "--batch-size", "2"]
+        assert stack.cli_json(*event, "--dry-run")["recorded"] == 3
+        first, again = stack.cli_json(*event), stack.cli_json(*event)
+        assert (first["tickets"], first["recorded"], first["found"]) == (3, 3, 0)
+        assert (again["recorded"], again["found"]) == (0, 3)
+        await wait_for(lambda: settled(admin, tenant, 5 + 9 + 3), 60, "the event's updates")
     finally:
         worker.stop()
 
     statuses = await request_statuses(admin, tenant)
-    assert statuses == {"confirmed": 5 + 6, "refused": 3}, statuses
+    assert statuses == {"confirmed": 5 + 6 + 3, "refused": 3}, statuses
     ordered_rows = await requests_of(admin, ordered)
-    assert [row["status"] for row in ordered_rows] == ["confirmed"] * 4
+    assert [row["status"] for row in ordered_rows] == ["confirmed"] * 5
     slots = [row["slot"] for row in ordered_rows]
-    assert slots == sorted(slots) and len(set(slots)) == 4  # one at a time, in order
-    assert [json.loads(row["changes"]) for row in ordered_rows[1:]] == [
+    assert slots == sorted(slots) and len(set(slots)) == 5  # one at a time, in order
+    assert [json.loads(row["changes"]) for row in ordered_rows[1:4]] == [
         c.as_json() for c in changes
     ]
-    outboxed_rows = await requests_of(admin, outboxed)
-    assert len([r for r in outboxed_rows if r["status"] == "confirmed"]) == 1
+    outboxed_rows = await requests_of(admin, outboxed)  # the row, the oversized, the event
+    assert sorted((r["source"], r["status"]) for r in outboxed_rows) == [
+        ("cli", "confirmed"), ("cli", "refused"), ("outbox", "confirmed"),
+    ]
     refusals = {
         (row["ticket_id"], row["outcome_code"]): row["outcome_message"]
         for row in await admin.fetch(
@@ -171,7 +184,7 @@ async def test_updates_from_every_way_in_land_in_order_and_refusals_change_nothi
 
     async with SolanaRpc([localnet_faults.rpc_url]) as rpc:
         found, size, lamports = await on_chain(rpc, mints[ordered])
-        assert found.uri == "https://moved.example/events/2/tickets/1.json"
+        assert found.uri == EVENT_URI  # the CLI's uri first, the event's last
         assert (found.field("seat"), found.field("gate"), found.field("section")) == (
             "R-3", "7", None,
         )
@@ -181,11 +194,12 @@ async def test_updates_from_every_way_in_land_in_order_and_refusals_change_nothi
         assert (found.field("section"), found.field("row"), found.field("note")) == (
             "Stalls", "F", None,
         )
+        assert found.uri == EVENT_URI
         found, size, lamports = await on_chain(rpc, mints[checked])
         checked_in_at = await admin.fetchval(
             "SELECT checked_in_at FROM tickets WHERE id = $1", UUID(checked)
         )
-        assert found.field("status") == "checked_in"
+        assert found.field("status") == "checked_in" and found.uri == EVENT_URI
         assert found.field("checked_in_at") == checked_in_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         assert lamports >= token2022.rent_exempt_lamports(size)
     # A confirmed update leaves the ticket's status as it was, and tells the ticket service.
@@ -197,7 +211,7 @@ async def test_updates_from_every_way_in_land_in_order_and_refusals_change_nothi
             WHERE tenant_id = $1 AND event_type = 'ticket.metadata_updated'""",
         UUID(tenant),
     )
-    assert len(events) == 6
+    assert len(events) == 6 + 3
     assert {json.loads(e["payload"])["operation"] for e in events} == {"metadata_update"}
 
 

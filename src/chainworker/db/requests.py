@@ -263,6 +263,20 @@ async def _record_updates(
     raise DatabaseError("could not record requests: requests under one key kept changing")
 
 
+async def keyed_tickets(conn: Connection, key: str, ticket_ids: Sequence[UUID]) -> set[UUID]:
+    """Those of the tickets that have a request under `key`, live or confirmed (what
+    recording them under that key again would find)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ticket_id FROM chain_requests
+            WHERE tenant_id = current_tenant_id() AND ticket_id = ANY($2::uuid[])
+              AND request_key = $1
+              AND status NOT IN ('failed', 'expired', 'refused', 'abandoned')""",
+        key,
+        list(ticket_ids),
+    )
+    return {row["ticket_id"] for row in rows}
+
+
 async def earlier_live(conn: Connection, requests: Sequence[RequestRow]) -> set[UUID]:
     """Which of these requests must wait: an earlier request of their ticket is still live.
 
