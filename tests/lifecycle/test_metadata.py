@@ -101,7 +101,7 @@ changes = st.tuples(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(current=current_metadata, change=changes)
 def test_steps_never_grow_the_account_past_its_ends_and_do_what_the_change_says(
     current: Metadata, change: MetadataChange
