@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -114,6 +115,22 @@ class ChainworkerClient:
             f"/v1/tickets/{ticket_id}/burn", {"reason": reason}, idempotency_key
         )
         return AcceptedRequest.of(body)
+
+    async def update_metadata(
+        self,
+        ticket_id: UUID,
+        fields: Mapping[str, str] | None = None,
+        remove: Sequence[str] = (),
+        *,
+        idempotency_key: str | None = None,
+    ) -> AcceptedRequest:
+        """Set fields of the NFT's metadata (name, uri, custom keys) and remove custom keys.
+
+        Each call is an update of its own; updates of one ticket run in the order accepted.
+        """
+        body = {"fields": dict(fields or {}), "remove": list(remove)}
+        response = await self._post(f"/v1/tickets/{ticket_id}/metadata", body, idempotency_key)
+        return AcceptedRequest.of(response)
 
     async def execute_transfer(
         self, transfer_id: UUID, *, idempotency_key: str | None = None

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from chainworker.db import seed
 from chainworker.jobs.queue import ArqQueue
+from chainworker.lifecycle.metadata import check_change
 from chainworker.lifecycle.model import BurnReason
 from chainworker.pipeline.relay import RELAYED_EVENTS, relay_once
 from tests.conftest import own_queue_name
@@ -67,6 +68,15 @@ PAYLOADS = st.one_of(
         st.booleans(),
         st.sampled_from(list(BurnReason)),
     ),
+    # a metadata update's: fields and keys of every kind, good ones among them
+    st.fixed_dictionaries({}, optional={
+        "fields": st.dictionaries(
+            st.sampled_from(["seat", "uri", "name", "ticket_id", "symbol", "bad key"]) | _TEXT,
+            _TEXT | _JSON, max_size=3,
+        ) | _JSON,
+        "remove": st.lists(st.sampled_from(["gate", "uri", "event_id"]) | _JSON, max_size=3)
+        | _JSON,
+    }),
     st.builds(
         lambda size, reason: {"reason": reason, "blob": "x" * size},
         st.sampled_from([10_000, 17_000, 200_000]),
@@ -162,6 +172,14 @@ async def _expected(admin: asyncpg.Connection, row: Row, exists: bool, text: str
     reason = row.payload.get("reason")
     if operation == "burn" and not (isinstance(reason, str) and reason in set(BurnReason)):
         return "quarantined"
+    if operation == "metadata_update":
+        shape = "SELECT chainworker_metadata_payload_problem($1::jsonb)"
+        if await admin.fetchval(shape, text) is not None:
+            return "quarantined"
+        try:  # the rules every way in checks
+            check_change(row.payload.get("fields"), row.payload.get("remove"))
+        except ValueError:
+            return "quarantined"
     return "recorded" if exists else "retried"
 
 
@@ -182,6 +200,17 @@ async def _expected(admin: asyncpg.Connection, row: Row, exists: bool, text: str
             "own ticket",
             {"reason": "revoke", "blob": "x" * 200_000},
         )
+    ]
+)
+# A metadata update's fields of the wrong kind beside good ones: read only once their shape
+# is known (a function over the wrong kind of value failed the whole claim).
+@example(
+    rows=[
+        Row("nft.metadata_update_requested", "ticket", "own ticket", {"fields": [1, 2]}),
+        Row("nft.metadata_update_requested", "ticket", "own ticket", {"remove": {"a": 1}}),
+        Row("nft.metadata_update_requested", "ticket", "own ticket",
+            {"fields": {"seat": "A-1"}, "remove": ["gate"]}),
+        Row("nft.metadata_update_requested", "ticket", "own ticket", {"fields": {"seat": "B"}}),
     ]
 )
 async def test_generated_rows_never_stop_the_relay_nor_change_anything_else(
@@ -249,7 +278,7 @@ async def test_generated_rows_never_stop_the_relay_nor_change_anything_else(
     )
     assert good_requests == len(good.ticket_ids)
 
-    recorded_keys: set[tuple[str, uuid.UUID]] = set()
+    recorded_keys: set[tuple[str, uuid.UUID, int]] = set()
     for outbox_id, expected, row in made:
         state = by_id[outbox_id]
         seen = (state["processed"], state["quarantined"], state["attempts"])
@@ -270,8 +299,12 @@ async def test_generated_rows_never_stop_the_relay_nor_change_anything_else(
             assert seen == (False, False, 1) and state["pushed"] and state["last_error"], where
         else:
             assert seen == (True, False, 1) and state["last_error"] is None, where
-            recorded_keys.add((RELAYED_EVENTS[row.event_type][0], ids[row.target]))
-    # One request per operation and ticket (or transfer); duplicates collapse onto it.
+            operation = RELAYED_EVENTS[row.event_type][0]
+            # each metadata update's row is an update of its own
+            own = outbox_id if operation == "metadata_update" else 0
+            recorded_keys.add((operation, ids[row.target], own))
+    # One request per operation and ticket (or transfer), duplicates collapsing onto it;
+    # one per row for metadata updates.
     bad_requests = await admin.fetchval(
         "SELECT count(*) FROM chain_requests WHERE tenant_id = $1", bad.tenant_id
     )

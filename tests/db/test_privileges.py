@@ -41,6 +41,8 @@ RUNTIME_PRIVILEGES = {
     "chainworker_spend_reservations": {"SELECT"},
     # the platform's fee-payer top-ups (migration 113): recorded and settled, never removed
     "chainworker_fee_payer_top_ups": {"SELECT", "INSERT", "UPDATE"},
+    # a tenant's chainworker settings (migration 114): set by an operator, never removed
+    "chainworker_tenant_settings": {"SELECT", "INSERT", "UPDATE"},
 }
 
 # The only functions that run as the owner and that chainworker_app may call.

@@ -161,6 +161,7 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
         {"period": "day", "period_start": "now()::date - 400", "spent": 5},
     ),
     ("chainworker_spend_reservations", {"side": "released", "lamports": 0}),
+    ("chainworker_tenant_settings", {"record_check_in": True}),
 ]
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"

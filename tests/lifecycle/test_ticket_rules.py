@@ -98,6 +98,18 @@ def test_unknown_values_are_refused_not_raised() -> None:
     assert bad_transfer.code is RefusalCode.UNKNOWN_TRANSFER_STATUS
 
 
+def test_a_metadata_update_needs_an_nft_that_still_exists_and_keeps_the_status() -> None:
+    for status in (T.MINTED, T.ACTIVE, T.TRANSFERRED, T.CHECKED_IN, T.USED):
+        verdict = check_operation(TxOp.METADATA_UPDATE, status, token_mint=MINT)
+        assert verdict == Allowed(TxOp.METADATA_UPDATE, status)
+        assert ticket_status_on_confirm(TxOp.METADATA_UPDATE, status) is None
+    unminted = check_operation(TxOp.METADATA_UPDATE, T.ACTIVE, token_mint=None)
+    assert isinstance(unminted, Refusal) and unminted.code is RefusalCode.NOT_MINTED
+    for status in (T.REVOKED, T.REFUNDED, T.CANCELLED, T.EXPIRED, T.SOLD):
+        verdict = check_operation(TxOp.METADATA_UPDATE, status, token_mint=MINT)
+        assert isinstance(verdict, Refusal) and verdict.code is RefusalCode.STATUS_NOT_ALLOWED
+
+
 def test_status_on_confirm_never_overwrites_a_later_state() -> None:
     assert ticket_status_on_confirm(TxOp.MINT, T.SOLD) is T.MINTED
     assert ticket_status_on_confirm(TxOp.MINT, T.ACTIVE) is None
@@ -114,6 +126,7 @@ ALLOWED_FROM = {
     TxOp.MINT: {T.SOLD, T.ACTIVE},
     TxOp.TRANSFER: {T.MINTED, T.ACTIVE, T.TRANSFERRED},
     TxOp.BURN: {T.MINTED, T.ACTIVE, T.TRANSFERRED},
+    TxOp.METADATA_UPDATE: {T.MINTED, T.ACTIVE, T.TRANSFERRED, T.CHECKED_IN, T.USED},
 }
 
 

@@ -295,6 +295,39 @@ def _enqueue_transfer(data: st.DataObject, w: World) -> tuple[list[str], str | N
     return args, None, REQUESTS
 
 
+def _change(data: st.DataObject) -> list[str]:
+    """--field and --remove options: good ones half the time, anything otherwise."""
+    field = st.one_of(st.sampled_from(["seat=A-7", "uri=https://x.example/1", "ticket_id=x",
+                                       "symbol=S", "seat", "=v", "section=" + "s" * 600]),
+                      ANY_TEXT)
+    key = st.one_of(st.sampled_from(["seat", "uri", "event_id"]), ANY_TEXT)
+    args: list[str] = []
+    for text in data.draw(st.lists(field, max_size=3)):
+        args += ["--field", text]
+    for text in data.draw(st.lists(key, max_size=2)):
+        args += ["--remove", text]
+    return args
+
+
+def _enqueue_metadata(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
+    args = ["enqueue", "metadata", "--tenant", data.draw(mostly(w, w.target.tenant_id)),
+            "--ticket", data.draw(mostly(w, *w.target.ticket_ids)), *_change(data)]
+    return args, None, REQUESTS
+
+
+def _event_metadata(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
+    args = ["event", "update-metadata", "--json",
+            "--tenant", data.draw(mostly(w, w.target.tenant_id)),
+            "--event", data.draw(mostly(w, w.target.event_id, w.bystander.event_id)),
+            *_change(data)]
+    if data.draw(st.booleans()):
+        args += ["--batch-size", data.draw(st.one_of(st.sampled_from(["1", "0", "5001"]),
+                                                     ANY_TEXT))]
+    if data.draw(st.booleans()):
+        args.append("--dry-run")
+    return args, None, REQUESTS
+
+
 def _reconcile(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
     args = ["reconcile", "--json"]
     options = {
@@ -352,6 +385,8 @@ COMMANDS: dict[str, Build] = {
     "enqueue mint from stdin": _enqueue_stdin,
     "enqueue burn": _enqueue_burn,
     "enqueue transfer": _enqueue_transfer,
+    "enqueue metadata": _enqueue_metadata,
+    "event update-metadata": _event_metadata,
     "reconcile": _reconcile,
     "reconcile holders": _holders,
     "tx": _tx,
@@ -426,6 +461,20 @@ def test_each_kind_of_bad_value_is_named(world: World, harness: Harness) -> None
         (["reconcile", "--older-than", "99999999999d", "--tenant", tenant], "longer than"),
         (["reconcile", "--limit", "abc"], "Invalid value for '--limit'"),
         (["reconcile", "--tenant", "x" * 100_000], "(100,000 characters) is not a UUID"),
+        (["enqueue", "metadata", "--tenant", tenant, "--ticket", ticket, "--field", "ticket_id=x"],
+         "ties the NFT to its ticket"),
+        (["enqueue", "metadata", "--tenant", tenant, "--ticket", ticket, "--field", "seat"],
+         "is not key=value"),
+        (["enqueue", "metadata", "--tenant", tenant, "--ticket", ticket, "--field", "a=\x1b[2J"],
+         "control character"),
+        (["enqueue", "metadata", "--tenant", tenant, "--ticket", other_ticket, "--field", "a=b"],
+         "unknown ticket"),
+        (["event", "update-metadata", "--tenant", tenant, "--event", str(uuid.uuid4()),
+          "--field", "uri=https://x.example"], "no event"),
+        (["event", "update-metadata", "--tenant", tenant, "--event",
+          str(world.bystander.event_id), "--field", "uri=https://x.example"], "no event"),
+        (["event", "update-metadata", "--tenant", tenant, "--event", str(world.target.event_id)],
+         "at least one field"),
     ]
     for args, message in cases:
         outcome = harness.invoke(args)

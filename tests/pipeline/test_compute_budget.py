@@ -20,10 +20,11 @@ import pytest
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from chainworker.chain import nft
+from chainworker.chain import metadata, nft
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings
 from chainworker.db.tickets import TicketRow
+from chainworker.lifecycle.metadata import check_change
 from chainworker.lifecycle.model import TxOp
 from chainworker.localnet.process import LocalnetProcess
 from chainworker.pipeline.build import Draft, build_attempt
@@ -119,3 +120,34 @@ async def test_limits_follow_each_transaction_and_an_existing_account_fills_no_c
     limit, _ = await signed_and_landed(ctx, moved(second_holder, third))
     assert base(limit, third) == creating
     assert ctx.fees.cached_units((TxOp.TRANSFER, False)) is not None
+
+
+async def test_each_metadata_update_is_simulated_for_itself_and_a_large_one_still_lands(
+    chain_ctx: PipelineContext,
+) -> None:
+    ctx = chain_ctx
+    blockhash = (await ctx.rpc.latest_blockhash())[0]
+    ticket = TicketRow(uuid4(), uuid4(), uuid4(), uuid4(), "sold", None, "B-2", "Concert")
+    await signed_and_landed(ctx, Draft(TxOp.MINT, ticket.tenant_id, ticket, None,
+                                       Keypair().pubkey(), memo="cw:m:1", blockhash=blockhash,
+                                       prefunded=0))
+    mint = ctx.keys.mint_address(ticket.tenant_id, ticket.id)
+    minted = dataclasses.replace(ticket, token_mint=str(mint), status="minted")
+
+    async def update(fields: dict[str, str]) -> int:
+        account = await ctx.rpc.get_account(mint)
+        assert account is not None
+        plan = metadata.plan_update(metadata.read_mint(account.data, account.lamports),
+                                    check_change(fields, None))
+        draft = Draft(TxOp.METADATA_UPDATE, ticket.tenant_id, minted, None, None,
+                      memo=f"cw:{uuid4()}:1", blockhash=blockhash, prefunded=0, update=plan)
+        limit, _ = await signed_and_landed(ctx, draft)
+        return limit
+
+    small = await update({"seat": "B-2"})
+    # Twelve new fields rewrite the metadata twelve times: many times the units of one. Given
+    # the small one's limit it would fail on chain for want of units.
+    large = await update({f"field_{i:02d}": "v" * 8 for i in range(12)})
+    assert large > small + 50_000
+    assert ctx.fees.cached_units((TxOp.METADATA_UPDATE, False)) is None
+    assert await update({"seat": "B-3"}) < large  # and a small one after is not given its limit

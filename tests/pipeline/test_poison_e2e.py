@@ -71,7 +71,7 @@ async def test_rows_that_are_not_transactions_are_set_aside(
     poison = await admin_conn.fetch(
         """SELECT create_pending_transaction($1, 'not-a-signature', 'mint',
                                              p_last_valid_block_height => 10),
-                  create_pending_transaction($1, $2, 'metadata_update',
+                  create_pending_transaction($1, $2, 'verify',
                                              p_last_valid_block_height => 10)""",
         bad_tenant, str(Signature(secrets.token_bytes(64))),
     )
@@ -83,13 +83,13 @@ async def test_rows_that_are_not_transactions_are_set_aside(
     assert await _confirmed(admin_conn, good_tenant) == 3  # in the same round
     rows = await admin_conn.fetch(
         "SELECT status, quarantined_at, last_error FROM pending_transactions"
-        " WHERE id = ANY($1::uuid[]) ORDER BY tx_type DESC",
+        " WHERE id = ANY($1::uuid[]) ORDER BY tx_type",
         poison_ids,
     )
     assert [r["status"] for r in rows] == ["pending", "pending"]  # still live: may land
     assert all(r["quarantined_at"] for r in rows)
     assert "not a transaction signature" in rows[0]["last_error"]
-    assert "metadata_update" in rows[1]["last_error"]
+    assert "'verify' is not an operation" in rows[1]["last_error"]
     assert _quarantined("bad_row") - before == 2
     # The bad tenant's own good attempt is not held up either.
     await landed(ctx.rpc, [bad[0].signature])

@@ -23,9 +23,9 @@ from chainworker.jobs.codec import create_arq_pool
 from chainworker.obs import metrics
 
 DESCRIPTION = """\
-How the ticket service asks chainworker for mints, transfers and burns, and reads
-their status. Every `/v1` route needs `Authorization: Bearer <token>` (tokens are bound
-to one tenant). Every POST needs an `Idempotency-Key`. Errors are RFC 9457
+How the ticket service asks chainworker for mints, transfers, burns and metadata updates,
+and reads their status. Every `/v1` route needs `Authorization: Bearer <token>` (tokens
+are bound to one tenant). Every POST needs an `Idempotency-Key`. Errors are RFC 9457
 `application/problem+json` with a stable `type` per kind.
 """
 

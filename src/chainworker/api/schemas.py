@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chainworker.db.requests import RequestRow
 from chainworker.db.transactions import AttemptRow
 from chainworker.lifecycle import model
+from chainworker.lifecycle.metadata import MAX_CHANGES, MetadataChange, check_change
 
 # Printable text without control characters: C0 (Postgres text refuses NUL; newlines would
 # forge log lines), DEL and C1 (U+0085 is a newline too).
@@ -25,6 +26,28 @@ class BurnBody(_Body):
     reason: model.BurnReason = Field(
         description="revoke: the ticket is withdrawn; refund: paid back."
     )
+
+
+class MetadataBody(_Body):
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=MAX_CHANGES,
+        description="Fields to set: name, uri, or a custom key (letters, digits, _ . : -, at "
+        "most 32); values are text (name at most 32 bytes, uri 180, others 512). symbol, "
+        "ticket_id and event_id are refused.",
+        examples=[{"seat": "A-7", "uri": "https://tickets.example/moved/1.json"}],
+    )
+    remove: list[str] = Field(
+        default_factory=list, max_length=MAX_CHANGES, description="Custom keys to remove."
+    )
+
+    @model_validator(mode="after")
+    def _follows_the_rules(self) -> MetadataBody:
+        check_change(self.fields, self.remove)  # a ValueError is a 422 with its reason
+        return self
+
+    def change(self) -> MetadataChange:
+        return check_change(self.fields, self.remove)
 
 
 class WalletBody(_Body):
@@ -99,6 +122,9 @@ class RequestStatus(BaseModel):
     updated_at: datetime
     completed_at: datetime | None
     transactions: list[Attempt]
+    changes: dict[str, Any] | None = Field(
+        default=None, description='A metadata update\'s change: {"fields": {...}, "remove": [...]}.'
+    )
 
     @classmethod
     def of(cls, row: RequestRow, attempts: list[AttemptRow]) -> RequestStatus:
@@ -121,6 +147,7 @@ class RequestStatus(BaseModel):
             updated_at=row.updated_at,
             completed_at=row.completed_at,
             transactions=[Attempt.of(a) for a in attempts],
+            changes=row.changes.as_json() if row.changes is not None else None,
         )
 
 

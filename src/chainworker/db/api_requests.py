@@ -1,4 +1,5 @@
-"""The API's POST mint / transfer / burn in one statement: `chainworker_api_request` (103).
+"""The API's POST mint / transfer / burn / metadata in one statement: `chainworker_api_request`
+(103, 107; 114 gave it the metadata update's change).
 
 One round trip, one transaction: idempotency key, transfer and ticket check, recorded
 request, stored 202 body. See the migration for what each outcome means.
@@ -6,15 +7,17 @@ request, stored 202 body. See the migration for what each outcome means.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
 from chainworker.db.pool import Connection
+from chainworker.lifecycle.metadata import MetadataChange
 
 _CALL = (
     "SELECT * FROM chainworker_api_request("
-    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb)"
 )
 
 
@@ -35,6 +38,7 @@ class ApiRequest:
     reason: str | None
     allowed: Sequence[str]  # 'status|minted or unminted|transfer status or empty'
     status_url_prefix: str
+    changes: MetadataChange | None = None  # a metadata update's change
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ async def record_api_request(conn: Connection, ask: ApiRequest) -> ApiOutcome:
         ask.reason,
         ask.allowed,
         ask.status_url_prefix,
+        json.dumps(ask.changes.as_json()) if ask.changes is not None else None,
     )
     assert row is not None
     return ApiOutcome(**dict(row.items()))

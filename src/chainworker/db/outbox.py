@@ -13,7 +13,8 @@ class OutboxRequest:
     """One claimed outbox row asking chainworker for a request.
 
     The payload itself stays in the database: the claim checks its shape, size and depth
-    (`problem`, None when fine) and hands over the one field the relay reads (`reason`).
+    (`problem`, None when fine) and hands over the fields the relay reads: `reason`, and a
+    metadata update's fields (keys and values, in key order) and keys to remove.
     """
 
     id: int
@@ -24,6 +25,9 @@ class OutboxRequest:
     reason: str | None
     problem: str | None
     attempts: int
+    field_keys: list[str] | None = None
+    field_values: list[str] | None = None
+    remove_keys: list[str] | None = None
 
 
 async def claim_requests(conn: Connection, limit: int) -> list[OutboxRequest]:

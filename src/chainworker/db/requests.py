@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,12 +13,16 @@ from asyncpg import Record
 
 from chainworker.db.errors import DatabaseError, busy_on
 from chainworker.db.pool import Connection
+from chainworker.lifecycle.metadata import MetadataChange
 from chainworker.lifecycle.model import RequestStatus, TxOp
 
-# At most one live request per (ticket, operation), and per transfer (107_ticket_order.sql).
+# At most one live request per (ticket, operation), and per transfer (107_ticket_order.sql);
+# one per (ticket, request key) while live or confirmed (114_metadata_update.sql).
 _OPERATIONS = {op.value: op for op in TxOp}
 _STATUSES = {status.value: status for status in RequestStatus}
-LIVE_REQUEST_INDEXES = ("uq_chain_requests_live", "uq_chain_requests_live_transfer")
+LIVE_REQUEST_INDEXES = (
+    "uq_chain_requests_live", "uq_chain_requests_live_transfer", "uq_chain_requests_key"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,7 @@ class RequestRow:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    changes: MetadataChange | None = None  # a metadata update's change
 
     @property
     def is_live(self) -> bool:
@@ -48,7 +55,21 @@ class RequestRow:
         values = dict(row)
         values["operation"] = _OPERATIONS[values["operation"]]
         values["status"] = _STATUSES[values["status"]]
+        values["changes"] = stored_change(values["changes"])
         return cls(**values)
+
+
+def stored_change(raw: str | None) -> MetadataChange | None:
+    """A recorded change as stored (its shape held by the table's check). Its rules are
+    checked again before it is carried out, not here: a request is always readable."""
+    if raw is None:
+        return None
+    value = json.loads(raw)
+    fields = value.get("fields") or {}
+    return MetadataChange(
+        tuple(sorted((str(k), str(v)) for k, v in fields.items())),
+        tuple(str(k) for k in value.get("remove") or ()),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +78,10 @@ class NewRequest:
     operation: TxOp
     transfer_id: UUID | None = None
     reason: str | None = None
+    changes: MetadataChange | None = None  # a metadata update's change
+    # The way in's own key for this ask: the same key for the same ticket is one request
+    # (while live or confirmed). None: every ask is a request of its own.
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +92,8 @@ class Recorded:
 
 
 _COLUMNS = """id, tenant_id, ticket_id, transfer_id, operation, reason, source, status, attempts,
-    outcome_code, outcome_message, token_mint, tx_signature, created_at, updated_at, completed_at"""
+    outcome_code, outcome_message, token_mint, tx_signature, created_at, updated_at, completed_at,
+    changes"""
 
 # One statement per operation kind: a transfer is keyed by its transfer (two transfers of
 # one ticket are two requests), a mint or burn by its ticket.
@@ -98,7 +124,7 @@ SELECT w.ord, coalesce(i.id, live.id) AS id, w.ticket_id, w.transfer_id,
 """
 _RECORD_BY_TICKET = _RECORD_MANY.format(
     conflict="(tenant_id, ticket_id, operation)"
-    " WHERE status IN ('queued', 'submitted') AND operation <> 'transfer'",
+    " WHERE status IN ('queued', 'submitted') AND operation NOT IN ('transfer', 'metadata_update')",
     same="i.ticket_id = w.ticket_id",
 )
 _RECORD_BY_TRANSFER = _RECORD_MANY.format(
@@ -106,6 +132,36 @@ _RECORD_BY_TRANSFER = _RECORD_MANY.format(
     " WHERE status IN ('queued', 'submitted') AND operation = 'transfer'",
     same="i.transfer_id = w.transfer_id",
 )
+
+
+# Metadata updates: each a request of its own, unless its key names one already made (live or
+# confirmed). Ids are given here, so that each ask finds its own row whatever its key.
+_RECORD_UPDATES = """
+WITH wanted AS (
+    SELECT t.id, t.ticket_id, t.changes, t.request_key, t.ord
+      FROM unnest($2::uuid[], $3::uuid[], $4::jsonb[], $5::text[]) WITH ORDINALITY
+           AS t(id, ticket_id, changes, request_key, ord)
+), inserted AS (
+    INSERT INTO chain_requests (id, tenant_id, ticket_id, operation, source, changes, request_key)
+    SELECT w.id, $1, w.ticket_id, 'metadata_update', $6, w.changes, w.request_key
+      FROM wanted w
+     ORDER BY w.ord
+    ON CONFLICT (tenant_id, ticket_id, request_key)
+       WHERE request_key IS NOT NULL
+         AND status NOT IN ('failed', 'expired', 'refused', 'abandoned')
+    DO NOTHING
+    RETURNING id
+)
+SELECT w.ord, coalesce(i.id, made.id) AS id, (i.id IS NOT NULL) AS created
+  FROM wanted w
+  LEFT JOIN inserted i ON i.id = w.id
+  LEFT JOIN chain_requests made
+         ON i.id IS NULL
+        AND made.tenant_id = $1 AND made.ticket_id = w.ticket_id
+        AND made.request_key = w.request_key
+        AND made.status NOT IN ('failed', 'expired', 'refused', 'abandoned')
+ ORDER BY w.ord
+"""
 
 
 def _key(item: NewRequest) -> UUID:
@@ -128,8 +184,11 @@ async def record_requests(
 
     A live request for the same ticket (mint, burn) or the same transfer is returned
     instead (created=False); the same ticket or transfer twice in one call is one request.
-    Must run inside a tenant transaction.
+    Metadata updates are each a request of their own, except those of one key (see
+    NewRequest.key). Must run inside a tenant transaction.
     """
+    if operation == TxOp.METADATA_UPDATE:
+        return await _record_updates(conn, tenant_id, items, source)
     unique: dict[UUID, NewRequest] = {}
     for item in items:
         if item.operation != operation:
@@ -161,6 +220,61 @@ async def record_requests(
                 for item in items
             ]
     raise DatabaseError("could not record requests: live requests kept changing")
+
+
+async def _record_updates(
+    conn: Connection, tenant_id: UUID, items: Sequence[NewRequest], source: str
+) -> list[Recorded]:
+    asks: dict[object, tuple[UUID, NewRequest]] = {}
+    for index, item in enumerate(items):
+        if item.operation != TxOp.METADATA_UPDATE:
+            raise ValueError(f"mixed operations in one batch: {item.operation} != metadata_update")
+        if item.changes is None:
+            raise ValueError("a metadata update needs its change")
+        same: object = (item.ticket_id, item.key) if item.key is not None else index
+        asks.setdefault(same, (uuid.uuid4(), item))
+    if not asks:
+        return []
+    found: dict[UUID, tuple[UUID, bool]] = {}  # ask's own id -> (request id, created)
+    pending = list(asks.values())
+    for _ in range(3):
+        rows = await conn.fetch(
+            _RECORD_UPDATES,
+            tenant_id,
+            [new_id for new_id, _ in pending],
+            [item.ticket_id for _, item in pending],
+            [json.dumps(item.changes.as_json()) for _, item in pending if item.changes],
+            [item.key for _, item in pending],
+            source,
+        )
+        # One made under the key that ended between the insert and the lookup shows as
+        # None: that ask is asked again (the others are recorded).
+        for row in rows:
+            if row["id"] is not None:
+                found[pending[row["ord"] - 1][0]] = (row["id"], row["created"])
+        pending = [ask for ask in pending if ask[0] not in found]
+        if not pending:
+            out = []
+            for index, item in enumerate(items):
+                same = (item.ticket_id, item.key) if item.key is not None else index
+                request_id, created = found[asks[same][0]]
+                out.append(Recorded(request_id, item.ticket_id, created))
+            return out
+    raise DatabaseError("could not record requests: requests under one key kept changing")
+
+
+async def keyed_tickets(conn: Connection, key: str, ticket_ids: Sequence[UUID]) -> set[UUID]:
+    """Those of the tickets that have a request under `key`, live or confirmed (what
+    recording them under that key again would find)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ticket_id FROM chain_requests
+            WHERE tenant_id = current_tenant_id() AND ticket_id = ANY($2::uuid[])
+              AND request_key = $1
+              AND status NOT IN ('failed', 'expired', 'refused', 'abandoned')""",
+        key,
+        list(ticket_ids),
+    )
+    return {row["ticket_id"] for row in rows}
 
 
 async def earlier_live(conn: Connection, requests: Sequence[RequestRow]) -> set[UUID]:

@@ -210,6 +210,37 @@ async def burnable_ticket_ids(conn: Connection, event_id: UUID, statuses: list[s
     return [row["id"] for row in rows]
 
 
+async def event_ticket_page(
+    conn: Connection, event_id: UUID, statuses: list[str], after: UUID | None, limit: int
+) -> list[UUID]:
+    """The event's minted, undeleted tickets in one of `statuses`, after `after`, in id
+    order, at most `limit`: one keyset page."""
+    rows = await conn.fetch(
+        """SELECT id FROM tickets
+            WHERE event_id = $1 AND token_mint IS NOT NULL AND deleted_at IS NULL
+              AND status = ANY($2::text[]) AND tenant_id = current_tenant_id()
+              AND ($3::uuid IS NULL OR id > $3)
+            ORDER BY id LIMIT $4""",
+        event_id,
+        statuses,
+        after,
+        limit,
+    )
+    return [row["id"] for row in rows]
+
+
+async def count_event_tickets(conn: Connection, event_id: UUID, statuses: list[str]) -> int:
+    """How many tickets `event_ticket_page` goes through."""
+    found = await conn.fetchval(
+        """SELECT count(*) FROM tickets
+            WHERE event_id = $1 AND token_mint IS NOT NULL AND deleted_at IS NULL
+              AND status = ANY($2::text[]) AND tenant_id = current_tenant_id()""",
+        event_id,
+        statuses,
+    )
+    return int(found)
+
+
 @dataclass(frozen=True, slots=True)
 class StateChangeRow:
     previous_status: str | None

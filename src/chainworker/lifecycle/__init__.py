@@ -7,6 +7,7 @@
 - `transitions`: how an attempt's fields change when an action is carried out (what the
   confirmation round and settling write);
 - `ticket_rules`: which ticket states allow which operation, and what confirmation sets;
+- `metadata`: a metadata update's change, its rules, and the order of its steps;
 - `outcome`: the outbox event of each end of a request, and the reconcile verdicts.
 
 Everything here is what production runs: the pipeline calls these functions, so the

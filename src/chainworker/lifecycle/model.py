@@ -16,6 +16,7 @@ class TxOp(StrEnum):
     MINT = "mint"
     TRANSFER = "transfer"
     BURN = "burn"
+    METADATA_UPDATE = "metadata_update"  # the NFT's metadata, as its update authority
 
 
 class TxStatus(StrEnum):

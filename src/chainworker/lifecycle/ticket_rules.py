@@ -18,6 +18,9 @@ Choices made here:
   minted, active or transferred. Transfer also needs its `ticket_transfers` row
   to be `accepted`.
 - Burn needs a reason: `revoke` -> revoked, `refund` -> refunded.
+- A metadata update needs an NFT that still exists: `token_mint` set and a status of
+  minted, active, transferred, checked_in or used (a checked-in ticket's NFT records its
+  attendance). A confirmed update leaves the ticket's status as it is.
 - When a transaction confirms after the ticket moved on (checked in, used,
   cancelled...), the status is left alone: the chain change is still recorded,
   but a later ticket state is never overwritten by an earlier intent.
@@ -104,6 +107,9 @@ MINTABLE: frozenset[TicketStatus] = frozenset({TicketStatus.SOLD, TicketStatus.A
 ON_CHAIN_MOVABLE: frozenset[TicketStatus] = frozenset(
     {TicketStatus.MINTED, TicketStatus.ACTIVE, TicketStatus.TRANSFERRED}
 )
+METADATA_UPDATABLE: frozenset[TicketStatus] = ON_CHAIN_MOVABLE | {
+    TicketStatus.CHECKED_IN, TicketStatus.USED
+}
 BURN_RESULT: dict[BurnReason, TicketStatus] = {
     BurnReason.REVOKE: TicketStatus.REVOKED,
     BurnReason.REFUND: TicketStatus.REFUNDED,
@@ -140,6 +146,8 @@ def check_operation(
             return check_transfer(status, token_mint=token_mint, transfer_status=transfer_status)
         case TxOp.BURN:
             return check_burn(status, token_mint=token_mint, burn_reason=burn_reason)
+        case TxOp.METADATA_UPDATE:
+            return check_metadata_update(status, token_mint=token_mint)
 
 
 def check_mint(status: TicketStatus, *, token_mint: str | None) -> Verdict:
@@ -195,6 +203,16 @@ def check_burn(
     return Allowed(TxOp.BURN, BURN_RESULT[reason])
 
 
+def check_metadata_update(status: TicketStatus, *, token_mint: str | None) -> Verdict:
+    if token_mint is None:
+        return Refusal(
+            RefusalCode.NOT_MINTED, "cannot update the metadata of a ticket with no NFT minted yet"
+        )
+    if status not in METADATA_UPDATABLE:
+        return _status_refusal(TxOp.METADATA_UPDATE, status, METADATA_UPDATABLE)
+    return Allowed(TxOp.METADATA_UPDATE, status)  # the status stays what it is
+
+
 def ticket_status_on_confirm(
     op: TxOp,
     current: TicketStatus | str,
@@ -223,6 +241,8 @@ def ticket_status_on_confirm(
             if reason is None or status not in ON_CHAIN_MOVABLE:
                 return None
             return BURN_RESULT[reason]
+        case TxOp.METADATA_UPDATE:
+            return None
 
 
 def _check_movable(op: TxOp, status: TicketStatus, token_mint: str | None) -> Refusal | None:

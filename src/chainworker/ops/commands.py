@@ -11,6 +11,7 @@ def register(app: typer.Typer) -> None:
     from chainworker.ops import (
         api_cli,
         demo,
+        event_cli,
         localnet_cli,
         migrate_cli,
         reconcile_cli,
@@ -23,6 +24,7 @@ def register(app: typer.Typer) -> None:
     migrate_cli.register(app)
     localnet_cli.register(app)
     worker_cli.register(app)
+    event_cli.register(app)
     api_cli.register(app)
     reconcile_cli.register(app)
     reconcile_tx_cli.register(app)

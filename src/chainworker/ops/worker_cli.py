@@ -23,6 +23,7 @@ from chainworker.db.requests import NewRequest
 from chainworker.jobs import exporter
 from chainworker.jobs.codec import create_arq_pool
 from chainworker.jobs.enqueue import request_operation
+from chainworker.lifecycle.metadata import MetadataChange, check_change
 from chainworker.lifecycle.model import BurnReason, TxOp
 from chainworker.text import plain_text, shown
 
@@ -161,6 +162,46 @@ def enqueue_burn(
         raise _fail(f"reason must be revoke or refund, not {shown(reason)}")
     ids = _read_ids(ticket, "ticket")
     _enqueue(tenant, TxOp.BURN, [NewRequest(t, TxOp.BURN, reason=reason) for t in ids], as_json)
+
+
+def parse_change(fields: list[str], remove: list[str]) -> MetadataChange:
+    """--field key=value (repeatable) and --remove key as a change, or the reason it is not."""
+    values: dict[str, str] = {}
+    for text in fields:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise _fail(f"--field {shown(text)} is not key=value")
+        if key in values:
+            raise _fail(f"--field {shown(key)} is given twice")
+        values[key] = value
+    try:
+        return check_change(values, remove)
+    except ValueError as error:
+        raise _fail(f"{error}; nothing was recorded") from None
+
+
+FieldOption = Annotated[
+    list[str] | None,
+    typer.Option("--field", help="key=value to set (repeatable): name, uri or a custom key."),
+]
+RemoveOption = Annotated[
+    list[str] | None, typer.Option("--remove", help="Custom key to remove (repeatable).")
+]
+
+
+@enqueue_app.command("metadata")
+def enqueue_metadata(
+    tenant: TenantOption,
+    ticket: TicketOption,
+    field: FieldOption = None,
+    remove: RemoveOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Update tickets' NFT metadata: each ticket gets one update of its own."""
+    change = parse_change(field or [], remove or [])
+    ids = _read_ids(ticket, "ticket")
+    items = [NewRequest(t, TxOp.METADATA_UPDATE, changes=change) for t in dict.fromkeys(ids)]
+    _enqueue(tenant, TxOp.METADATA_UPDATE, items, as_json)
 
 
 @enqueue_app.command("transfer")

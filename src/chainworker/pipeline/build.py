@@ -1,5 +1,6 @@
 """The signed transaction of one attempt, from its draft: the instructions, the metadata
-(name, URI, fields), the mint's size and the rent the attempt pays.
+(name, URI, fields), the mint's size and the rent the attempt pays (a metadata update's
+plan, made from the chain, comes with its draft).
 
 Pure: no I/O, no writes; keys and settings come from the context. What goes into a draft
 (the checked request, the wallets, where the NFT is, the blockhash, the budget) is decided
@@ -15,7 +16,7 @@ from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from chainworker.chain import nft, token2022
+from chainworker.chain import metadata, nft, token2022
 from chainworker.db import tickets
 from chainworker.lifecycle.model import TxOp
 from chainworker.pipeline.context import PipelineContext
@@ -58,6 +59,7 @@ class Draft:
     prefunded: int  # lamports already at a mint address (a later attempt of a mint)
     payer: Keypair | None = None  # from the pool; None: the authority pays
     closes: Closes | None = None  # a burn's: None closes nothing (a mint without the authority)
+    update: metadata.Plan | None = None  # a metadata update's plan, from the mint on chain
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,13 @@ def _build(ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None)
             prefunded_lamports=draft.prefunded, payer=payer,
         )
         return Built(signed, rent, 2 + cosigner, payer)
+    if draft.op is TxOp.METADATA_UPDATE:
+        assert ticket.token_mint is not None and draft.update is not None
+        signed = metadata.build_update(
+            authority=authority, mint=Pubkey.from_string(ticket.token_mint), plan=draft.update,
+            memo=draft.memo, recent_blockhash=draft.blockhash, compute=budget, payer=payer,
+        )
+        return Built(signed, draft.update.top_up, 1 + cosigner, payer)
     assert ticket.token_mint is not None and draft.source is not None
     mint_key = Pubkey.from_string(ticket.token_mint)
     if draft.op is TxOp.TRANSFER:

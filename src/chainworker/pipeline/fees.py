@@ -4,7 +4,9 @@ from the fees recently paid to write the accounts it shares with others.
 Blocks are filled, and priority fees paid, by the unit limit asked for, not the units used.
 The units of a kind of transaction are simulated once (reused for a while); what differs
 from one holder to the next, the address search of the holder's token account, is
-counted per transaction. The price is the configured percentile of the recent
+counted per transaction. A metadata update is simulated for itself every time: its units
+grow with the metadata it rewrites and the values it writes, so no figure of one update
+is another's. The price is the configured percentile of the recent
 prioritization fees of the transaction's fee payer (a ticket's own accounts are written by
 nobody else), and a replacement of an expired attempt offers more.
 """
@@ -23,7 +25,11 @@ from chainworker.pipeline.build import Draft
 from chainworker.pipeline.context import PipelineContext, UnitsKind
 
 # Used when simulation cannot answer (e.g. the operation would fail on chain anyway).
-FALLBACK_UNITS = {TxOp.MINT: 60_000, TxOp.TRANSFER: 40_000, TxOp.BURN: 5_000}
+FALLBACK_UNITS = {
+    TxOp.MINT: 60_000, TxOp.TRANSFER: 40_000, TxOp.BURN: 5_000,
+    # an update appending 16 fields uses some 190,000 (each realloc rewrites the metadata)
+    TxOp.METADATA_UPDATE: 250_000,
+}
 # A burn's CloseAccount of the mint or of the holder's account: about 1,600 units each.
 FALLBACK_CLOSE_UNITS = 2_500
 # A program-address derivation, one per bump the associated token program tries.
@@ -93,10 +99,11 @@ async def _base_units(
 
     A transfer to a holder whose token account exists creates nothing and uses some 13,000
     units less; it is simulated for itself and not remembered, so that the transfers that
-    do create one are never given its limit.
+    do create one are never given its limit. A metadata update is never remembered either.
     """
     kind = _kind(draft)
-    cached = ctx.fees.cached_units(kind)
+    alone = draft.op is TxOp.METADATA_UPDATE
+    cached = None if alone else ctx.fees.cached_units(kind)
     if cached is not None:
         return cached
     try:
@@ -105,7 +112,7 @@ async def _base_units(
         closes = draft.closes.accounts if draft.closes is not None else 0
         return FALLBACK_UNITS[draft.op] + closes * FALLBACK_CLOSE_UNITS
     base = max(0, units - steps * ADDRESS_SEARCH_STEP_UNITS)
-    if draft.op is TxOp.TRANSFER and await _exists(ctx, draft):
+    if alone or (draft.op is TxOp.TRANSFER and await _exists(ctx, draft)):
         return base
     ctx.fees.remember_units(kind, base)
     return base

@@ -122,6 +122,7 @@ async def confirmed(ctx: PipelineContext, conn: Connection, landed: list[Landed]
             request, RequestStatus.CONFIRMED, token_mint=token_mint,
             signature=signature, slot=item.slot, reason=request.reason,
             adopted=item.adopted or None,
+            changes=request.changes.as_json() if request.changes is not None else None,
         ))
     if minted:
         await tickets.set_minted_many(conn, minted)

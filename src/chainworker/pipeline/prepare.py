@@ -19,13 +19,14 @@ from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
-from chainworker.chain import keys, nft, token2022
+from chainworker.chain import keys, metadata, nft, token2022
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 from chainworker.chain.views import AccountView
 from chainworker.db import audit, requests, tickets, transactions
 from chainworker.db.pool import Connection
 from chainworker.db.requests import RequestRow
 from chainworker.lifecycle import ticket_rules
+from chainworker.lifecycle.metadata import check_change
 from chainworker.lifecycle.model import TxOp
 from chainworker.lifecycle.ticket_rules import Refusal, RefusalCode
 from chainworker.obs import logs
@@ -252,7 +253,8 @@ async def sign_attempt(
         if isinstance(found := wallets[user], Refusal):
             raise Refused(found.code, found.message)
     op = item.op
-    source = None if op is TxOp.MINT else await source_of(ctx, ticket, of.attempt)
+    moves = op in (TxOp.TRANSFER, TxOp.BURN)
+    source = await source_of(ctx, ticket, of.attempt) if moves else None
     destination: Pubkey | None = None
     if op is TxOp.TRANSFER:
         assert item.transfer is not None
@@ -271,6 +273,7 @@ async def sign_attempt(
         op, request.tenant_id, ticket, source, destination, memo=f"cw:{request.id}:{of.attempt}",
         blockhash=blockhash.hash, prefunded=await _prefunded_mint(ctx, request, of.attempt),
         payer=ctx.payers.take(), closes=closes,
+        update=await planned_update(ctx, item) if op is TxOp.METADATA_UPDATE else None,
     )
 
     async def unbudgeted() -> nft.SignedTx:
@@ -331,6 +334,34 @@ async def source_of(ctx: PipelineContext, ticket: tickets.TicketRow, attempt: in
         log.warning("the NFT is not where it was sent; moving it from where it is",
                     ticket_id=str(ticket.id), recorded=str(recorded), holder=str(owner))
     return owner
+
+
+async def planned_update(ctx: PipelineContext, item: Checked) -> metadata.Plan:
+    """How the request's change is carried out on the ticket's mint as it is on chain now
+    (its size and balance, the metadata it holds): never as the database remembers it.
+
+    The change's rules are checked again here: a request is carried out only as they are
+    now, whatever way it came in.
+    """
+    change, ticket = item.request.changes, item.ticket
+    assert change is not None and ticket.token_mint is not None  # the table and the rules
+    try:
+        change = check_change(dict(change.fields), list(change.remove))
+    except ValueError as error:
+        raise Refused(RefusalCode.INVALID_INPUT, str(error)) from None
+    account = await ctx.rpc.get_account(Pubkey.from_string(ticket.token_mint))
+    if account is None or account.owner != TOKEN_2022_PROGRAM_ID:
+        raise Refused(RefusalCode.NFT_MISSING, "the ticket's mint is not on chain")
+    try:
+        mint = metadata.read_mint(account.data, account.lamports)
+    except ValueError as error:
+        message = f"the ticket's mint cannot be read: {error}"
+        raise Refused(RefusalCode.NFT_MISSING, message) from None
+    if mint.update_authority != keys.public_key(ctx.keys.authority):
+        raise Refused(
+            RefusalCode.NFT_MISSING, "the ticket's metadata is not the platform's to update"
+        )
+    return metadata.plan_update(mint, change)
 
 
 def _custodial_account(ctx: PipelineContext, ticket: tickets.TicketRow, mint: Pubkey) -> Pubkey:

@@ -1,11 +1,13 @@
 """The outbox relay: requests the ticket service writes into its own transactions.
 
 The ticket service inserts an `outbox` row (`nft.mint_requested`,
-`nft.transfer_requested`, `nft.burn_requested`) in the same transaction as its own
-change. A relay claims a batch of such rows of every tenant (FOR UPDATE SKIP LOCKED,
-through `chainworker_claim_outbox_requests`), and for each, in one transaction:
-records the request (duplicates collapse onto the live one) and marks the row
-processed. Two relays never take the same row, and a row is marked exactly when its
+`nft.transfer_requested`, `nft.burn_requested`, `nft.metadata_update_requested`) in the
+same transaction as its own change (migration 114's trigger writes the last when a minted
+ticket is checked in). A relay claims a batch of such rows of every tenant (FOR UPDATE
+SKIP LOCKED, through `chainworker_claim_outbox_requests`), and for each, in one
+transaction: records the request (duplicates collapse onto the live one; a metadata
+update is keyed by its row, so the same row relayed twice is one request) and marks the
+row processed. Two relays never take the same row, and a row is marked exactly when its
 request is recorded. Jobs are enqueued after commit (the sweeper covers a crash in
 between).
 
@@ -31,6 +33,7 @@ from chainworker.db.errors import is_transient
 from chainworker.db.outbox import OutboxRequest
 from chainworker.db.pool import Connection, set_context
 from chainworker.db.requests import NewRequest
+from chainworker.lifecycle.metadata import MetadataChange, check_change
 from chainworker.lifecycle.model import BurnReason, QuarantineReason, TxOp
 from chainworker.obs import logs, metrics
 from chainworker.pipeline.context import JobQueue, QueuedJob
@@ -40,6 +43,7 @@ RELAYED_EVENTS: dict[str, tuple[TxOp, str]] = {
     "nft.mint_requested": (TxOp.MINT, "ticket"),
     "nft.transfer_requested": (TxOp.TRANSFER, "ticket_transfer"),
     "nft.burn_requested": (TxOp.BURN, "ticket"),
+    "nft.metadata_update_requested": (TxOp.METADATA_UPDATE, "ticket"),
 }
 BATCH_SIZE = 200
 MAX_BACKOFF_SECONDS = 3600.0
@@ -74,6 +78,7 @@ class _Intent:
     ticket_id: UUID | None
     transfer_id: UUID | None
     reason: str | None
+    changes: MetadataChange | None = None
 
 
 def parse_event(row: OutboxRequest) -> _Intent:
@@ -101,6 +106,15 @@ def parse_event(row: OutboxRequest) -> _Intent:
                 QuarantineReason.BAD_PAYLOAD,
             )
         return _Intent(TxOp.BURN, row.aggregate_id, None, row.reason)
+    if operation is TxOp.METADATA_UPDATE:
+        # The claim handed over the payload's fields and keys as text (their shape checked
+        # in SQL); their rules are the same as for every other way in.
+        fields = dict(zip(row.field_keys or [], row.field_values or [], strict=True))
+        try:
+            change = check_change(fields, row.remove_keys or [])
+        except ValueError as error:
+            raise MalformedEvent(f"payload: {error}", QuarantineReason.BAD_PAYLOAD) from None
+        return _Intent(TxOp.METADATA_UPDATE, row.aggregate_id, None, None, change)
     return _Intent(TxOp.MINT, row.aggregate_id, None, None)
 
 
@@ -121,7 +135,10 @@ async def _record(conn: Connection, row: OutboxRequest) -> tuple[UUID, TxOp, boo
             f"no ticket {ticket_id} in this tenant", QuarantineReason.NOT_FOUND, lasting=False
         )
     item = NewRequest(
-        ticket_id, intent.operation, transfer_id=intent.transfer_id, reason=intent.reason
+        ticket_id, intent.operation, transfer_id=intent.transfer_id, reason=intent.reason,
+        changes=intent.changes,
+        # the row is the ask: delivered again, it finds the request it made
+        key=f"outbox:{row.id}" if intent.changes is not None else None,
     )
     [recorded] = await requests.record_requests(
         conn, row.tenant_id, intent.operation, [item], "outbox"

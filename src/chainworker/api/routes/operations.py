@@ -1,4 +1,4 @@
-"""POST mint / transfer execute / burn: check the ticket, record the request, queue it.
+"""POST mint / transfer execute / burn / metadata: check the ticket, record the request, queue it.
 
 One statement does the database part (`chainworker_api_request`, migration 103): it
 takes the Idempotency-Key, checks the transfer and the ticket, records the request and
@@ -23,12 +23,13 @@ from chainworker.api.idempotency import IdempotencyKey, fingerprint
 from chainworker.api.isolation import Hidden
 from chainworker.api.links import request_links
 from chainworker.api.problems import Problem, documented
-from chainworker.api.schemas import Accepted, BurnBody
+from chainworker.api.schemas import Accepted, BurnBody, MetadataBody
 from chainworker.api.tokens import Principal
 from chainworker.db import api_requests
 from chainworker.db.api_requests import ApiRequest
 from chainworker.jobs.enqueue import enqueue_committed
 from chainworker.lifecycle import ticket_rules
+from chainworker.lifecycle.metadata import MetadataChange
 from chainworker.lifecycle.model import RequestStatus, TxOp
 from chainworker.lifecycle.ticket_rules import TicketStatus, TransferStatus
 
@@ -85,6 +86,7 @@ async def record_one(
     ticket_id: UUID | None = None,
     transfer_id: UUID | None = None,
     reason: str | None = None,
+    changes: MetadataChange | None = None,
 ) -> Response:
     """Record the request (or replay / refuse by its Idempotency-Key), then queue it."""
     ask = ApiRequest(
@@ -101,6 +103,7 @@ async def record_one(
         reason=reason,
         allowed=allowed_states(operation, reason),
         status_url_prefix=STATUS_URL_PREFIX,
+        changes=changes,
     )
     async with context.pool.acquire() as conn:
         done = await api_requests.record_api_request(conn, ask)
@@ -210,4 +213,33 @@ async def burn(
         TxOp.BURN,
         ticket_id=ticket_id,
         reason=body.reason,
+    )
+
+
+@router.post(
+    "/tickets/{ticket_id}/metadata",
+    status_code=202,
+    response_model=Accepted,
+    responses=RESPONSES,
+    summary="Update the NFT's metadata: fields to set, custom keys to remove",
+)
+async def update_metadata(
+    ticket_id: UUID,
+    body: MetadataBody,
+    request: Request,
+    principal: Caller,
+    key: IdempotencyKey,
+    context: Context,
+) -> Response:
+    # Every call with a new key is an update of its own (several run in order); a retry
+    # with the same key and body is replayed.
+    return await record_one(
+        context,
+        principal,
+        key,
+        "POST /v1/tickets/{ticket_id}/metadata",
+        fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+        TxOp.METADATA_UPDATE,
+        ticket_id=ticket_id,
+        changes=body.change(),
     )
