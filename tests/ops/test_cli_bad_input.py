@@ -295,6 +295,27 @@ def _enqueue_transfer(data: st.DataObject, w: World) -> tuple[list[str], str | N
     return args, None, REQUESTS
 
 
+def _enqueue_verify(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
+    args = ["enqueue", "verify", "--tenant", data.draw(mostly(w, w.target.tenant_id)),
+            "--ticket", data.draw(mostly(w, *w.target.ticket_ids))]
+    return args, None, REQUESTS
+
+
+def _event_verify(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
+    args = ["event", "verify", "--json", "--tenant", data.draw(mostly(w, w.target.tenant_id)),
+            "--event", data.draw(mostly(w, w.target.event_id))]
+    if data.draw(st.booleans()):
+        args += ["--batch", data.draw(st.one_of(st.sampled_from(["1", "0", "10001"]), ANY_TEXT))]
+    return args, None, REQUESTS
+
+
+def _create_group(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
+    args = ["event", "create-group", "--json", "--wait", "0",
+            "--tenant", data.draw(mostly(w, w.target.tenant_id)),
+            "--event", data.draw(mostly(w, w.target.event_id))]
+    return args, None, {"chainworker_event_groups"}
+
+
 def _reconcile(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
     args = ["reconcile", "--json"]
     options = {
@@ -352,6 +373,9 @@ COMMANDS: dict[str, Build] = {
     "enqueue mint from stdin": _enqueue_stdin,
     "enqueue burn": _enqueue_burn,
     "enqueue transfer": _enqueue_transfer,
+    "enqueue verify": _enqueue_verify,
+    "event create-group": _create_group,
+    "event verify": _event_verify,
     "reconcile": _reconcile,
     "reconcile holders": _holders,
     "tx": _tx,
@@ -426,6 +450,10 @@ def test_each_kind_of_bad_value_is_named(world: World, harness: Harness) -> None
         (["reconcile", "--older-than", "99999999999d", "--tenant", tenant], "longer than"),
         (["reconcile", "--limit", "abc"], "Invalid value for '--limit'"),
         (["reconcile", "--tenant", "x" * 100_000], "(100,000 characters) is not a UUID"),
+        (["event", "verify", "--tenant", tenant, "--event", other_ticket], "no event"),
+        (["event", "create-group", "--tenant", tenant, "--event", ticket], "no event"),
+        (["event", "verify", "--tenant", tenant, "--event", "x" * 100], "is not a UUID"),
+        (["enqueue", "verify", "--tenant", tenant, "--ticket", other_ticket], "unknown ticket"),
     ]
     for args, message in cases:
         outcome = harness.invoke(args)

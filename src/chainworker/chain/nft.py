@@ -53,17 +53,19 @@ from spl.token.models import (
     TransferCheckedParams,
 )
 
-from chainworker.chain import keys, token2022
+from chainworker.chain import group, keys, token2022
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 
 PACKET_DATA_SIZE: Final = 1232
 MAX_COMPUTE_UNITS: Final = 1_400_000
 
 # Bounds that keep the largest mint transaction (both compute-budget instructions, the
-# longest memo) inside one packet; tests build at exactly these sizes.
+# longest memo, the authority paying) inside one packet; tests build at exactly these
+# sizes. The URI takes what is left: GroupMemberPointer and InitializeMintCloseAuthority
+# (38 bytes) leave 117 of the 180 bytes it had.
 NAME_MAX_BYTES: Final = 32
 SYMBOL_MAX_BYTES: Final = 10
-URI_MAX_BYTES: Final = 180
+URI_MAX_BYTES: Final = 117
 MEMO_MAX_BYTES: Final = 64
 
 NFT_DECIMALS: Final = 0
@@ -287,11 +289,21 @@ def build_mint(
     prefunded_lamports: int = 0,
     mint_address: Pubkey | None = None,
     payer: Keypair | None = None,
+    group_member: bool = True,
 ) -> SignedTx:
     """One transaction creating the ticket's NFT and giving it to `holder`.
 
     The mint account is created at the size of its fixed extensions and funded for its final
-    size, because Token-2022 grows it for the metadata without adding lamports.
+    size, because Token-2022 grows it for the metadata (and, at verification, for its
+    TokenGroupMember) without adding lamports.
+
+    The mint carries GroupMemberPointer, which Token-2022 accepts only before InitializeMint,
+    so that the ticket can later join its event's group. The mint authority (the platform
+    authority) is kept: InitializeMember needs the member mint's mint authority to sign, so
+    the verify transaction (`collection.build_verify`) adds the membership and then removes
+    the mint authority, fixing the supply at 1 from then on. `group_member=False` builds the
+    layout of mints made before event collections (no pointer, the mint authority removed
+    here), which can never become members.
     `prefunded_lamports`: someone already sent lamports to the mint address, so
     CreateAccount would fail; the account is then topped up, allocated and assigned instead.
     `mint_address`: `mint`'s public key, when the caller already has it (deriving it
@@ -308,11 +320,20 @@ def build_mint(
     signers[mint_key] = mint
     templates = _mint_templates(owner)
     fields = [(TICKET_ID_FIELD, str(ticket_id)), (EVENT_ID_FIELD, str(event_id))]
-    lamports = token2022.rent_exempt_lamports(token2022.final_mint_size(name, symbol, uri, fields))
-    instructions += _mint_account(payer_key, mint_key, lamports, prefunded_lamports)
+    size = token2022.final_mint_size(name, symbol, uri, fields)
+    space = token2022.FIXED_MINT_SIZE
+    if group_member:
+        size += group.MEMBER_EXTENSIONS_SIZE
+        space += group.GROUP_MEMBER_POINTER_TLV
+    lamports = token2022.rent_exempt_lamports(size)
+    instructions += _mint_account(payer_key, mint_key, lamports, prefunded_lamports, space)
     instructions += [
         token2022.initialize_metadata_pointer(mint_key, owner, mint_key),
         token2022.initialize_permanent_delegate(mint_key, owner),
+    ]
+    if group_member:
+        instructions.append(group.initialize_group_member_pointer(mint_key, owner, mint_key))
+    instructions += [
         templates.initialize_mint.rebind(mint_key),
         token2022.initialize_token_metadata(
             mint=mint_key,
@@ -332,14 +353,18 @@ def build_mint(
     instructions += [
         _create_holder_account(payer_key, holder, mint_key),
         templates.mint_one.rebind(mint_key, holder_token_account(holder, mint_key)),
-        templates.remove_mint_authority.rebind(mint_key),
-        token2022.memo(memo),
     ]
+    if not group_member:
+        instructions.append(templates.remove_mint_authority.rebind(mint_key))
+    instructions.append(token2022.memo(memo))
     return _sign(signers, payer_key, instructions, recent_blockhash)
 
 
-def _mint_account(payer: Pubkey, mint: Pubkey, lamports: int, prefunded: int) -> list[Instruction]:
-    """The mint's account, owned by Token-2022 and rent-exempt at `lamports`."""
+def _mint_account(
+    payer: Pubkey, mint: Pubkey, lamports: int, prefunded: int,
+    space: int = token2022.FIXED_MINT_SIZE,
+) -> list[Instruction]:
+    """The mint's account of `space` bytes, owned by Token-2022 and rent-exempt at `lamports`."""
     if prefunded <= 0:
         return [
             create_account(
@@ -347,7 +372,7 @@ def _mint_account(payer: Pubkey, mint: Pubkey, lamports: int, prefunded: int) ->
                     from_pubkey=payer,
                     to_pubkey=mint,
                     lamports=lamports,
-                    space=token2022.FIXED_MINT_SIZE,
+                    space=space,
                     owner=TOKEN_2022_PROGRAM_ID,
                 )
             )
@@ -357,7 +382,7 @@ def _mint_account(payer: Pubkey, mint: Pubkey, lamports: int, prefunded: int) ->
         top_up = TransferParams(from_pubkey=payer, to_pubkey=mint, lamports=lamports - prefunded)
         instructions.append(transfer(top_up))
     instructions += [
-        allocate(AllocateParams(pubkey=mint, space=token2022.FIXED_MINT_SIZE)),
+        allocate(AllocateParams(pubkey=mint, space=space)),
         assign(AssignParams(pubkey=mint, owner=TOKEN_2022_PROGRAM_ID)),
     ]
     return instructions

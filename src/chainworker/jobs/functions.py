@@ -1,4 +1,5 @@
-"""The job functions Arq runs: `mint_ticket`, `transfer_ticket`, `burn_ticket`.
+"""The job functions Arq runs: `mint_ticket`, `transfer_ticket`, `burn_ticket`,
+`verify_ticket`.
 
 Each is a thin call into the pipeline: record the request's attempt (`pipeline.record`,
 with the jobs that start at the same time), then send it. Every job is safe to run twice:
@@ -48,7 +49,14 @@ async def burn_ticket(ctx: dict[str, Any], request_id: str, tenant_id: str) -> s
     return await run_request(ctx, TxOp.BURN, request_id, tenant_id)
 
 
-FOR_OPERATION = {TxOp.MINT: mint_ticket, TxOp.TRANSFER: transfer_ticket, TxOp.BURN: burn_ticket}
+async def verify_ticket(ctx: dict[str, Any], request_id: str, tenant_id: str) -> str:
+    return await run_request(ctx, TxOp.VERIFY, request_id, tenant_id)
+
+
+FOR_OPERATION = {
+    TxOp.MINT: mint_ticket, TxOp.TRANSFER: transfer_ticket, TxOp.BURN: burn_ticket,
+    TxOp.VERIFY: verify_ticket,
+}
 
 
 def _parse_ids(request_id: object, tenant_id: object) -> tuple[UUID, UUID] | None:

@@ -16,6 +16,7 @@ class TxOp(StrEnum):
     MINT = "mint"
     TRANSFER = "transfer"
     BURN = "burn"
+    VERIFY = "verify"  # the ticket's mint joins its event's group (TokenGroupMember)
 
 
 class TxStatus(StrEnum):

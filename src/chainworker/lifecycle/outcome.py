@@ -32,6 +32,7 @@ _OUTBOX_ON_CONFIRM: dict[TxOp, str] = {
     TxOp.MINT: "ticket.minted",
     TxOp.TRANSFER: "ticket.transferred",
     TxOp.BURN: "ticket.burned",
+    TxOp.VERIFY: "ticket.verified",
 }
 OUTBOX_CHAIN_FAILED = "ticket.chain_failed"
 

@@ -15,6 +15,11 @@ Choices made here:
   minted, active or transferred. Transfer also needs its `ticket_transfers` row
   to be `accepted`.
 - Burn needs a reason: `revoke` -> revoked, `refund` -> refunded.
+- Verify (the ticket's mint joins its event's group) needs the NFT to exist and not to be
+  burned, in a status whose ticket is still valid or was used: minted, active,
+  transferred, checked in or used; and the ticket not to be a member yet. It changes no
+  status. (Whether the event has a group, and whether the mint can join one, the worker
+  finds out before signing: see `pipeline.prepare`.)
 - When a transaction confirms after the ticket moved on (checked in, used,
   cancelled...), the status is left alone: the chain change is still recorded,
   but a later ticket state is never overwritten by an earlier intent.
@@ -78,6 +83,12 @@ class RefusalCode(StrEnum):
     NOT_HOLDER = "not_holder"
     # No wallet holds the ticket's NFT on chain: nothing to move or burn.
     NFT_MISSING = "nft_missing"
+    # Verify: the NFT was burned; the ticket is a member already; its event has no group
+    # on chain; its mint can never be a member (made before event collections).
+    BURNED = "burned"
+    ALREADY_VERIFIED = "already_verified"
+    GROUP_MISSING = "group_missing"
+    NOT_A_MEMBER_MINT = "not_a_member_mint"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +116,9 @@ BURN_RESULT: dict[BurnReason, TicketStatus] = {
     BurnReason.REVOKE: TicketStatus.REVOKED,
     BurnReason.REFUND: TicketStatus.REFUNDED,
 }
+VERIFIABLE: frozenset[TicketStatus] = ON_CHAIN_MOVABLE | {
+    TicketStatus.CHECKED_IN, TicketStatus.USED,
+}
 # A transfer row that is completed once its transaction confirms.
 TRANSFER_STATUS_ON_CONFIRM = TransferStatus.COMPLETED
 
@@ -116,11 +130,13 @@ def check_operation(
     token_mint: str | None,
     transfer_status: TransferStatus | str | None = None,
     burn_reason: BurnReason | str | None = None,
+    verified: bool = False,
 ) -> Verdict:
     """May `op` be recorded for a ticket in this state?
 
     `transfer_status` is the status of the transfer row being executed (None when there
-    is none); `burn_reason` is required for burns.
+    is none); `burn_reason` is required for burns; `verified`: the ticket is a member of
+    its event's group already.
     """
     parsed_op = _parse(TxOp, op)
     if parsed_op is None:
@@ -137,6 +153,8 @@ def check_operation(
             return check_transfer(status, token_mint=token_mint, transfer_status=transfer_status)
         case TxOp.BURN:
             return check_burn(status, token_mint=token_mint, burn_reason=burn_reason)
+        case TxOp.VERIFY:
+            return check_verify(status, token_mint=token_mint, verified=verified)
 
 
 def check_mint(status: TicketStatus, *, token_mint: str | None) -> Verdict:
@@ -192,6 +210,20 @@ def check_burn(
     return Allowed(TxOp.BURN, BURN_RESULT[reason])
 
 
+def check_verify(status: TicketStatus, *, token_mint: str | None, verified: bool) -> Verdict:
+    if token_mint is None:
+        return Refusal(RefusalCode.NOT_MINTED, "cannot verify a ticket that has no NFT minted yet")
+    if status in BURN_RESULT.values():
+        return Refusal(RefusalCode.BURNED, f"the ticket's NFT was burned ({status.value})")
+    if status not in VERIFIABLE:
+        return _status_refusal(TxOp.VERIFY, status, VERIFIABLE)
+    if verified:
+        return Refusal(
+            RefusalCode.ALREADY_VERIFIED, "the ticket is a member of its event's group already"
+        )
+    return Allowed(TxOp.VERIFY, status)
+
+
 def ticket_status_on_confirm(
     op: TxOp,
     current: TicketStatus | str,
@@ -220,6 +252,8 @@ def ticket_status_on_confirm(
             if reason is None or status not in ON_CHAIN_MOVABLE:
                 return None
             return BURN_RESULT[reason]
+        case TxOp.VERIFY:
+            return None  # membership changes no status
 
 
 def _check_movable(op: TxOp, status: TicketStatus, token_mint: str | None) -> Refusal | None:

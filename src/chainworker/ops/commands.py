@@ -11,6 +11,7 @@ def register(app: typer.Typer) -> None:
     from chainworker.ops import (
         api_cli,
         demo,
+        event_cli,
         localnet_cli,
         migrate_cli,
         reconcile_cli,
@@ -27,3 +28,4 @@ def register(app: typer.Typer) -> None:
     reconcile_cli.register(app)
     reconcile_tx_cli.register(app)
     demo.register(app)
+    event_cli.register(app)

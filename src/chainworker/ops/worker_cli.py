@@ -163,6 +163,15 @@ def enqueue_burn(
     _enqueue(tenant, TxOp.BURN, [NewRequest(t, TxOp.BURN, reason=reason) for t in ids], as_json)
 
 
+@enqueue_app.command("verify")
+def enqueue_verify(
+    tenant: TenantOption, ticket: TicketOption, as_json: JsonOption = False
+) -> None:
+    """Make minted tickets members of their event's group (see also `event verify`)."""
+    ids = _read_ids(ticket, "ticket")
+    _enqueue(tenant, TxOp.VERIFY, [NewRequest(t, TxOp.VERIFY) for t in ids], as_json)
+
+
 @enqueue_app.command("transfer")
 def enqueue_transfer(
     tenant: TenantOption,

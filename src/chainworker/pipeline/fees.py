@@ -23,7 +23,9 @@ from chainworker.pipeline.build import Draft
 from chainworker.pipeline.context import PipelineContext, UnitsKind
 
 # Used when simulation cannot answer (e.g. the operation would fail on chain anyway).
-FALLBACK_UNITS = {TxOp.MINT: 60_000, TxOp.TRANSFER: 40_000, TxOp.BURN: 5_000}
+FALLBACK_UNITS = {
+    TxOp.MINT: 60_000, TxOp.TRANSFER: 40_000, TxOp.BURN: 5_000, TxOp.VERIFY: 10_000,
+}
 # A program-address derivation, one per bump the associated token program tries.
 ADDRESS_SEARCH_STEP_UNITS = 1_500
 # SetComputeUnitLimit and SetComputeUnitPrice, which the simulated draft does not carry.
