@@ -158,3 +158,17 @@ async def test_verify_waits_for_its_group_then_a_crash_before_send_loses_nothing
     assert await admin_conn.fetchval(
         "SELECT count(*) FROM pending_transactions WHERE tx_type = 'verify'"
     ) == 2
+
+
+async def test_two_creations_of_one_events_group_at_once_record_one(
+    ctx: PipelineContext, admin_conn: asyncpg.Connection
+) -> None:
+    seeded = await seed_data.seed_tenant(admin_conn, tickets=1)
+    both = await asyncio.gather(*(
+        event_groups.create_group(ctx, seeded.tenant_id, seeded.event_id) for _ in range(2)
+    ))
+    assert sorted(r.created for r in both) == [False, True]
+    assert both[0].group == both[1].group
+    assert await admin_conn.fetchval("SELECT count(*) FROM chainworker_event_groups") == 1
+    with pytest.raises(event_groups.UnknownEvent):
+        await event_groups.create_group(ctx, seeded.tenant_id, seeded.ticket_ids[0])

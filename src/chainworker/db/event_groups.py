@@ -101,6 +101,16 @@ async def latest(conn: Connection, event_id: UUID) -> GroupRow | None:
     return GroupRow(**dict(row)) if row else None
 
 
+async def creations(conn: Connection, event_id: UUID) -> int:
+    """How many creations of the event's group were recorded, whatever became of them."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM chainworker_event_groups"
+        " WHERE event_id = $1 AND tenant_id = current_tenant_id()",
+        event_id,
+    )
+    return count
+
+
 async def live(conn: Connection, limit: int) -> list[LiveGroup]:
     """Live creations of every tenant, oldest first (the group round's narrow path)."""
     rows = await conn.fetch("SELECT * FROM chainworker_live_event_groups($1)", limit)

@@ -73,8 +73,9 @@ def reconcile_command(
         str, typer.Option(help="Only transactions submitted longer ago than this (90s, 2m, 1h).")
     ] = "2m",
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's transactions.")] = None,
-    op: Annotated[str | None, typer.Option(help="Only this operation: mint, transfer or burn.")]
-    = None,
+    op: Annotated[
+        str | None, typer.Option(help=f"Only this operation: {', '.join(TxOp)}.")
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many rows.")] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run/--apply", help="Report only (default), or settle.")
@@ -86,7 +87,7 @@ def reconcile_command(
         return
     try:
         if op is not None and op not in set(TxOp):
-            raise UsageError(f"--op must be mint, transfer or burn, not {shown(op)}")
+            raise UsageError(f"--op must be one of {', '.join(TxOp)}, not {shown(op)}")
         options = reconcile.ScanOptions(
             older_than_seconds=parse_duration(older_than),
             tenant_id=parse_uuid(tenant, "tenant"),

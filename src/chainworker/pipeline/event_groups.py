@@ -68,11 +68,14 @@ async def create_group(ctx: PipelineContext, tenant_id: UUID, event_id: UUID) ->
         if existing is not None:
             return Requested(existing, created=False)
         keypair, address = ctx.keys.group_key(tenant_id, event_id)
+        # Numbered, so that a creation after a failed one is other bytes even with the
+        # same blockhash; two asking at once sign the same and record one.
+        attempt = await event_groups.creations(conn, event_id) + 1
         blockhash, last_valid = await ctx.rpc.latest_blockhash()
         signed = collection.build_event_group(
             authority=authority, group_mint=keypair, group_address=address,
             name=group_name(name), symbol=ctx.settings.nft_symbol, event_id=event_id,
-            memo=f"cw:group:{event_id}", recent_blockhash=blockhash,
+            memo=f"cw:group:{event_id}:{attempt}", recent_blockhash=blockhash,
             prefunded_lamports=await _prefunded(ctx, address),
         )
         recorded = await event_groups.record(conn, tenant_id, event_groups.NewGroup(
