@@ -1,7 +1,8 @@
 """Decide and record attempts: check each ticket, build and sign, insert the rows.
 
 What goes into each transaction is decided here (wallets, where the NFT is, the blockhash,
-the budget); the transaction itself is made by `build`.
+the budget; for a verify, the event's group and whether the ticket's mint can join it, read
+from its extensions on chain); the transaction itself is made by `build`.
 
 `prepare_attempts` is the one path from a locked request to a recorded attempt: a job's
 request (alone or in a group, `record.py`) and a replacement after an expiry (`settle.py`)
