@@ -13,7 +13,7 @@ each one's `meta.computeUnitsConsumed` is read back with getTransaction.
 
 Edges (random holders throughout; `--holders` transactions for the ordinary edge of
 each operation, `--edge` for the others):
-  mint      ordinary metadata; name and URI at their maximum lengths (32 / 147 bytes,
+  mint      ordinary metadata; name and URI at their maximum lengths (32 / 117 bytes,
             symbol 10 bytes); a prefunded mint address (top-up + allocate + assign
             instead of CreateAccount); prefunded with maximum metadata
   transfer  to a new holder (creates the account); maximum-metadata mint to a new
@@ -75,8 +75,12 @@ from chainworker.pipeline.prepare import prefunded_mint_lamports
 SOL = 1_000_000_000
 MARGINS = (1.0, 1.02, 1.05, 1.1, 1.2)
 ORDINARY_URI = "https://tickets.example.com/{event_id}/{ticket_id}.json"
-# The three ids (36 bytes each) make it exactly nft.URI_MAX_BYTES bytes.
-MAX_URI = "https://t.example/{tenant_id}/{event_id}/{ticket_id}/" + "x" * (nft.URI_MAX_BYTES - 129)
+# With its two ids (36 characters each) exactly nft.URI_MAX_BYTES bytes.
+_MAX_URI_START = "https://t.example/{event_id}/{ticket_id}/"
+_ID = uuid.UUID(int=0)
+MAX_URI = _MAX_URI_START + "x" * (
+    nft.URI_MAX_BYTES - len(_MAX_URI_START.format(event_id=_ID, ticket_id=_ID))
+)
 MAX_SYMBOL = "T" * nft.SYMBOL_MAX_BYTES
 # The edge each operation's pooled "first edge" row takes its cached simulation from.
 FIRST_EDGES = ("ordinary", "to a new holder")

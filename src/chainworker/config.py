@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # NFT metadata. The uri template may use {tenant_id}, {ticket_id} and {event_id}.
     nft_symbol: str = Field(default="TICKET", max_length=10)
     nft_uri_template: str = Field(default="", max_length=120)
+    # A new mint joins its event's group (a verify request) as soon as it confirms, when
+    # the event has one on chain; off: only `chainworker event verify` and explicit requests.
+    auto_verify: bool = True
     # Below this balance the authority is topped up by airdrop (localnet, devnet, testnet)
     # or, on mainnet, the worker refuses to start.
     authority_min_lamports: int = Field(default=1_000_000_000, ge=0)

@@ -14,7 +14,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 
-from chainworker.chain import nft, token2022
+from chainworker.chain import group, nft, token2022
 from chainworker.chain.nft import ComputeBudget, holder_token_account
 
 
@@ -91,7 +91,8 @@ def test_mint_creates_a_one_of_one_with_metadata(svm: LiteSVM, authority: Keypai
 
     assert state.base.supply == 1
     assert state.base.decimals == 0
-    assert state.base.mint_authority is None
+    # kept for the verify transaction, which removes it (tests/chain/test_group_svm.py)
+    assert state.base.mint_authority == authority.pubkey()
     assert state.base.freeze_authority is None
     assert state.permanent_delegate == authority.pubkey()
     assert state.close_authority == authority.pubkey()
@@ -109,6 +110,23 @@ def test_mint_creates_a_one_of_one_with_metadata(svm: LiteSVM, authority: Keypai
     assert state.metadata.field("event_id") == str(minted.event_id)
     assert state.metadata.field("absent") is None
     assert balance(svm, minted.holder, mint) == 1
+    groups = group.parse_group_extensions(bytes(svm.get_account(mint).data))
+    assert groups.member_pointer == group.GroupMemberPointer(authority.pubkey(), mint)
+    assert groups.member is None and groups.group is None
+
+
+def test_a_mint_of_the_old_layout_has_no_member_pointer_and_no_mint_authority(
+    svm: LiteSVM, authority: Keypair
+) -> None:
+    minted = mint_one(svm, authority, group_member=False)
+    state = read_mint(svm, minted.mint.pubkey())
+    assert state.base.supply == 1 and state.base.mint_authority is None
+    assert group.EXT_GROUP_MEMBER_POINTER not in state.extension_types
+    account = svm.get_account(minted.mint.pubkey())
+    fields = [("ticket_id", str(minted.ticket_id)), ("event_id", str(minted.event_id))]
+    size = token2022.final_mint_size("Concert #1", "TIX", "https://tickets.example/m/1.json",
+                                     fields)
+    assert len(account.data) == size and account.lamports == token2022.rent_exempt_lamports(size)
 
 
 def test_mint_account_is_funded_exactly_for_its_final_size(
@@ -121,9 +139,12 @@ def test_mint_account_is_funded_exactly_for_its_final_size(
     size = token2022.final_mint_size(
         "Ünïcode name", "ÜT", "https://tickets.example/m/1.json", fields
     )
-    assert len(account.data) == size
-    assert account.lamports == token2022.rent_exempt_lamports(size)
-    assert account.lamports == svm.minimum_balance_for_rent_exemption(size)
+    # Now its metadata and its member pointer; funded already for the member entry to come
+    # (tests/chain/test_group_svm.py shows it exactly rent-exempt once a member).
+    assert len(account.data) == size + group.GROUP_MEMBER_POINTER_TLV
+    final = size + group.MEMBER_EXTENSIONS_SIZE
+    assert account.lamports == token2022.rent_exempt_lamports(final)
+    assert account.lamports == svm.minimum_balance_for_rent_exemption(final)
 
 
 def test_second_mint_for_the_same_key_fails_already_in_use(
@@ -206,22 +227,34 @@ def test_burn_by_delegate_destroys_the_token_and_replay_fails(
     assert "insufficient funds" in send_failing(svm, replay.transaction).lower()
 
 
-def test_largest_allowed_mint_fits_one_packet_and_lands(svm: LiteSVM, authority: Keypair) -> None:
-    mint = Keypair()
-    signed = nft.build_mint(
+def longest_mint(svm: LiteSVM, authority: Keypair, mint: Keypair, uri_bytes: int) -> nft.SignedTx:
+    return nft.build_mint(
         authority=authority,
         mint=mint,
         holder=Keypair().pubkey(),
         name="N" * nft.NAME_MAX_BYTES,
         symbol="S" * nft.SYMBOL_MAX_BYTES,
-        uri="u" * nft.URI_MAX_BYTES,
+        uri="u" * uri_bytes,
         ticket_id=uuid.uuid4(),
         event_id=uuid.uuid4(),
         memo="m" * nft.MEMO_MAX_BYTES,
         recent_blockhash=svm.latest_blockhash(),
         compute=ComputeBudget(unit_limit=nft.MAX_COMPUTE_UNITS, unit_price_microlamports=10**9),
     )
-    assert len(signed.raw) == nft.PACKET_DATA_SIZE  # the bounds are the most that fits
+
+
+def test_largest_allowed_mint_fits_one_packet_and_lands(
+    svm: LiteSVM, authority: Keypair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mint = Keypair()
+    signed = longest_mint(svm, authority, mint, nft.URI_MAX_BYTES)
+    # The bound is exact: the longest mint fills the packet, and one byte more of URI would
+    # not fit.
+    assert len(signed.raw) == nft.PACKET_DATA_SIZE
+    with monkeypatch.context() as patch:
+        patch.setattr(nft, "URI_MAX_BYTES", nft.URI_MAX_BYTES + 1)
+        longer = longest_mint(svm, authority, Keypair(), nft.URI_MAX_BYTES)
+    assert len(longer.raw) == nft.PACKET_DATA_SIZE + 1
     assert signed.raw == bytes(signed.transaction)
     assert signed.signature == signed.transaction.signatures[0]
     send(svm, signed.transaction)
@@ -301,7 +334,7 @@ def test_mints_by_two_authorities_in_turn_each_carry_their_own_authority(
     for signer in (authority, other, authority):
         minted = mint_one(svm, signer)
         state = read_mint(svm, minted.mint.pubkey())
-        assert state.base.supply == 1 and state.base.mint_authority is None
+        assert state.base.supply == 1 and state.base.mint_authority == signer.pubkey()
         assert state.permanent_delegate == signer.pubkey()
         assert balance(svm, minted.holder, minted.mint.pubkey()) == 1
 

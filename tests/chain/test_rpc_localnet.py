@@ -186,7 +186,7 @@ async def test_nft_lifecycle_over_rpc_with_fan_out_send(
 
     state = await rpc.get_mint_state(mint.pubkey())
     assert state is not None and state.metadata is not None
-    assert (state.supply, state.decimals, state.mint_authority) == (1, 0, None)
+    assert (state.supply, state.decimals, state.mint_authority) == (1, 0, funded.pubkey())
     assert state.permanent_delegate == funded.pubkey()
     assert state.close_authority == funded.pubkey()
     assert state.metadata.field("ticket_id") == str(ticket_id)

@@ -20,7 +20,7 @@ from solders.pubkey import Pubkey
 from solders.rpc.config import RpcAccountInfoConfig
 from solders.rpc.requests import GetAccountInfo, GetMinimumBalanceForRentExemption, batch_to_json
 
-from chainworker.chain import nft, token2022
+from chainworker.chain import group, nft, token2022
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.localnet.process import LocalnetProcess
 
@@ -60,7 +60,9 @@ async def test_parsers_read_what_the_token_program_wrote(localnet: LocalnetProce
         assert (base.supply, base.decimals, base.is_initialized) == (
             int(node_mint["supply"]), node_mint["decimals"], node_mint["isInitialized"]
         )
-        assert base.mint_authority is None and node_mint["mintAuthority"] is None
+        # kept until the ticket joins its event's group
+        assert base.mint_authority == authority.pubkey()
+        assert node_mint["mintAuthority"] == str(authority.pubkey())
         assert base.freeze_authority is None and node_mint["freezeAuthority"] is None
         assert parsed_mint.permanent_delegate == authority.pubkey()
         assert parsed_mint.metadata is not None and parsed_mint.metadata.name == "Layout"
@@ -82,5 +84,8 @@ async def test_parsers_read_what_the_token_program_wrote(localnet: LocalnetProce
         assert [token2022.rent_exempt_lamports(size) for size in sizes] == [
             answer["result"] for answer in answers
         ]
-        assert mint_account.lamports == token2022.rent_exempt_lamports(len(mint_account.data))
+        # funded already for the TokenGroupMember its verify adds
+        assert mint_account.lamports == token2022.rent_exempt_lamports(
+            len(mint_account.data) + group.TOKEN_GROUP_MEMBER_TLV
+        )
         assert token_account.lamports == token2022.rent_exempt_lamports(len(token_account.data))

@@ -43,12 +43,15 @@ RUNTIME_PRIVILEGES = {
     "chainworker_fee_payer_top_ups": {"SELECT", "INSERT", "UPDATE"},
     # a tenant's chainworker settings (migration 114): set by an operator, never removed
     "chainworker_tenant_settings": {"SELECT", "INSERT", "UPDATE"},
+    # event groups' creations (migration 116): recorded and settled, never removed
+    "chainworker_event_groups": {"SELECT", "INSERT", "UPDATE"},
 }
 
 # The only functions that run as the owner and that chainworker_app may call.
 DEFINER_FUNCTIONS = {
     "chainworker_authenticate", "chainworker_backlog", "chainworker_claim_live_transactions",
-    "chainworker_claim_outbox_requests", "chainworker_live_summary",
+    "chainworker_claim_outbox_requests", "chainworker_live_event_groups",
+    "chainworker_live_summary",
     "chainworker_locate_request", "chainworker_note_cross_tenant",
     "chainworker_spend_reserve", "chainworker_spend_utilization", "chainworker_stale_requests",
     "chainworker_tenant_ids",
@@ -149,6 +152,8 @@ _GOOD_TOKEN = str(uuid.uuid4())
         "SELECT * FROM chainworker_locate_request(NULL, NULL)",
         f"SELECT * FROM chainworker_locate_request('{_GOOD_TOKEN}', '{'5' * 87}')",  # noqa: S608
         "SELECT * FROM chainworker_locate_request(NULL, 'not a signature')",
+        "SELECT * FROM chainworker_live_event_groups(NULL)",
+        "SELECT * FROM chainworker_live_event_groups(0)",
         "SELECT * FROM chainworker_tenant_ids(NULL, NULL)",
         "SELECT * FROM chainworker_tenant_ids(NULL, 0)",
         f"SELECT chainworker_note_cross_tenant(NULL, 'k', 'GET /', '{_GOOD_TOKEN}')",

@@ -162,6 +162,20 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
     ),
     ("chainworker_spend_reservations", {"side": "released", "lamports": 0}),
     ("chainworker_tenant_settings", {"record_check_in": True}),
+    # settled long ago: the group round never sees it
+    (
+        "chainworker_event_groups",
+        {
+            "event_id": "$events",
+            "group_mint": "{wallet}",
+            "tx_signature": "GSIG{unique}",
+            "blockhash": "BH{unique}",
+            "last_valid_block_height": 1000,
+            "serialized_tx": b"\x00",
+            "status": "failed",
+            "settled_at": "now()",
+        },
+    ),
 ]
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"

@@ -110,6 +110,33 @@ def test_a_metadata_update_needs_an_nft_that_still_exists_and_keeps_the_status()
         assert isinstance(verdict, Refusal) and verdict.code is RefusalCode.STATUS_NOT_ALLOWED
 
 
+@pytest.mark.parametrize("status", [T.MINTED, T.ACTIVE, T.TRANSFERRED, T.CHECKED_IN, T.USED])
+def test_verify_a_minted_ticket_that_is_no_member_yet_keeps_its_status(
+    status: TicketStatus,
+) -> None:
+    assert check_operation(TxOp.VERIFY, status, token_mint=MINT) == Allowed(TxOp.VERIFY, status)
+    assert ticket_status_on_confirm(TxOp.VERIFY, status) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "token_mint", "verified", "code"),
+    [
+        (T.MINTED, None, False, RefusalCode.NOT_MINTED),
+        (T.SOLD, None, False, RefusalCode.NOT_MINTED),
+        (T.SOLD, MINT, False, RefusalCode.STATUS_NOT_ALLOWED),
+        (T.REFUNDED, MINT, False, RefusalCode.BURNED),
+        (T.REVOKED, MINT, True, RefusalCode.BURNED),
+        (T.CANCELLED, MINT, False, RefusalCode.STATUS_NOT_ALLOWED),
+        (T.MINTED, MINT, True, RefusalCode.ALREADY_VERIFIED),
+    ],
+)
+def test_verify_refusals(
+    status: TicketStatus, token_mint: str | None, verified: bool, code: RefusalCode
+) -> None:
+    verdict = check_operation(TxOp.VERIFY, status, token_mint=token_mint, verified=verified)
+    assert isinstance(verdict, Refusal) and verdict.code is code, verdict
+
+
 def test_status_on_confirm_never_overwrites_a_later_state() -> None:
     assert ticket_status_on_confirm(TxOp.MINT, T.SOLD) is T.MINTED
     assert ticket_status_on_confirm(TxOp.MINT, T.ACTIVE) is None
@@ -127,6 +154,7 @@ ALLOWED_FROM = {
     TxOp.TRANSFER: {T.MINTED, T.ACTIVE, T.TRANSFERRED},
     TxOp.BURN: {T.MINTED, T.ACTIVE, T.TRANSFERRED},
     TxOp.METADATA_UPDATE: {T.MINTED, T.ACTIVE, T.TRANSFERRED, T.CHECKED_IN, T.USED},
+    TxOp.VERIFY: {T.MINTED, T.ACTIVE, T.TRANSFERRED, T.CHECKED_IN, T.USED},
 }
 
 
@@ -137,6 +165,7 @@ ALLOWED_FROM = {
     token_mint=st.none() | st.just(MINT),
     transfer_status=st.none() | st.sampled_from(TransferStatus),
     burn_reason=st.none() | st.sampled_from(BurnReason),
+    verified=st.booleans(),
 )
 def test_every_combination_is_allowed_or_explained(
     op: TxOp,
@@ -144,9 +173,11 @@ def test_every_combination_is_allowed_or_explained(
     token_mint: str | None,
     transfer_status: TransferStatus | None,
     burn_reason: BurnReason | None,
+    verified: bool,
 ) -> None:
     verdict = check_operation(
-        op, status, token_mint=token_mint, transfer_status=transfer_status, burn_reason=burn_reason
+        op, status, token_mint=token_mint, transfer_status=transfer_status,
+        burn_reason=burn_reason, verified=verified,
     )
     if isinstance(verdict, Refusal):
         assert verdict.message
@@ -162,6 +193,8 @@ def test_every_combination_is_allowed_or_explained(
         assert transfer_status is TransferStatus.ACCEPTED
     if op is TxOp.BURN:
         assert burn_reason is not None
+    if op is TxOp.VERIFY:
+        assert not verified
     # What the decision promised is what confirmation sets, when nothing changed meanwhile.
     expected = ticket_status_on_confirm(op, status, burn_reason=burn_reason)
     assert verdict.on_confirm == (expected or status)

@@ -328,6 +328,27 @@ def _event_metadata(data: st.DataObject, w: World) -> tuple[list[str], str | Non
     return args, None, REQUESTS
 
 
+def _enqueue_verify(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
+    args = ["enqueue", "verify", "--tenant", data.draw(mostly(w, w.target.tenant_id)),
+            "--ticket", data.draw(mostly(w, *w.target.ticket_ids))]
+    return args, None, REQUESTS
+
+
+def _event_verify(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
+    args = ["event", "verify", "--json", "--tenant", data.draw(mostly(w, w.target.tenant_id)),
+            "--event", data.draw(mostly(w, w.target.event_id))]
+    if data.draw(st.booleans()):
+        args += ["--batch", data.draw(st.one_of(st.sampled_from(["1", "0", "10001"]), ANY_TEXT))]
+    return args, None, REQUESTS
+
+
+def _create_group(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
+    args = ["event", "create-group", "--json", "--wait", "0",
+            "--tenant", data.draw(mostly(w, w.target.tenant_id)),
+            "--event", data.draw(mostly(w, w.target.event_id))]
+    return args, None, {"chainworker_event_groups"}
+
+
 def _reconcile(data: st.DataObject, w: World) -> tuple[list[str], str | None, set[str]]:
     args = ["reconcile", "--json"]
     options = {
@@ -387,6 +408,9 @@ COMMANDS: dict[str, Build] = {
     "enqueue transfer": _enqueue_transfer,
     "enqueue metadata": _enqueue_metadata,
     "event update-metadata": _event_metadata,
+    "enqueue verify": _enqueue_verify,
+    "event create-group": _create_group,
+    "event verify": _event_verify,
     "reconcile": _reconcile,
     "reconcile holders": _holders,
     "tx": _tx,
@@ -475,6 +499,10 @@ def test_each_kind_of_bad_value_is_named(world: World, harness: Harness) -> None
           str(world.bystander.event_id), "--field", "uri=https://x.example"], "no event"),
         (["event", "update-metadata", "--tenant", tenant, "--event", str(world.target.event_id)],
          "at least one field"),
+        (["event", "verify", "--tenant", tenant, "--event", other_ticket], "no event"),
+        (["event", "create-group", "--tenant", tenant, "--event", ticket], "no event"),
+        (["event", "verify", "--tenant", tenant, "--event", "x" * 100], "is not a UUID"),
+        (["enqueue", "verify", "--tenant", tenant, "--ticket", other_ticket], "unknown ticket"),
     ]
     for args, message in cases:
         outcome = harness.invoke(args)

@@ -56,9 +56,9 @@ def test_a_mint_too_large_for_the_payers_signature_is_paid_by_the_authority() ->
     ctx = make_context()
     longest = dataclasses.replace(
         ctx, settings=ctx.settings.model_copy(update={
-            # 18 + 3 x 36 + 3 characters, then as many as the bound allows.
-            "nft_uri_template": "https://t.example/{tenant_id}/{event_id}/{ticket_id}/"
-                                + "x" * (nft.URI_MAX_BYTES - 129),
+            # two ids of 36 characters: exactly nft.URI_MAX_BYTES
+            "nft_uri_template": "https://t.example/{event_id}/{ticket_id}/"
+                                + "x" * (nft.URI_MAX_BYTES - 92),
             "nft_symbol": "T" * nft.SYMBOL_MAX_BYTES,
         }),
     )

@@ -186,6 +186,17 @@ class OnChainHolder(BaseModel):
     error: str | None = Field(default=None, description="Set when the chain could not be read.")
 
 
+class Membership(BaseModel):
+    """The ticket's place in its event's collection (a Token-2022 group), read from the chain."""
+
+    group: str | None = Field(description="The event's group mint; null while it has none.")
+    member_group: str | None = Field(description="The group the ticket's mint is a member of.")
+    member_number: int | None
+    verified: bool = Field(description="The mint is a member of the platform's group for "
+                                       "the ticket's event.")
+    error: str | None = Field(default=None, description="Set when the chain could not be read.")
+
+
 class TicketChain(BaseModel):
     ticket_id: UUID
     event_id: UUID
@@ -201,6 +212,9 @@ class TicketChain(BaseModel):
         default=0,
         description="Lamports of rent the ticket's confirmed burn gave back by closing its "
         "accounts (the mint, and a custodial holder's token account), credited to the tenant.",
+    )
+    membership: Membership | None = Field(
+        default=None, description="Read from the chain; null before the mint."
     )
     live_transaction: Attempt | None
     requests: list[RequestStatus]

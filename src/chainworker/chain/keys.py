@@ -34,6 +34,7 @@ AUTHORITY_FILE: Final = "dev-authority.json"
 
 _MINT_DOMAIN: Final = b"chainworker/mint-keypair/v1\x00"
 _CUSTODIAL_DOMAIN: Final = b"chainworker/custodial-wallet/v1\x00"
+_GROUP_DOMAIN: Final = b"chainworker/event-group-keypair/v1\x00"
 
 _PRODUCTION_CLUSTERS: Final = frozenset({"mainnet"})
 
@@ -171,6 +172,12 @@ def _derive(seed: bytes, domain: bytes, tenant_id: UUID, subject_id: UUID) -> Ke
 def mint_keypair(mint_seed: bytes, tenant_id: UUID, ticket_id: UUID) -> Keypair:
     """The ticket's mint key: the same for every attempt, so a second mint cannot succeed."""
     return _derive(mint_seed, _MINT_DOMAIN, tenant_id, ticket_id)
+
+
+def group_keypair(mint_seed: bytes, tenant_id: UUID, event_id: UUID) -> Keypair:
+    """The event's group mint key: the same for every attempt, so a second group cannot be
+    created for the event (the account exists)."""
+    return _derive(mint_seed, _GROUP_DOMAIN, tenant_id, event_id)
 
 
 def custodial_keypair(custodial_seed: bytes, tenant_id: UUID, user_id: UUID) -> Keypair:

@@ -53,19 +53,19 @@ from spl.token.models import (
     TransferCheckedParams,
 )
 
-from chainworker.chain import keys, token2022
+from chainworker.chain import group, keys, token2022
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 
 PACKET_DATA_SIZE: Final = 1232
 MAX_COMPUTE_UNITS: Final = 1_400_000
 
 # Bounds that keep the largest mint transaction (both compute-budget instructions, the
-# longest memo, the authority paying) inside one packet, exactly 1,232 bytes at these
-# sizes; tests build at exactly these sizes. The MintCloseAuthority instruction (38 bytes)
-# took the URI from 180 bytes to 147.
+# longest memo, the authority paying) inside one packet; tests build at exactly these
+# sizes. The URI takes what is left: GroupMemberPointer and InitializeMintCloseAuthority
+# (38 bytes) leave 117 of the 180 bytes it had.
 NAME_MAX_BYTES: Final = 32
 SYMBOL_MAX_BYTES: Final = 10
-URI_MAX_BYTES: Final = 147
+URI_MAX_BYTES: Final = 117
 MEMO_MAX_BYTES: Final = 64
 
 NFT_DECIMALS: Final = 0
@@ -290,11 +290,21 @@ def build_mint(
     mint_address: Pubkey | None = None,
     payer: Keypair | None = None,
     close_authority: bool = True,
+    group_member: bool = True,
 ) -> SignedTx:
     """One transaction creating the ticket's NFT and giving it to `holder`.
 
     The mint account is created at the size of its fixed extensions and funded for its final
-    size, because Token-2022 grows it for the metadata without adding lamports.
+    size, because Token-2022 grows it for the metadata (and, at verification, for its
+    TokenGroupMember) without adding lamports.
+
+    The mint carries GroupMemberPointer, which Token-2022 accepts only before InitializeMint,
+    so that the ticket can later join its event's group. The mint authority (the platform
+    authority) is kept: InitializeMember needs the member mint's mint authority to sign, so
+    the verify transaction (`collection.build_verify`) adds the membership and then removes
+    the mint authority, fixing the supply at 1 from then on. `group_member=False` builds the
+    layout of mints made before event collections (no pointer, the mint authority removed
+    here), which can never become members.
     `prefunded_lamports`: someone already sent lamports to the mint address, so
     CreateAccount would fail; the account is then topped up, allocated and assigned instead.
     `mint_address`: `mint`'s public key, when the caller already has it (deriving it
@@ -315,6 +325,9 @@ def build_mint(
     fields = [(TICKET_ID_FIELD, str(ticket_id)), (EVENT_ID_FIELD, str(event_id))]
     size = token2022.final_mint_size(name, symbol, uri, fields, close_authority=close_authority)
     space = token2022.fixed_mint_size(close_authority=close_authority)
+    if group_member:
+        size += group.MEMBER_EXTENSIONS_SIZE
+        space += group.GROUP_MEMBER_POINTER_TLV
     instructions += _mint_account(
         payer_key, mint_key, token2022.rent_exempt_lamports(size), prefunded_lamports, space
     )
@@ -324,6 +337,8 @@ def build_mint(
     ]
     if close_authority:
         instructions.append(token2022.initialize_mint_close_authority(mint_key, owner))
+    if group_member:
+        instructions.append(group.initialize_group_member_pointer(mint_key, owner, mint_key))
     instructions += [
         templates.initialize_mint.rebind(mint_key),
         token2022.initialize_token_metadata(
@@ -344,9 +359,10 @@ def build_mint(
     instructions += [
         _create_holder_account(payer_key, holder, mint_key),
         templates.mint_one.rebind(mint_key, holder_token_account(holder, mint_key)),
-        templates.remove_mint_authority.rebind(mint_key),
-        token2022.memo(memo),
     ]
+    if not group_member:
+        instructions.append(templates.remove_mint_authority.rebind(mint_key))
+    instructions.append(token2022.memo(memo))
     return _sign(signers, payer_key, instructions, recent_blockhash)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from solders.hash import Hash, ParseHashError
@@ -39,7 +39,7 @@ from solders.rpc.responses import (
 )
 from solders.signature import Signature
 
-from chainworker.chain import token2022
+from chainworker.chain import group, token2022
 from chainworker.lifecycle.model import Commitment
 from chainworker.lifecycle.observe import custom_program_error, describe_error
 
@@ -103,6 +103,7 @@ class MintState:
     permanent_delegate: Pubkey | None
     metadata: token2022.TokenMetadata | None
     close_authority: Pubkey | None = None  # MintCloseAuthority; None on a mint without it
+    groups: group.GroupExtensions = field(default_factory=group.GroupExtensions)
 
 
 # Slots, heights and lamports fit PostgreSQL's bigint; anything larger is garbage.
@@ -354,4 +355,5 @@ def mint_state(address: Pubkey, view: AccountView) -> MintState:
         permanent_delegate=parsed.permanent_delegate,
         metadata=parsed.metadata,
         close_authority=parsed.close_authority,
+        groups=group.parse_group_extensions(view.data),
     )

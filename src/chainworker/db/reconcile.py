@@ -19,6 +19,8 @@ class MintedTicket:
     user_id: UUID | None
     wallet_address: str | None
     registered_wallet: str | None
+    verified: bool = False  # a verify confirmed: the mint is a member of its event's group
+    group_mint: str | None = None  # the event's confirmed group
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +81,21 @@ def page_end(page: list[LiveAttempt | PoisonRow]) -> tuple[datetime, UUID]:
 
 async def minted_tickets(conn: Connection, limit: int, after: UUID | None) -> list[MintedTicket]:
     """One keyset page of the current tenant's minted tickets, by ticket id, with the
-    holder's registered wallet when the user has one."""
+    holder's registered wallet when the user has one, whether the ticket was verified and
+    its event's group."""
     rows = await conn.fetch(
         """SELECT t.tenant_id, t.id AS ticket_id, t.token_mint, t.status, t.user_id,
-                  t.wallet_address, w.address AS registered_wallet
+                  t.wallet_address, w.address AS registered_wallet,
+                  EXISTS (SELECT 1 FROM chain_requests r
+                           WHERE r.tenant_id = t.tenant_id AND r.ticket_id = t.id
+                             AND r.operation = 'verify' AND r.status = 'confirmed')
+                      AS verified,
+                  g.group_mint
              FROM tickets t
              LEFT JOIN wallets w ON w.tenant_id = t.tenant_id AND w.user_id = t.user_id
+             LEFT JOIN chainworker_event_groups g
+                    ON g.tenant_id = t.tenant_id AND g.event_id = t.event_id
+                   AND g.status = 'confirmed'
             WHERE t.tenant_id = current_tenant_id()
               AND t.token_mint IS NOT NULL
               AND t.deleted_at IS NULL

@@ -302,6 +302,17 @@ async def earlier_live(conn: Connection, requests: Sequence[RequestRow]) -> set[
     return {row["id"] for row in rows}
 
 
+async def verified_tickets(conn: Connection, ticket_ids: Sequence[UUID]) -> set[UUID]:
+    """Those of the tickets that are members of their event's group: a verify confirmed."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ticket_id FROM chain_requests
+            WHERE ticket_id = ANY($1::uuid[]) AND operation = 'verify' AND status = 'confirmed'
+              AND tenant_id = current_tenant_id()""",
+        sorted(set(ticket_ids)),
+    )
+    return {row["ticket_id"] for row in rows}
+
+
 async def get_request(
     conn: Connection, request_id: UUID, *, lock: bool = False
 ) -> RequestRow | None:

@@ -189,6 +189,14 @@ async def event_exists(conn: Connection, event_id: UUID) -> bool:
     return found is not None
 
 
+async def event_name(conn: Connection, event_id: UUID) -> str | None:
+    """The event's name; None when the event is not visible to the current tenant."""
+    name: str | None = await conn.fetchval(
+        "SELECT name FROM events WHERE id = $1 AND tenant_id = current_tenant_id()", event_id
+    )
+    return name
+
+
 async def user_exists(conn: Connection, user_id: UUID) -> bool:
     """Whether the user (a wallet's owner) is visible to the current tenant."""
     found = await conn.fetchval(
@@ -225,6 +233,36 @@ async def event_ticket_page(
         statuses,
         after,
         limit,
+    )
+    return [row["id"] for row in rows]
+
+
+async def verifiable_ticket_ids(
+    conn: Connection, event_id: UUID, statuses: list[str], after: UUID | None, limit: int,
+    lasting_refusals: list[str],
+) -> list[UUID]:
+    """One keyset page (by id, after `after`) of the event's minted, undeleted tickets in one
+    of `statuses` that are not verified: no confirmed verify request, and none refused with
+    one of `lasting_refusals` (a mint that can never be a member: asking again would only
+    be refused again)."""
+    rows = await conn.fetch(
+        """SELECT t.id FROM tickets t
+            WHERE t.event_id = $1 AND t.token_mint IS NOT NULL AND t.deleted_at IS NULL
+              AND t.status = ANY($2::text[]) AND t.tenant_id = current_tenant_id()
+              AND ($3::uuid IS NULL OR t.id > $3)
+              AND NOT EXISTS (
+                  SELECT 1 FROM chain_requests r
+                   WHERE r.tenant_id = t.tenant_id AND r.ticket_id = t.id
+                     AND r.operation = 'verify'
+                     AND (r.status = 'confirmed'
+                          OR (r.status = 'refused' AND r.outcome_code = ANY($5::text[]))))
+            ORDER BY t.id
+            LIMIT $4""",
+        event_id,
+        statuses,
+        after,
+        limit,
+        lasting_refusals,
     )
     return [row["id"] for row in rows]
 

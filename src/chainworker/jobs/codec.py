@@ -7,7 +7,8 @@ authority key and both seeds). Here a
 job is JSON holding exactly the fields Arq reads, checked for size before parsing:
 
     {"t": try or null,
-     "f": "mint_ticket" | "transfer_ticket" | "burn_ticket" | "metadata_update_ticket",
+     "f": "mint_ticket" | "transfer_ticket" | "burn_ticket" | "metadata_update_ticket"
+     | "verify_ticket",
      "a": [request id, tenant id], "k": {}, "et": enqueue time in ms}
 
 with both ids canonical UUID strings. A payload that fails is never run and never

@@ -1,5 +1,5 @@
 """The job functions Arq runs: `mint_ticket`, `transfer_ticket`, `burn_ticket`,
-`metadata_update_ticket`.
+`metadata_update_ticket`, `verify_ticket`.
 
 Each is a thin call into the pipeline: record the request's attempt (`pipeline.record`,
 with the jobs that start at the same time), then send it. Every job is safe to run twice:
@@ -53,11 +53,16 @@ async def metadata_update_ticket(ctx: dict[str, Any], request_id: str, tenant_id
     return await run_request(ctx, TxOp.METADATA_UPDATE, request_id, tenant_id)
 
 
+async def verify_ticket(ctx: dict[str, Any], request_id: str, tenant_id: str) -> str:
+    return await run_request(ctx, TxOp.VERIFY, request_id, tenant_id)
+
+
 FOR_OPERATION = {
     TxOp.MINT: mint_ticket,
     TxOp.TRANSFER: transfer_ticket,
     TxOp.BURN: burn_ticket,
     TxOp.METADATA_UPDATE: metadata_update_ticket,
+    TxOp.VERIFY: verify_ticket,
 }
 
 

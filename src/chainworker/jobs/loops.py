@@ -13,7 +13,7 @@ from chainworker.db import gauges
 from chainworker.jobs.exporter import DATABASE_GAUGES
 from chainworker.jobs.queue import ArqQueue
 from chainworker.obs import logs, metrics
-from chainworker.pipeline import confirm, relay, sweep, top_up
+from chainworker.pipeline import confirm, event_groups, relay, sweep, top_up
 from chainworker.pipeline.context import PipelineContext
 from chainworker.pipeline.errors import not_the_rows_fault
 
@@ -23,12 +23,12 @@ GAUGES_INTERVAL_SECONDS = 5.0
 log = logs.get_logger(__name__)
 
 
-async def confirm_forever(ctx: PipelineContext) -> None:
+async def confirm_forever(ctx: PipelineContext, queue: ArqQueue | None = None) -> None:
     interval = ctx.settings.confirm_interval_seconds
     while True:
         started = time.monotonic()
         try:
-            handled = await confirm.run_once(ctx)
+            handled = await confirm.run_once(ctx, queue)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the loop must outlive any one bad round
@@ -90,6 +90,26 @@ async def top_up_forever(ctx: PipelineContext) -> None:
             raise
         except Exception as error:  # keep topping up after a transient failure
             log.warning("fee payer top-up round failed", error=str(error))
+        await asyncio.sleep(interval)
+
+
+EVENT_GROUPS_INTERVAL_SECONDS = 5.0
+# While a group's creation is in flight, verifies of its event wait: look again soon.
+EVENT_GROUPS_IN_FLIGHT_INTERVAL_SECONDS = 0.5
+
+
+async def event_groups_forever(ctx: PipelineContext) -> None:
+    """Settle event groups' creations: recorded by `chainworker event create-group`, they
+    are confirmed, rebroadcast or expired here whether or not that command still runs."""
+    while True:
+        interval = EVENT_GROUPS_INTERVAL_SECONDS
+        try:
+            if await event_groups.settle_round(ctx):
+                interval = EVENT_GROUPS_IN_FLIGHT_INTERVAL_SECONDS
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # keep settling after a transient failure
+            log.warning("event group round failed", error=str(error))
         await asyncio.sleep(interval)
 
 

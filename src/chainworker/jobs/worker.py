@@ -1,11 +1,13 @@
 """The Arq worker: the job functions, and the loops that run beside them.
 
 One process runs:
-- the jobs `mint_ticket`, `transfer_ticket`, `burn_ticket` (decide, record, send);
+- the jobs `mint_ticket`, `transfer_ticket`, `burn_ticket`, `verify_ticket` (decide,
+  record, send);
 - the confirmation loop (claims live transactions under a lease, reads their status);
 - the sweeper (re-enqueues recorded requests whose job was lost);
 - the database gauges, exported only by the process holding an advisory lock;
-- the fee payers' top-ups, when a fee-payer pool is configured.
+- the fee payers' top-ups, when a fee-payer pool is configured;
+- the settlement of event groups' creations.
 Any number of such processes share one Redis and one Postgres.
 """
 
@@ -81,11 +83,12 @@ def make_worker(settings: Settings, app_dsn: str, redis_url: str, *, burst: bool
         queue = ArqQueue(ctx["redis"], settings.queue_name)
         ctx["pipeline"] = pipeline
         ctx["submits"] = SubmitGroup(pipeline)
-        _background(ctx, "confirm", loops.confirm_forever(pipeline))
+        _background(ctx, "confirm", loops.confirm_forever(pipeline, queue))
         _background(ctx, "sweeper", loops.sweep_forever(pipeline, queue))
         _background(ctx, "gauges", loops.export_database_gauges(pipeline, queue))
         _background(ctx, "relay", loops.relay_forever(pipeline, queue))
         _background(ctx, "top_up", loops.top_up_forever(pipeline))
+        _background(ctx, "event_groups", loops.event_groups_forever(pipeline))
         log.info("worker started", worker_id=pipeline.worker_id,
                  authority=str(pipeline.payers.key_of(None)),
                  fee_payers=len(pipeline.payers.payers))

@@ -17,6 +17,7 @@ class TxOp(StrEnum):
     TRANSFER = "transfer"
     BURN = "burn"
     METADATA_UPDATE = "metadata_update"  # the NFT's metadata, as its update authority
+    VERIFY = "verify"  # the ticket's mint joins its event's group (TokenGroupMember)
 
 
 class TxStatus(StrEnum):

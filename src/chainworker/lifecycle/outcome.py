@@ -33,6 +33,7 @@ _OUTBOX_ON_CONFIRM: dict[TxOp, str] = {
     TxOp.TRANSFER: "ticket.transferred",
     TxOp.BURN: "ticket.burned",
     TxOp.METADATA_UPDATE: "ticket.metadata_updated",
+    TxOp.VERIFY: "ticket.verified",
 }
 OUTBOX_CHAIN_FAILED = "ticket.chain_failed"
 

@@ -21,6 +21,11 @@ Choices made here:
 - A metadata update needs an NFT that still exists: `token_mint` set and a status of
   minted, active, transferred, checked_in or used (a checked-in ticket's NFT records its
   attendance). A confirmed update leaves the ticket's status as it is.
+- Verify (the ticket's mint joins its event's group) needs the NFT to exist and not to be
+  burned, in a status whose ticket is still valid or was used: minted, active,
+  transferred, checked in or used; and the ticket not to be a member yet. It changes no
+  status. (Whether the event has a group, and whether the mint can join one, the worker
+  finds out before signing: see `pipeline.prepare`.)
 - When a transaction confirms after the ticket moved on (checked in, used,
   cancelled...), the status is left alone: the chain change is still recorded,
   but a later ticket state is never overwritten by an earlier intent.
@@ -84,6 +89,12 @@ class RefusalCode(StrEnum):
     NOT_HOLDER = "not_holder"
     # No wallet holds the ticket's NFT on chain: nothing to move or burn.
     NFT_MISSING = "nft_missing"
+    # Verify: the NFT was burned; the ticket is a member already; its event has no group
+    # on chain; its mint can never be a member (made before event collections).
+    BURNED = "burned"
+    ALREADY_VERIFIED = "already_verified"
+    GROUP_MISSING = "group_missing"
+    NOT_A_MEMBER_MINT = "not_a_member_mint"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +125,9 @@ BURN_RESULT: dict[BurnReason, TicketStatus] = {
     BurnReason.REVOKE: TicketStatus.REVOKED,
     BurnReason.REFUND: TicketStatus.REFUNDED,
 }
+VERIFIABLE: frozenset[TicketStatus] = ON_CHAIN_MOVABLE | {
+    TicketStatus.CHECKED_IN, TicketStatus.USED,
+}
 # A transfer row that is completed once its transaction confirms.
 TRANSFER_STATUS_ON_CONFIRM = TransferStatus.COMPLETED
 
@@ -125,11 +139,13 @@ def check_operation(
     token_mint: str | None,
     transfer_status: TransferStatus | str | None = None,
     burn_reason: BurnReason | str | None = None,
+    verified: bool = False,
 ) -> Verdict:
     """May `op` be recorded for a ticket in this state?
 
     `transfer_status` is the status of the transfer row being executed (None when there
-    is none); `burn_reason` is required for burns.
+    is none); `burn_reason` is required for burns; `verified`: the ticket is a member of
+    its event's group already.
     """
     parsed_op = _parse(TxOp, op)
     if parsed_op is None:
@@ -148,6 +164,8 @@ def check_operation(
             return check_burn(status, token_mint=token_mint, burn_reason=burn_reason)
         case TxOp.METADATA_UPDATE:
             return check_metadata_update(status, token_mint=token_mint)
+        case TxOp.VERIFY:
+            return check_verify(status, token_mint=token_mint, verified=verified)
 
 
 def check_mint(status: TicketStatus, *, token_mint: str | None) -> Verdict:
@@ -211,6 +229,18 @@ def check_metadata_update(status: TicketStatus, *, token_mint: str | None) -> Ve
     if status not in METADATA_UPDATABLE:
         return _status_refusal(TxOp.METADATA_UPDATE, status, METADATA_UPDATABLE)
     return Allowed(TxOp.METADATA_UPDATE, status)  # the status stays what it is
+def check_verify(status: TicketStatus, *, token_mint: str | None, verified: bool) -> Verdict:
+    if token_mint is None:
+        return Refusal(RefusalCode.NOT_MINTED, "cannot verify a ticket that has no NFT minted yet")
+    if status in BURN_RESULT.values():
+        return Refusal(RefusalCode.BURNED, f"the ticket's NFT was burned ({status.value})")
+    if status not in VERIFIABLE:
+        return _status_refusal(TxOp.VERIFY, status, VERIFIABLE)
+    if verified:
+        return Refusal(
+            RefusalCode.ALREADY_VERIFIED, "the ticket is a member of its event's group already"
+        )
+    return Allowed(TxOp.VERIFY, status)
 
 
 def ticket_status_on_confirm(
@@ -243,6 +273,8 @@ def ticket_status_on_confirm(
             return BURN_RESULT[reason]
         case TxOp.METADATA_UPDATE:
             return None
+        case TxOp.VERIFY:
+            return None  # membership changes no status
 
 
 def _check_movable(op: TxOp, status: TicketStatus, token_mint: str | None) -> Refusal | None:

@@ -29,3 +29,4 @@ def register(app: typer.Typer) -> None:
     reconcile_cli.register(app)
     reconcile_tx_cli.register(app)
     demo.register(app)
+    event_cli.register(app)

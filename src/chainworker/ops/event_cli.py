@@ -1,4 +1,5 @@
-"""`chainworker event update-metadata`: one metadata update per minted ticket of an event.
+"""`chainworker event update-metadata`: one metadata update per minted ticket of an event;
+the `event` command group, which also holds create-group and verify (`event_groups_cli`).
 
 When an event changes (it moved: a new uri), an operator records the same change for every
 ticket of the event whose NFT can still be updated (ticket_rules: minted, active,
@@ -35,6 +36,7 @@ from chainworker.jobs.enqueue import enqueue_committed
 from chainworker.lifecycle import ticket_rules
 from chainworker.lifecycle.metadata import MetadataChange
 from chainworker.lifecycle.model import TxOp
+from chainworker.ops import event_groups_cli
 from chainworker.ops.worker_cli import (
     FieldOption,
     JsonOption,
@@ -47,7 +49,10 @@ from chainworker.ops.worker_cli import (
 )
 from chainworker.text import shown
 
-event_app = typer.Typer(help="Operations over every ticket of an event.")
+event_app = typer.Typer(
+    help="Operations over every ticket of an event: metadata, its group, verification.",
+    no_args_is_help=True,
+)
 
 # The statuses whose NFT a metadata update may change, as the rules say.
 UPDATABLE = sorted(s.value for s in ticket_rules.METADATA_UPDATABLE)
@@ -192,4 +197,5 @@ def update_metadata(
 
 
 def register(app: typer.Typer) -> None:
+    event_groups_cli.add_commands(event_app)
     app.add_typer(event_app, name="event")

@@ -73,8 +73,9 @@ def reconcile_command(
         str, typer.Option(help="Only transactions submitted longer ago than this (90s, 2m, 1h).")
     ] = "2m",
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's transactions.")] = None,
-    op: Annotated[str | None, typer.Option(help="Only this operation: " + ", ".join(TxOp) + ".")]
-    = None,
+    op: Annotated[
+        str | None, typer.Option(help=f"Only this operation: {', '.join(TxOp)}.")
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many rows.")] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run/--apply", help="Report only (default), or settle.")

@@ -1,4 +1,5 @@
-"""Compare every minted ticket with its NFT on chain: supply, and who holds the token.
+"""Compare every minted ticket with its NFT on chain: supply, who holds the token, and
+its membership of its event's group.
 
 The database says which user holds a ticket and where chainworker sent its NFT
 (`tickets.wallet_address`); a user's known wallets are their registered address
@@ -15,7 +16,9 @@ Policy for `--apply` (the chain is the truth only where it names someone we know
 - everything else is flagged for a person and left as it is: an unknown holder (an
   outside wallet: possible theft or a wrong registration), a burned token for a ticket
   the database considers live (supply_zero), a live token for a ticket the database
-  burned (not_burned), a missing or foreign mint account, no holder at all.
+  burned (not_burned), a missing or foreign mint account, no holder at all, and a ticket
+  the database says is verified whose mint is not a member of its event's group
+  (not_a_member: its authenticity cannot be shown on chain).
 
 A burned ticket agrees with a mint of supply 0 (a mint made without a close authority) and
 with no mint account at all (its burn closed it).
@@ -58,6 +61,7 @@ class DriftKind(StrEnum):
     HOLDER_OTHER_USER = "holder_other_user"
     HOLDER_UNKNOWN = "holder_unknown"
     WALLET_STALE = "wallet_stale"
+    NOT_A_MEMBER = "not_a_member"
 
     @property
     def recordable(self) -> bool:
@@ -88,6 +92,8 @@ class Drift:
             "chain_holder": self.chain_holder,
             "chain_supply": self.chain_supply,
             "holder_user_id": str(self.holder_user_id) if self.holder_user_id else None,
+            "verified": self.ticket.verified,
+            "group_mint": self.ticket.group_mint,
             "recordable": self.kind.recordable,
             "recorded": self.recorded,
         }
@@ -188,6 +194,11 @@ async def check_ticket(
         return drift(DriftKind.SUPPLY_ZERO, chain_holder=None, chain_supply=0)
     if burned_in_db:
         return drift(DriftKind.NOT_BURNED, chain_holder=None, chain_supply=state.supply)
+    member = state.groups.member
+    if ticket.verified and (
+        member is None or ticket.group_mint is None or str(member.group) != ticket.group_mint
+    ):
+        return drift(DriftKind.NOT_A_MEMBER, chain_holder=None, chain_supply=state.supply)
     holder = await rpc.get_token_holder(mint)
     if holder is None:
         return drift(DriftKind.NO_HOLDER, chain_holder=None, chain_supply=state.supply)

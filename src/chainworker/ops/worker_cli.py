@@ -202,6 +202,13 @@ def enqueue_metadata(
     ids = _read_ids(ticket, "ticket")
     items = [NewRequest(t, TxOp.METADATA_UPDATE, changes=change) for t in dict.fromkeys(ids)]
     _enqueue(tenant, TxOp.METADATA_UPDATE, items, as_json)
+@enqueue_app.command("verify")
+def enqueue_verify(
+    tenant: TenantOption, ticket: TicketOption, as_json: JsonOption = False
+) -> None:
+    """Make minted tickets members of their event's group (see also `event verify`)."""
+    ids = _read_ids(ticket, "ticket")
+    _enqueue(tenant, TxOp.VERIFY, [NewRequest(t, TxOp.VERIFY) for t in ids], as_json)
 
 
 @enqueue_app.command("transfer")

@@ -16,7 +16,7 @@ from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from chainworker.chain import metadata, nft, token2022
+from chainworker.chain import collection, group, metadata, nft, token2022
 from chainworker.db import tickets
 from chainworker.lifecycle.model import TxOp
 from chainworker.pipeline.context import PipelineContext
@@ -60,6 +60,7 @@ class Draft:
     payer: Keypair | None = None  # from the pool; None: the authority pays
     closes: Closes | None = None  # a burn's: None closes nothing (a mint without the authority)
     update: metadata.Plan | None = None  # a metadata update's plan, from the mint on chain
+    group: Pubkey | None = None  # a verify: the event's group the mint joins
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,7 @@ def _build(ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None)
             (nft.EVENT_ID_FIELD, str(ticket.event_id)),
         ]
         size = token2022.final_mint_size(name, ctx.settings.nft_symbol, uri, fields)
+        size += group.MEMBER_EXTENSIONS_SIZE  # funded now for its membership to come
         # A prefunded mint address already holds part of the mint's rent.
         rent = max(0, token2022.rent_exempt_lamports(size) - draft.prefunded)
         rent += token2022.rent_exempt_lamports(TOKEN_ACCOUNT_SIZE)
@@ -119,8 +121,17 @@ def _build(ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None)
             memo=draft.memo, recent_blockhash=draft.blockhash, compute=budget, payer=payer,
         )
         return Built(signed, draft.update.top_up, 1 + cosigner, payer)
-    assert ticket.token_mint is not None and draft.source is not None
+    assert ticket.token_mint is not None
     mint_key = Pubkey.from_string(ticket.token_mint)
+    if draft.op is TxOp.VERIFY:
+        # No rent: the mint was funded for its TokenGroupMember when it was created.
+        assert draft.group is not None
+        signed = collection.build_verify(
+            authority=authority, mint=mint_key, group_address=draft.group, memo=draft.memo,
+            recent_blockhash=draft.blockhash, compute=budget, payer=payer,
+        )
+        return Built(signed, 0, 1 + cosigner, payer)
+    assert draft.source is not None
     if draft.op is TxOp.TRANSFER:
         assert draft.destination is not None
         signed = nft.build_transfer(

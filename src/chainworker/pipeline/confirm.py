@@ -25,7 +25,7 @@ from chainworker.lifecycle.decide import Action
 from chainworker.lifecycle.model import QuarantineReason
 from chainworker.lifecycle.transitions import apply_action
 from chainworker.obs import logs, metrics
-from chainworker.pipeline.context import PipelineContext
+from chainworker.pipeline.context import JobQueue, PipelineContext
 from chainworker.pipeline.quarantine import each_or_alone, set_aside
 from chainworker.pipeline.settle import observed, settle, settle_landed, snapshot
 
@@ -37,8 +37,10 @@ OUTCOME_CONCURRENCY = 8
 log = logs.get_logger(__name__)
 
 
-async def run_once(ctx: PipelineContext) -> int:
-    """One round over the live attempts this worker holds. Returns how many it looked at."""
+async def run_once(ctx: PipelineContext, queue: JobQueue | None = None) -> int:
+    """One round over the live attempts this worker holds. Returns how many it looked at.
+
+    `queue` takes the requests outcomes record (a new mint's verify) once committed."""
     async with ctx.pool.acquire() as conn:
         claimed = await live_transactions.claim_live(
             conn, ctx.worker_id, CLAIM_LIMIT, LEASE_SECONDS
@@ -65,7 +67,7 @@ async def run_once(ctx: PipelineContext) -> int:
         (row, decide.next_action(snapshot(row), observed(seen), read.height, now, ctx.policy))
         for row, seen in zip(rows, read.statuses, strict=True)
     ]
-    await _carry_out(ctx, decisions, read.height)
+    await _carry_out(ctx, decisions, read.height, queue)
     return len(claimed)
 
 
@@ -74,7 +76,8 @@ def _row(item: tuple[LiveAttempt, Any]) -> LiveAttempt:
 
 
 async def _carry_out(
-    ctx: PipelineContext, decisions: Sequence[tuple[LiveAttempt, Action]], height: int
+    ctx: PipelineContext, decisions: Sequence[tuple[LiveAttempt, Action]], height: int,
+    queue: JobQueue | None = None,
 ) -> None:
     """Each step per tenant, each apart from the others: one bad row never stops the round."""
     rebroadcast: list[LiveAttempt] = []
@@ -103,7 +106,7 @@ async def _carry_out(
 
     jobs: list[Awaitable[None]] = [
         each_or_alone(
-            ctx, items, partial(_settle_landed, ctx, tenant_id, height), _row,
+            ctx, items, partial(_settle_landed, ctx, tenant_id, height, queue), _row,
             "applying confirmations",
         )
         for tenant_id, items in landed.items()
@@ -119,9 +122,10 @@ async def _carry_out(
 
 
 async def _settle_landed(
-    ctx: PipelineContext, tenant_id: UUID, height: int, items: Sequence[tuple[LiveAttempt, int]]
+    ctx: PipelineContext, tenant_id: UUID, height: int, queue: JobQueue | None,
+    items: Sequence[tuple[LiveAttempt, int]],
 ) -> None:
-    await settle_landed(ctx, tenant_id, list(items), height)
+    await settle_landed(ctx, tenant_id, list(items), height, queue)
 
 
 async def _settle_one(

@@ -90,6 +90,11 @@ class Keys:
         address = self.addresses.get(("mint", tenant_id, ticket_id))
         return address if address is not None else self.mint_key(tenant_id, ticket_id)[1]
 
+    def group_key(self, tenant_id: UUID, event_id: UUID) -> tuple[Keypair, Pubkey]:
+        """The event's group mint keypair and address (one per event, derived)."""
+        keypair = keys.group_keypair(self.mint_seed, tenant_id, event_id)
+        return keypair, keys.public_key(keypair)
+
     def custodial_wallet(self, tenant_id: UUID, user_id: UUID) -> Pubkey:
         """The wallet the platform keeps for a user without a registered address."""
         wallet = self.addresses.get(("custodial", tenant_id, user_id))

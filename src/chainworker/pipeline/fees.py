@@ -26,7 +26,7 @@ from chainworker.pipeline.context import PipelineContext, UnitsKind
 
 # Used when simulation cannot answer (e.g. the operation would fail on chain anyway).
 FALLBACK_UNITS = {
-    TxOp.MINT: 60_000, TxOp.TRANSFER: 40_000, TxOp.BURN: 5_000,
+    TxOp.MINT: 60_000, TxOp.TRANSFER: 40_000, TxOp.BURN: 5_000, TxOp.VERIFY: 10_000,
     # an update appending 16 fields uses some 190,000 (each realloc rewrites the metadata)
     TxOp.METADATA_UPDATE: 250_000,
 }

@@ -6,6 +6,11 @@ event for the ticket service, the request's final status, and the rent a burn's 
 accounts gave back, credited to the tenant. Confirmations come in
 batches (one tenant, one transaction): every statement here is one round trip for
 the whole batch.
+
+A mint that confirms for an event whose group exists on chain gets its verify request in
+the same transaction (unless `auto_verify` is off): the ticket joins its event's
+collection right after it is minted. The caller enqueues it after the commit (or the
+sweeper does).
 """
 
 from __future__ import annotations
@@ -14,16 +19,19 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from chainworker.db import audit, requests, tickets
+from chainworker.db import audit, event_groups, requests, tickets
 from chainworker.db.audit import Event
 from chainworker.db.live_transactions import LiveAttempt
 from chainworker.db.pool import Connection
-from chainworker.db.requests import RequestRow, Settlement
+from chainworker.db.requests import NewRequest, RequestRow, Settlement
 from chainworker.lifecycle import ticket_rules
 from chainworker.lifecycle.model import RequestStatus, TxOp
 from chainworker.lifecycle.outcome import outbox_event_type
 from chainworker.obs import metrics
-from chainworker.pipeline.context import PipelineContext
+from chainworker.pipeline.context import PipelineContext, QueuedJob
+
+# Who records a new mint's verify request (chain_requests.source).
+AUTO_VERIFY_SOURCE = "worker"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +79,16 @@ async def refuse(conn: Connection, request: RequestRow, code: str, message: str)
     ])
 
 
-async def confirmed(ctx: PipelineContext, conn: Connection, landed: list[Landed]) -> None:
-    """Landed attempts of one tenant: tickets, transfers, requests and events, batched."""
+async def confirmed(
+    ctx: PipelineContext, conn: Connection, landed: list[Landed]
+) -> list[QueuedJob]:
+    """Landed attempts of one tenant: tickets, transfers, requests and events, batched.
+
+    Returns the jobs of the verify requests recorded for the new mints, to enqueue after
+    the commit.
+    """
     if not landed:
-        return
+        return []
     tenant_id = landed[0].request.tenant_id
     ticket_rows = await tickets.lock_tickets(
         conn, sorted({item.request.ticket_id for item in landed})
@@ -131,6 +145,28 @@ async def confirmed(ctx: PipelineContext, conn: Connection, landed: list[Landed]
     await requests.settle_many(conn, settlements)
     await audit.emit_events(conn, tenant_id, events)
     metrics.RENT_RECLAIMED_LAMPORTS.inc(await audit.credit_reclaimed_rent(conn, burns))
+    if not minted or not ctx.settings.auto_verify:
+        return []
+    return await _verify_new_mints(conn, tenant_id, [
+        (ticket_id, ticket_rows[ticket_id].event_id) for ticket_id, *_ in minted
+    ])
+
+
+async def _verify_new_mints(
+    conn: Connection, tenant_id: UUID, minted: list[tuple[UUID, UUID]]
+) -> list[QueuedJob]:
+    """Record a verify request for each new mint whose event has a confirmed group."""
+    groups = await event_groups.of_events(conn, sorted({event for _, event in minted}))
+    wanted = [
+        NewRequest(ticket_id, TxOp.VERIFY) for ticket_id, event_id in minted
+        if (group := groups.get(event_id)) is not None and group.is_confirmed
+    ]
+    if not wanted:
+        return []
+    recorded = await requests.record_requests(
+        conn, tenant_id, TxOp.VERIFY, wanted, AUTO_VERIFY_SOURCE
+    )
+    return [(r.request_id, tenant_id, TxOp.VERIFY) for r in recorded if r.created]
 
 
 async def failed(

@@ -1,7 +1,8 @@
 """Decide and record attempts: check each ticket, build and sign, insert the rows.
 
 What goes into each transaction is decided here (wallets, where the NFT is, the blockhash,
-the budget); the transaction itself is made by `build`.
+the budget; for a verify, the event's group and whether the ticket's mint can join it, read
+from its extensions on chain); the transaction itself is made by `build`.
 
 `prepare_attempts` is the one path from a locked request to a recorded attempt: a job's
 request (alone or in a group, `record.py`) and a replacement after an expiry (`settle.py`)
@@ -11,6 +12,7 @@ the caller sends the recorded bytes after the commit.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from uuid import UUID
@@ -20,9 +22,10 @@ from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
 from chainworker.chain import keys, metadata, nft, token2022
+from chainworker.chain.errors import UNEXPECTED_ACCOUNT, ChainError
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
-from chainworker.chain.views import AccountView
-from chainworker.db import audit, requests, tickets, transactions
+from chainworker.chain.views import AccountView, MintState
+from chainworker.db import audit, event_groups, requests, tickets, transactions
 from chainworker.db.pool import Connection
 from chainworker.db.requests import RequestRow
 from chainworker.lifecycle import ticket_rules
@@ -81,6 +84,7 @@ class Checked:
     request: RequestRow
     ticket: tickets.TicketRow
     transfer: tickets.TransferRow | None
+    group: Pubkey | None = None  # a verify: the event's group the mint joins
 
     @property
     def op(self) -> TxOp:
@@ -122,6 +126,8 @@ async def prepare_attempts(
     # Acceptance order is kept when a request first starts; a replacement continues it.
     firsts = [r for r in ready if attempts[r.id].parent_tx_id is None]
     waiting = await requests.earlier_live(conn, firsts) if firsts else set()
+    verifies = [r.ticket_id for r in ready if r.operation is TxOp.VERIFY]
+    verified = await requests.verified_tickets(conn, verifies) if verifies else set()
     out: dict[UUID, Prepare] = {}
     checked: list[Checked] = []
     for request in ready:
@@ -130,12 +136,17 @@ async def prepare_attempts(
             continue
         transfer = transfers.get(request.transfer_id) if request.transfer_id else None
         try:
-            item = check_request(request, locked.get(request.ticket_id), transfer)
+            item = check_request(
+                request, locked.get(request.ticket_id), transfer,
+                verified=request.ticket_id in verified,
+            )
         except Refused as refused:
             out[request.id] = refused.refusal
             continue
         busy.add(item.ticket.id)  # one attempt per ticket per transaction
         checked.append(item)
+    if verifies and checked:
+        checked = await _with_groups(ctx, conn, checked, out)
     if not checked:
         return out
     wallets = await wallets_of(
@@ -177,9 +188,11 @@ async def prepare_attempts(
 
 
 def check_request(
-    request: RequestRow, ticket: tickets.TicketRow | None, transfer: tickets.TransferRow | None
+    request: RequestRow, ticket: tickets.TicketRow | None, transfer: tickets.TransferRow | None,
+    *, verified: bool = False,
 ) -> Checked:
-    """The request with its ticket, when the ticket's state allows it; else Refused."""
+    """The request with its ticket, when the ticket's state allows it; else Refused.
+    `verified`: the ticket is a member of its event's group already."""
     if ticket is None:
         raise Refused(RefusalCode.UNKNOWN_TICKET, f"no ticket {request.ticket_id} for this tenant")
     if request.transfer_id is not None and (transfer is None or transfer.ticket_id != ticket.id):
@@ -190,6 +203,7 @@ def check_request(
         token_mint=ticket.token_mint,
         transfer_status=transfer.status if transfer else None,
         burn_reason=request.reason,
+        verified=verified,
     )
     if isinstance(verdict, Refusal):
         raise Refused(verdict.code, verdict.message)
@@ -202,7 +216,9 @@ def check_request(
 
 
 def users_of(item: Checked) -> list[UUID]:
-    """The users whose wallets the transaction touches."""
+    """The users whose wallets the transaction touches (a verify touches none)."""
+    if item.op is TxOp.VERIFY:
+        return []
     users = [item.holder]
     if item.transfer is not None:
         users += [u for u in (item.transfer.from_user_id, item.transfer.to_user_id) if u]
@@ -272,7 +288,7 @@ async def sign_attempt(
     draft = Draft(
         op, request.tenant_id, ticket, source, destination, memo=f"cw:{request.id}:{of.attempt}",
         blockhash=blockhash.hash, prefunded=await _prefunded_mint(ctx, request, of.attempt),
-        payer=ctx.payers.take(), closes=closes,
+        payer=ctx.payers.take(), closes=closes, group=item.group,
         update=await planned_update(ctx, item) if op is TxOp.METADATA_UPDATE else None,
     )
 
@@ -305,6 +321,92 @@ async def sign_attempt(
         source=str(source) if source is not None else None,
         destination=str(destination) if destination is not None else None,
     )
+
+
+async def _with_groups(
+    ctx: PipelineContext, conn: Connection, checked: list[Checked], out: dict[UUID, Prepare]
+) -> list[Checked]:
+    """The checked requests, each verify with the group it joins; a verify that cannot go
+    yet is set in `out` (busy while its event's group is being created, else refused)."""
+    verifies = [item for item in checked if item.op is TxOp.VERIFY]
+    groups = await event_groups.of_events(conn, [item.ticket.event_id for item in verifies])
+    ready: dict[UUID, Pubkey] = {}
+    for item in verifies:
+        found = groups.get(item.ticket.event_id)
+        if found is None:
+            out[item.request.id] = Refusal(
+                RefusalCode.GROUP_MISSING,
+                "the ticket's event has no group on chain yet "
+                "(create it with: chainworker event create-group)",
+            )
+        elif found.is_live:
+            out[item.request.id] = BUSY  # its creation is in flight: verify once it lands
+        else:
+            ready[item.request.id] = Pubkey.from_string(found.group_mint)
+    items = [item for item in verifies if item.request.id in ready]
+    states = await asyncio.gather(*(_mint_of(ctx, item.ticket) for item in items))
+    authority = keys.public_key(ctx.keys.authority)
+    for item, state in zip(items, states, strict=True):
+        refusal = membership_refusal(item.ticket, state, authority)
+        if refusal is not None:
+            out[item.request.id] = refusal
+            del ready[item.request.id]
+    return [
+        replace(item, group=ready[item.request.id]) if item.op is TxOp.VERIFY else item
+        for item in checked
+        if item.op is not TxOp.VERIFY or item.request.id in ready
+    ]
+
+
+async def _mint_of(ctx: PipelineContext, ticket: tickets.TicketRow) -> MintState | Refusal:
+    """The ticket's mint as the chain has it; a refusal when there is no mint there."""
+    assert ticket.token_mint is not None  # the rules refuse a verify without one
+    try:
+        state = await ctx.rpc.get_mint_state(Pubkey.from_string(ticket.token_mint))
+    except ValueError:
+        return Refusal(RefusalCode.NFT_MISSING, f"{ticket.token_mint!r} is not an address")
+    except ChainError as error:
+        if error.kind != UNEXPECTED_ACCOUNT:
+            raise  # could not read it now: the job tries again
+        return Refusal(RefusalCode.NFT_MISSING, f"the ticket's mint is not a mint: {error}")
+    if state is None:
+        return Refusal(RefusalCode.NFT_MISSING, "no mint account on chain for the ticket")
+    return state
+
+
+def membership_refusal(
+    ticket: tickets.TicketRow, state: MintState | Refusal, authority: Pubkey
+) -> Refusal | None:
+    """Why the ticket's mint cannot join a group now, read from its extensions; None if it can.
+
+    A mint made before event collections has no GroupMemberPointer (Token-2022 adds it only
+    before InitializeMint) and no mint authority (InitializeMember needs its signature): it
+    can never be a member.
+    """
+    if isinstance(state, Refusal):
+        return state
+    if state.supply == 0:
+        return Refusal(RefusalCode.BURNED, "the ticket's NFT was burned on chain")
+    member = state.groups.member
+    if member is not None:
+        return Refusal(
+            RefusalCode.ALREADY_VERIFIED,
+            f"the mint is member {member.member_number} of group {member.group} already",
+        )
+    pointer = state.groups.member_pointer
+    if pointer is None or pointer.member_address != state.address:
+        return Refusal(
+            RefusalCode.NOT_A_MEMBER_MINT,
+            "the mint has no GroupMemberPointer to itself (minted before event collections; "
+            "Token-2022 adds it only when a mint is created), so it can never join a group",
+        )
+    if state.mint_authority != authority:
+        return Refusal(
+            RefusalCode.NOT_A_MEMBER_MINT,
+            "the mint's mint authority is not the platform's, and InitializeMember needs "
+            "its signature",
+        )
+    return None
 
 
 def _wallet(wallets: dict[UUID, Pubkey | Refusal], user: UUID) -> Pubkey:

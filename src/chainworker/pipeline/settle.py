@@ -30,7 +30,7 @@ from chainworker.lifecycle.observe import custom_program_error, failure_reason, 
 from chainworker.lifecycle.transitions import apply_action
 from chainworker.obs import logs, metrics
 from chainworker.pipeline import outcomes
-from chainworker.pipeline.context import PipelineContext
+from chainworker.pipeline.context import JobQueue, PipelineContext
 from chainworker.pipeline.prepare import (
     AttemptOf,
     Busy,
@@ -73,13 +73,15 @@ def observed(view: SignatureStatusView | None) -> ObservedStatus | None:
 
 
 async def settle_landed(
-    ctx: PipelineContext, tenant_id: UUID, rows: list[tuple[LiveAttempt, int]], height: int
+    ctx: PipelineContext, tenant_id: UUID, rows: list[tuple[LiveAttempt, int]], height: int,
+    queue: JobQueue | None = None,
 ) -> None:
     """Confirm landed attempts of one tenant and apply their outcomes, in one transaction.
 
     `height` is the block height read with their statuses: how many blocks after its
     blockhash each landed is what `chainworker_tx_landing_slots` shows (a blockhash is
-    good for 150).
+    good for 150). The requests the outcomes record (a new mint's verify) are handed to
+    `queue` after the commit; without one, or should it fail, the sweeper queues them.
     """
     reason = "chain transaction confirmed"
     async with tenant_transaction(ctx.pool, tenant_id, reason=reason) as conn:
@@ -97,7 +99,13 @@ async def settle_landed(
             conn, [(i.attempt.tx_signature, i.slot) for i in items]
         )
         await _count_fees(conn, [i.attempt for i in items])
-        await outcomes.confirmed(ctx, conn, items)
+        follow_ups = await outcomes.confirmed(ctx, conn, items)
+    if follow_ups and queue is not None:
+        try:
+            await queue.enqueue(follow_ups)
+        except Exception as error:  # recorded already: the sweeper queues them after its grace
+            log.warning("enqueue of follow-up requests failed; the sweeper will queue them",
+                        count=len(follow_ups), error=repr(error))
     now = time.time()
     for item in items:
         blockhash_height = item.attempt.last_valid_block_height - BLOCKHASH_VALID_BLOCKS

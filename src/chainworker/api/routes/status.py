@@ -16,6 +16,7 @@ from chainworker.api.links import REQUEST, TICKET_CHAIN, TRANSACTION, on, to
 from chainworker.api.problems import documented
 from chainworker.api.schemas import (
     Attempt,
+    Membership,
     OnChainHolder,
     RequestStatus,
     StateChange,
@@ -24,7 +25,7 @@ from chainworker.api.schemas import (
 )
 from chainworker.chain.errors import ChainError
 from chainworker.chain.rpc import SolanaRpc
-from chainworker.db import audit, requests, tickets, transactions
+from chainworker.db import audit, event_groups, requests, tickets, transactions
 from chainworker.db.pool import tenant_transaction
 
 router = APIRouter(prefix="/v1", tags=["status"])
@@ -59,6 +60,24 @@ async def _holder(rpc: SolanaRpc, token_mint: str) -> OnChainHolder:
     return OnChainHolder(owner=str(found[0]), amount=found[1])
 
 
+async def _membership(rpc: SolanaRpc, token_mint: str, group: str | None) -> Membership:
+    """What the mint says of its membership, against the event's group (`group`)."""
+    try:
+        state = await asyncio.wait_for(
+            rpc.get_mint_state(Pubkey.from_string(token_mint)), HOLDER_TIMEOUT_SECONDS
+        )
+    except (ChainError, ValueError, TimeoutError, OSError) as error:
+        return Membership(group=group, member_group=None, member_number=None, verified=False,
+                          error=f"{type(error).__name__}: {error}")
+    member = state.groups.member if state is not None else None
+    return Membership(
+        group=group,
+        member_group=str(member.group) if member is not None else None,
+        member_number=member.member_number if member is not None else None,
+        verified=member is not None and group is not None and str(member.group) == group,
+    )
+
+
 @router.get(
     "/tickets/{ticket_id}/chain",
     response_model=TicketChain,
@@ -72,8 +91,8 @@ async def _holder(rpc: SolanaRpc, token_mint: str) -> OnChainHolder:
                                   signature="$response.body#/live_transaction/signature"),
         ),
     },
-    summary="The ticket on chain: mint, holder, rent reclaimed, live transaction, requests, "
-    "history",
+    summary="The ticket on chain: mint, holder, membership, rent reclaimed, live transaction, "
+    "requests, history",
 )
 async def ticket_chain(ticket_id: UUID, principal: Caller, context: Context) -> TicketChain:
     async with tenant_transaction(context.pool, principal.tenant_id, source="api") as conn:
@@ -96,11 +115,16 @@ async def ticket_chain(ticket_id: UUID, principal: Caller, context: Context) -> 
         )
         history = await tickets.state_history(conn, ticket_id, RECENT_HISTORY)
         reclaimed = await audit.reclaimed_lamports(conn, ticket_id)
+        found = (await event_groups.of_events(conn, [ticket.event_id])).get(ticket.event_id)
+    group = found.group_mint if found is not None and found.is_confirmed else None
     holder: OnChainHolder | None = None
+    membership: Membership | None = None
     closed: bool | None = None
     if ticket.token_mint:
-        holder, closed = await asyncio.gather(
-            _holder(context.rpc, ticket.token_mint), _mint_closed(context.rpc, ticket.token_mint)
+        holder, membership, closed = await asyncio.gather(
+            _holder(context.rpc, ticket.token_mint),
+            _membership(context.rpc, ticket.token_mint, group),
+            _mint_closed(context.rpc, ticket.token_mint),
         )
     return TicketChain(
         ticket_id=ticket.id,
@@ -110,6 +134,7 @@ async def ticket_chain(ticket_id: UUID, principal: Caller, context: Context) -> 
         holder=holder,
         mint_closed=closed,
         rent_reclaimed_lamports=reclaimed,
+        membership=membership,
         live_transaction=Attempt.model_validate(live.model_dump()) if live else None,
         requests=request_views,
         history=[
