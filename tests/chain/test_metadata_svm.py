@@ -16,7 +16,7 @@ from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 
-from chainworker.chain import metadata, nft, token2022
+from chainworker.chain import group, metadata, nft, token2022
 from chainworker.lifecycle import metadata as rules
 from chainworker.lifecycle.metadata import VALUE_MAX_BYTES, MetadataChange, check_change
 from tests.chain.test_nft_svm import mint_one, read_mint, send, send_failing
@@ -86,7 +86,10 @@ def test_a_growing_update_is_paid_by_the_payer_and_leaves_the_mint_rent_exempt(
     plan = planned(svm, mint, change)
     before = svm.get_account(mint)
     assert before is not None and plan.size > len(before.data) and plan.top_up > 0
-    assert before.lamports + plan.top_up == token2022.rent_exempt_lamports(plan.size)
+    # The mint's membership to come (its verify appends TokenGroupMember) stays paid for.
+    assert before.lamports + plan.top_up == token2022.rent_exempt_lamports(
+        plan.size + group.TOKEN_GROUP_MEMBER_TLV
+    )
     balance = svm.get_balance(payer.pubkey()) or 0
     signed = build(svm, authority, mint, plan, payer)
     header = signed.transaction.message.header

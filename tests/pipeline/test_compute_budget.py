@@ -88,9 +88,9 @@ async def test_limits_follow_each_transaction_and_an_existing_account_fills_no_c
                        memo="cw:m:1", blockhash=blockhash, prefunded=0)
     mint_limit, _ = await signed_and_landed(ctx, mint_draft)
     mint = ctx.keys.mint_address(ticket.tenant_id, ticket.id)
-    # within a couple of thousand units of what a mint uses (about 42,300 plus its search)
+        # within a couple of thousand units of what a mint uses (about 44,400 plus its search)
     steps = nft.address_search_steps(first_holder, mint)
-    assert mint_limit - ADDRESS_SEARCH_STEP_UNITS * steps < 44_000
+    assert mint_limit - ADDRESS_SEARCH_STEP_UNITS * steps < 47_000
     minted = dataclasses.replace(ticket, token_mint=str(mint), status="minted")
 
     def moved(source: Pubkey, destination: Pubkey) -> Draft:

@@ -26,7 +26,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 
-from chainworker.chain import token2022
+from chainworker.chain import group, token2022
 from chainworker.chain.nft import ComputeBudget, SignedTx, TooLarge, _prelude, _sign, _signers
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 from chainworker.lifecycle import metadata
@@ -71,6 +71,9 @@ class MintOnChain:
     lamports: int
     update_authority: Pubkey | None
     metadata: Metadata
+    # Bytes still to come whose rent the mint already holds: its TokenGroupMember, when it
+    # has a GroupMemberPointer and is no member yet (its verify appends it, adding no lamports).
+    reserved: int = 0
 
 
 def read_mint(data: bytes, lamports: int) -> MintOnChain:
@@ -80,7 +83,10 @@ def read_mint(data: bytes, lamports: int) -> MintOnChain:
     if found is None:
         raise ValueError("the ticket's mint holds no token metadata")
     text = Metadata(found.name, found.symbol, found.uri, found.additional)
-    return MintOnChain(len(data), lamports, found.update_authority, text)
+    groups = group.parse_group_extensions(data)
+    pending = groups.member_pointer is not None and groups.member is None
+    reserved = group.TOKEN_GROUP_MEMBER_TLV if pending else 0
+    return MintOnChain(len(data), lamports, found.update_authority, text, reserved)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +109,9 @@ def plan_update(mint: MintOnChain, change: MetadataChange) -> Plan:
     after = metadata.apply(mint.metadata, change)
     size = mint.size + _packed(after) - _packed(mint.metadata)
     # Never larger on the way than at the end or the start (the steps' order), and the
-    # start is paid for: the end's rent is enough.
-    top_up = max(0, token2022.rent_exempt_lamports(size) - mint.lamports)
+    # start is paid for: the end's rent is enough, with the membership still to come kept
+    # paid for (else the update would spend it and the verify fail for want of rent).
+    top_up = max(0, token2022.rent_exempt_lamports(size + mint.reserved) - mint.lamports)
     return Plan(steps, size, top_up)
 
 

@@ -104,3 +104,14 @@ async def accepted_transfers(
             to_user,
         )
     return [row["id"] for row in rows]
+
+
+async def check_in(owner: Owner, tenant_id: UUID, ticket_ids: list[UUID]) -> int:
+    """Tickets scanned at the door (as the ticket service marks them): checked_in."""
+    async with _transaction(owner) as conn:
+        await set_context(conn, tenant_id, actor_type="service", reason="scanned at the door",
+                          source="seed")
+        result = await conn.execute(
+            "UPDATE tickets SET status = 'checked_in' WHERE id = ANY($1::uuid[])", ticket_ids
+        )
+    return int(result.split()[-1])

@@ -1,13 +1,17 @@
 """`chainworker demo`: the whole pipeline on the embedded defaults, checked against the chain.
 
 Migrates, seeds a tenant, starts a localnet (unless SOLANA_RPC_URLS is set) and a
-worker process, mints every ticket, transfers and burns some, shows live progress,
-prints a summary and exits non-zero unless the database and the chain agree.
+worker process, creates the event's collection, mints every ticket (each joins the
+collection as soon as it confirms), transfers some, checks some in (the ticket service's
+status change, which puts `checked_in_at` on the NFT), revokes and refunds some, shows
+live progress, prints a summary and exits non-zero unless the database and the chain
+agree: holders, supply, membership, the check-in on each NFT, closed accounts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -44,6 +48,7 @@ from chainworker.lifecycle.model import BurnReason, RequestStatus, TxOp
 
 console = Console()
 CHECK_CONCURRENCY = 32
+CHECKED_IN = ("checked_in", "used")
 
 
 @dataclass
@@ -92,6 +97,18 @@ def _worker(env: dict[str, str], log_path: str) -> Iterator[subprocess.Popen[byt
                 process.kill()
 
 
+def _create_group(env: dict[str, str], tenant: UUID, event: UUID) -> str:
+    """`chainworker event create-group`, as an operator runs it: the group's address."""
+    done = subprocess.run(
+        [sys.executable, "-m", "chainworker", "event", "create-group", "--tenant", str(tenant),
+         "--event", str(event), "--json"],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    if done.returncode != 0:
+        raise services.ServiceError(f"event create-group failed: {done.stderr.strip()}")
+    return str(json.loads(done.stdout)["group_mint"])
+
+
 async def _statuses(run: DemoRun, operation: str) -> dict[str, int]:
     async with tenant_transaction(run.pool, run.tenant, reason="demo") as conn:
         return await requests.status_counts(conn, operation)
@@ -102,25 +119,36 @@ async def _run_phase(
 ) -> None:
     if not items:
         return
-    task = progress.add_task(label, total=len(items))
     started = time.monotonic()
     await request_operation(
         run.pool, run.arq, run.queue, run.tenant, operation, items, source="demo"
     )
+    await _settled(run, progress, label, operation, len(items), started)
+
+
+async def _settled(
+    run: DemoRun, progress: Progress, label: str, operation: TxOp, expected: int,
+    started: float,
+) -> None:
+    """Until `expected` requests of the operation (however they were asked) have settled."""
+    task = progress.add_task(label, total=expected)
     while True:
         statuses = await _statuses(run, operation)
         live = statuses.get(RequestStatus.QUEUED, 0) + statuses.get(RequestStatus.SUBMITTED, 0)
         done = sum(statuses.values()) - live
         progress.update(task, completed=done)
-        if live == 0 and done >= len(items):
+        if live == 0 and done >= expected:
             run.phase_seconds[operation] = time.monotonic() - started
             return
         await asyncio.sleep(0.25)
 
 
-async def _check_chain(run: DemoRun, rpc: SolanaRpc, seed: bytes) -> list[Mismatch]:
-    """Every ticket the database says is on chain is on chain, held by whom it says; every
-    burned one's mint and token account are closed."""
+async def _check_chain(
+    run: DemoRun, rpc: SolanaRpc, seed: bytes, group: str
+) -> list[Mismatch]:
+    """Every ticket the database says is on chain is on chain, held by whom it says, a
+    member of its event's group (`group`), its check-in on its NFT when it was checked in;
+    every burned one's mint and token account are closed."""
     async with tenant_transaction(run.pool, run.tenant, reason="demo") as conn:
         rows = await ticket_queries.tickets_with_mints(conn)
     gate = asyncio.Semaphore(CHECK_CONCURRENCY)
@@ -146,6 +174,15 @@ async def _check_chain(run: DemoRun, rpc: SolanaRpc, seed: bytes) -> list[Mismat
             holder = await rpc.get_token_holder(mint)
             if holder is None or holder[0] != expected:
                 return Mismatch(row.id, f"held by {holder}, expected {expected}")
+            member = state.groups.member
+            if member is None or str(member.group) != group:
+                return Mismatch(row.id, f"not a member of the event's group {group}")
+            if row.status in CHECKED_IN:
+                on_chain = state.metadata.field("status") if state.metadata else None
+                stamped = state.metadata.field("checked_in_at") if state.metadata else None
+                if on_chain != row.status or not stamped:
+                    return Mismatch(row.id, f"{row.status} but its NFT says status={on_chain}, "
+                                            f"checked_in_at={stamped}")
             return None
 
     found = await asyncio.gather(*(check(row) for row in rows))
@@ -197,14 +234,21 @@ async def _demo(settings: Settings, tickets: int, slot_ms: int) -> int:
             settings.state_dir.mkdir(parents=True, exist_ok=True)
             log_path = str(settings.state_dir / "demo-worker.log")
             with _worker(env, log_path):
+                group = _create_group(env, seeded.tenant_id, seeded.event_id)
+                console.print(f"event {seeded.event_id}: collection {group}")
                 with Progress(
                     TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console,
                 ) as progress:
                     await _run_phase(run, progress, "mint", TxOp.MINT,
                                      [NewRequest(t, TxOp.MINT) for t in seeded.ticket_ids])
-                    movers = seeded.ticket_ids[: max(1, tickets // 10)]
-                    burners = seeded.ticket_ids[len(movers): len(movers) + max(1, tickets // 10)]
+                    # Each mint asked for its own verify as it confirmed.
+                    await _settled(run, progress, "verify", TxOp.VERIFY, tickets,
+                                   time.monotonic())
+                    share = max(1, tickets // 10)
+                    movers = seeded.ticket_ids[:share]
+                    burners = seeded.ticket_ids[share: 2 * share]
+                    attendees = seeded.ticket_ids[2 * share: 3 * share]
                     transfers = await seed_data.accepted_transfers(
                         owner, seeded.tenant_id, movers, seeded.user_ids[-1]
                     )
@@ -214,6 +258,12 @@ async def _demo(settings: Settings, tickets: int, slot_ms: int) -> int:
                         NewRequest(ticket, TxOp.TRANSFER, transfer_id=transfer)
                         for transfer, ticket in moving.items()
                     ])
+                    # The ticket service marks tickets scanned; its status change asks for
+                    # checked_in_at on each NFT (through the outbox), unasked by the demo.
+                    checked_in = time.monotonic()
+                    await seed_data.check_in(owner, seeded.tenant_id, attendees)
+                    await _settled(run, progress, "check-in", TxOp.METADATA_UPDATE,
+                                   len(attendees), checked_in)
                     await _run_phase(run, progress, "burn", TxOp.BURN, [
                         NewRequest(t, TxOp.BURN,
                                    reason=BurnReason.REVOKE if i % 2 else BurnReason.REFUND)
@@ -221,7 +271,7 @@ async def _demo(settings: Settings, tickets: int, slot_ms: int) -> int:
                     ])
             console.print(await _summary(run))
             async with SolanaRpc(rpc_urls.split(",")) as rpc:
-                mismatches = await _check_chain(run, rpc, load_custodial_seed(settings))
+                mismatches = await _check_chain(run, rpc, load_custodial_seed(settings), group)
         if mismatches:
             console.print(f"[red]database and chain disagree on {len(mismatches)} ticket(s):")
             for mismatch in mismatches[:20]:
