@@ -246,4 +246,9 @@ async def test_updates_from_every_way_in_land_in_order_and_refusals_change_nothi
         tenant,
     )
     assert len(events) == 7 + 4
+    assert await admin.fetchval(
+        """SELECT count(*) FROM blockchain_sync_log WHERE tenant_id = $1
+              AND operation = 'metadata_update' AND status = 'confirmed'""",
+        tenant,
+    ) == 7 + 4
     assert {json.loads(e["payload"])["operation"] for e in events} == {"metadata_update"}
