@@ -13,7 +13,7 @@ each one's `meta.computeUnitsConsumed` is read back with getTransaction.
 
 Edges (random holders throughout; `--holders` transactions for the ordinary edge of
 each operation, `--edge` for the others):
-  mint      ordinary metadata; name and URI at their maximum lengths (32 / 116 bytes,
+  mint      ordinary metadata; name and URI at their maximum lengths (32 / 117 bytes,
             symbol 10 bytes); a prefunded mint address (top-up + allocate + assign
             instead of CreateAccount); prefunded with maximum metadata
   transfer  to a new holder (creates the account); maximum-metadata mint to a new

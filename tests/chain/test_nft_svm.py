@@ -253,8 +253,8 @@ def test_largest_allowed_mint_fits_one_packet_and_lands(
     assert len(signed.raw) == nft.PACKET_DATA_SIZE
     with monkeypatch.context() as patch:
         patch.setattr(nft, "URI_MAX_BYTES", nft.URI_MAX_BYTES + 1)
-        longer = longest_mint(svm, authority, Keypair(), nft.URI_MAX_BYTES)
-    assert len(longer.raw) == nft.PACKET_DATA_SIZE + 1
+        with pytest.raises(nft.TooLarge, match="1233 bytes"):
+            longest_mint(svm, authority, Keypair(), nft.URI_MAX_BYTES)
     assert signed.raw == bytes(signed.transaction)
     assert signed.signature == signed.transaction.signatures[0]
     send(svm, signed.transaction)

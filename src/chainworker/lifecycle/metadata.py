@@ -40,7 +40,7 @@ KEY_PATTERN: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,31}")
 # The mint's bounds for name and uri (chain/nft.py), so that wallets show an updated ticket
 # as they show a new one.
 NAME_MAX_BYTES: Final = 32
-URI_MAX_BYTES: Final = 116
+URI_MAX_BYTES: Final = 117
 VALUE_MAX_BYTES: Final = 512
 MAX_CHANGES: Final = 16
 
