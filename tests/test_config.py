@@ -26,6 +26,10 @@ def test_rpc_urls_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
         ("STATUS_BATCH_SIZE", "257", "STATUS_BATCH_SIZE"),
         ("COMMITMENT", "rooted", "COMMITMENT"),
         ("REDIS_URL", "http://x", "REDIS_URL"),
+        # three ids of 36 characters and 10 more: 118 bytes, one over a mint's URI bound
+        ("NFT_URI_TEMPLATE", "https://t/{tenant_id}{event_id}{ticket_id}", "at most 117"),
+        ("NFT_URI_TEMPLATE", "https://t.example/{ticket}", "may use only"),
+        ("NFT_URI_TEMPLATE", "https://t.example/{ticket_id.nope}", "may use only"),
     ],
 )
 def test_bad_value_names_the_setting(

@@ -12,10 +12,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from chainworker.lifecycle import metadata
 from chainworker.lifecycle.model import Commitment
 from chainworker.obs.logs import redact_url
 
@@ -62,7 +64,7 @@ class Settings(BaseSettings):
 
     # NFT metadata. The uri template may use {tenant_id}, {ticket_id} and {event_id}.
     nft_symbol: str = Field(default="TICKET", max_length=10)
-    nft_uri_template: str = Field(default="", max_length=120)
+    nft_uri_template: str = Field(default="", max_length=metadata.URI_MAX_BYTES)
     # A new mint joins its event's group (a verify request) as soon as it confirms, when
     # the event has one on chain; off: only `chainworker event verify` and explicit requests.
     auto_verify: bool = True
@@ -145,6 +147,26 @@ class Settings(BaseSettings):
                 "FEE_PAYER_COUNT: FEE_PAYER_SEED is set; say how many payers to derive from it"
             )
         return self
+
+    @field_validator("nft_uri_template")
+    @classmethod
+    def _check_uri_template(cls, value: str) -> str:
+        # Checked at start: a template that gives a URI over the mint's bound would refuse
+        # every mint at signing instead.
+        stand_in = UUID(int=0)  # what the mint formats it with: ids of 36 characters
+        try:
+            uri = value.format(tenant_id=stand_in, ticket_id=stand_in, event_id=stand_in)
+        except (AttributeError, KeyError, IndexError, ValueError) as error:
+            raise ValueError(
+                "may use only {tenant_id}, {ticket_id} and {event_id} "
+                f"({type(error).__name__}: {error})"
+            ) from None
+        size = len(uri.encode("utf-8"))
+        if size > metadata.URI_MAX_BYTES:
+            raise ValueError(
+                f"gives URIs of {size} bytes; a mint's URI is at most {metadata.URI_MAX_BYTES}"
+            )
+        return value
 
     @field_validator("solana_rpc_urls", mode="before")
     @classmethod
