@@ -33,7 +33,7 @@ class MetadataBody(_Body):
         default_factory=dict,
         max_length=MAX_CHANGES,
         description="Fields to set: name, uri, or a custom key (letters, digits, _ . : -, at "
-        "most 32); values are text (name at most 32 bytes, uri 180, others 512). symbol, "
+        "most 32); values are text (name at most 32 bytes, uri 117, others 512). symbol, "
         "ticket_id and event_id are refused.",
         examples=[{"seat": "A-7", "uri": "https://tickets.example/moved/1.json"}],
     )
