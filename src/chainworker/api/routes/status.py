@@ -23,7 +23,7 @@ from chainworker.api.schemas import (
     TicketChain,
     TransactionStatus,
 )
-from chainworker.chain.errors import ChainError
+from chainworker.chain.errors import UNEXPECTED_ACCOUNT, ChainError
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.db import audit, event_groups, requests, tickets, transactions
 from chainworker.db.pool import tenant_transaction
@@ -39,16 +39,6 @@ Signature = Annotated[
 ]
 
 
-async def _mint_closed(rpc: SolanaRpc, token_mint: str) -> bool | None:
-    """Whether no account is left at the mint address (a burn closed it); None: unknown."""
-    try:
-        mint = Pubkey.from_string(token_mint)
-        found = await asyncio.wait_for(rpc.get_account(mint), HOLDER_TIMEOUT_SECONDS)
-    except (ChainError, ValueError, TimeoutError, OSError):
-        return None
-    return found is None
-
-
 async def _holder(rpc: SolanaRpc, token_mint: str) -> OnChainHolder:
     try:
         mint = Pubkey.from_string(token_mint)
@@ -60,22 +50,28 @@ async def _holder(rpc: SolanaRpc, token_mint: str) -> OnChainHolder:
     return OnChainHolder(owner=str(found[0]), amount=found[1])
 
 
-async def _membership(rpc: SolanaRpc, token_mint: str, group: str | None) -> Membership:
-    """What the mint says of its membership, against the event's group (`group`)."""
+async def _mint(
+    rpc: SolanaRpc, token_mint: str, group: str | None
+) -> tuple[Membership, bool | None]:
+    """One read of the mint: its membership against the event's group (`group`), and
+    whether no account is left at its address (a burn closed it; None: unknown)."""
     try:
         state = await asyncio.wait_for(
             rpc.get_mint_state(Pubkey.from_string(token_mint)), HOLDER_TIMEOUT_SECONDS
         )
     except (ChainError, ValueError, TimeoutError, OSError) as error:
+        # An account there that is not a mint is still an account: the mint is not closed.
+        unexpected = isinstance(error, ChainError) and error.kind == UNEXPECTED_ACCOUNT
+        closed = False if unexpected else None
         return Membership(group=group, member_group=None, member_number=None, verified=False,
-                          error=f"{type(error).__name__}: {error}")
+                          error=f"{type(error).__name__}: {error}"), closed
     member = state.groups.member if state is not None else None
     return Membership(
         group=group,
         member_group=str(member.group) if member is not None else None,
         member_number=member.member_number if member is not None else None,
         verified=member is not None and group is not None and str(member.group) == group,
-    )
+    ), state is None
 
 
 @router.get(
@@ -121,10 +117,8 @@ async def ticket_chain(ticket_id: UUID, principal: Caller, context: Context) -> 
     membership: Membership | None = None
     closed: bool | None = None
     if ticket.token_mint:
-        holder, membership, closed = await asyncio.gather(
-            _holder(context.rpc, ticket.token_mint),
-            _membership(context.rpc, ticket.token_mint, group),
-            _mint_closed(context.rpc, ticket.token_mint),
+        holder, (membership, closed) = await asyncio.gather(
+            _holder(context.rpc, ticket.token_mint), _mint(context.rpc, ticket.token_mint, group)
         )
     return TicketChain(
         ticket_id=ticket.id,
