@@ -79,6 +79,8 @@ async def test_endpoint_faults_are_per_endpoint_and_ledger_faults_shared(
         ("garbage_kinds", ["nonsense"]),
         ("garbage_kinds", []),
         ("garbage_methods", "getSlot"),
+        ("stall_methods", "sendTransaction"),
+        ("stall_methods", [""]),
         ("slowloris_rate", -0.5),
         ("slowloris_mode", "fast"),
         ("slowloris_byte_seconds", -1),

@@ -123,6 +123,24 @@ async def test_stall_past_client_timeout(localnet_faults):
         assert asyncio.get_running_loop().time() - started >= 0.9
 
 
+async def test_stalled_sends_whose_sender_leaves_never_land(client, localnet_faults):
+    payer = await funded(client)
+    transaction, _ = await _transfer(client, payer)
+    localnet_faults.set_faults(stall_rate=1.0, stall_seconds=30.0,
+                               stall_methods=["sendTransaction"])
+    async with AsyncClient(localnet_faults.rpc_url, timeout=0.5) as impatient:
+        started = asyncio.get_running_loop().time()
+        assert (await impatient.get_slot()).value > 0  # other methods are not held
+        assert asyncio.get_running_loop().time() - started < 0.5
+        with pytest.raises(SolanaRpcException):
+            await impatient.send_raw_transaction(bytes(transaction), SKIP)
+    signature = transaction.signatures[0]
+    assert await _absent_after(client, signature, 5, localnet_faults)
+    localnet_faults.clear_faults()
+    assert (await client.send_raw_transaction(bytes(transaction), SKIP)).value == signature
+    await wait_status(client, signature, "confirmed")
+
+
 async def test_clock_frozen_and_warp(client, localnet_faults):
     localnet_faults.set_faults(clock_frozen=True)
     frozen = await current_slot(client)

@@ -29,7 +29,7 @@ from chainworker.localnet.asgi import (
 from chainworker.localnet.errors import INVALID_REQUEST, RpcError
 from chainworker.localnet.faults import EndpointFaults, LedgerFaults
 from chainworker.localnet.garbage import garble
-from chainworker.localnet.jsonrpc import dispatch, error_body
+from chainworker.localnet.jsonrpc import dispatch, error_body, methods_of
 from chainworker.localnet.ledger import Ledger
 from chainworker.localnet.methods import HEALTH_CHECK_SLOT_DISTANCE, Methods
 from chainworker.localnet.view import LedgerView
@@ -219,7 +219,7 @@ class Endpoint:
 
     async def _answer(self, body: bytes, receive: Receive, send: Send) -> None:
         faults = self.faults
-        fault = faults.http_fault()
+        fault = faults.http_fault(lambda: methods_of(body))
         if fault is not None:
             kind, value = fault
             if kind == "error":

@@ -52,8 +52,11 @@ or ``/admin/endpoints/{i}/faults`` on any port):
 - ``http_error_rate`` (0-1) with ``http_error_status`` (429 or 503): that
   fraction of JSON-RPC HTTP requests is answered with the status and no
   JSON-RPC body.
-- ``stall_rate`` (0-1) with ``stall_seconds`` (float): that fraction of JSON-RPC
-  HTTP requests is held for ``stall_seconds`` before being answered normally.
+- ``stall_rate`` (0-1) with ``stall_seconds`` (float) and ``stall_methods`` (list of
+  JSON-RPC methods, empty: all): that fraction of the affected JSON-RPC HTTP requests
+  is held for ``stall_seconds`` before being executed and answered normally; one
+  whose client goes away meanwhile is never executed (a send held this way and its
+  sender killed never reaches the ledger).
 - ``lag_slots`` (int, at most 256): the endpoint reads the ledger as of N slots
   ago: slot, block height, blockhash, account state, signature statuses and
   their commitment levels. It refuses a transaction whose blockhash is newer
@@ -116,6 +119,7 @@ class EndpointFaultSettings:
     http_error_status: int = 429
     stall_rate: float = 0.0
     stall_seconds: float = 0.0
+    stall_methods: list[str] = field(default_factory=list)
     lag_slots: int = 0
     garbage_rate: float = 0.0
     garbage_kinds: list[str] = field(default_factory=lambda: list(GARBAGE_KINDS))
@@ -212,6 +216,7 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "http_error_status": _choice(HTTP_ERROR_STATUSES),
     "stall_rate": _rate,
     "stall_seconds": _seconds,
+    "stall_methods": _methods,
     "lag_slots": _count(MAX_LAG_SLOTS),
     "garbage_rate": _rate,
     "garbage_kinds": _kinds,
@@ -307,14 +312,24 @@ class EndpointFaults:
         self.settings = EndpointFaultSettings()
         self.rng = random.Random(self._seed)
 
-    def http_fault(self) -> tuple[str, float] | None:
-        """("error", status) or ("stall", seconds) for this request, or None."""
+    def http_fault(
+        self, methods: Callable[[], list[str | None]]
+    ) -> tuple[str, float] | None:
+        """("error", status) or ("stall", seconds) for this request, or None.
+
+        `methods` reads the request's method names, only when a filter needs them."""
         settings = self.settings
         if settings.http_error_rate > 0 and self.rng.random() < settings.http_error_rate:
             return "error", float(settings.http_error_status)
-        if settings.stall_rate > 0 and self.rng.random() < settings.stall_rate:
+        if settings.stall_rate > 0 and self._stalls(methods) and (
+            self.rng.random() < settings.stall_rate
+        ):
             return "stall", settings.stall_seconds
         return None
+
+    def _stalls(self, methods: Callable[[], list[str | None]]) -> bool:
+        wanted = self.settings.stall_methods
+        return not wanted or any(method in wanted for method in methods())
 
     def affects(self, method: str | None) -> bool:
         """Whether garbage may touch an answer to this method."""

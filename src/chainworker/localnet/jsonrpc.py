@@ -52,6 +52,17 @@ def dispatch(methods: Methods, body: bytes) -> Reply:
     return Reply(_handle_one(methods, request), [_method_of(request)], False)
 
 
+def methods_of(body: bytes) -> list[str | None]:
+    """The method names a request body asks for (None where one cannot be read)."""
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return [None]
+    if isinstance(request, list):
+        return [_method_of(item) for item in request[:MAX_BATCH]] or [None]
+    return [_method_of(request)]
+
+
 def _method_of(request: Any) -> str | None:
     method = request.get("method") if isinstance(request, dict) else None
     return method if isinstance(method, str) else None

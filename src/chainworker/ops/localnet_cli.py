@@ -92,6 +92,9 @@ def register(app: typer.Typer) -> None:
         http_error_status: int = typer.Option(429, help="429 or 503."),
         stall_rate: float = typer.Option(0.0, min=0, max=1, help="Fraction of requests stalled."),
         stall_seconds: float = typer.Option(0.0, min=0, help="How long a stalled request waits."),
+        stall_methods: str = typer.Option(
+            "", help="Only requests for these methods stall, comma-separated (default: all)."
+        ),
         lag_slots: int = typer.Option(
             0, min=0, max=MAX_LAG_SLOTS, help="Serve reads as of N slots ago."
         ),
@@ -164,6 +167,7 @@ def register(app: typer.Typer) -> None:
             "http_error_status": http_error_status,
             "stall_rate": stall_rate,
             "stall_seconds": stall_seconds,
+            "stall_methods": _names(stall_methods),
             "lag_slots": lag_slots,
             "garbage_rate": garbage_rate,
             "garbage_kinds": _names(garbage_kinds),
