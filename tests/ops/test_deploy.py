@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -369,6 +370,48 @@ def test_k8s_deployments_have_probes_resources_and_graceful_shutdown() -> None:
     assert sum(kind == "Service" for kind, _ in kinds) == 2
     (job,) = [d for d in documents if d["kind"] == "Job"]
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+
+
+# The oldest Kubernetes release still supported upstream when these manifests were checked,
+# and the newest the validator knows: they must pass both.
+K8S_VERSIONS = ("1.32.0", "1.37.0")
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_k8s_manifests_pass_the_kubernetes_schemas(version: str) -> None:
+    documents = _k8s_documents()
+    assert len(documents) >= 9
+    for document in documents:
+        # strict: a misspelt or misplaced field is an error, not silently dropped
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+def test_k8s_validation_catches_a_misplaced_field() -> None:
+    deployment = next(d for d in _k8s_documents() if d["kind"] == "Deployment")
+    broken = json.loads(json.dumps(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["resource"] = {}  # not "resources"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSIONS[-1], strict=True)
+
+
+def test_k8s_pods_run_locked_down_and_workers_have_a_disruption_budget() -> None:
+    documents = _k8s_documents()
+    pods = [d["spec"]["template"] for d in documents if d["kind"] in ("Deployment", "Job")]
+    assert len(pods) == 3
+    for pod in pods:
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        assert pod["spec"]["securityContext"]["runAsUser"] != 0
+        for container in pod["spec"]["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, container["name"]
+            assert context["allowPrivilegeEscalation"] is False, container["name"]
+            assert context["capabilities"]["drop"] == ["ALL"], container["name"]
+            assert container["resources"]["requests"] and container["resources"]["limits"]
+    (budget,) = [d for d in documents if d["kind"] == "PodDisruptionBudget"]
+    worker = next(d for d in documents
+                  if d["kind"] == "Deployment" and d["metadata"]["name"] == "chainworker-worker")
+    assert budget["spec"]["selector"]["matchLabels"] == worker["spec"]["selector"]["matchLabels"]
+    assert budget["spec"]["maxUnavailable"] < worker["spec"]["replicas"]
 
 
 def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
