@@ -288,20 +288,45 @@ def test_k8s_connects_to_redis_with_credentials() -> None:
     assert "REDIS_URL" not in config["data"], "the URL holds a password: the Secret's alone"
 
 
-def test_compose_validates_with_docker_compose() -> None:
+# What an operator pulls (or builds: chainworker:local) to run the compose stack.
+COMPOSE_IMAGES = {
+    "chainworker:local", "postgres:16-alpine", "redis:7-alpine", "prom/prometheus:v2.54.1",
+    "grafana/grafana:11.2.0",
+}  # fmt: skip
+
+
+def _compose_command(implementation: str) -> list[str]:
+    """The command of one compose implementation, or a skip saying why it is absent."""
+    if implementation == "docker-compose":
+        found = shutil.which("docker-compose")
+        if found is None:
+            pytest.skip("docker-compose is not installed (apt-get install docker-compose): "
+                        "compose file checked as YAML only")
+        return [found]
     docker = shutil.which("docker")
     if docker is None:
         pytest.skip("docker is not installed: compose file checked as YAML only")
     probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=20)
     if probe.returncode != 0:
         pytest.skip("the docker compose plugin is not installed: compose file checked as YAML only")
-    result = subprocess.run(
-        [docker, "compose", "-f", str(DEPLOY / "docker-compose.yml"), "config", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stderr
+    return [docker, "compose"]
+
+
+@pytest.mark.parametrize("implementation", ["docker-compose", "docker compose"])
+def test_compose_passes_a_real_compose_config(implementation: str, tmp_path: Path) -> None:
+    command = _compose_command(implementation)
+    # A copy, with the env file an operator makes from the example (never in the checkout).
+    repo = tmp_path / "repo"
+    shutil.copytree(DEPLOY, repo / "deploy")
+    shutil.copy(DEPLOY / "chainworker.env.example", repo / "deploy" / "chainworker.env")
+    compose = [*command, "-p", "chainworker", "-f", "deploy/docker-compose.yml"]
+    checked = subprocess.run([*compose, "config", "-q"], cwd=repo, capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    resolved = subprocess.run([*compose, "config"], cwd=repo, capture_output=True, text=True,
+                              timeout=60, check=True)
+    images = {service["image"] for service in yaml.safe_load(resolved.stdout)["services"].values()}
+    assert images == COMPOSE_IMAGES
 
 
 def _promtool() -> str:
