@@ -20,7 +20,7 @@ from chainworker.config import Settings, load_settings
 from chainworker.db.migrate import migrate
 from chainworker.jobs.enqueue import drop_queue
 
-pytest_plugins = ["tests.plugins.localnet"]
+pytest_plugins = ["tests.plugins.localnet", "tests.plugins.softhsm"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = uuid.uuid4().hex[:10]

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     # Key material. Never logged, never returned by the API.
     # The platform authority: a path to a keypair JSON file or a base58 secret key.
     authority_keypair: SecretStr | None = None
+    # Or the authority inside an HSM: the PKCS#11 module (.so), the token's label, the
+    # Ed25519 key pair's label (CKA_LABEL) and the user PIN. All four, or none.
+    pkcs11_module: str | None = None
+    pkcs11_token_label: str | None = None
+    authority_pkcs11_key_label: str | None = None
+    pkcs11_pin: SecretStr | None = None
     mint_seed: SecretStr | None = None
     custodial_seed: SecretStr | None = None
 
@@ -133,6 +139,26 @@ class Settings(BaseSettings):
     # --- logs -----------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @model_validator(mode="after")
+    def _check_pkcs11(self) -> Settings:
+        names = {
+            "PKCS11_MODULE": self.pkcs11_module,
+            "PKCS11_TOKEN_LABEL": self.pkcs11_token_label,
+            "AUTHORITY_PKCS11_KEY_LABEL": self.authority_pkcs11_key_label,
+            "PKCS11_PIN": self.pkcs11_pin,
+        }
+        missing = [name for name, value in names.items() if not value]
+        if len(missing) == len(names):
+            return self
+        if missing:
+            raise ValueError(f"{missing[0]}: the authority's PKCS#11 settings are "
+                             "PKCS11_MODULE, PKCS11_TOKEN_LABEL, AUTHORITY_PKCS11_KEY_LABEL "
+                             "and PKCS11_PIN, all four")
+        if self.authority_keypair is not None:
+            raise ValueError("AUTHORITY_KEYPAIR: set either it or the authority's PKCS#11 "
+                             "settings, not both")
+        return self
 
     @model_validator(mode="after")
     def _check_fee_payers(self) -> Settings:

@@ -6,6 +6,7 @@ import json
 from uuid import UUID
 
 import asyncpg
+from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from chainworker.chain.keys import (
@@ -147,6 +148,7 @@ def assert_no_key_material(stack: Stack, log: str) -> None:
     """The whole run's log holds none of the keys it worked with, in any usual encoding."""
     settings = load_settings(state_dir=stack.state_dir)
     authority = load_authority(settings)
+    assert isinstance(authority, Keypair)  # a development keypair, written to the state dir
     secrets = {
         str(authority),  # base58 of the 64-byte keypair
         json.dumps(list(bytes(authority))),

@@ -86,6 +86,7 @@ async def test_a_real_context_shows_none_of_its_secrets(
     ctx = await open_context(settings, fresh_db.app_dsn)
     try:
         assert ctx.keys.mint_seed == mint_seed.encode()
+        assert isinstance(ctx.keys.authority, Keypair)
         assert bytes(ctx.keys.authority) == bytes(authority)
         secrets = [
             mint_seed, custodial_seed, str(authority), str(list(bytes(authority))),

@@ -26,6 +26,7 @@ from chainworker.chain.nft import (
     ComputeBudget,
     SignedTx,
 )
+from chainworker.chain.signer import Signer
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 
 # The group mint at InitializeMint: base account, account type, MetadataPointer and
@@ -48,7 +49,7 @@ def group_mint_size(name: str, symbol: str, event_id: UUID) -> int:
 
 def build_event_group(
     *,
-    authority: Keypair,
+    authority: Signer,
     group_mint: Keypair,
     name: str,
     symbol: str,
@@ -102,13 +103,13 @@ def build_event_group(
 
 def build_verify(
     *,
-    authority: Keypair,
+    authority: Signer,
     mint: Pubkey,
     group_address: Pubkey,
     memo: str,
     recent_blockhash: Hash,
     compute: ComputeBudget | None = None,
-    payer: Keypair | None = None,
+    payer: Signer | None = None,
 ) -> SignedTx:
     """Make the ticket's mint a member of its event's group, then remove its mint authority.
 

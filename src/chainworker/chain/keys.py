@@ -24,6 +24,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from chainworker.chain.errors import CONFIG, ChainError
+from chainworker.chain.signer import Pkcs11Signer, Signer
 from chainworker.obs import logs
 
 if TYPE_CHECKING:
@@ -107,8 +108,16 @@ def parse_keypair(secret: str, setting: str) -> Keypair:
         ) from None
 
 
-def load_authority(settings: Settings) -> Keypair:
-    """The platform authority: fee payer, update authority and permanent delegate."""
+def load_authority(settings: Settings) -> Signer:
+    """The platform authority: fee payer, update authority and permanent delegate. A key
+    in a PKCS#11 token when its settings are given, else a keypair."""
+    if settings.authority_pkcs11_key_label is not None:
+        pin = _reveal(settings.pkcs11_pin) or ""
+        logs.register_secret(pin)
+        return Pkcs11Signer(
+            module=settings.pkcs11_module or "", token_label=settings.pkcs11_token_label or "",
+            key_label=settings.authority_pkcs11_key_label, pin=pin,
+        )
     secret = _reveal(settings.authority_keypair)
     if secret is not None:
         return parse_authority(secret)
@@ -156,10 +165,12 @@ def load_custodial_seed(settings: Settings) -> bytes:
     )
 
 
-def public_key(keypair: Keypair) -> Pubkey:
-    """The keypair's public key, read from its 64 bytes (secret, then public): `pubkey()`
-    derives it again each time, which costs as much as a signature."""
-    return Pubkey.from_bytes(bytes(keypair)[32:])
+def public_key(signer: Signer) -> Pubkey:
+    """The signer's public key; a keypair's read from its 64 bytes (secret, then public):
+    its `pubkey()` derives it again each time, which costs as much as a signature."""
+    if isinstance(signer, Keypair):
+        return Pubkey.from_bytes(bytes(signer)[32:])
+    return signer.pubkey()
 
 
 def _derive(seed: bytes, domain: bytes, tenant_id: UUID, subject_id: UUID) -> Keypair:

@@ -22,12 +22,12 @@ from typing import Final
 
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
-from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 
 from chainworker.chain import group, token2022
 from chainworker.chain.nft import ComputeBudget, SignedTx, TooLarge, _prelude, _sign, _signers
+from chainworker.chain.signer import Signer
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 from chainworker.lifecycle import metadata
 from chainworker.lifecycle.metadata import Metadata, MetadataChange, Step
@@ -117,13 +117,13 @@ def plan_update(mint: MintOnChain, change: MetadataChange) -> Plan:
 
 def build_update(
     *,
-    authority: Keypair,
+    authority: Signer,
     mint: Pubkey,
     plan: Plan,
     memo: str,
     recent_blockhash: Hash,
     compute: ComputeBudget | None = None,
-    payer: Keypair | None = None,
+    payer: Signer | None = None,
 ) -> SignedTx:
     """One transaction carrying out the plan, signed by the authority as update authority.
 

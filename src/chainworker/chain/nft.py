@@ -54,6 +54,7 @@ from spl.token.models import (
 )
 
 from chainworker.chain import group, keys, token2022
+from chainworker.chain.signer import Signer
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 
 PACKET_DATA_SIZE: Final = 1232
@@ -132,8 +133,8 @@ _public_key = keys.public_key
 
 
 def _signers(
-    authority: Keypair, payer: Keypair | None
-) -> tuple[Pubkey, Pubkey, dict[Pubkey, Keypair]]:
+    authority: Signer, payer: Signer | None
+) -> tuple[Pubkey, Pubkey, dict[Pubkey, Signer]]:
     """(authority's key, payer's key, signers by key); the authority pays without a payer."""
     authority_key = _public_key(authority)
     payer_key = authority_key if payer is None else _public_key(payer)
@@ -247,7 +248,7 @@ def _check_text(label: str, value: str, max_bytes: int, *, allow_empty: bool = T
 
 
 def _sign(
-    signers: dict[Pubkey, Keypair],
+    signers: dict[Pubkey, Signer],
     payer: Pubkey,
     instructions: list[Instruction],
     recent_blockhash: Hash,
@@ -275,7 +276,7 @@ def _prelude(compute: ComputeBudget | None, memo: str) -> list[Instruction]:
 
 def build_mint(
     *,
-    authority: Keypair,
+    authority: Signer,
     mint: Keypair,
     holder: Pubkey,
     name: str,
@@ -288,7 +289,7 @@ def build_mint(
     compute: ComputeBudget | None = None,
     prefunded_lamports: int = 0,
     mint_address: Pubkey | None = None,
-    payer: Keypair | None = None,
+    payer: Signer | None = None,
     close_authority: bool = True,
     group_member: bool = True,
 ) -> SignedTx:
@@ -396,14 +397,14 @@ def _mint_account(
 
 def build_transfer(
     *,
-    authority: Keypair,
+    authority: Signer,
     mint: Pubkey,
     from_holder: Pubkey,
     to_holder: Pubkey,
     memo: str,
     recent_blockhash: Hash,
     compute: ComputeBudget | None = None,
-    payer: Keypair | None = None,
+    payer: Signer | None = None,
 ) -> SignedTx:
     """Move the ticket (amount 1) from one holder to another, signed by the permanent delegate."""
     if from_holder == to_holder:
@@ -430,15 +431,15 @@ def build_transfer(
 
 def build_burn(
     *,
-    authority: Keypair,
+    authority: Signer,
     mint: Pubkey,
     holder: Pubkey,
     memo: str,
     recent_blockhash: Hash,
     compute: ComputeBudget | None = None,
-    payer: Keypair | None = None,
+    payer: Signer | None = None,
     close_mint: bool = False,
-    holder_signer: Keypair | None = None,
+    holder_signer: Signer | None = None,
 ) -> SignedTx:
     """Destroy the ticket (amount 1) in the holder's account, signed by the permanent delegate.
 

@@ -22,6 +22,7 @@ from chainworker.chain import keys
 from chainworker.chain.batcher import SendBatcher
 from chainworker.chain.endpoints import Observer
 from chainworker.chain.rpc import SolanaRpc
+from chainworker.chain.signer import Signer
 from chainworker.config import Settings
 from chainworker.db import audit
 from chainworker.db.pool import Connection, create_pool
@@ -58,7 +59,7 @@ class Keys:
     Deriving an address costs as much as a signature, looking one up next to nothing.
     """
 
-    authority: Keypair
+    authority: Signer
     mint_seed: bytes
     custodial_seed: bytes
     # (kind, tenant, user or ticket) -> a derived public key
@@ -203,7 +204,8 @@ async def open_context(
     authority = keys.load_authority(settings)
     mint_seed = keys.load_mint_seed(settings)
     custodial_seed = keys.load_custodial_seed(settings)
-    logs.register_secret(str(authority))  # the seeds were registered as they were loaded
+    if isinstance(authority, Keypair):  # an HSM key has no secret here (its PIN is registered)
+        logs.register_secret(str(authority))  # the seeds were registered as they were loaded
     payers = keys.load_fee_payers(settings, authority.pubkey())  # registered as loaded
     rpc = SolanaRpc.from_settings(settings, observer=observer)
     pool = await create_pool(app_dsn, settings)

@@ -17,6 +17,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from chainworker.chain.keys import public_key
+from chainworker.chain.signer import Signer
 
 # Units charged to a payer are weighed over this long: a few 400 ms slots.
 LOAD_WINDOW_SECONDS = 1.2
@@ -30,7 +31,7 @@ class PayerPool:
     (or no pool configured) the authority pays.
     """
 
-    authority: Keypair
+    authority: Signer
     payers: tuple[Keypair, ...]
     min_lamports: int
     # payer -> lamports: read by the top-up round, lowered by what is signed meanwhile.

@@ -16,7 +16,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from solders.message import MessageV0
+from solders.message import MessageV0, to_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
@@ -132,7 +132,11 @@ async def _send_new(ctx: PipelineContext, low: list[tuple[Pubkey, int]]) -> int:
                 TransferParams(from_pubkey=authority_key, to_pubkey=key, lamports=lamports)
             )
             message = MessageV0.try_compile(authority_key, [instruction], [], blockhash)
-            signed = VersionedTransaction(message, [authority])
+            # populate, not VersionedTransaction(message, [authority]): the authority
+            # may be an HSM key, which solders cannot call
+            signed = VersionedTransaction.populate(
+                message, [authority.sign_message(to_bytes_versioned(message))]
+            )
             raw = bytes(signed)
             new = fee_payers.NewTopUp(
                 payer=str(key), lamports=lamports, balance_before=balance,

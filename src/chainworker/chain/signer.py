@@ -1,0 +1,107 @@
+"""Who signs: the signer interface, and its PKCS#11 implementation for keys held in an HSM.
+
+A signer is anything with `pubkey()` and `sign_message(bytes)`: a solders `Keypair` (the
+local signer: a file or a base58 secret) is one as it is. `Pkcs11Signer` signs inside a
+PKCS#11 token (CloudHSM, YubiHSM, Luna; SoftHSM for development) with `CKM_EDDSA`: its
+secret never enters this process, and nothing here can ask the token to export it.
+`sign_messages` signs many messages at once, in one session, where the signer can.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+
+from chainworker.chain.errors import CONFIG, ChainError
+
+ED25519_KEY_BYTES = 32
+
+
+@runtime_checkable
+class Signer(Protocol):
+    def pubkey(self) -> Pubkey: ...
+
+    def sign_message(self, message: bytes) -> Signature: ...
+
+
+def sign_messages(signer: Signer, messages: Sequence[bytes]) -> list[Signature]:
+    """Every message signed by `signer`, in order; one HSM session for all of them."""
+    batch = getattr(signer, "sign_messages", None)
+    if batch is not None:
+        signatures: list[Signature] = batch(messages)
+        return signatures
+    return [signer.sign_message(message) for message in messages]
+
+
+def _edwards_point(encoded: bytes) -> bytes:
+    """The 32 key bytes of CKA_EC_POINT: raw, or a DER OCTET STRING (04 20 ...) as most
+    tokens (SoftHSM among them) give it."""
+    if len(encoded) == ED25519_KEY_BYTES:
+        return encoded
+    if len(encoded) == ED25519_KEY_BYTES + 2 and encoded[:2] == b"\x04\x20":
+        return encoded[2:]
+    raise ChainError(CONFIG, "the PKCS#11 public key is not an Ed25519 point")
+
+
+class Pkcs11Signer:
+    """An Ed25519 key found by label in a PKCS#11 token; signs with CKM_EDDSA.
+
+    One logged-in session, opened on first use and shared under a lock (PKCS#11 sessions
+    are not to be used from two threads at once)."""
+
+    def __init__(self, module: str, token_label: str, key_label: str, pin: str) -> None:
+        import pkcs11  # only where an HSM is configured
+
+        if not Path(module).is_file():
+            raise ChainError(CONFIG, f"PKCS11_MODULE {module} is not a file")
+        self.key_label = key_label
+        self._lock = threading.Lock()
+        try:
+            library = pkcs11.lib(module)
+            token = library.get_token(token_label=token_label)
+            self._session: Any = token.open(user_pin=pin)
+        except (pkcs11.exceptions.PKCS11Error, RuntimeError) as error:
+            raise ChainError(
+                CONFIG, f"cannot open PKCS#11 token {token_label!r}: {type(error).__name__}"
+            ) from None
+        self._mechanism = pkcs11.Mechanism.EDDSA
+        try:
+            self._private: Any = self._session.get_key(
+                object_class=pkcs11.ObjectClass.PRIVATE_KEY, label=key_label
+            )
+            public = self._session.get_key(
+                object_class=pkcs11.ObjectClass.PUBLIC_KEY, label=key_label
+            )
+        except (pkcs11.exceptions.NoSuchKey, pkcs11.exceptions.MultipleObjectsReturned):
+            self._session.close()
+            raise ChainError(
+                CONFIG, f"no single Ed25519 key pair labelled {key_label!r} in the token"
+            ) from None
+        self._pubkey = Pubkey.from_bytes(_edwards_point(public[pkcs11.Attribute.EC_POINT]))
+
+    def pubkey(self) -> Pubkey:
+        return self._pubkey
+
+    def sign_message(self, message: bytes) -> Signature:
+        return self.sign_messages([message])[0]
+
+    def sign_messages(self, messages: Sequence[bytes]) -> list[Signature]:
+        with self._lock:
+            return [
+                Signature.from_bytes(self._private.sign(message, mechanism=self._mechanism))
+                for message in messages
+            ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+    def __repr__(self) -> str:  # never a secret: there is none here
+        return f"Pkcs11Signer({self.key_label!r}, {self._pubkey})"
+
+    __str__ = __repr__

@@ -1,0 +1,68 @@
+"""A worker whose platform authority is a key inside a SoftHSM2 token mints, transfers and
+burns on the localnet: every ticket's authorities are the token's key, and the process
+never held its secret (the token refuses to export it: tests/chain/test_signer.py)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+from solders.pubkey import Pubkey
+
+from chainworker.chain.rpc import SolanaRpc
+from chainworker.chain.signer import Pkcs11Signer
+from chainworker.localnet.process import LocalnetProcess
+from tests.helpers import Stack, wait_for
+from tests.jobs.test_lifecycle_e2e import request_statuses, settled
+from tests.plugins.softhsm import SoftHsm
+
+LABEL = "platform-authority"
+
+
+async def test_an_hsm_authority_mints_transfers_and_burns(
+    stack: Stack, admin: asyncpg.Connection, localnet_faults: LocalnetProcess, softhsm: SoftHsm
+) -> None:
+    softhsm.generate_ed25519(LABEL)
+    signer = Pkcs11Signer(softhsm.module, softhsm.token_label, LABEL, softhsm.pin)
+    authority = signer.pubkey()
+    signer.close()
+    stack.extra.update(softhsm.env(LABEL))
+    seeded = stack.cli_json("seed", "--tickets", "3", "--users", "2")
+    tenant, tickets, users = seeded["tenant_id"], seeded["ticket_ids"], seeded["user_ids"]
+    worker = stack.worker()
+    try:
+        stack.cli("enqueue", "mint", "--tenant", tenant, "--ticket", "-", stdin="\n".join(tickets))
+        await wait_for(lambda: settled(admin, tenant, 3), 60, "three mints")
+        first = await admin.fetchrow(
+            "SELECT id, user_id FROM tickets WHERE id = $1", UUID(tickets[0])
+        )
+        to_user = next(u for u in users if UUID(u) != first["user_id"])
+        transfer_id = await admin.fetchval(
+            """INSERT INTO ticket_transfers (tenant_id, ticket_id, from_user_id, to_user_id,
+                                             status, accepted_at)
+               VALUES ($1, $2, $3, $4, 'accepted', now()) RETURNING id""",
+            UUID(tenant), first["id"], first["user_id"], UUID(to_user),
+        )
+        stack.cli("enqueue", "transfer", "--tenant", tenant, "--transfer", str(transfer_id))
+        stack.cli("enqueue", "burn", "--tenant", tenant, "--ticket", tickets[1],
+                  "--reason", "refund")
+        await wait_for(lambda: settled(admin, tenant, 5), 60, "a transfer and a burn")
+    finally:
+        worker.stop()
+    assert await request_statuses(admin, tenant) == {"confirmed": 5}, worker.output()[-2000:]
+    rows = await admin.fetch(
+        "SELECT id, status, token_mint FROM tickets WHERE tenant_id = $1", UUID(tenant)
+    )
+    statuses = {str(row["id"]): row["status"] for row in rows}
+    assert statuses == {tickets[0]: "transferred", tickets[1]: "refunded",
+                        tickets[2]: "minted"}
+    async with SolanaRpc([localnet_faults.rpc_url]) as rpc:
+        for row in rows:
+            if row["status"] == "refunded":
+                continue
+            state = await rpc.get_mint_state(Pubkey.from_string(row["token_mint"]))
+            assert state is not None and state.metadata is not None
+            assert state.permanent_delegate == authority
+            assert state.metadata.update_authority == authority
+            assert state.close_authority == authority
+    assert softhsm.pin not in worker.output()  # the PIN is a secret: never logged

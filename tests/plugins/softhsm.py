@@ -1,0 +1,113 @@
+"""A real SoftHSM2 token for the signer tests, initialised by the fixture itself.
+
+Debian's `softhsm2` is installed when missing and this runs as root with apt; otherwise
+the tests that need it skip, saying why. The token lives in the test's own directory
+(SOFTHSM2_CONF), so nothing on the machine is touched."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MODULE_PATHS = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+)
+TOKEN_LABEL = "chainworker-test"
+USER_PIN = "4711-test-pin"
+SO_PIN = "0815-so-pin"
+
+
+@dataclass(frozen=True)
+class SoftHsm:
+    module: str
+    conf: Path
+    token_label: str = TOKEN_LABEL
+    pin: str = USER_PIN
+
+    def env(self, key_label: str) -> dict[str, str]:
+        """The settings that make `key_label` the authority, and the token's config."""
+        return {
+            "SOFTHSM2_CONF": str(self.conf), "PKCS11_MODULE": self.module,
+            "PKCS11_TOKEN_LABEL": self.token_label, "PKCS11_PIN": self.pin,
+            "AUTHORITY_PKCS11_KEY_LABEL": key_label,
+        }
+
+    def generate_ed25519(self, label: str) -> None:
+        """An Ed25519 key pair made inside the token: sensitive, never extractable."""
+        import pkcs11
+        from pkcs11 import Attribute, KeyType, Mechanism
+        from pkcs11.util.ec import encode_named_curve_parameters
+
+        token = pkcs11.lib(self.module).get_token(token_label=self.token_label)
+        with token.open(user_pin=self.pin, rw=True) as session:
+            session.generate_keypair(
+                KeyType.EC_EDWARDS, mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
+                public_template={
+                    Attribute.EC_PARAMS: encode_named_curve_parameters("1.3.101.112"),
+                    Attribute.TOKEN: True, Attribute.LABEL: label,
+                },
+                private_template={
+                    Attribute.TOKEN: True, Attribute.LABEL: label, Attribute.SENSITIVE: True,
+                    Attribute.EXTRACTABLE: False, Attribute.SIGN: True,
+                },
+            )
+
+
+def _module() -> str | None:
+    return next((path for path in MODULE_PATHS if Path(path).is_file()), None)
+
+
+def _install() -> str | None:
+    """Why softhsm2 could not be installed, or None once it is."""
+    if _module() is not None and shutil.which("softhsm2-util"):
+        return None
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return "softhsm2 is not installed and cannot be here (needs root and apt-get)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "install", "-y", "-qq", "softhsm2"],
+                    ["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-y", "-qq", "softhsm2"]):
+        done = subprocess.run(command, env=env, capture_output=True, timeout=300)
+        if command[1] == "install" and done.returncode == 0:
+            break
+    if _module() is None or not shutil.which("softhsm2-util"):
+        return "softhsm2 could not be installed with apt-get"
+    return None
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
+    why = _install()
+    if why is not None:
+        print(f"\nskipping the PKCS#11 tests: {why}")
+        pytest.skip(why)
+    module = _module()
+    assert module is not None
+    directory = tmp_path_factory.mktemp("softhsm")
+    (directory / "tokens").mkdir()
+    conf = directory / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {directory / 'tokens'}\n"
+                    "objectstore.backend = file\nlog.level = ERROR\n")
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(conf)  # the module reads it when loaded
+    subprocess.run(
+        ["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL,
+         "--pin", USER_PIN, "--so-pin", SO_PIN],
+        check=True, capture_output=True, timeout=60,
+    )
+    try:
+        yield SoftHsm(module=module, conf=conf)
+    finally:
+        if previous is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = previous
