@@ -23,6 +23,7 @@ import yaml
 from chainworker.localnet.process import LocalnetProcess
 from tests.helpers import Stack, wait_for
 from tests.jobs.test_lifecycle_e2e import request_statuses, settled
+from tests.plugins import debian
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "chainworker.json"
@@ -50,10 +51,8 @@ def dashboard_expressions() -> list[tuple[str, str]]:
 
 @pytest.fixture
 def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        pytest.skip("prometheus is not installed (apt-get install prometheus): "
-                    "the rules and dashboard are checked statically only")
+    found = debian.binary_or_skip("prometheus", "prometheus",
+                                  "the rules and dashboard are checked statically only")
     return found
 
 

@@ -22,6 +22,7 @@ import yaml
 from chainworker.config import Settings
 from chainworker.jobs import exporter
 from chainworker.obs import metrics
+from tests.plugins import debian
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
@@ -298,11 +299,8 @@ COMPOSE_IMAGES = {
 def _compose_command(implementation: str) -> list[str]:
     """The command of one compose implementation, or a skip saying why it is absent."""
     if implementation == "docker-compose":
-        found = shutil.which("docker-compose")
-        if found is None:
-            pytest.skip("docker-compose is not installed (apt-get install docker-compose): "
-                        "compose file checked as YAML only")
-        return [found]
+        return [debian.binary_or_skip("docker-compose", "docker-compose",
+                                      "compose file checked as YAML only")]
     docker = shutil.which("docker")
     if docker is None:
         pytest.skip("docker is not installed: compose file checked as YAML only")
@@ -330,10 +328,7 @@ def test_compose_passes_a_real_compose_config(implementation: str, tmp_path: Pat
 
 
 def _promtool() -> str:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not on PATH (Debian: apt-get install prometheus); rules not checked")
-    return promtool
+    return debian.binary_or_skip("prometheus", "promtool", "rules not checked")
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """A real SoftHSM2 token for the signer tests, initialised by the fixture itself.
 
-Debian's `softhsm2` is installed when missing and this runs as root with apt; otherwise
-the tests that need it skip, saying why. The token lives in the test's own directory
+Debian's `softhsm2` is installed when missing (tests/plugins/debian.py); where it cannot
+be, the tests that need it skip, saying why. The token lives in the test's own directory
 (SOFTHSM2_CONF), so nothing on the machine is touched."""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.plugins import debian
 
 MODULE_PATHS = (
     "/usr/lib/softhsm/libsofthsm2.so",
@@ -68,20 +70,9 @@ def _module() -> str | None:
 
 def _install() -> str | None:
     """Why softhsm2 could not be installed, or None once it is."""
-    if _module() is not None and shutil.which("softhsm2-util"):
-        return None
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return "softhsm2 is not installed and cannot be here (needs root and apt-get)"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "install", "-y", "-qq", "softhsm2"],
-                    ["apt-get", "update", "-qq"],
-                    ["apt-get", "install", "-y", "-qq", "softhsm2"]):
-        done = subprocess.run(command, env=env, capture_output=True, timeout=300)
-        if command[1] == "install" and done.returncode == 0:
-            break
-    if _module() is None or not shutil.which("softhsm2-util"):
-        return "softhsm2 could not be installed with apt-get"
-    return None
+    return debian.missing(
+        "softhsm2", lambda: _module() is not None and shutil.which("softhsm2-util") is not None
+    )
 
 
 @pytest.fixture(scope="session")
