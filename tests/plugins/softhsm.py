@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from solders.pubkey import Pubkey
 
+from chainworker.chain.signer import create_ed25519_key
 from tests.plugins import debian
 
 MODULE_PATHS = (
@@ -43,25 +45,9 @@ class SoftHsm:
             "AUTHORITY_PKCS11_KEY_LABEL": key_label,
         }
 
-    def generate_ed25519(self, label: str) -> None:
+    def generate_ed25519(self, label: str) -> Pubkey:
         """An Ed25519 key pair made inside the token: sensitive, never extractable."""
-        import pkcs11
-        from pkcs11 import Attribute, KeyType, Mechanism
-        from pkcs11.util.ec import encode_named_curve_parameters
-
-        token = pkcs11.lib(self.module).get_token(token_label=self.token_label)
-        with token.open(user_pin=self.pin, rw=True) as session:
-            session.generate_keypair(
-                KeyType.EC_EDWARDS, mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
-                public_template={
-                    Attribute.EC_PARAMS: encode_named_curve_parameters("1.3.101.112"),
-                    Attribute.TOKEN: True, Attribute.LABEL: label,
-                },
-                private_template={
-                    Attribute.TOKEN: True, Attribute.LABEL: label, Attribute.SENSITIVE: True,
-                    Attribute.EXTRACTABLE: False, Attribute.SIGN: True,
-                },
-            )
+        return create_ed25519_key(self.module, self.token_label, self.pin, label)
 
 
 def _module() -> str | None:

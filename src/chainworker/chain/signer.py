@@ -38,6 +38,29 @@ def sign_messages(signer: Signer, messages: Sequence[bytes]) -> list[Signature]:
     return [signer.sign_message(message) for message in messages]
 
 
+def create_ed25519_key(module: str, token_label: str, pin: str, key_label: str) -> Pubkey:
+    """Make an Ed25519 key pair inside the token, labelled `key_label`: the private half
+    sensitive and never extractable. Returns its public key."""
+    import pkcs11
+    from pkcs11 import Attribute, KeyType, Mechanism
+    from pkcs11.util.ec import encode_named_curve_parameters
+
+    token = pkcs11.lib(module).get_token(token_label=token_label)
+    with token.open(user_pin=pin, rw=True) as session:
+        public, _ = session.generate_keypair(
+            KeyType.EC_EDWARDS, mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
+            public_template={
+                Attribute.EC_PARAMS: encode_named_curve_parameters("1.3.101.112"),  # Ed25519
+                Attribute.TOKEN: True, Attribute.LABEL: key_label, Attribute.VERIFY: True,
+            },
+            private_template={
+                Attribute.TOKEN: True, Attribute.LABEL: key_label, Attribute.SIGN: True,
+                Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
+            },
+        )
+        return Pubkey.from_bytes(_edwards_point(public[Attribute.EC_POINT]))
+
+
 def _edwards_point(encoded: bytes) -> bytes:
     """The 32 key bytes of CKA_EC_POINT: raw, or a DER OCTET STRING (04 20 ...) as most
     tokens (SoftHSM among them) give it."""
