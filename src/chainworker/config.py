@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     # clusters when unset). The authority stays mint authority, update authority and
     # permanent delegate, and signs every transaction read-only.
     fee_payer_keypairs: SecretStr | None = None
+    # ...or keys in the authority's PKCS#11 token: their labels, comma-separated.
+    fee_payer_pkcs11_key_labels: str | None = None
     fee_payer_seed: SecretStr | None = None
     fee_payer_count: int = Field(default=0, ge=0, le=64)
     # A payer below this balance is not used, and is topped up from the authority.
@@ -142,22 +144,33 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_pkcs11(self) -> Settings:
-        names = {
+        token = {
             "PKCS11_MODULE": self.pkcs11_module,
             "PKCS11_TOKEN_LABEL": self.pkcs11_token_label,
-            "AUTHORITY_PKCS11_KEY_LABEL": self.authority_pkcs11_key_label,
             "PKCS11_PIN": self.pkcs11_pin,
         }
-        missing = [name for name, value in names.items() if not value]
-        if len(missing) == len(names):
+        keys = {
+            "AUTHORITY_PKCS11_KEY_LABEL": self.authority_pkcs11_key_label,
+            "FEE_PAYER_PKCS11_KEY_LABELS": self.fee_payer_pkcs11_key_labels,
+        }
+        missing = [name for name, value in token.items() if not value]
+        if not any(keys.values()):
+            if len(missing) < len(token):
+                raise ValueError("AUTHORITY_PKCS11_KEY_LABEL: the PKCS#11 token is configured "
+                                 "but no key in it is used")
             return self
         if missing:
-            raise ValueError(f"{missing[0]}: the authority's PKCS#11 settings are "
-                             "PKCS11_MODULE, PKCS11_TOKEN_LABEL, AUTHORITY_PKCS11_KEY_LABEL "
-                             "and PKCS11_PIN, all four")
-        if self.authority_keypair is not None:
-            raise ValueError("AUTHORITY_KEYPAIR: set either it or the authority's PKCS#11 "
-                             "settings, not both")
+            raise ValueError(f"{missing[0]}: keys in a PKCS#11 token need PKCS11_MODULE, "
+                             "PKCS11_TOKEN_LABEL and PKCS11_PIN, all three")
+        if self.authority_pkcs11_key_label and self.authority_keypair is not None:
+            raise ValueError("AUTHORITY_KEYPAIR: set either it or AUTHORITY_PKCS11_KEY_LABEL, "
+                             "not both")
+        if self.fee_payer_pkcs11_key_labels and (
+            self.fee_payer_keypairs is not None or self.fee_payer_seed is not None
+            or self.fee_payer_count
+        ):
+            raise ValueError("FEE_PAYER_PKCS11_KEY_LABELS: set either it or FEE_PAYER_KEYPAIRS "
+                             "or FEE_PAYER_SEED with FEE_PAYER_COUNT, not both")
         return self
 
     @model_validator(mode="after")

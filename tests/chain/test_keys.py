@@ -127,7 +127,8 @@ def test_settings_helpers_use_the_state_dir(tmp_path: Path) -> None:
 def test_fee_payers_are_derived_from_their_seed_in_order(tmp_path: Path) -> None:
     settings = load_settings(state_dir=tmp_path, fee_payer_seed="f" * 32, fee_payer_count=3)
     payers = keys.load_fee_payers(settings, Keypair().pubkey())
-    assert [bytes(p) for p in payers] == [
+    assert all(isinstance(p, Keypair) for p in payers)
+    assert [bytes(p) for p in payers] == [  # type: ignore[call-overload]
         bytes(keys.fee_payer_keypair(b"f" * 32, i)) for i in range(3)
     ]
     assert len({p.pubkey() for p in payers}) == 3

@@ -66,6 +66,12 @@ def test_a_wrong_pin_or_label_stops_in_one_line(hsm: SoftHsm) -> None:
     with pytest.raises(ChainError, match="cannot open PKCS#11 token") as raised:
         signer_of(hsm, pin="not-the-pin")
     assert "not-the-pin" not in str(raised.value)
+    opened = signer_of(hsm)  # the token's session is open and shared: the PIN still counts
+    try:
+        with pytest.raises(ChainError, match="PinIncorrect"):
+            signer_of(hsm, pin="not-the-pin")
+    finally:
+        opened.close()
     with pytest.raises(ChainError, match="no single Ed25519 key pair labelled 'absent'"):
         signer_of(hsm, label="absent")
     with pytest.raises(ChainError, match=r"PKCS11_MODULE /nowhere\.so is not a file"):
@@ -88,7 +94,10 @@ def test_settings_choose_the_hsm_authority(hsm: SoftHsm, tmp_path) -> None:
 @pytest.mark.parametrize(
     ("given", "named"),
     [
-        ({"pkcs11_module": "/x.so"}, "PKCS11_TOKEN_LABEL"),
+        ({"pkcs11_module": "/x.so"}, "no key in it is used"),
+        ({"fee_payer_pkcs11_key_labels": "a,b", "pkcs11_pin": "1"}, "PKCS11_MODULE"),
+        ({"pkcs11_module": "/x.so", "pkcs11_token_label": "t", "pkcs11_pin": "1",
+          "fee_payer_pkcs11_key_labels": "a", "fee_payer_count": 2}, "FEE_PAYER_PKCS11"),
         ({"authority_pkcs11_key_label": "k", "pkcs11_pin": "1"}, "PKCS11_MODULE"),
         ({"pkcs11_module": "/x.so", "pkcs11_token_label": "t", "pkcs11_pin": "1",
           "authority_pkcs11_key_label": "k", "authority_keypair": "[1]"}, "AUTHORITY_KEYPAIR"),

@@ -1,6 +1,7 @@
-"""A worker whose platform authority is a key inside a SoftHSM2 token mints, transfers and
-burns on the localnet: every ticket's authorities are the token's key, and the process
-never held its secret (the token refuses to export it: tests/chain/test_signer.py)."""
+"""A worker whose platform authority and fee payers are keys inside a SoftHSM2 token
+mints, transfers and burns on the localnet: every ticket's authorities are the token's
+key, the token's payers pay, and the process never held a secret (the token refuses to
+export them: tests/chain/test_signer.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from tests.jobs.test_lifecycle_e2e import request_statuses, settled
 from tests.plugins.softhsm import SoftHsm
 
 LABEL = "platform-authority"
+PAYERS = ("fee-payer-0", "fee-payer-1")
+TOP_UP = 1_000_000_000
 
 
 async def test_an_hsm_authority_mints_transfers_and_burns(
@@ -26,7 +29,9 @@ async def test_an_hsm_authority_mints_transfers_and_burns(
     signer = Pkcs11Signer(softhsm.module, softhsm.token_label, LABEL, softhsm.pin)
     authority = signer.pubkey()
     signer.close()
-    stack.extra.update(softhsm.env(LABEL))
+    payers = [softhsm.generate_ed25519(label) for label in PAYERS]
+    stack.extra.update(softhsm.env(LABEL), FEE_PAYER_PKCS11_KEY_LABELS=",".join(PAYERS),
+                       FEE_PAYER_TOP_UP_LAMPORTS=str(TOP_UP))
     seeded = stack.cli_json("seed", "--tickets", "3", "--users", "2")
     tenant, tickets, users = seeded["tenant_id"], seeded["ticket_ids"], seeded["user_ids"]
     worker = stack.worker()
@@ -65,4 +70,9 @@ async def test_an_hsm_authority_mints_transfers_and_burns(
             assert state.permanent_delegate == authority
             assert state.metadata.update_authority == authority
             assert state.close_authority == authority
+        # The token's payers were topped up by the token's authority, then paid: fees
+        # came out of what they were given.
+        balances = [await rpc.get_balance(payer) for payer in payers]
+        assert all(0 < balance <= TOP_UP for balance in balances), balances
+        assert sum(balances) < len(payers) * TOP_UP, balances
     assert softhsm.pin not in worker.output()  # the PIN is a secret: never logged

@@ -112,12 +112,7 @@ def load_authority(settings: Settings) -> Signer:
     """The platform authority: fee payer, update authority and permanent delegate. A key
     in a PKCS#11 token when its settings are given, else a keypair."""
     if settings.authority_pkcs11_key_label is not None:
-        pin = _reveal(settings.pkcs11_pin) or ""
-        logs.register_secret(pin)
-        return Pkcs11Signer(
-            module=settings.pkcs11_module or "", token_label=settings.pkcs11_token_label or "",
-            key_label=settings.authority_pkcs11_key_label, pin=pin,
-        )
+        return _token_key(settings, settings.authority_pkcs11_key_label)
     secret = _reveal(settings.authority_keypair)
     if secret is not None:
         return parse_authority(secret)
@@ -130,6 +125,16 @@ def load_authority(settings: Settings) -> Signer:
     fresh = json.dumps(list(bytes(Keypair()))).encode()
     stored = _write_once(Path(settings.state_dir) / AUTHORITY_FILE, fresh)
     return _keypair_from_json(stored.decode(), "the development authority keypair file")
+
+
+def _token_key(settings: Settings, label: str) -> Pkcs11Signer:
+    """The key labelled `label` in the configured PKCS#11 token."""
+    pin = _reveal(settings.pkcs11_pin) or ""
+    logs.register_secret(pin)
+    return Pkcs11Signer(
+        module=settings.pkcs11_module or "", token_label=settings.pkcs11_token_label or "",
+        key_label=label, pin=pin,
+    )
 
 
 def load_seed(secret: SecretStr | str | None, state_dir: Path, name: str, *, cluster: str) -> bytes:
@@ -211,14 +216,19 @@ def fee_payer_keypair(seed: bytes, index: int) -> Keypair:
     return Keypair.from_seed(digest.digest())
 
 
-def load_fee_payers(settings: Settings, authority: Pubkey) -> list[Keypair]:
+def load_fee_payers(settings: Settings, authority: Pubkey) -> list[Signer]:
     """The fee-payer pool: listed keypairs, or `fee_payer_count` derived from a seed; empty
     when none is configured (the authority pays). A payer that is the authority, or one
     listed twice, is a configuration error: the pool would not spread the write locks."""
     listed = _reveal(settings.fee_payer_keypairs)
+    labels = settings.fee_payer_pkcs11_key_labels
+    payers: list[Signer]
     if listed is not None:
         parts = [part.strip() for part in listed.split(",") if part.strip()]
         payers = [parse_keypair(part, "FEE_PAYER_KEYPAIRS") for part in parts]
+    elif labels:
+        payers = [_token_key(settings, label.strip()) for label in labels.split(",")
+                  if label.strip()]
     elif settings.fee_payer_count:
         seed = load_seed(
             settings.fee_payer_seed, settings.state_dir, "fee_payer_seed",
@@ -233,5 +243,6 @@ def load_fee_payers(settings: Settings, authority: Pubkey) -> list[Keypair]:
     if len(set(public)) != len(public):
         raise ChainError(CONFIG, "FEE_PAYER_KEYPAIRS: a fee payer is listed twice")
     for payer in payers:
-        logs.register_secret(str(payer))
+        if isinstance(payer, Keypair):  # a token's key has no secret here
+            logs.register_secret(str(payer))
     return payers

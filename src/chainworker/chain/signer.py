@@ -9,8 +9,11 @@ secret never enters this process, and nothing here can ask the token to export i
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -71,11 +74,55 @@ def _edwards_point(encoded: bytes) -> bytes:
     raise ChainError(CONFIG, "the PKCS#11 public key is not an Ed25519 point")
 
 
-class Pkcs11Signer:
-    """An Ed25519 key found by label in a PKCS#11 token; signs with CKM_EDDSA.
+@dataclass
+class _TokenSession:
+    """One logged-in session per token and process: PKCS#11 logs in per application, so
+    a second login is refused (CKR_USER_ALREADY_LOGGED_IN), and a session is not to be
+    used from two threads at once. Every key of the token shares it."""
 
-    One logged-in session, opened on first use and shared under a lock (PKCS#11 sessions
-    are not to be used from two threads at once)."""
+    session: Any
+    pin_digest: bytes  # a later key of the token must come with the same PIN
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
+
+
+_SESSIONS: dict[tuple[str, str], _TokenSession] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _open(module: str, token_label: str, pin: str) -> _TokenSession:
+    import pkcs11
+
+    digest = hashlib.sha256(pin.encode()).digest()
+    with _SESSIONS_LOCK:
+        shared = _SESSIONS.get((module, token_label))
+        if shared is not None and not hmac.compare_digest(shared.pin_digest, digest):
+            raise ChainError(CONFIG, f"cannot open PKCS#11 token {token_label!r}: PinIncorrect")
+        if shared is None:
+            try:
+                token = pkcs11.lib(module).get_token(token_label=token_label)
+                shared = _TokenSession(token.open(user_pin=pin), digest)
+            except (pkcs11.exceptions.PKCS11Error, RuntimeError) as error:
+                raise ChainError(
+                    CONFIG, f"cannot open PKCS#11 token {token_label!r}: {type(error).__name__}"
+                ) from None
+            _SESSIONS[(module, token_label)] = shared
+        shared.users += 1
+        return shared
+
+
+def _release(module: str, token_label: str) -> None:
+    with _SESSIONS_LOCK:
+        shared = _SESSIONS[(module, token_label)]
+        shared.users -= 1
+        if shared.users == 0:
+            del _SESSIONS[(module, token_label)]
+            shared.session.close()
+
+
+class Pkcs11Signer:
+    """An Ed25519 key found by label in a PKCS#11 token; signs with CKM_EDDSA, in the
+    token's one session (see `_TokenSession`)."""
 
     def __init__(self, module: str, token_label: str, key_label: str, pin: str) -> None:
         import pkcs11  # only where an HSM is configured
@@ -83,29 +130,25 @@ class Pkcs11Signer:
         if not Path(module).is_file():
             raise ChainError(CONFIG, f"PKCS11_MODULE {module} is not a file")
         self.key_label = key_label
-        self._lock = threading.Lock()
-        try:
-            library = pkcs11.lib(module)
-            token = library.get_token(token_label=token_label)
-            self._session: Any = token.open(user_pin=pin)
-        except (pkcs11.exceptions.PKCS11Error, RuntimeError) as error:
-            raise ChainError(
-                CONFIG, f"cannot open PKCS#11 token {token_label!r}: {type(error).__name__}"
-            ) from None
+        self._token = (module, token_label)
+        self._shared = _open(module, token_label, pin)
         self._mechanism = pkcs11.Mechanism.EDDSA
         try:
-            self._private: Any = self._session.get_key(
-                object_class=pkcs11.ObjectClass.PRIVATE_KEY, label=key_label
-            )
-            public = self._session.get_key(
-                object_class=pkcs11.ObjectClass.PUBLIC_KEY, label=key_label
-            )
+            with self._shared.lock:
+                self._private: Any = self._shared.session.get_key(
+                    object_class=pkcs11.ObjectClass.PRIVATE_KEY, label=key_label
+                )
+                public = self._shared.session.get_key(
+                    object_class=pkcs11.ObjectClass.PUBLIC_KEY, label=key_label
+                )
+                point = public[pkcs11.Attribute.EC_POINT]
         except (pkcs11.exceptions.NoSuchKey, pkcs11.exceptions.MultipleObjectsReturned):
-            self._session.close()
+            _release(*self._token)
             raise ChainError(
                 CONFIG, f"no single Ed25519 key pair labelled {key_label!r} in the token"
             ) from None
-        self._pubkey = Pubkey.from_bytes(_edwards_point(public[pkcs11.Attribute.EC_POINT]))
+        self._pubkey = Pubkey.from_bytes(_edwards_point(point))
+        self._closed = False
 
     def pubkey(self) -> Pubkey:
         return self._pubkey
@@ -114,15 +157,17 @@ class Pkcs11Signer:
         return self.sign_messages([message])[0]
 
     def sign_messages(self, messages: Sequence[bytes]) -> list[Signature]:
-        with self._lock:
+        with self._shared.lock:
             return [
                 Signature.from_bytes(self._private.sign(message, mechanism=self._mechanism))
                 for message in messages
             ]
 
     def close(self) -> None:
-        with self._lock:
-            self._session.close()
+        """Let go of the token's session (closed with its last key)."""
+        if not self._closed:
+            self._closed = True
+            _release(*self._token)
 
     def __repr__(self) -> str:  # never a secret: there is none here
         return f"Pkcs11Signer({self.key_label!r}, {self._pubkey})"

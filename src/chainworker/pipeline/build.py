@@ -17,6 +17,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from chainworker.chain import collection, group, metadata, nft, token2022
+from chainworker.chain.signer import Signer
 from chainworker.db import tickets
 from chainworker.lifecycle.model import TxOp
 from chainworker.pipeline.context import PipelineContext
@@ -57,7 +58,7 @@ class Draft:
     memo: str
     blockhash: Hash
     prefunded: int  # lamports already at a mint address (a later attempt of a mint)
-    payer: Keypair | None = None  # from the pool; None: the authority pays
+    payer: Signer | None = None  # from the pool; None: the authority pays
     closes: Closes | None = None  # a burn's: None closes nothing (a mint without the authority)
     update: metadata.Plan | None = None  # a metadata update's plan, from the mint on chain
     group: Pubkey | None = None  # a verify: the event's group the mint joins
@@ -68,7 +69,7 @@ class Built:
     signed: nft.SignedTx
     rent: int  # lamports of rent the transaction pays
     signatures: int
-    payer: Keypair | None  # who pays: the draft's payer, or None when the authority does
+    payer: Signer | None  # who pays: the draft's payer, or None when the authority does
     reclaimed: int = 0  # lamports of rent the closed accounts give back to the payer
 
 

@@ -13,7 +13,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from chainworker.chain.keys import public_key
@@ -32,14 +31,14 @@ class PayerPool:
     """
 
     authority: Signer
-    payers: tuple[Keypair, ...]
+    payers: tuple[Signer, ...]
     min_lamports: int
     # payer -> lamports: read by the top-up round, lowered by what is signed meanwhile.
     balances: dict[Pubkey, int] = field(default_factory=dict)
     # payer -> [(monotonic time, units)] charged within the load window.
     _charged: dict[Pubkey, deque[tuple[float, int]]] = field(default_factory=dict)
     _load: dict[Pubkey, int] = field(default_factory=dict)
-    _keys: dict[Pubkey, Keypair] = field(default_factory=dict)
+    _keys: dict[Pubkey, Signer] = field(default_factory=dict)
     _authority_key: Pubkey = field(default_factory=Pubkey.default)
 
     def __post_init__(self) -> None:
@@ -56,7 +55,7 @@ class PayerPool:
     def keys(self) -> list[Pubkey]:
         return list(self._keys)
 
-    def take(self) -> Keypair | None:
+    def take(self) -> Signer | None:
         """The funded payer with the fewest units charged lately; None: the authority pays."""
         now = time.monotonic()
         best: Pubkey | None = None
@@ -69,11 +68,11 @@ class PayerPool:
                 best, best_load = key, load
         return None if best is None else self._keys[best]
 
-    def key_of(self, payer: Keypair | None) -> Pubkey:
+    def key_of(self, payer: Signer | None) -> Pubkey:
         """The paying account's address: the payer's, or the authority's."""
         return self._authority_key if payer is None else public_key(payer)
 
-    def charge(self, payer: Keypair | None, units: int, lamports: int) -> None:
+    def charge(self, payer: Signer | None, units: int, lamports: int) -> None:
         """Count a signed transaction against its payer: its unit limit and its cost."""
         if payer is None:
             return
