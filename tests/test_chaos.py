@@ -23,7 +23,7 @@ from chaos_stack import Config
 @pytest.mark.timeout(300)
 async def test_a_bounded_campaign_keeps_every_promise(tmp_path: Path) -> None:
     config = Config(
-        tickets=180, workers=2, kills=4, scale=0.12, seed=7, settle_seconds=120,
+        tickets=120, workers=2, kills=3, scale=0.12, seed=7, settle_seconds=120,
         report=tmp_path / "chaos.md",
     )
     ok, report = await campaign_run(config)
