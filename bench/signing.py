@@ -12,22 +12,17 @@ rounds, and the ratio PKCS#11 / local.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from solders.keypair import Keypair
 
-from chainworker.chain.signer import Pkcs11Signer, create_ed25519_key, sign_messages
+from chainworker.chain.signer import Pkcs11Signer, sign_messages
+from softhsm_token import softhsm_token
 
-MODULES = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
 MESSAGE_BYTES = 900  # a mint's message: the transaction's 1,232 bytes less its signatures
 
 
@@ -46,22 +41,9 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    module = next((m for m in MODULES if Path(m).is_file()), None)
-    if module is None or shutil.which("softhsm2-util") is None:
-        print("softhsm2 is not installed (apt-get install softhsm2)", file=sys.stderr)
-        return 2
     messages = [secrets.token_bytes(MESSAGE_BYTES) for _ in range(args.messages)]
-    with tempfile.TemporaryDirectory() as scratch:
-        conf = Path(scratch) / "softhsm2.conf"
-        (Path(scratch) / "tokens").mkdir()
-        conf.write_text(f"directories.tokendir = {scratch}/tokens\nobjectstore.backend = file\n")
-        os.environ["SOFTHSM2_CONF"] = str(conf)
-        pin = secrets.token_hex(8)
-        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "bench",
-                        "--pin", pin, "--so-pin", secrets.token_hex(8)],
-                       check=True, capture_output=True)
-        create_ed25519_key(module, "bench", pin, "authority")
-        hsm = Pkcs11Signer(module, "bench", "authority", pin)
+    with softhsm_token() as token:
+        hsm = Pkcs11Signer(token.module, token.token_label, token.key_label, token.pin)
         local = Keypair()
         figures = {
             "local, one at a time": rate(

@@ -1,7 +1,7 @@
 """End-to-end worker throughput: request recorded -> ticket minted, against the localnet.
 
 Run: python bench/worker_throughput.py [--tickets 6000] [--slot-ms 400] [--extra-workers 0]
-                                      [--rate R]
+                                      [--rate R] [--pkcs11]
 
 In one run it measures
 - the localnet's raw sendTransaction capacity for the transactions the worker sends:
@@ -22,6 +22,9 @@ recorded while the worker runs, so statements per mint are not printed then). It
 creates its own database and drops it. The localnet runs with its block limits off
 (`--no-block-limits`): the bench measures raw execution capacity, which 60M-unit blocks
 and 24M units per write-locked account (one fee payer's share) would cap first.
+`--pkcs11` makes the in-process worker's authority a key in a SoftHSM2 token of the
+bench's own (bench/softhsm_token.py), for the mint rate with the HSM signer (not with
+`--extra-workers`: those processes could not share the token's key here).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ from chainworker.jobs.worker import make_worker
 from chainworker.lifecycle.model import TxOp
 from chainworker.localnet.process import start_localnet
 from chainworker.pipeline.fees import ADDRESS_SEARCH_STEP_UNITS, unit_limit
+from softhsm_token import softhsm_token
 
 sys.path.insert(0, str(Path(__file__).parent))
 from localnet_throughput import SOL, UNLIMITED, fund, measure_send, rpc, token_2022_mints
@@ -145,6 +149,7 @@ async def offer(
 async def run_worker_bench(
     rpc_url: str, tickets: int, extra_workers: int = 0, rate: int | None = None,
     *, probe: Probe | None = None, migrations: Path | None = None,
+    authority: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """The mint flow: a new database (`migrations`, default the repository's), a tenant with
     `tickets` sold tickets, one worker in this process; `probe` watches the timed part."""
@@ -158,7 +163,7 @@ async def run_worker_bench(
     queue = f"chainworker:bench:{uuid.uuid4().hex[:8]}"
     settings = load_settings(
         solana_rpc_urls=rpc_url, state_dir=state, queue_name=queue, metrics_port=0,
-        log_level="WARNING", log_format="json",
+        log_level="WARNING", log_format="json", **(authority or {}),
     )
     try:
         await migrate(server.admin_dsn(name), migrations)
@@ -324,7 +329,19 @@ def main() -> None:
         help="offer the requests at this many per second instead of all at once "
              "(latency below saturation; no capacity ratio then)",
     )
+    parser.add_argument(
+        "--pkcs11", action="store_true",
+        help="the worker's authority is a key in a SoftHSM2 token of the bench's own",
+    )
     args = parser.parse_args()
+    if args.pkcs11 and args.extra_workers:
+        parser.error("--pkcs11 runs one worker: leave out --extra-workers")
+    with contextlib.ExitStack() as stack:
+        token = stack.enter_context(softhsm_token()) if args.pkcs11 else None
+        bench(args, None if token is None else token.settings())
+
+
+def bench(args: argparse.Namespace, authority: dict[str, str] | None) -> None:
     with start_localnet(slot_ms=args.slot_ms, extra_args=UNLIMITED) as node:
         plain = measure_send(
             node.rpc_url, "plain mints", token_2022_mints(node.rpc_url, args.tickets), 1, 8
@@ -333,7 +350,8 @@ def main() -> None:
             node.rpc_url, "ticket mints", ticket_nft_mints(node.rpc_url, args.tickets), 1, 8
         )
         result = asyncio.run(
-            run_worker_bench(node.rpc_url, args.tickets, args.extra_workers, args.rate)
+            run_worker_bench(node.rpc_url, args.tickets, args.extra_workers, args.rate,
+                             authority=authority)
         )
     raw_rate = raw["executed_per_s"]
     print(f"localnet: {args.slot_ms} ms slots, block limits off ({' '.join(UNLIMITED)})")
@@ -342,7 +360,8 @@ def main() -> None:
     print(f"localnet raw capacity, plain Token-2022 mints (executed), for scale: "
           f"{plain['executed_per_s']:,.0f}/s")
     processes = 1 + args.extra_workers
-    print(f"worker processes: {processes}")
+    signer = "PKCS#11 (SoftHSM2)" if authority else "local keypair"
+    print(f"worker processes: {processes}, authority: {signer}")
     print(f"worker end to end: {result['mints']:.0f} mints in {result['seconds']:.1f} s "
           f"= {result['mints_per_s']:,.0f} confirmed mints/s "
           f"({result['attempts']:.0f} attempts)")
