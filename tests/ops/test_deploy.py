@@ -434,6 +434,16 @@ def test_k8s_pods_run_locked_down_and_workers_have_a_disruption_budget() -> None
     assert budget["spec"]["maxUnavailable"] < worker["spec"]["replicas"]
 
 
+def test_the_image_builds_without_a_registry_or_buildkit() -> None:
+    """No `# syntax=` line (BuildKit would pull its frontend from Docker Hub) and no
+    heredoc (the legacy builder cannot parse one); the context leaves out local state."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert not re.search(r"^#\s*syntax=", text, re.M | re.I)
+    assert "<<" not in text
+    ignored = set((DEPLOY.parent / ".dockerignore").read_text().split())
+    assert {".git", ".venv", ".chainworker", "deploy/chainworker.env"} <= ignored
+
+
 def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     assert len(re.findall(r"^FROM ", text, re.M)) >= 2
