@@ -36,6 +36,19 @@ async def settled(admin: asyncpg.Connection, tenant: str, total: int) -> bool:
     return sum(statuses.values()) >= total and live == 0
 
 
+async def accepted_transfer(
+    admin: asyncpg.Connection, tenant: str, ticket: UUID, from_user: UUID, to_user: UUID
+) -> int:
+    """A transfer the ticket service accepted, as its own row: the id to enqueue."""
+    transfer_id: int = await admin.fetchval(
+        """INSERT INTO ticket_transfers (tenant_id, ticket_id, from_user_id, to_user_id,
+                                         status, accepted_at)
+           VALUES ($1, $2, $3, $4, 'accepted', now()) RETURNING id""",
+        UUID(tenant), ticket, from_user, to_user,
+    )
+    return transfer_id
+
+
 def custodial(stack: Stack, tenant: str, user: str) -> Pubkey:
     seed = load_custodial_seed(load_settings(state_dir=stack.state_dir))
     return custodial_wallet(seed, UUID(tenant), UUID(user))
@@ -74,11 +87,8 @@ async def test_mint_transfer_burn_with_chain_state(
         # Transfer the first ticket to the other user, burn the second for a refund.
         first, second = rows[0], rows[1]
         to_user = next(u for u in users if UUID(u) != first["user_id"])
-        transfer_id = await admin.fetchval(
-            """INSERT INTO ticket_transfers (tenant_id, ticket_id, from_user_id, to_user_id,
-                                             status, accepted_at)
-               VALUES ($1, $2, $3, $4, 'accepted', now()) RETURNING id""",
-            UUID(tenant), first["id"], first["user_id"], UUID(to_user),
+        transfer_id = await accepted_transfer(
+            admin, tenant, first["id"], first["user_id"], UUID(to_user)
         )
         stack.cli("enqueue", "transfer", "--tenant", tenant, "--transfer", str(transfer_id))
         stack.cli("enqueue", "burn", "--tenant", tenant, "--ticket", str(second["id"]),

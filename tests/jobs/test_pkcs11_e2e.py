@@ -14,7 +14,7 @@ from chainworker.chain.rpc import SolanaRpc
 from chainworker.chain.signer import Pkcs11Signer
 from chainworker.localnet.process import LocalnetProcess
 from tests.helpers import Stack, wait_for
-from tests.jobs.test_lifecycle_e2e import request_statuses, settled
+from tests.jobs.test_lifecycle_e2e import accepted_transfer, request_statuses, settled
 from tests.plugins.softhsm import SoftHsm
 
 LABEL = "platform-authority"
@@ -42,11 +42,8 @@ async def test_an_hsm_authority_mints_transfers_and_burns(
             "SELECT id, user_id FROM tickets WHERE id = $1", UUID(tickets[0])
         )
         to_user = next(u for u in users if UUID(u) != first["user_id"])
-        transfer_id = await admin.fetchval(
-            """INSERT INTO ticket_transfers (tenant_id, ticket_id, from_user_id, to_user_id,
-                                             status, accepted_at)
-               VALUES ($1, $2, $3, $4, 'accepted', now()) RETURNING id""",
-            UUID(tenant), first["id"], first["user_id"], UUID(to_user),
+        transfer_id = await accepted_transfer(
+            admin, tenant, first["id"], first["user_id"], UUID(to_user)
         )
         stack.cli("enqueue", "transfer", "--tenant", tenant, "--transfer", str(transfer_id))
         stack.cli("enqueue", "burn", "--tenant", tenant, "--ticket", tickets[1],
