@@ -15,7 +15,12 @@ from pathlib import Path
 
 from chainworker.chain.signer import create_ed25519_key
 
-MODULES = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
+MODULES = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+)
 TOKEN_LABEL = "bench"
 KEY_LABEL = "authority"
 
@@ -33,10 +38,29 @@ class Token:
                 "pkcs11_pin": self.pin, "authority_pkcs11_key_label": self.key_label}
 
 
+def module_path() -> str | None:
+    """SoftHSM2's PKCS#11 module, wherever the distribution put it."""
+    return next((m for m in MODULES if Path(m).is_file()), None)
+
+
 def module() -> str | None:
-    """SoftHSM2's PKCS#11 module, when softhsm2 is installed."""
-    found = next((m for m in MODULES if Path(m).is_file()), None)
+    """SoftHSM2's PKCS#11 module, when softhsm2 (with softhsm2-util) is installed."""
+    found = module_path()
     return found if found is not None and shutil.which("softhsm2-util") else None
+
+
+def init_token(directory: Path, label: str, pin: str, so_pin: str) -> Path:
+    """A token labelled `label` kept in `directory`, made the process's SoftHSM2 store
+    (SOFTHSM2_CONF, read when the module is loaded). Returns the config file."""
+    (directory / "tokens").mkdir()
+    conf = directory / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {directory / 'tokens'}\n"
+                    "objectstore.backend = file\nlog.level = ERROR\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
+                    "--pin", pin, "--so-pin", so_pin],
+                   check=True, capture_output=True, timeout=60)
+    return conf
 
 
 @contextlib.contextmanager
@@ -46,13 +70,7 @@ def softhsm_token() -> Iterator[Token]:
     if library is None:
         raise SystemExit("softhsm2 is not installed (apt-get install softhsm2)")
     with tempfile.TemporaryDirectory() as scratch:
-        conf = Path(scratch) / "softhsm2.conf"
-        (Path(scratch) / "tokens").mkdir()
-        conf.write_text(f"directories.tokendir = {scratch}/tokens\nobjectstore.backend = file\n")
-        os.environ["SOFTHSM2_CONF"] = str(conf)  # read when the module is loaded
         pin = secrets.token_hex(8)
-        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL,
-                        "--pin", pin, "--so-pin", secrets.token_hex(8)],
-                       check=True, capture_output=True)
+        init_token(Path(scratch), TOKEN_LABEL, pin, secrets.token_hex(8))
         create_ed25519_key(library, TOKEN_LABEL, pin, KEY_LABEL)
         yield Token(library, pin)

@@ -7,8 +7,7 @@ be, the tests that need it skip, saying why. The token lives in the test's own d
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,11 @@ from solders.pubkey import Pubkey
 from chainworker.chain.signer import create_ed25519_key
 from tests.plugins import debian
 
-MODULE_PATHS = (
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/local/lib/softhsm/libsofthsm2.so",
-)
+# The bench is a directory of scripts, not a package: its modules import each other by name.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from softhsm_token import init_token, module
+
 TOKEN_LABEL = "chainworker-test"
 USER_PIN = "4711-test-pin"
 SO_PIN = "0815-so-pin"
@@ -50,15 +48,9 @@ class SoftHsm:
         return create_ed25519_key(self.module, self.token_label, self.pin, label)
 
 
-def _module() -> str | None:
-    return next((path for path in MODULE_PATHS if Path(path).is_file()), None)
-
-
 def _install() -> str | None:
     """Why softhsm2 could not be installed, or None once it is."""
-    return debian.missing(
-        "softhsm2", lambda: _module() is not None and shutil.which("softhsm2-util") is not None
-    )
+    return debian.missing("softhsm2", lambda: module() is not None)
 
 
 @pytest.fixture(scope="session")
@@ -67,22 +59,12 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
     if why is not None:
         print(f"\nskipping the PKCS#11 tests: {why}")
         pytest.skip(why)
-    module = _module()
-    assert module is not None
-    directory = tmp_path_factory.mktemp("softhsm")
-    (directory / "tokens").mkdir()
-    conf = directory / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {directory / 'tokens'}\n"
-                    "objectstore.backend = file\nlog.level = ERROR\n")
+    library = module()
+    assert library is not None
     previous = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(conf)  # the module reads it when loaded
-    subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL,
-         "--pin", USER_PIN, "--so-pin", SO_PIN],
-        check=True, capture_output=True, timeout=60,
-    )
+    conf = init_token(tmp_path_factory.mktemp("softhsm"), TOKEN_LABEL, USER_PIN, SO_PIN)
     try:
-        yield SoftHsm(module=module, conf=conf)
+        yield SoftHsm(module=library, conf=conf)
     finally:
         if previous is None:
             os.environ.pop("SOFTHSM2_CONF", None)
