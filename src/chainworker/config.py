@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     pkcs11_token_label: str | None = None
     authority_pkcs11_key_label: str | None = None
     pkcs11_pin: SecretStr | None = None
+    # During an authority rotation (`chainworker authority rotate`): the authority being
+    # replaced, still accepted for the tickets the chain shows it holds. A keypair file or
+    # base58 secret, or a key's label in the PKCS#11 token. Unset once the rotation is done.
+    previous_authority_keypair: SecretStr | None = None
+    previous_authority_pkcs11_key_label: str | None = None
     mint_seed: SecretStr | None = None
     custodial_seed: SecretStr | None = None
 
@@ -152,6 +157,7 @@ class Settings(BaseSettings):
         keys = {
             "AUTHORITY_PKCS11_KEY_LABEL": self.authority_pkcs11_key_label,
             "FEE_PAYER_PKCS11_KEY_LABELS": self.fee_payer_pkcs11_key_labels,
+            "PREVIOUS_AUTHORITY_PKCS11_KEY_LABEL": self.previous_authority_pkcs11_key_label,
         }
         missing = [name for name, value in token.items() if not value]
         if not any(keys.values()):
@@ -165,6 +171,11 @@ class Settings(BaseSettings):
         if self.authority_pkcs11_key_label and self.authority_keypair is not None:
             raise ValueError("AUTHORITY_KEYPAIR: set either it or AUTHORITY_PKCS11_KEY_LABEL, "
                              "not both")
+        if self.previous_authority_pkcs11_key_label and (
+            self.previous_authority_keypair is not None
+        ):
+            raise ValueError("PREVIOUS_AUTHORITY_KEYPAIR: set either it or "
+                             "PREVIOUS_AUTHORITY_PKCS11_KEY_LABEL, not both")
         if self.fee_payer_pkcs11_key_labels and (
             self.fee_payer_keypairs is not None or self.fee_payer_seed is not None
             or self.fee_payer_count

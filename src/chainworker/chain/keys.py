@@ -127,6 +127,26 @@ def load_authority(settings: Settings) -> Signer:
     return _keypair_from_json(stored.decode(), "the development authority keypair file")
 
 
+def load_previous_authority(settings: Settings, authority: Pubkey) -> Signer | None:
+    """The authority a rotation replaces, when one is configured: still accepted for the
+    tickets the chain shows it holds. ChainError (config) when it is the authority itself."""
+    previous: Signer
+    if settings.previous_authority_pkcs11_key_label is not None:
+        previous = _token_key(settings, settings.previous_authority_pkcs11_key_label)
+    else:
+        secret = _reveal(settings.previous_authority_keypair)
+        if secret is None:
+            return None
+        previous = parse_keypair(secret, "PREVIOUS_AUTHORITY_KEYPAIR")
+        logs.register_secret(str(previous))
+    if previous.pubkey() == authority:
+        raise ChainError(
+            CONFIG, "PREVIOUS_AUTHORITY_KEYPAIR is the authority itself: set AUTHORITY_* to the "
+            "new authority and PREVIOUS_AUTHORITY_* to the one it replaces",
+        )
+    return previous
+
+
 def _token_key(settings: Settings, label: str) -> Pkcs11Signer:
     """The key labelled `label` in the configured PKCS#11 token."""
     pin = _reveal(settings.pkcs11_pin) or ""

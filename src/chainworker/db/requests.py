@@ -66,9 +66,11 @@ def stored_change(raw: str | None) -> MetadataChange | None:
         return None
     value = json.loads(raw)
     fields = value.get("fields") or {}
+    authority = value.get("authority")
     return MetadataChange(
         tuple(sorted((str(k), str(v)) for k, v in fields.items())),
         tuple(str(k) for k in value.get("remove") or ()),
+        None if authority is None else str(authority),
     )
 
 

@@ -48,23 +48,45 @@ MAX_CHANGES: Final = 16
 _STRING_HEADER: Final = 4
 
 
+# A Solana public key in base58 (32 bytes: 32 to 44 characters of Bitcoin's alphabet).
+PUBLIC_KEY_PATTERN: Final = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}")
+
+
 @dataclass(frozen=True, slots=True)
 class MetadataChange:
-    """Fields to set (key -> value) and custom keys to remove, each sorted by key."""
+    """Fields to set (key -> value) and custom keys to remove, each sorted by key; or, for
+    an authority rotation, the new platform authority (`authority`) and nothing else."""
 
     fields: tuple[tuple[str, str], ...] = ()
     remove: tuple[str, ...] = ()
+    # A rotation's: every platform authority of the NFT moves to this key (base58).
+    authority: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The stored form (`chain_requests.changes`, outbox payloads, the API body)."""
-        return {"fields": dict(self.fields), "remove": list(self.remove)}
+        stored: dict[str, Any] = {"fields": dict(self.fields), "remove": list(self.remove)}
+        if self.authority is not None:
+            stored["authority"] = self.authority
+        return stored
 
     @classmethod
     def of_json(cls, value: object) -> MetadataChange:
         """A change from its stored form; ValueError when it breaks a rule."""
         if not isinstance(value, Mapping):
             raise ValueError("a metadata change is an object with fields and remove")
+        if value.get("authority") is not None:
+            if value.get("fields") or value.get("remove"):
+                raise ValueError("an authority rotation changes no field")
+            return authority_change(value["authority"])
         return check_change(value.get("fields"), value.get("remove"))
+
+
+def authority_change(authority: object) -> MetadataChange:
+    """The change of an authority rotation to `authority`; ValueError unless it reads as a
+    public key (whether it is one, and the workers' own, is checked when it is signed)."""
+    if not isinstance(authority, str) or not PUBLIC_KEY_PATTERN.fullmatch(authority):
+        raise ValueError("the new authority must be a base58 public key")
+    return MetadataChange(authority=authority)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,8 @@ class Keys:
     authority: Signer
     mint_seed: bytes
     custodial_seed: bytes
+    # During a rotation: the authority being replaced, for the tickets it still holds.
+    previous_authority: Signer | None = None
     # (kind, tenant, user or ticket) -> a derived public key
     addresses: dict[tuple[str, UUID, UUID], Pubkey] = field(default_factory=dict)
     # (tenant, ticket) -> the mint keypair and its address, for the tickets being signed now
@@ -71,6 +73,14 @@ class Keys:
         # Not the dataclass repr: it would print the seeds into any traceback or log line
         # that shows this object. The authority is shown by its public key only.
         return f"Keys(authority={self.authority.pubkey()})"
+
+    def signer_of(self, holder: Pubkey | None) -> Signer | None:
+        """The configured authority whose key is `holder`: the authority, or the one a
+        rotation replaces; None when neither is."""
+        for signer in (self.authority, self.previous_authority):
+            if signer is not None and holder is not None and signer.pubkey() == holder:
+                return signer
+        return None
 
     def mint_key(self, tenant_id: UUID, ticket_id: UUID) -> tuple[Keypair, Pubkey]:
         """The ticket's mint keypair and address; both remembered for a while (an attempt
@@ -207,6 +217,7 @@ async def open_context(
     if isinstance(authority, Keypair):  # an HSM key has no secret here (its PIN is registered)
         logs.register_secret(str(authority))  # the seeds were registered as they were loaded
     payers = keys.load_fee_payers(settings, authority.pubkey())  # registered as loaded
+    previous = keys.load_previous_authority(settings, authority.pubkey())
     rpc = SolanaRpc.from_settings(settings, observer=observer)
     pool = await create_pool(app_dsn, settings)
     return PipelineContext(
@@ -215,7 +226,7 @@ async def open_context(
         rpc=rpc,
         sender=SendBatcher(rpc),
         policy=policy_of(settings),
-        keys=Keys(authority, mint_seed, custodial_seed),
+        keys=Keys(authority, mint_seed, custodial_seed, previous),
         payers=PayerPool(authority, tuple(payers), settings.fee_payer_min_lamports),
     )
 
