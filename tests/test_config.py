@@ -133,6 +133,11 @@ def test_cli_names_a_bad_rpc_url_in_one_line_without_its_secrets() -> None:
         ({"FEE_PAYER_SEED": "s" * 32}, "FEE_PAYER_COUNT"),
         ({"FEE_PAYER_COUNT": "65"}, "FEE_PAYER_COUNT"),
         ({"PRIORITY_FEE_RAISE_FACTOR": "0.5"}, "PRIORITY_FEE_RAISE_FACTOR"),
+        # A rotation's previous authority: one way, and a label only with its token.
+        ({"PREVIOUS_AUTHORITY_PKCS11_KEY_LABEL": "old"}, "PKCS11_MODULE"),
+        ({"PREVIOUS_AUTHORITY_PKCS11_KEY_LABEL": "old", "PKCS11_MODULE": "/m.so",
+          "PKCS11_TOKEN_LABEL": "t", "PKCS11_PIN": "1", "AUTHORITY_PKCS11_KEY_LABEL": "new",
+          "PREVIOUS_AUTHORITY_KEYPAIR": "old.json"}, "not both"),
     ],
 )
 def test_a_fee_payer_pool_set_up_wrong_stops_at_start_in_one_line(

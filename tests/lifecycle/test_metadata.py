@@ -128,3 +128,27 @@ def test_steps_never_grow_the_account_past_its_ends_and_do_what_the_change_says(
     kept = [k for k, _ in current.additional if k in wanted]
     assert [k for k, _ in now.additional][: len(kept)] == kept
     assert dict(now.additional)["ticket_id"] == "t"  # never touched
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_a_rotations_change_names_a_public_key_and_round_trips(raw: bytes) -> None:
+    from solders.pubkey import Pubkey
+
+    address = str(Pubkey.from_bytes(raw))
+    change = metadata.authority_change(address)
+    assert (change.fields, change.remove, change.authority) == ((), (), address)
+    assert metadata.MetadataChange.of_json(change.as_json()) == change
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"fields": {}, "remove": [], "authority": "0OIl" * 10},  # not base58
+        {"fields": {}, "remove": [], "authority": "short"},
+        {"fields": {}, "remove": [], "authority": 7},
+        {"fields": {"seat": "A-1"}, "remove": [], "authority": "11111111111111111111111111111111"},
+    ],
+)
+def test_a_rotation_names_a_key_and_nothing_else(stored: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        metadata.MetadataChange.of_json(stored)

@@ -64,7 +64,7 @@ def test_a_custodial_burn_closes_the_mint_and_the_account_with_their_lamports() 
         mint: AccountView(TOKEN, MINT_LAMPORTS, mint_data(authority)),
         account: AccountView(TOKEN, ACCOUNT_LAMPORTS, account_data(mint, wallet)),
     }
-    closes = closes_of(ctx, row, wallet, accounts)
+    closes = closes_of(ctx, row, wallet, accounts, ctx.keys.authority.pubkey())
     assert closes is not None and closes.holder is not None
     assert closes.holder.pubkey() == wallet
     assert (closes.mint_lamports, closes.holder_lamports, closes.lamports) == (
@@ -72,7 +72,8 @@ def test_a_custodial_burn_closes_the_mint_and_the_account_with_their_lamports() 
     )
     # An external holder (the NFT is elsewhere): the mint closes, the account is theirs.
     elsewhere = Keypair().pubkey()
-    assert closes_of(ctx, row, elsewhere, accounts) == Closes(MINT_LAMPORTS)
+    closes = closes_of(ctx, row, elsewhere, accounts, ctx.keys.authority.pubkey())
+    assert closes == Closes(MINT_LAMPORTS)
 
 
 @pytest.mark.parametrize(
@@ -104,8 +105,8 @@ def test_anything_but_our_closable_mint_closes_nothing(mint_view: str | None) ->
         mint: views[mint_view],
         account: AccountView(TOKEN, ACCOUNT_LAMPORTS, account_data(mint, wallet)),
     }
-    assert closes_of(ctx, row, wallet, accounts) is None
-    assert closes_of(ctx, row, wallet, {}) is None  # not read at all
+    assert closes_of(ctx, row, wallet, accounts, ctx.keys.authority.pubkey()) is None
+    assert closes_of(ctx, row, wallet, {}, ctx.keys.authority.pubkey()) is None  # not read at all
 
 
 @pytest.mark.parametrize(
@@ -132,7 +133,8 @@ def test_a_holder_account_not_as_expected_stays_open(change: str) -> None:
         mint: AccountView(TOKEN, MINT_LAMPORTS, mint_data(ctx.keys.authority.pubkey())),
         account: view,
     }
-    assert closes_of(ctx, row, wallet, accounts) == Closes(MINT_LAMPORTS)
+    closes = closes_of(ctx, row, wallet, accounts, ctx.keys.authority.pubkey())
+    assert closes == Closes(MINT_LAMPORTS)
 
 
 def test_a_burn_that_closes_names_its_closes_and_its_holders_signature() -> None:

@@ -279,6 +279,16 @@ async def keyed_tickets(conn: Connection, key: str, ticket_ids: Sequence[UUID]) 
     return {row["ticket_id"] for row in rows}
 
 
+async def keyed_status_counts(conn: Connection, key: str) -> dict[str, int]:
+    """The tenant's requests under `key`, counted by status (a bulk run's progress)."""
+    rows = await conn.fetch(
+        """SELECT status, count(*) AS n FROM chain_requests
+            WHERE tenant_id = current_tenant_id() AND request_key = $1 GROUP BY status""",
+        key,
+    )
+    return {row["status"]: int(row["n"]) for row in rows}
+
+
 async def earlier_live(conn: Connection, requests: Sequence[RequestRow]) -> set[UUID]:
     """Which of these requests must wait: an earlier request of their ticket is still live.
 

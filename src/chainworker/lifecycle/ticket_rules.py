@@ -95,6 +95,10 @@ class RefusalCode(StrEnum):
     ALREADY_VERIFIED = "already_verified"
     GROUP_MISSING = "group_missing"
     NOT_A_MEMBER_MINT = "not_a_member_mint"
+    # The NFT's authority on chain is not one this worker holds, or a rotation asks for a
+    # new authority that is not this worker's; the old authority holds nothing of the NFT.
+    AUTHORITY_MISMATCH = "authority_mismatch"
+    ALREADY_ROTATED = "already_rotated"
 
 
 @dataclass(frozen=True, slots=True)

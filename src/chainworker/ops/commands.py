@@ -10,6 +10,7 @@ def register(app: typer.Typer) -> None:
     # `<area>_cli.register(app)`. Imports stay inside so `--help` stays fast.
     from chainworker.ops import (
         api_cli,
+        authority_cli,
         demo,
         event_cli,
         localnet_cli,
@@ -26,6 +27,7 @@ def register(app: typer.Typer) -> None:
     worker_cli.register(app)
     event_cli.register(app)
     api_cli.register(app)
+    authority_cli.register(app)
     reconcile_cli.register(app)
     reconcile_tx_cli.register(app)
     demo.register(app)

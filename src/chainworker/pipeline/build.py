@@ -10,17 +10,22 @@ in `prepare`, which also turns a ValueError from here into a refusal.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from chainworker.chain import authority as chain_authority
 from chainworker.chain import collection, group, metadata, nft, token2022
 from chainworker.chain.signer import Signer
 from chainworker.db import tickets
 from chainworker.lifecycle.model import TxOp
 from chainworker.pipeline.context import PipelineContext
+
+if TYPE_CHECKING:
+    from chainworker.pipeline.authorities import Rotation
 
 # Rent of a Token-2022 associated token account (ImmutableOwner): 170 bytes.
 TOKEN_ACCOUNT_SIZE = 170
@@ -62,6 +67,9 @@ class Draft:
     closes: Closes | None = None  # a burn's: None closes nothing (a mint without the authority)
     update: metadata.Plan | None = None  # a metadata update's plan, from the mint on chain
     group: Pubkey | None = None  # a verify: the event's group the mint joins
+    # Who signs as the platform: the ticket's authority on chain (None: the authority).
+    authority: Signer | None = None
+    rotation: Rotation | None = None  # an authority rotation's plan, from the mint on chain
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +96,8 @@ def build_attempt(ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget 
 
 
 def _build(ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None) -> Built:
-    ticket, authority, payer = draft.ticket, ctx.keys.authority, draft.payer
+    ticket, payer = draft.ticket, draft.payer
+    authority = draft.authority or ctx.keys.authority
     cosigner = 0 if payer is None else 1
     tenant = draft.tenant_id
     if draft.op is TxOp.MINT:
@@ -115,6 +124,15 @@ def _build(ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None)
             prefunded_lamports=draft.prefunded, payer=payer,
         )
         return Built(signed, rent, 2 + cosigner, payer)
+    if draft.op is TxOp.METADATA_UPDATE and draft.rotation is not None:
+        assert ticket.token_mint is not None
+        rotation = draft.rotation
+        signed = chain_authority.build_rotation(
+            current=rotation.current, new=rotation.new, mint=Pubkey.from_string(ticket.token_mint),
+            held=rotation.held, memo=draft.memo, recent_blockhash=draft.blockhash,
+            compute=budget, payer=payer,
+        )
+        return Built(signed, 0, 1 + cosigner, payer)
     if draft.op is TxOp.METADATA_UPDATE:
         assert ticket.token_mint is not None and draft.update is not None
         signed = metadata.build_update(

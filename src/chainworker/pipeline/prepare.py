@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 from uuid import UUID
 
 from solders.hash import Hash
@@ -33,11 +34,13 @@ from chainworker.lifecycle.metadata import check_change
 from chainworker.lifecycle.model import TxOp
 from chainworker.lifecycle.ticket_rules import Refusal, RefusalCode
 from chainworker.obs import logs
+from chainworker.pipeline import authorities
 from chainworker.pipeline.build import Built, Closes, Draft, build_attempt
 from chainworker.pipeline.context import PipelineContext
 from chainworker.pipeline.fees import attempt_cost, compute_budget
 
 log = logs.get_logger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +272,16 @@ async def sign_attempt(
         if isinstance(found := wallets[user], Refusal):
             raise Refused(found.code, found.message)
     op = item.op
+    signer = await authorities.signer_for(ctx, op, ticket.token_mint)
+    rotation: authorities.Rotation | None = None
+    change = request.changes
+    if op is TxOp.METADATA_UPDATE and change is not None and change.authority is not None:
+        assert ticket.token_mint is not None  # the rules: an update needs a minted ticket
+        rotation = _refused_or(
+            await authorities.planned_rotation(ctx, ticket.token_mint, change.authority)
+        )
+        signer = rotation.current
+    signer = _refused_or(signer)
     moves = op in (TxOp.TRANSFER, TxOp.BURN)
     source = await source_of(ctx, ticket, of.attempt) if moves else None
     destination: Pubkey | None = None
@@ -284,12 +297,16 @@ async def sign_attempt(
         assert source is not None
         if burned is None:
             burned = await burn_accounts(ctx, [item])
-        closes = closes_of(ctx, ticket, source, burned)
+        closes = closes_of(ctx, ticket, source, burned, signer.pubkey())
     draft = Draft(
         op, request.tenant_id, ticket, source, destination, memo=f"cw:{request.id}:{of.attempt}",
         blockhash=blockhash.hash, prefunded=await _prefunded_mint(ctx, request, of.attempt),
         payer=ctx.payers.take(), closes=closes, group=item.group,
-        update=await planned_update(ctx, item) if op is TxOp.METADATA_UPDATE else None,
+        update=(
+            await planned_update(ctx, item, signer.pubkey())
+            if op is TxOp.METADATA_UPDATE and rotation is None else None
+        ),
+        authority=signer, rotation=rotation,
     )
 
     async def unbudgeted() -> nft.SignedTx:
@@ -438,7 +455,15 @@ async def source_of(ctx: PipelineContext, ticket: tickets.TicketRow, attempt: in
     return owner
 
 
-async def planned_update(ctx: PipelineContext, item: Checked) -> metadata.Plan:
+def _refused_or(value: _T | Refusal) -> _T:
+    if isinstance(value, Refusal):
+        raise Refused(value.code, value.message)
+    return value
+
+
+async def planned_update(
+    ctx: PipelineContext, item: Checked, authority: Pubkey
+) -> metadata.Plan:
     """How the request's change is carried out on the ticket's mint as it is on chain now
     (its size and balance, the metadata it holds): never as the database remembers it.
 
@@ -459,7 +484,7 @@ async def planned_update(ctx: PipelineContext, item: Checked) -> metadata.Plan:
     except ValueError as error:
         message = f"the ticket's mint cannot be read: {error}"
         raise Refused(RefusalCode.NFT_MISSING, message) from None
-    if mint.update_authority != keys.public_key(ctx.keys.authority):
+    if mint.update_authority != authority:
         raise Refused(
             RefusalCode.NFT_MISSING, "the ticket's metadata is not the platform's to update"
         )
@@ -495,6 +520,7 @@ def closes_of(
     ticket: tickets.TicketRow,
     source: Pubkey,
     accounts: Mapping[Pubkey, AccountView | None],
+    authority: Pubkey,
 ) -> Closes | None:
     """What the burn of the ticket's NFT from `source` closes: its mint, when the chain shows
     the mint with the platform as its close authority and the one token still there; then
@@ -509,9 +535,7 @@ def closes_of(
     """
     mint = _public_key(ticket.token_mint)
     mint_view = accounts.get(mint) if mint is not None else None
-    if mint is None or mint_view is None or not _closable_mint(
-        mint_view, keys.public_key(ctx.keys.authority)
-    ):
+    if mint is None or mint_view is None or not _closable_mint(mint_view, authority):
         return None
     assert ticket.user_id is not None  # check_request refuses a ticket without a holder
     if source != ctx.keys.custodial_wallet(ticket.tenant_id, ticket.user_id):

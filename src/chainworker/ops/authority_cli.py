@@ -1,0 +1,297 @@
+"""`chainworker authority rotate --to NEW`: move every minted ticket's platform authorities
+to a new key, as recorded requests the workers carry out.
+
+The procedure (README "Rotating the platform authority"): set `AUTHORITY_*` to the new key
+and `PREVIOUS_AUTHORITY_*` to the old one, restart the workers (they then sign for each
+ticket with whichever key the chain shows it has), run this, and once it reports nothing
+left, unset `PREVIOUS_AUTHORITY_*`.
+
+Each ticket's mint is read from the chain, never taken from the database: those the old
+key still holds something of get one `metadata_update` request whose change is the new
+authority, under the key `authority:<new key>`. A second run, or one after a crash (of
+this command or of a worker), finds those requests (live or confirmed) instead of making
+new ones, and a ticket already rotated is not asked again. `--dry-run` reads and counts,
+and records nothing. Without `--no-wait` it follows the requests with a progress bar, then
+reads every mint again for the final report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+from uuid import UUID
+
+import asyncpg
+import typer
+from arq.connections import ArqRedis, RedisSettings
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from solders.pubkey import Pubkey
+
+from chainworker import services
+from chainworker.chain import authority, keys
+from chainworker.chain.errors import ChainError
+from chainworker.chain.rpc import SolanaRpc
+from chainworker.chain.signer import Signer
+from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
+from chainworker.config import Settings, get_settings
+from chainworker.db import requests
+from chainworker.db.pool import create_pool, tenant_transaction
+from chainworker.db.reconcile import MintedTicket
+from chainworker.db.requests import NewRequest
+from chainworker.jobs.codec import create_arq_pool
+from chainworker.jobs.enqueue import enqueue_committed
+from chainworker.lifecycle.metadata import PUBLIC_KEY_PATTERN, authority_change
+from chainworker.lifecycle.model import RequestStatus, TxOp
+from chainworker.ops.reconcile_cli import parse_duration, parse_uuid
+from chainworker.ops.reconcile_cli_run import UsageError
+from chainworker.ops.reconcile_holders import minted_pages
+from chainworker.ops.worker_cli import _fail, resolve
+from chainworker.text import shown
+
+authority_app = typer.Typer(help="The platform authority: rotate it to a new key.",
+                            no_args_is_help=True)
+ACCOUNTS_PER_CALL = 100
+POLL_SECONDS = 1.0
+# What the chain shows of a ticket's mint, against the old and the new key.
+TO_ROTATE, ROTATED, CLOSED, FOREIGN = "to_rotate", "rotated", "closed", "foreign"
+
+
+def rotation_key(new: Pubkey) -> str:
+    return f"authority:{new}"
+
+
+def classify(data: bytes | None, old: Pubkey, new: Pubkey) -> str:
+    """One mint's state in a rotation from `old` to `new` (its account data, None: gone)."""
+    if data is None:
+        return CLOSED
+    try:
+        if authority.held_by(data, old).anything:
+            return TO_ROTATE
+        if authority.held_by(data, new).anything:
+            return ROTATED
+    except ValueError:
+        pass
+    return FOREIGN
+
+
+@dataclass
+class Report:
+    to: str
+    previous: str
+    dry_run: bool
+    tickets: int = 0
+    recorded: int = 0  # new requests (with --dry-run: those that would be)
+    found: int = 0  # tickets that had a rotation request already, live or confirmed
+    chain: Counter[str] = field(default_factory=Counter)  # after the run, by `classify`
+    requests: Counter[str] = field(default_factory=Counter)  # rotation requests by status
+    foreign: list[str] = field(default_factory=list)  # ticket ids, the first few
+
+    @property
+    def done(self) -> bool:
+        return not self.chain[TO_ROTATE] and not self.chain[FOREIGN]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "to": self.to, "from": self.previous, "dry_run": self.dry_run,
+            "tickets": self.tickets, "recorded": self.recorded, "found": self.found,
+            "chain": {k: self.chain[k] for k in (ROTATED, TO_ROTATE, CLOSED, FOREIGN)},
+            "requests": dict(self.requests), "foreign_tickets": self.foreign, "done": self.done,
+        }
+
+
+async def _states(
+    rpc: SolanaRpc, page: list[MintedTicket], old: Pubkey, new: Pubkey
+) -> list[str]:
+    mints = [Pubkey.from_string(t.token_mint) for t in page]
+    states: list[str] = []
+    for start in range(0, len(mints), ACCOUNTS_PER_CALL):
+        views = await rpc.get_accounts(mints[start:start + ACCOUNTS_PER_CALL])
+        states += [
+            classify(v.data if v is not None and v.owner == TOKEN_2022_PROGRAM_ID else None,
+                     old, new)
+            for v in views
+        ]
+    return states
+
+
+async def scan_and_record(
+    pool: asyncpg.Pool, rpc: SolanaRpc, arq: ArqRedis | None, queue: str,
+    old: Pubkey, new: Pubkey, *, tenant_id: UUID | None, report: Report,
+    record: bool,
+) -> set[UUID]:
+    """Read every minted ticket's mint; with `record`, ask a rotation for those the old key
+    still holds something of. The tenants that have any. Fills `report.chain`."""
+    key, change = rotation_key(new), authority_change(str(new))
+    tenants: set[UUID] = set()
+    report.chain.clear()
+    report.foreign.clear()
+    async for page in minted_pages(pool, tenant_id):
+        states = await _states(rpc, page, old, new)
+        report.chain.update(states)
+        report.foreign += [str(t.ticket_id) for t, s in zip(page, states, strict=True)
+                           if s == FOREIGN][: 10 - len(report.foreign)]
+        wanted = [t for t, s in zip(page, states, strict=True) if s == TO_ROTATE]
+        if not wanted or not record:
+            continue
+        tenant = wanted[0].tenant_id
+        tenants.add(tenant)
+        async with tenant_transaction(pool, tenant, reason="authority rotation") as conn:
+            if arq is None:  # --dry-run
+                found = len(await requests.keyed_tickets(conn, key, [t.ticket_id for t in wanted]))
+                created: list[UUID] = []
+                report.recorded += len(wanted) - found
+            else:
+                items = [NewRequest(t.ticket_id, TxOp.METADATA_UPDATE, changes=change, key=key)
+                         for t in wanted]
+                made = await requests.record_requests(
+                    conn, tenant, TxOp.METADATA_UPDATE, items, "cli")
+                created = [r.request_id for r in made if r.created]
+                found = len(wanted) - len(created)
+                report.recorded += len(created)
+        report.found += found
+        if created and arq is not None:
+            await enqueue_committed(arq, queue, [(r, tenant, TxOp.METADATA_UPDATE)
+                                                 for r in created])
+    return tenants
+
+
+async def _request_counts(pool: asyncpg.Pool, tenants: set[UUID], key: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for tenant in tenants:
+        async with tenant_transaction(pool, tenant, reason="authority rotation") as conn:
+            counts.update(await requests.keyed_status_counts(conn, key))
+    return counts
+
+
+async def follow(
+    pool: asyncpg.Pool, tenants: set[UUID], key: str, within: float, console: Console,
+    shown_progress: bool,
+) -> Counter[str]:
+    """Wait, with a progress bar, until no rotation request is live (or `within` seconds)."""
+    live = {RequestStatus.QUEUED.value, RequestStatus.SUBMITTED.value}
+    deadline = time.monotonic() + within
+    with Progress(TextColumn("rotating"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, disable=not shown_progress) as progress:
+        task = progress.add_task("rotating", total=None)
+        while True:
+            counts = await _request_counts(pool, tenants, key)
+            total = sum(counts.values())
+            settled = total - sum(counts[s] for s in live)
+            progress.update(task, total=total, completed=settled)
+            if settled == total or time.monotonic() > deadline:
+                return counts
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def _signers(settings: Settings, to: str) -> tuple[Signer, Signer]:
+    """(the new authority, the old one) from the settings, `--to` naming the new one."""
+    if not PUBLIC_KEY_PATTERN.fullmatch(to):
+        raise UsageError(f"--to {shown(to)} is not a base58 public key")
+    new = keys.load_authority(settings)
+    if str(new.pubkey()) != to:
+        raise UsageError(
+            f"--to {to} is not AUTHORITY_*'s key ({new.pubkey()}): set AUTHORITY_* to the new "
+            "authority and PREVIOUS_AUTHORITY_* to the old one, restart the workers, then rotate"
+        )
+    old = keys.load_previous_authority(settings, new.pubkey())
+    if old is None:
+        raise UsageError("PREVIOUS_AUTHORITY_KEYPAIR (or _PKCS11_KEY_LABEL) is not set: it is "
+                         "the authority the tickets have now, which signs their rotation")
+    # The new key must sign: a rotation to a key nobody can use is for ever.
+    probe = b"chainworker authority rotation probe"
+    if not new.sign_message(probe).verify(new.pubkey(), probe):
+        raise UsageError(f"the new authority {new.pubkey()} does not sign")
+    return new, old
+
+
+@authority_app.command("rotate")
+def rotate(
+    to: Annotated[str, typer.Option("--to", help="The new authority's public key: AUTHORITY_*'s.")],
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's tickets.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read the chain and count; record nothing.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Follow the requests until they settle.")
+    ] = True,
+    timeout: Annotated[str, typer.Option(help="How long to follow them (30m, 2h).")] = "1h",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Move every minted ticket's permanent delegate, close and metadata authorities to --to."""
+    settings = get_settings()
+    try:
+        tenant_id = parse_uuid(tenant, "tenant")
+        follow_for = parse_duration(timeout)
+        new, old = _signers(settings, to)
+    except (UsageError, ChainError) as error:
+        raise _fail(str(error)) from None
+    console = Console(stderr=True)
+    report = Report(to=str(new.pubkey()), previous=str(old.pubkey()), dry_run=dry_run)
+    key = rotation_key(new.pubkey())
+
+    async def run() -> None:
+        pg, redis = await resolve(settings)
+        pool = await create_pool(pg.app_dsn, settings)
+        rpc = SolanaRpc.from_settings(settings)
+        arq = None if dry_run else await create_arq_pool(RedisSettings.from_dsn(redis.url))
+        try:
+            tenants = await scan_and_record(
+                pool, rpc, arq, settings.queue_name, old.pubkey(), new.pubkey(),
+                tenant_id=tenant_id, report=report, record=True,
+            )
+            report.tickets = sum(report.chain.values())
+            if dry_run or not wait:
+                return
+            report.requests = await follow(pool, tenants, key, follow_for, console,
+                                           not as_json and console.is_terminal)
+            await scan_and_record(pool, rpc, None, settings.queue_name, old.pubkey(),
+                                  new.pubkey(), tenant_id=tenant_id, report=report,
+                                  record=False)
+        finally:
+            if arq is not None:
+                await arq.aclose()
+            await rpc.close()
+            await pool.close()
+
+    try:
+        asyncio.run(run())
+    except ChainError as error:
+        raise _fail(f"Solana RPC: {error}") from None
+    except (services.ServiceError, OSError) as error:
+        raise _fail(str(error)) from None
+    except asyncpg.PostgresError as error:
+        raise _fail(f"PostgreSQL: {error}") from None
+    if as_json:
+        typer.echo(json.dumps(report.as_json()))
+    else:
+        _print(report)
+    if not dry_run and wait and not report.done:
+        raise typer.Exit(1)
+
+
+def _print(report: Report) -> None:
+    chain = report.chain
+    verb = "would record" if report.dry_run else "recorded"
+    typer.echo(f"authority rotation {report.previous} -> {report.to}"
+               + (" (dry run)" if report.dry_run else ""))
+    typer.echo(f"  {report.tickets} minted ticket(s): {verb} {report.recorded} rotation(s), "
+               f"{report.found} already asked")
+    typer.echo(f"  on chain: {chain[ROTATED]} rotated, {chain[TO_ROTATE]} still the old key's, "
+               f"{chain[CLOSED]} closed, {chain[FOREIGN]} neither key's")
+    if report.requests:
+        shown_counts = ", ".join(f"{n} {s}" for s, n in sorted(report.requests.items()))
+        typer.echo(f"  requests: {shown_counts}")
+    if report.foreign:
+        typer.echo(f"  neither key's (first {len(report.foreign)}): {', '.join(report.foreign)}")
+    if not report.dry_run and report.done:
+        typer.echo("  done: PREVIOUS_AUTHORITY_* can be unset once no ticket is left to rotate; "
+                   "event collections keep the old key (README)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(authority_app, name="authority")

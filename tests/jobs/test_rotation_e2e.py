@@ -1,0 +1,203 @@
+"""`chainworker authority rotate` end to end on the localnet, with a SIGKILL in the middle.
+
+Tickets of two tenants are minted under the old authority A. The workers restart with the
+new authority B and A as the previous one: a transfer of a ticket A still holds is signed
+by A (read from the chain). One tenant is rotated alone; then every send is held, the
+rotation of all tenants is asked (the rotated tenant is not asked again: the chain says
+it is done), and the worker is SIGKILLed with every rotation recorded and none sent. A new
+worker and a second run of the command (which finds the requests, records none) finish
+it. Every remaining ticket then has B in every authority but its mint authority, and a
+worker with B alone transfers, updates and burns them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from uuid import UUID
+
+import asyncpg
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from chainworker.chain import group
+from chainworker.chain.rpc import SolanaRpc
+from chainworker.localnet.process import LocalnetProcess
+from tests.helpers import Stack, wait_for
+from tests.jobs.test_lifecycle_e2e import accepted_transfer, request_statuses, settled
+
+
+async def _chain_authorities(rpc: SolanaRpc, mint: Pubkey) -> dict[str, Pubkey | None]:
+    account = await rpc.get_account(mint)
+    assert account is not None
+    state = await rpc.get_mint_state(mint)
+    assert state is not None and state.metadata is not None
+    extensions = group.parse_group_extensions(account.data)
+    assert extensions.member_pointer is not None
+    return {
+        "permanent_delegate": state.permanent_delegate,
+        "close": state.close_authority,
+        "update": state.metadata.update_authority,
+        "member_pointer": extensions.member_pointer.authority,
+    }
+
+
+async def _tickets(admin: asyncpg.Connection, tenant: str) -> dict[str, asyncpg.Record]:
+    rows = await admin.fetch(
+        "SELECT id, status, user_id, token_mint FROM tickets WHERE tenant_id = $1 ORDER BY id",
+        UUID(tenant),
+    )
+    return {str(row["id"]): row for row in rows}
+
+
+async def _rotations(admin: asyncpg.Connection, key: str) -> dict[str, int]:
+    rows = await admin.fetch(
+        "SELECT status, count(*) AS n FROM chain_requests WHERE request_key = $1 GROUP BY status",
+        key,
+    )
+    return {row["status"]: row["n"] for row in rows}
+
+
+async def test_rotation_survives_a_kill_and_leaves_every_ticket_with_the_new_key(
+    stack: Stack, admin: asyncpg.Connection, localnet_faults: LocalnetProcess
+) -> None:
+    old, new = Keypair(), Keypair()
+    key = f"authority:{new.pubkey()}"
+    stack.extra.update(AUTHORITY_KEYPAIR=str(old), AUTO_VERIFY="false", JOB_TIMEOUT_SECONDS="5")
+    first = stack.cli_json("seed", "--tickets", "3", "--users", "2", "--tenant-name", "One")
+    second = stack.cli_json("seed", "--tickets", "5", "--users", "2", "--tenant-name", "Two")
+    worker = stack.worker()
+    try:
+        for seeded in (first, second):
+            stack.cli("enqueue", "mint", "--tenant", seeded["tenant_id"], "--ticket", "-",
+                      stdin="\n".join(seeded["ticket_ids"]))
+        for seeded in (first, second):
+            await wait_for(lambda s=seeded: settled(admin, s["tenant_id"], len(s["ticket_ids"])),
+                           60, "the mints under the old authority")
+    finally:
+        worker.stop()
+
+    # Fail closed, in one line, before anything is read or recorded.
+    stale = _run_failing(stack, "authority", "rotate", "--to", str(new.pubkey()))
+    assert "is not AUTHORITY_*'s key" in stale
+    stack.extra.update(AUTHORITY_KEYPAIR=str(new))
+    alone = _run_failing(stack, "authority", "rotate", "--to", str(new.pubkey()))
+    assert "PREVIOUS_AUTHORITY_KEYPAIR (or _PKCS11_KEY_LABEL) is not set" in alone
+    stack.extra.update(PREVIOUS_AUTHORITY_KEYPAIR=str(new))
+    same = _run_failing(stack, "authority", "rotate", "--to", str(new.pubkey()))
+    assert "is the authority itself" in same and str(new) not in same
+    stack.extra.update(PREVIOUS_AUTHORITY_KEYPAIR=str(old))
+    mismatch = _run_failing(stack, "authority", "rotate", "--to", str(old.pubkey()))
+    assert "is not AUTHORITY_*'s key" in mismatch and str(old) not in mismatch
+    garbage = _run_failing(stack, "authority", "rotate", "--to", "not-a-key")
+    assert "is not a base58 public key" in garbage
+
+    planned = stack.cli_json("authority", "rotate", "--to", str(new.pubkey()), "--dry-run")
+    assert planned["chain"] == {"rotated": 0, "to_rotate": 8, "closed": 0, "foreign": 0}
+    assert (planned["recorded"], planned["tickets"]) == (8, 8)
+    assert await _rotations(admin, key) == {}  # a dry run records nothing
+
+    worker = stack.worker()
+    try:
+        # During the rotation, a ticket the chain shows with A is moved with A's signature.
+        one = await _tickets(admin, first["tenant_id"])
+        moved_id = first["ticket_ids"][0]
+        to_user = next(u for u in first["user_ids"] if UUID(u) != one[moved_id]["user_id"])
+        transfer_id = await accepted_transfer(
+            admin, first["tenant_id"], UUID(moved_id), one[moved_id]["user_id"], UUID(to_user)
+        )
+        stack.cli("enqueue", "transfer", "--tenant", first["tenant_id"],
+                  "--transfer", str(transfer_id))
+        await wait_for(lambda: settled(admin, first["tenant_id"], 4), 60, "the transfer")
+        assert await request_statuses(admin, first["tenant_id"]) == {"confirmed": 4}
+
+        done_first = stack.cli_json("authority", "rotate", "--to", str(new.pubkey()),
+                                    "--tenant", first["tenant_id"])
+        assert done_first["done"] and done_first["chain"]["rotated"] == 3, done_first
+        assert done_first["requests"] == {"confirmed": 3}
+
+        # Every send is held: the worker records and signs the rotations, the ledger sees none.
+        localnet_faults.set_faults(stall_rate=1.0, stall_seconds=120.0,
+                                   stall_methods=["sendTransaction"])
+        asked = stack.cli_json("authority", "rotate", "--to", str(new.pubkey()), "--no-wait")
+        assert asked["chain"] == {"rotated": 3, "to_rotate": 5, "closed": 0, "foreign": 0}
+        assert (asked["recorded"], asked["found"]) == (5, 0), asked
+
+        async def all_signed() -> bool:
+            count = await admin.fetchval(
+                """SELECT count(*) FROM pending_transactions p
+                     JOIN chain_requests r ON r.id = p.request_id
+                    WHERE r.request_key = $1 AND r.tenant_id = $2""",
+                key, UUID(second["tenant_id"]),
+            )
+            return bool(count == 5)
+
+        await wait_for(all_signed, 60, "five rotations recorded and signed")
+        worker.kill()
+    finally:
+        worker.stop()
+    localnet_faults.clear_faults()
+
+    worker = stack.worker()
+    try:
+        again = stack.cli_json("authority", "rotate", "--to", str(new.pubkey()))
+        assert again["done"], again
+        assert (again["recorded"], again["found"]) == (0, 5), again
+        assert again["chain"] == {"rotated": 8, "to_rotate": 0, "closed": 0, "foreign": 0}
+        assert again["requests"] == {"confirmed": 5}, worker.output()[-3000:]
+        twice = stack.cli_json("authority", "rotate", "--to", str(new.pubkey()))
+        assert (twice["recorded"], twice["found"], twice["done"]) == (0, 0, True)
+    finally:
+        worker.stop()
+    assert await _rotations(admin, key) == {"confirmed": 8}
+    # Each rotation landed once: one confirmed attempt per request, nothing else live.
+    attempts = await admin.fetch(
+        """SELECT r.id, count(*) FILTER (WHERE p.status = 'confirmed') AS confirmed,
+                  count(*) FILTER (WHERE p.status IN ('pending', 'confirming')) AS live
+             FROM chain_requests r JOIN pending_transactions p ON p.request_id = r.id
+            WHERE r.request_key = $1 GROUP BY r.id""",
+        key,
+    )
+    assert [(row["confirmed"], row["live"]) for row in attempts] == [(1, 0)] * 8
+
+    async with SolanaRpc([localnet_faults.rpc_url]) as rpc:
+        for seeded in (first, second):
+            for row in (await _tickets(admin, seeded["tenant_id"])).values():
+                mint = Pubkey.from_string(row["token_mint"])
+                found = await _chain_authorities(rpc, mint)
+                assert set(found.values()) == {new.pubkey()}, (row["id"], found)
+
+    # The old key is gone from the settings: the new one alone moves, updates and burns.
+    stack.extra.pop("PREVIOUS_AUTHORITY_KEYPAIR")
+    two = await _tickets(admin, second["tenant_id"])
+    moved, updated, burned = second["ticket_ids"][:3]
+    to_user = next(u for u in second["user_ids"] if UUID(u) != two[moved]["user_id"])
+    transfer_id = await accepted_transfer(
+        admin, second["tenant_id"], UUID(moved), two[moved]["user_id"], UUID(to_user)
+    )
+    worker = stack.worker()
+    try:
+        tenant = second["tenant_id"]
+        stack.cli("enqueue", "transfer", "--tenant", tenant, "--transfer", str(transfer_id))
+        stack.cli("enqueue", "metadata", "--tenant", tenant, "--ticket", updated,
+                  "--field", "seat=R-7")
+        stack.cli("enqueue", "burn", "--tenant", tenant, "--ticket", burned, "--reason", "refund")
+        await wait_for(lambda: settled(admin, tenant, 13), 60, "the new key's operations")
+    finally:
+        worker.stop()
+    statuses = await request_statuses(admin, second["tenant_id"])
+    assert statuses == {"confirmed": 13}, worker.output()[-3000:]
+    assert str(old) not in worker.output() and str(new) not in worker.output()
+    async with SolanaRpc([localnet_faults.rpc_url]) as rpc:
+        state = await rpc.get_mint_state(Pubkey.from_string(two[updated]["token_mint"]))
+        assert state is not None and state.metadata is not None
+        assert state.metadata.field("seat") == "R-7"
+        assert await rpc.get_mint_state(Pubkey.from_string(two[burned]["token_mint"])) is None
+
+
+def _run_failing(stack: Stack, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "chainworker", *args], env=stack.env(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    return done.stderr
