@@ -71,9 +71,11 @@ async def test_rotation_survives_a_kill_and_leaves_every_ticket_with_the_new_key
         for seeded in (first, second):
             stack.cli("enqueue", "mint", "--tenant", seeded["tenant_id"], "--ticket", "-",
                       stdin="\n".join(seeded["ticket_ids"]))
-        for seeded in (first, second):
-            await wait_for(lambda s=seeded: settled(admin, s["tenant_id"], len(s["ticket_ids"])),
-                           60, "the mints under the old authority")
+        async def minted() -> bool:
+            return (await settled(admin, first["tenant_id"], 3)
+                    and await settled(admin, second["tenant_id"], 5))
+
+        await wait_for(minted, 60, "the mints under the old authority")
     finally:
         worker.stop()
 
