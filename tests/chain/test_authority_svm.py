@@ -12,8 +12,9 @@ from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 
-from chainworker.chain import authority, group, metadata, nft
+from chainworker.chain import authority, collection, group, metadata, nft
 from chainworker.lifecycle.metadata import check_change
+from tests.chain.test_group_svm import INCORRECT_UPDATE_AUTHORITY, groups_of, new_group
 from tests.chain.test_nft_svm import balance, mint_one, read_mint, send, send_failing
 
 
@@ -48,9 +49,9 @@ def test_every_platform_authority_moves_and_only_the_new_key_acts(svm: LiteSVM) 
     mint = minted.mint.pubkey()
     held = rotate(svm, old, new.pubkey(), mint, payer)
     assert held.types == (
-        authority.CLOSE_MINT, authority.PERMANENT_DELEGATE, authority.METADATA_POINTER,
-        authority.GROUP_MEMBER_POINTER,
-    ) and held.metadata
+        authority.MINT_TOKENS, authority.CLOSE_MINT, authority.PERMANENT_DELEGATE,
+        authority.METADATA_POINTER, authority.GROUP_MEMBER_POINTER,
+    ) and held.metadata and not held.group
 
     state = read_mint(svm, mint)
     account = svm.get_account(mint)
@@ -63,9 +64,9 @@ def test_every_platform_authority_moves_and_only_the_new_key_acts(svm: LiteSVM) 
     assert state.metadata_pointer.authority == new.pubkey()
     assert pointers.member_pointer is not None
     assert pointers.member_pointer.authority == new.pubkey()
-    # The mint authority stays: InitializeMember needs it with the group's authority.
-    assert state.base.mint_authority == old.pubkey()
-    assert not authority.held_by(bytes(account.data), old.pubkey()).types
+    # Kept for InitializeMember (the ticket is no member yet): now the new key's.
+    assert state.base.mint_authority == new.pubkey()
+    assert not authority.held_by(bytes(account.data), old.pubkey()).anything
 
     # A rotation is done: nothing is left for the old key to move.
     with pytest.raises(ValueError, match="nothing to rotate"):
@@ -122,3 +123,49 @@ def test_a_key_that_holds_nothing_cannot_rotate(svm: LiteSVM) -> None:
     )
     assert "owner does not match" in send_failing(svm, signed.transaction).lower()
     assert read_mint(svm, mint).permanent_delegate == old.pubkey()
+
+
+def test_a_groups_authorities_move_and_members_join_under_either_mix(svm: LiteSVM) -> None:
+    """The group and its tickets are rotated one by one: a verify in between is signed by
+    the member's mint authority and the group's update authority, whichever keys they are."""
+    old, new, payer = funded(svm), funded(svm), funded(svm)
+    group_mint, _ = new_group(svm, old)
+    address = group_mint.pubkey()
+    early, late, last = (mint_one(svm, old).mint.pubkey() for _ in range(3))
+
+    # The ticket first: its mint authority is the new key's, the group's the old key's.
+    rotate(svm, old, new.pubkey(), early)
+    send(svm, collection.build_verify(
+        authority=new, group_authority=old, mint=early, group_address=address,
+        memo="cw:verify:early", recent_blockhash=svm.latest_blockhash(), payer=payer,
+    ).transaction)
+
+    held = rotate(svm, old, new.pubkey(), address, payer)
+    assert held.group and held.metadata
+    assert held.types == (authority.MINT_TOKENS, authority.METADATA_POINTER,
+                          authority.GROUP_POINTER)
+    rotated = groups_of(svm, address)
+    assert rotated.group is not None and rotated.group.update_authority == new.pubkey()
+    assert rotated.group_pointer is not None and rotated.group_pointer.authority == new.pubkey()
+    state = read_mint(svm, address)
+    assert state.base.mint_authority == new.pubkey()
+    assert state.metadata is not None and state.metadata.update_authority == new.pubkey()
+
+    # The group now: a ticket still the old key's joins with both signatures...
+    send(svm, collection.build_verify(
+        authority=old, group_authority=new, mint=late, group_address=address,
+        memo="cw:verify:late", recent_blockhash=svm.latest_blockhash(), payer=payer,
+    ).transaction)
+    # ...and the old key alone adds no member any more.
+    failed = send_failing(svm, collection.build_verify(
+        authority=old, mint=last, group_address=address, memo="cw:verify:last",
+        recent_blockhash=svm.latest_blockhash(), payer=payer,
+    ).transaction)
+    assert str(INCORRECT_UPDATE_AUTHORITY) in failed, failed
+    rotate(svm, old, new.pubkey(), last)
+    send(svm, collection.build_verify(
+        authority=new, mint=last, group_address=address, memo="cw:verify:new",
+        recent_blockhash=svm.latest_blockhash(), payer=payer,
+    ).transaction)
+    final = groups_of(svm, address).group
+    assert final is not None and final.size == 3

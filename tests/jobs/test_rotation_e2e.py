@@ -1,13 +1,14 @@
 """`chainworker authority rotate` end to end on the localnet, with a SIGKILL in the middle.
 
-Tickets of two tenants are minted under the old authority A. The workers restart with the
-new authority B and A as the previous one: a transfer of a ticket A still holds is signed
-by A (read from the chain). One tenant is rotated alone; then every send is held, the
+Tickets of two tenants are minted under the old authority A, the first tenant's event with
+a group. The workers restart with the new authority B and A as the previous one: a
+transfer and a verify of tickets A still holds are signed by A (read from the chain). One
+tenant is rotated alone, its group with it; then every send is held, the
 rotation of all tenants is asked (the rotated tenant is not asked again: the chain says
 it is done), and the worker is SIGKILLed with every rotation recorded and none sent. A new
 worker and a second run of the command (which finds the requests, records none) finish
-it. Every remaining ticket then has B in every authority but its mint authority, and a
-worker with B alone transfers, updates and burns them.
+it. Every ticket and the group then have B in every authority, and a worker with B alone
+transfers, updates, burns and verifies.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ async def _chain_authorities(rpc: SolanaRpc, mint: Pubkey) -> dict[str, Pubkey |
     extensions = group.parse_group_extensions(account.data)
     assert extensions.member_pointer is not None
     return {
+        # None once a member: a verify removes it.
+        **({"mint": state.mint_authority} if state.mint_authority is not None else {}),
         "permanent_delegate": state.permanent_delegate,
         "close": state.close_authority,
         "update": state.metadata.update_authority,
@@ -68,6 +71,8 @@ async def test_rotation_survives_a_kill_and_leaves_every_ticket_with_the_new_key
     second = stack.cli_json("seed", "--tickets", "5", "--users", "2", "--tenant-name", "Two")
     worker = stack.worker()
     try:
+        stack.cli("event", "create-group", "--tenant", first["tenant_id"],
+                  "--event", first["event_id"])
         for seeded in (first, second):
             stack.cli("enqueue", "mint", "--tenant", seeded["tenant_id"], "--ticket", "-",
                       stdin="\n".join(seeded["ticket_ids"]))
@@ -110,19 +115,24 @@ async def test_rotation_survives_a_kill_and_leaves_every_ticket_with_the_new_key
         )
         stack.cli("enqueue", "transfer", "--tenant", first["tenant_id"],
                   "--transfer", str(transfer_id))
-        await wait_for(lambda: settled(admin, first["tenant_id"], 4), 60, "the transfer")
-        assert await request_statuses(admin, first["tenant_id"]) == {"confirmed": 4}
+        # And a ticket whose mint and group A holds joins the group with A's signatures.
+        stack.cli("enqueue", "verify", "--tenant", first["tenant_id"],
+                  "--ticket", first["ticket_ids"][1])
+        await wait_for(lambda: settled(admin, first["tenant_id"], 5), 60, "transfer, verify")
+        assert await request_statuses(admin, first["tenant_id"]) == {"confirmed": 5}
 
         done_first = stack.cli_json("authority", "rotate", "--to", str(new.pubkey()),
                                     "--tenant", first["tenant_id"])
         assert done_first["done"] and done_first["chain"]["rotated"] == 3, done_first
         assert done_first["requests"] == {"confirmed": 3}
+        assert done_first["groups"] == {"rotated": 1, "to_rotate": 0, "closed": 0, "foreign": 0}
 
         # Every send is held: the worker records and signs the rotations, the ledger sees none.
         localnet_faults.set_faults(stall_rate=1.0, stall_seconds=120.0,
                                    stall_methods=["sendTransaction"])
         asked = stack.cli_json("authority", "rotate", "--to", str(new.pubkey()), "--no-wait")
         assert asked["chain"] == {"rotated": 3, "to_rotate": 5, "closed": 0, "foreign": 0}
+        assert asked["groups"]["rotated"] == 1  # read, and left alone: nothing is sent
         assert (asked["recorded"], asked["found"]) == (5, 0), asked
 
         async def all_signed() -> bool:
@@ -152,6 +162,15 @@ async def test_rotation_survives_a_kill_and_leaves_every_ticket_with_the_new_key
     finally:
         worker.stop()
     assert await _rotations(admin, key) == {"confirmed": 8}
+    async with SolanaRpc([localnet_faults.rpc_url]) as rpc:
+        group_mint = await admin.fetchval(
+            "SELECT group_mint FROM chainworker_event_groups WHERE tenant_id = $1",
+            UUID(first["tenant_id"]),
+        )
+        group_state = await rpc.get_mint_state(Pubkey.from_string(group_mint))
+        assert group_state is not None and group_state.groups.group is not None
+        assert group_state.groups.group.update_authority == new.pubkey()
+        assert group_state.mint_authority == new.pubkey()
     # Each rotation landed once: one confirmed attempt per request, nothing else live.
     attempts = await admin.fetch(
         """SELECT r.id, count(*) FILTER (WHERE p.status = 'confirmed') AS confirmed,
@@ -184,11 +203,16 @@ async def test_rotation_survives_a_kill_and_leaves_every_ticket_with_the_new_key
         stack.cli("enqueue", "metadata", "--tenant", tenant, "--ticket", updated,
                   "--field", "seat=R-7")
         stack.cli("enqueue", "burn", "--tenant", tenant, "--ticket", burned, "--reason", "refund")
+        # The rotated group adds a rotated ticket with the new key's signatures alone.
+        stack.cli("enqueue", "verify", "--tenant", first["tenant_id"],
+                  "--ticket", first["ticket_ids"][2])
         await wait_for(lambda: settled(admin, tenant, 13), 60, "the new key's operations")
+        await wait_for(lambda: settled(admin, first["tenant_id"], 9), 60, "the new key's verify")
     finally:
         worker.stop()
     statuses = await request_statuses(admin, second["tenant_id"])
     assert statuses == {"confirmed": 13}, worker.output()[-3000:]
+    assert await request_statuses(admin, first["tenant_id"]) == {"confirmed": 9}
     assert str(old) not in worker.output() and str(new) not in worker.output()
     async with SolanaRpc([localnet_faults.rpc_url]) as rpc:
         state = await rpc.get_mint_state(Pubkey.from_string(two[updated]["token_mint"]))

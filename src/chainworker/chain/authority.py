@@ -1,12 +1,12 @@
-"""An authority rotation of one ticket NFT: every platform authority its mint gives to the
-old key moves to the new one, in one transaction signed by the old key.
+"""An authority rotation of one mint (a ticket's NFT or an event's group): every platform
+authority the mint gives to the old key moves to the new one, in one transaction signed
+by the old key.
 
 Pure builders and parsers: no I/O. What moves is read from the mint account on chain
-(`held_by`), never from the database: the permanent delegate, the mint close authority,
-the metadata update authority, the MetadataPointer and GroupMemberPointer authorities.
-The mint authority does not move: a mint that still has one is not yet a member of its
-event's group, and InitializeMember needs the mint authority and the group's update
-authority to sign together; the group's keep the old key (see the README's rotation).
+(`held_by`), never from the database: the mint authority (a ticket not yet a member of
+its group keeps one for InitializeMember; a group always has one), the permanent
+delegate, the mint close authority, the metadata update authority, the MetadataPointer,
+GroupPointer and GroupMemberPointer authorities, and a group's update authority.
 
 Token-2022's SetAuthority is written here, not taken from spl's builder: spl's
 AuthorityType knows only the four types of the classic token program.
@@ -29,9 +29,11 @@ from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 
 _IX_SET_AUTHORITY: Final = 6
 # Token-2022's AuthorityType, by position in its enum.
+MINT_TOKENS: Final = 0
 CLOSE_MINT: Final = 6
 PERMANENT_DELEGATE: Final = 8
 METADATA_POINTER: Final = 12
+GROUP_POINTER: Final = 13
 GROUP_MEMBER_POINTER: Final = 14
 # TokenMetadata UpdateAuthority: disc + the new authority (OptionalNonZeroPubkey, 32 bytes).
 _UPDATE_AUTHORITY: Final = hashlib.sha256(
@@ -57,15 +59,16 @@ def update_metadata_authority(mint: Pubkey, current: Pubkey, new: Pubkey) -> Ins
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """Which of a mint's authorities one key holds: the SetAuthority types, and the
-    metadata's update authority."""
+    """Which of a mint's authorities one key holds: the SetAuthority types, the metadata's
+    update authority, and (a group mint) the group's update authority."""
 
     types: tuple[int, ...] = ()
     metadata: bool = False
+    group: bool = False
 
     @property
     def anything(self) -> bool:
-        return bool(self.types) or self.metadata
+        return bool(self.types) or self.metadata or self.group
 
 
 def held_by(data: bytes, key: Pubkey) -> Held:
@@ -73,16 +76,19 @@ def held_by(data: bytes, key: Pubkey) -> Held:
     mint = token2022.parse_mint(data)
     extensions = group.parse_group_extensions(data)
     holders = {
+        MINT_TOKENS: mint.base.mint_authority,
         CLOSE_MINT: mint.close_authority,
         PERMANENT_DELEGATE: mint.permanent_delegate,
         METADATA_POINTER: mint.metadata_pointer.authority if mint.metadata_pointer else None,
+        GROUP_POINTER: extensions.group_pointer.authority if extensions.group_pointer else None,
         GROUP_MEMBER_POINTER: (
             extensions.member_pointer.authority if extensions.member_pointer else None
         ),
     }
     types = tuple(kind for kind, holder in sorted(holders.items()) if holder == key)
     metadata = mint.metadata is not None and mint.metadata.update_authority == key
-    return Held(types, metadata)
+    in_group = extensions.group is not None and extensions.group.update_authority == key
+    return Held(types, metadata, in_group)
 
 
 def build_rotation(
@@ -106,5 +112,7 @@ def build_rotation(
     instructions += [set_authority(mint, owner, kind, new) for kind in held.types]
     if held.metadata:
         instructions.append(update_metadata_authority(mint, owner, new))
+    if held.group:
+        instructions.append(group.update_group_authority(mint, owner, new))
     instructions.append(token2022.memo(memo))
     return _sign(signers, payer_key, instructions, recent_blockhash)

@@ -110,8 +110,12 @@ def build_verify(
     recent_blockhash: Hash,
     compute: ComputeBudget | None = None,
     payer: Signer | None = None,
+    group_authority: Signer | None = None,
 ) -> SignedTx:
     """Make the ticket's mint a member of its event's group, then remove its mint authority.
+
+    `authority` is the member mint's mint authority; `group_authority` the group's update
+    authority when it is another key (during an authority rotation; default: the same).
 
     InitializeMember needs the member mint's mint authority, which the mint transaction
     keeps for this; once the ticket is a member nothing more is ever minted, so the
@@ -120,10 +124,14 @@ def build_verify(
     """
     instructions = nft._prelude(compute, memo)
     owner, payer_key, signers = nft._signers(authority, payer)
+    group_owner = owner
+    if group_authority is not None:
+        group_owner = nft._public_key(group_authority)
+        signers[group_owner] = group_authority
     instructions += [
         group.initialize_member(
             member=mint, member_mint_authority=owner, group=group_address,
-            group_update_authority=owner,
+            group_update_authority=group_owner,
         ),
         nft._mint_templates(owner).remove_mint_authority.rebind(mint),
         token2022.memo(memo),

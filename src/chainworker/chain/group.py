@@ -55,6 +55,7 @@ def _discriminator(name: str) -> bytes:
 
 
 _INITIALIZE_GROUP: Final = _discriminator("initialize_token_group")
+_UPDATE_GROUP_AUTHORITY: Final = _discriminator("update_authority")
 _INITIALIZE_MEMBER: Final = _discriminator("initialize_member")
 
 
@@ -100,6 +101,12 @@ def initialize_group(
         AccountMeta(mint_authority, True, False),
     ]
     return Instruction(TOKEN_2022_PROGRAM_ID, data, accounts)
+
+
+def update_group_authority(group: Pubkey, current: Pubkey, new: Pubkey) -> Instruction:
+    """UpdateGroupAuthority: the group's update authority (who adds members) becomes `new`."""
+    accounts = [AccountMeta(group, False, True), AccountMeta(current, True, False)]
+    return Instruction(TOKEN_2022_PROGRAM_ID, _UPDATE_GROUP_AUTHORITY + bytes(new), accounts)
 
 
 def initialize_member(

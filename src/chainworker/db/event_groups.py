@@ -91,6 +91,16 @@ async def of_events(conn: Connection, event_ids: Sequence[UUID]) -> dict[UUID, G
     return {row["event_id"]: GroupRow(**dict(row)) for row in rows}
 
 
+async def confirmed_mints(conn: Connection) -> list[str]:
+    """The tenant's confirmed group mints (one per event that has a group on chain)."""
+    rows = await conn.fetch(
+        "SELECT group_mint FROM chainworker_event_groups"
+        " WHERE tenant_id = current_tenant_id() AND status = $1 ORDER BY group_mint",
+        CONFIRMED,
+    )
+    return [row["group_mint"] for row in rows]
+
+
 async def latest(conn: Connection, event_id: UUID) -> GroupRow | None:
     """The event's group creation: the live or confirmed one, else the last that ended."""
     row = await conn.fetchrow(

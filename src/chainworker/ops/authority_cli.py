@@ -13,6 +13,14 @@ this command or of a worker), finds those requests (live or confirmed) instead o
 new ones, and a ticket already rotated is not asked again. `--dry-run` reads and counts,
 and records nothing. Without `--no-wait` it follows the requests with a progress bar, then
 reads every mint again for the final report.
+
+Event groups are not tickets: this command rotates each confirmed group itself, one
+transaction signed by the old key and confirmed before the next, once the tickets are
+asked for. It is idempotent the same way: a group is read from the chain first, and one
+the old key holds nothing of is left alone; a group transaction lost in a crash is simply
+made again on the next run (a copy that lands late fails: the old key holds nothing).
+While a group and its tickets are rotated, a verify is signed by both keys as the chain
+says (`pipeline/authorities.py`).
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from chainworker.chain.rpc import SolanaRpc
 from chainworker.chain.signer import Signer
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 from chainworker.config import Settings, get_settings
-from chainworker.db import requests
+from chainworker.db import event_groups, requests
 from chainworker.db.pool import create_pool, tenant_transaction
 from chainworker.db.reconcile import MintedTicket
 from chainworker.db.requests import NewRequest
@@ -47,6 +55,7 @@ from chainworker.jobs.codec import create_arq_pool
 from chainworker.jobs.enqueue import enqueue_committed
 from chainworker.lifecycle.metadata import PUBLIC_KEY_PATTERN, authority_change
 from chainworker.lifecycle.model import RequestStatus, TxOp
+from chainworker.ops.reconcile import tenants_to_scan
 from chainworker.ops.reconcile_cli import parse_duration, parse_uuid
 from chainworker.ops.reconcile_cli_run import UsageError
 from chainworker.ops.reconcile_holders import minted_pages
@@ -88,18 +97,20 @@ class Report:
     recorded: int = 0  # new requests (with --dry-run: those that would be)
     found: int = 0  # tickets that had a rotation request already, live or confirmed
     chain: Counter[str] = field(default_factory=Counter)  # after the run, by `classify`
+    groups: Counter[str] = field(default_factory=Counter)  # event groups, by `classify`
     requests: Counter[str] = field(default_factory=Counter)  # rotation requests by status
     foreign: list[str] = field(default_factory=list)  # ticket ids, the first few
 
     @property
     def done(self) -> bool:
-        return not self.chain[TO_ROTATE] and not self.chain[FOREIGN]
+        return not any(c[TO_ROTATE] or c[FOREIGN] for c in (self.chain, self.groups))
 
     def as_json(self) -> dict[str, Any]:
         return {
             "to": self.to, "from": self.previous, "dry_run": self.dry_run,
             "tickets": self.tickets, "recorded": self.recorded, "found": self.found,
             "chain": {k: self.chain[k] for k in (ROTATED, TO_ROTATE, CLOSED, FOREIGN)},
+            "groups": {k: self.groups[k] for k in (ROTATED, TO_ROTATE, CLOSED, FOREIGN)},
             "requests": dict(self.requests), "foreign_tickets": self.foreign, "done": self.done,
         }
 
@@ -158,6 +169,41 @@ async def scan_and_record(
             await enqueue_committed(arq, queue, [(r, tenant, TxOp.METADATA_UPDATE)
                                                  for r in created])
     return tenants
+
+
+async def _all_tenants(pool: asyncpg.Pool, only: UUID | None) -> list[UUID]:
+    return [tenant async for tenant in tenants_to_scan(pool, only)]
+
+
+async def rotate_groups(
+    pool: asyncpg.Pool, rpc: SolanaRpc, old: Signer, new: Pubkey, *, tenant_id: UUID | None,
+    report: Report, send: bool, confirm_seconds: float = 60.0,
+) -> None:
+    """Read every confirmed event group; with `send`, rotate those the old key holds
+    anything of, one confirmed transaction at a time. Fills `report.groups`."""
+    report.groups.clear()
+    for tenant in await _all_tenants(pool, tenant_id):
+        async with tenant_transaction(pool, tenant, reason="authority rotation") as conn:
+            mints = [Pubkey.from_string(m) for m in await event_groups.confirmed_mints(conn)]
+        for start in range(0, len(mints), ACCOUNTS_PER_CALL):
+            chunk = mints[start:start + ACCOUNTS_PER_CALL]
+            views = await rpc.get_accounts(chunk)
+            for mint, view in zip(chunk, views, strict=True):
+                data = view.data if view is not None and view.owner == TOKEN_2022_PROGRAM_ID \
+                    else None
+                state = classify(data, old.pubkey(), new)
+                if state == TO_ROTATE and send:
+                    assert data is not None
+                    blockhash, _ = await rpc.latest_blockhash()
+                    signed = authority.build_rotation(
+                        current=old, new=new, mint=mint,
+                        held=authority.held_by(data, old.pubkey()),
+                        memo=f"cw:authority:{new}", recent_blockhash=blockhash,
+                    )
+                    await rpc.send_raw(signed.raw)
+                    await rpc.wait_for_confirmation(signed.signature, confirm_seconds)
+                    state = ROTATED
+                report.groups[state] += 1
 
 
 async def _request_counts(pool: asyncpg.Pool, tenants: set[UUID], key: str) -> Counter[str]:
@@ -245,6 +291,8 @@ def rotate(
                 tenant_id=tenant_id, report=report, record=True,
             )
             report.tickets = sum(report.chain.values())
+            await rotate_groups(pool, rpc, old, new.pubkey(), tenant_id=tenant_id,
+                                report=report, send=not dry_run)
             if dry_run or not wait:
                 return
             report.requests = await follow(pool, tenants, key, follow_for, console,
@@ -283,14 +331,17 @@ def _print(report: Report) -> None:
                f"{report.found} already asked")
     typer.echo(f"  on chain: {chain[ROTATED]} rotated, {chain[TO_ROTATE]} still the old key's, "
                f"{chain[CLOSED]} closed, {chain[FOREIGN]} neither key's")
+    groups = report.groups
+    typer.echo(f"  event groups: {groups[ROTATED]} rotated, {groups[TO_ROTATE]} still the old "
+               f"key's, {groups[FOREIGN]} neither key's")
     if report.requests:
         shown_counts = ", ".join(f"{n} {s}" for s, n in sorted(report.requests.items()))
         typer.echo(f"  requests: {shown_counts}")
     if report.foreign:
         typer.echo(f"  neither key's (first {len(report.foreign)}): {', '.join(report.foreign)}")
     if not report.dry_run and report.done:
-        typer.echo("  done: PREVIOUS_AUTHORITY_* can be unset once no ticket is left to rotate; "
-                   "event collections keep the old key (README)")
+        typer.echo("  done: nothing is left with the old key; unset PREVIOUS_AUTHORITY_* and "
+                   "restart the workers")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from solders.pubkey import Pubkey
 
-from chainworker.chain import authority, token2022
+from chainworker.chain import authority, group, token2022
 from chainworker.chain.signer import Signer
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 from chainworker.lifecycle.model import TxOp
@@ -60,6 +60,28 @@ async def signer_for(ctx: PipelineContext, op: TxOp, token_mint: str | None) -> 
         return Refusal(
             RefusalCode.AUTHORITY_MISMATCH,
             f"the NFT's authority is {holder}, neither the authority nor the previous one",
+        )
+    return signer
+
+
+async def group_signer_for(ctx: PipelineContext, group_mint: Pubkey) -> Signer | Refusal | None:
+    """Who signs as the group's update authority in a verify: None (the authority) unless a
+    rotation is under way; then the configured key the group names on chain."""
+    if ctx.keys.previous_authority is None:
+        return None
+    data = await _mint_data(ctx, str(group_mint))
+    if isinstance(data, Refusal):
+        return Refusal(RefusalCode.GROUP_MISSING, "the event's group is not on chain")
+    try:
+        found = group.parse_group_extensions(data).group
+    except ValueError as error:
+        return Refusal(RefusalCode.GROUP_MISSING, f"the event's group cannot be read: {error}")
+    holder = found.update_authority if found is not None else None
+    signer = ctx.keys.signer_of(holder)
+    if signer is None:
+        return Refusal(
+            RefusalCode.AUTHORITY_MISMATCH,
+            f"the group's update authority is {holder}, neither the authority nor the previous one",
         )
     return signer
 

@@ -70,6 +70,7 @@ class Draft:
     # Who signs as the platform: the ticket's authority on chain (None: the authority).
     authority: Signer | None = None
     rotation: Rotation | None = None  # an authority rotation's plan, from the mint on chain
+    group_authority: Signer | None = None  # a verify's group update authority, when another
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +149,10 @@ def _build(ctx: PipelineContext, draft: Draft, budget: nft.ComputeBudget | None)
         signed = collection.build_verify(
             authority=authority, mint=mint_key, group_address=draft.group, memo=draft.memo,
             recent_blockhash=draft.blockhash, compute=budget, payer=payer,
+            group_authority=draft.group_authority,
         )
-        return Built(signed, 0, 1 + cosigner, payer)
+        other = draft.group_authority is not None and draft.group_authority != authority
+        return Built(signed, 0, 1 + cosigner + other, payer)
     assert draft.source is not None
     if draft.op is TxOp.TRANSFER:
         assert draft.destination is not None

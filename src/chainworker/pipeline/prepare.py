@@ -13,7 +13,7 @@ the caller sends the recorded bytes after the commit.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 from uuid import UUID
@@ -22,7 +22,7 @@ from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
-from chainworker.chain import keys, metadata, nft, token2022
+from chainworker.chain import metadata, nft, token2022
 from chainworker.chain.errors import UNEXPECTED_ACCOUNT, ChainError
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 from chainworker.chain.views import AccountView, MintState
@@ -282,6 +282,10 @@ async def sign_attempt(
         )
         signer = rotation.current
     signer = _refused_or(signer)
+    group_signer = None
+    if op is TxOp.VERIFY:
+        assert item.group is not None
+        group_signer = _refused_or(await authorities.group_signer_for(ctx, item.group))
     moves = op in (TxOp.TRANSFER, TxOp.BURN)
     source = await source_of(ctx, ticket, of.attempt) if moves else None
     destination: Pubkey | None = None
@@ -306,7 +310,7 @@ async def sign_attempt(
             await planned_update(ctx, item, signer.pubkey())
             if op is TxOp.METADATA_UPDATE and rotation is None else None
         ),
-        authority=signer, rotation=rotation,
+        authority=signer, rotation=rotation, group_authority=group_signer,
     )
 
     async def unbudgeted() -> nft.SignedTx:
@@ -362,9 +366,10 @@ async def _with_groups(
             ready[item.request.id] = Pubkey.from_string(found.group_mint)
     items = [item for item in verifies if item.request.id in ready]
     states = await asyncio.gather(*(_mint_of(ctx, item.ticket) for item in items))
-    authority = keys.public_key(ctx.keys.authority)
+    # During a rotation a mint may still have the previous authority as its mint authority.
+    platform = {s.pubkey() for s in (ctx.keys.authority, ctx.keys.previous_authority) if s}
     for item, state in zip(items, states, strict=True):
-        refusal = membership_refusal(item.ticket, state, authority)
+        refusal = membership_refusal(item.ticket, state, platform)
         if refusal is not None:
             out[item.request.id] = refusal
             del ready[item.request.id]
@@ -392,7 +397,7 @@ async def _mint_of(ctx: PipelineContext, ticket: tickets.TicketRow) -> MintState
 
 
 def membership_refusal(
-    ticket: tickets.TicketRow, state: MintState | Refusal, authority: Pubkey
+    ticket: tickets.TicketRow, state: MintState | Refusal, platform: Collection[Pubkey]
 ) -> Refusal | None:
     """Why the ticket's mint cannot join a group now, read from its extensions; None if it can.
 
@@ -417,7 +422,7 @@ def membership_refusal(
             "the mint has no GroupMemberPointer to itself (minted before event collections; "
             "Token-2022 adds it only when a mint is created), so it can never join a group",
         )
-    if state.mint_authority != authority:
+    if state.mint_authority not in platform:
         return Refusal(
             RefusalCode.NOT_A_MEMBER_MINT,
             "the mint's mint authority is not the platform's, and InitializeMember needs "
