@@ -138,6 +138,10 @@ def test_cli_names_a_bad_rpc_url_in_one_line_without_its_secrets() -> None:
         ({"PREVIOUS_AUTHORITY_PKCS11_KEY_LABEL": "old", "PKCS11_MODULE": "/m.so",
           "PKCS11_TOKEN_LABEL": "t", "PKCS11_PIN": "1", "AUTHORITY_PKCS11_KEY_LABEL": "new",
           "PREVIOUS_AUTHORITY_KEYPAIR": "old.json"}, "not both"),
+        # A seed in the token: one way, and only with the token.
+        ({"CUSTODIAL_SEED_PKCS11_KEY_LABEL": "c"}, "PKCS11_MODULE"),
+        ({"MINT_SEED_PKCS11_KEY_LABEL": "m", "MINT_SEED": "s" * 40, "PKCS11_MODULE": "/m.so",
+          "PKCS11_TOKEN_LABEL": "t", "PKCS11_PIN": "1"}, "MINT_SEED: set either it"),
     ],
 )
 def test_a_fee_payer_pool_set_up_wrong_stops_at_start_in_one_line(

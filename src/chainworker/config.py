@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     previous_authority_pkcs11_key_label: str | None = None
     mint_seed: SecretStr | None = None
     custodial_seed: SecretStr | None = None
+    # Or each seed as a secret key in the PKCS#11 token, which computes the derivation's
+    # HMAC itself (chain/token_seed.py): its label there.
+    mint_seed_pkcs11_key_label: str | None = None
+    custodial_seed_pkcs11_key_label: str | None = None
 
     # NFT metadata. The uri template may use {tenant_id}, {ticket_id} and {event_id}.
     nft_symbol: str = Field(default="TICKET", max_length=10)
@@ -158,6 +162,8 @@ class Settings(BaseSettings):
             "AUTHORITY_PKCS11_KEY_LABEL": self.authority_pkcs11_key_label,
             "FEE_PAYER_PKCS11_KEY_LABELS": self.fee_payer_pkcs11_key_labels,
             "PREVIOUS_AUTHORITY_PKCS11_KEY_LABEL": self.previous_authority_pkcs11_key_label,
+            "MINT_SEED_PKCS11_KEY_LABEL": self.mint_seed_pkcs11_key_label,
+            "CUSTODIAL_SEED_PKCS11_KEY_LABEL": self.custodial_seed_pkcs11_key_label,
         }
         missing = [name for name, value in token.items() if not value]
         if not any(keys.values()):
@@ -171,6 +177,12 @@ class Settings(BaseSettings):
         if self.authority_pkcs11_key_label and self.authority_keypair is not None:
             raise ValueError("AUTHORITY_KEYPAIR: set either it or AUTHORITY_PKCS11_KEY_LABEL, "
                              "not both")
+        for name, label, value in (
+            ("MINT_SEED", self.mint_seed_pkcs11_key_label, self.mint_seed),
+            ("CUSTODIAL_SEED", self.custodial_seed_pkcs11_key_label, self.custodial_seed),
+        ):
+            if label and value is not None:
+                raise ValueError(f"{name}: set either it or {name}_PKCS11_KEY_LABEL, not both")
         if self.previous_authority_pkcs11_key_label and (
             self.previous_authority_keypair is not None
         ):

@@ -1,17 +1,21 @@
-"""A worker whose platform authority and fee payers are keys inside a SoftHSM2 token
-mints, transfers and burns on the localnet: every ticket's authorities are the token's
-key, the token's payers pay, and the process never held a secret (the token refuses to
-export them: tests/chain/test_signer.py)."""
+"""A worker whose platform authority, fee payers and derivation seeds are keys inside a
+SoftHSM2 token mints, transfers and burns on the localnet: every ticket's authorities are
+the token's key, the token's payers pay, each mint and custodial wallet is the one the
+seeds give (the token computed the HMAC), and the process never held a secret (the token
+refuses to export them: tests/chain/test_signer.py, tests/chain/test_token_seed.py)."""
 
 from __future__ import annotations
 
+import secrets
 from uuid import UUID
 
 import asyncpg
 from solders.pubkey import Pubkey
 
+from chainworker.chain import keys
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.chain.signer import Pkcs11Signer
+from chainworker.chain.token_seed import import_seed
 from chainworker.localnet.process import LocalnetProcess
 from tests.helpers import Stack, wait_for
 from tests.jobs.test_lifecycle_e2e import accepted_transfer, request_statuses, settled
@@ -30,8 +34,14 @@ async def test_an_hsm_authority_mints_transfers_and_burns(
     authority = signer.pubkey()
     signer.close()
     payers = [softhsm.generate_ed25519(label) for label in PAYERS]
+    mint_seed, custodial_seed = secrets.token_bytes(32), secrets.token_bytes(32)
+    import_seed(softhsm.module, softhsm.token_label, softhsm.pin, "mint-seed", mint_seed)
+    import_seed(softhsm.module, softhsm.token_label, softhsm.pin, "custodial-seed",
+                custodial_seed)
     stack.extra.update(softhsm.env(LABEL), FEE_PAYER_PKCS11_KEY_LABELS=",".join(PAYERS),
-                       FEE_PAYER_TOP_UP_LAMPORTS=str(TOP_UP))
+                       FEE_PAYER_TOP_UP_LAMPORTS=str(TOP_UP),
+                       MINT_SEED_PKCS11_KEY_LABEL="mint-seed",
+                       CUSTODIAL_SEED_PKCS11_KEY_LABEL="custodial-seed")
     seeded = stack.cli_json("seed", "--tickets", "3", "--users", "2")
     tenant, tickets, users = seeded["tenant_id"], seeded["ticket_ids"], seeded["user_ids"]
     worker = stack.worker()
@@ -53,9 +63,16 @@ async def test_an_hsm_authority_mints_transfers_and_burns(
         worker.stop()
     assert await request_statuses(admin, tenant) == {"confirmed": 5}, worker.output()[-2000:]
     rows = await admin.fetch(
-        "SELECT id, status, token_mint FROM tickets WHERE tenant_id = $1", UUID(tenant)
+        "SELECT id, status, token_mint, user_id, wallet_address FROM tickets"
+        " WHERE tenant_id = $1", UUID(tenant)
     )
     statuses = {str(row["id"]): row["status"] for row in rows}
+    for row in rows:
+        assert row["token_mint"] == str(keys.mint_keypair(mint_seed, UUID(tenant), row["id"])
+                                        .pubkey())
+        if row["status"] != "refunded":
+            assert row["wallet_address"] == str(
+                keys.custodial_wallet(custodial_seed, UUID(tenant), row["user_id"]))
     assert statuses == {tickets[0]: "transferred", tickets[1]: "refunded",
                         tickets[2]: "minted"}
     async with SolanaRpc([localnet_faults.rpc_url]) as rpc:

@@ -25,12 +25,12 @@ from solders.pubkey import Pubkey
 
 from chainworker.chain.errors import CONFIG, ChainError
 from chainworker.chain.signer import Pkcs11Signer, Signer
+from chainworker.chain.token_seed import MIN_SEED_BYTES, TokenSeed
 from chainworker.obs import logs
 
 if TYPE_CHECKING:
     from chainworker.config import Settings
 
-MIN_SEED_BYTES: Final = 32
 AUTHORITY_FILE: Final = "dev-authority.json"
 
 _MINT_DOMAIN: Final = b"chainworker/mint-keypair/v1\x00"
@@ -38,6 +38,8 @@ _CUSTODIAL_DOMAIN: Final = b"chainworker/custodial-wallet/v1\x00"
 _GROUP_DOMAIN: Final = b"chainworker/event-group-keypair/v1\x00"
 
 _PRODUCTION_CLUSTERS: Final = frozenset({"mainnet"})
+# A derivation seed: its bytes, or a secret key in a PKCS#11 token that computes the HMAC.
+Seed = bytes | TokenSeed
 
 
 def _reveal(secret: SecretStr | str | None) -> str | None:
@@ -175,13 +177,23 @@ def load_seed(secret: SecretStr | str | None, state_dir: Path, name: str, *, clu
     return seed
 
 
-def load_mint_seed(settings: Settings) -> bytes:
+def _token_seed(settings: Settings, label: str) -> TokenSeed:
+    pin = _reveal(settings.pkcs11_pin) or ""
+    logs.register_secret(pin)
+    return TokenSeed(settings.pkcs11_module or "", settings.pkcs11_token_label or "", label, pin)
+
+
+def load_mint_seed(settings: Settings) -> Seed:
+    if settings.mint_seed_pkcs11_key_label is not None:
+        return _token_seed(settings, settings.mint_seed_pkcs11_key_label)
     return load_seed(
         settings.mint_seed, settings.state_dir, "mint_seed", cluster=settings.solana_cluster
     )
 
 
-def load_custodial_seed(settings: Settings) -> bytes:
+def load_custodial_seed(settings: Settings) -> Seed:
+    if settings.custodial_seed_pkcs11_key_label is not None:
+        return _token_seed(settings, settings.custodial_seed_pkcs11_key_label)
     return load_seed(
         settings.custodial_seed,
         settings.state_dir,
@@ -198,29 +210,31 @@ def public_key(signer: Signer) -> Pubkey:
     return signer.pubkey()
 
 
-def _derive(seed: bytes, domain: bytes, tenant_id: UUID, subject_id: UUID) -> Keypair:
+def _derive(seed: Seed, domain: bytes, tenant_id: UUID, subject_id: UUID) -> Keypair:
+    message = domain + tenant_id.bytes + subject_id.bytes
+    if isinstance(seed, TokenSeed):
+        return Keypair.from_seed(seed.digest(message))
     if len(seed) < MIN_SEED_BYTES:
         raise ValueError(f"derivation seed must be at least {MIN_SEED_BYTES} bytes")
-    digest = hmac.new(seed, domain + tenant_id.bytes + subject_id.bytes, hashlib.sha256).digest()
-    return Keypair.from_seed(digest)
+    return Keypair.from_seed(hmac.new(seed, message, hashlib.sha256).digest())
 
 
-def mint_keypair(mint_seed: bytes, tenant_id: UUID, ticket_id: UUID) -> Keypair:
+def mint_keypair(mint_seed: Seed, tenant_id: UUID, ticket_id: UUID) -> Keypair:
     """The ticket's mint key: the same for every attempt, so a second mint cannot succeed."""
     return _derive(mint_seed, _MINT_DOMAIN, tenant_id, ticket_id)
 
 
-def group_keypair(mint_seed: bytes, tenant_id: UUID, event_id: UUID) -> Keypair:
+def group_keypair(mint_seed: Seed, tenant_id: UUID, event_id: UUID) -> Keypair:
     """The event's group mint key: the same for every attempt, so a second group cannot be
     created for the event (the account exists)."""
     return _derive(mint_seed, _GROUP_DOMAIN, tenant_id, event_id)
 
 
-def custodial_keypair(custodial_seed: bytes, tenant_id: UUID, user_id: UUID) -> Keypair:
+def custodial_keypair(custodial_seed: Seed, tenant_id: UUID, user_id: UUID) -> Keypair:
     return _derive(custodial_seed, _CUSTODIAL_DOMAIN, tenant_id, user_id)
 
 
-def custodial_wallet(custodial_seed: bytes, tenant_id: UUID, user_id: UUID) -> Pubkey:
+def custodial_wallet(custodial_seed: Seed, tenant_id: UUID, user_id: UUID) -> Pubkey:
     """The wallet the platform keeps for a user without a registered address."""
     return public_key(custodial_keypair(custodial_seed, tenant_id, user_id))
 

@@ -90,7 +90,7 @@ _SESSIONS: dict[tuple[str, str], _TokenSession] = {}
 _SESSIONS_LOCK = threading.Lock()
 
 
-def _open(module: str, token_label: str, pin: str) -> _TokenSession:
+def open_token(module: str, token_label: str, pin: str) -> _TokenSession:
     import pkcs11
 
     digest = hashlib.sha256(pin.encode()).digest()
@@ -111,7 +111,7 @@ def _open(module: str, token_label: str, pin: str) -> _TokenSession:
         return shared
 
 
-def _release(module: str, token_label: str) -> None:
+def release_token(module: str, token_label: str) -> None:
     with _SESSIONS_LOCK:
         shared = _SESSIONS[(module, token_label)]
         shared.users -= 1
@@ -131,7 +131,7 @@ class Pkcs11Signer:
             raise ChainError(CONFIG, f"PKCS11_MODULE {module} is not a file")
         self.key_label = key_label
         self._token = (module, token_label)
-        self._shared = _open(module, token_label, pin)
+        self._shared = open_token(module, token_label, pin)
         self._mechanism = pkcs11.Mechanism.EDDSA
         try:
             with self._shared.lock:
@@ -143,7 +143,7 @@ class Pkcs11Signer:
                 )
                 point = public[pkcs11.Attribute.EC_POINT]
         except (pkcs11.exceptions.NoSuchKey, pkcs11.exceptions.MultipleObjectsReturned):
-            _release(*self._token)
+            release_token(*self._token)
             raise ChainError(
                 CONFIG, f"no single Ed25519 key pair labelled {key_label!r} in the token"
             ) from None
@@ -167,7 +167,7 @@ class Pkcs11Signer:
         """Let go of the token's session (closed with its last key)."""
         if not self._closed:
             self._closed = True
-            _release(*self._token)
+            release_token(*self._token)
 
     def __repr__(self) -> str:  # never a secret: there is none here
         return f"Pkcs11Signer({self.key_label!r}, {self._pubkey})"

@@ -32,7 +32,7 @@ from rich.table import Table
 from solders.pubkey import Pubkey
 
 from chainworker import services
-from chainworker.chain.keys import custodial_wallet, load_custodial_seed
+from chainworker.chain.keys import Seed, custodial_wallet, load_custodial_seed
 from chainworker.chain.nft import holder_token_account
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.config import Settings, get_settings
@@ -144,7 +144,7 @@ async def _settled(
 
 
 async def _check_chain(
-    run: DemoRun, rpc: SolanaRpc, seed: bytes, group: str
+    run: DemoRun, rpc: SolanaRpc, seed: Seed, group: str
 ) -> list[Mismatch]:
     """Every ticket the database says is on chain is on chain, held by whom it says, a
     member of its event's group (`group`), its check-in on its NFT when it was checked in;

@@ -120,7 +120,7 @@ class HoldersReport:
 class TenantWallets:
     """Every known wallet of a tenant's users: registered ones and custodial ones."""
 
-    def __init__(self, custodial_seed: bytes) -> None:
+    def __init__(self, custodial_seed: keys.Seed) -> None:
         self._seed = custodial_seed
         self._owners: dict[UUID, dict[str, UUID]] = {}
 
@@ -246,7 +246,7 @@ async def record(pool: asyncpg.Pool, found: Drift, *, apply: bool) -> Drift:
 async def reconcile_holders(
     pool: asyncpg.Pool,
     rpc: SolanaRpc,
-    custodial_seed: bytes,
+    custodial_seed: keys.Seed,
     *,
     tenant_id: UUID | None = None,
     apply: bool = False,

@@ -60,8 +60,8 @@ class Keys:
     """
 
     authority: Signer
-    mint_seed: bytes
-    custodial_seed: bytes
+    mint_seed: keys.Seed
+    custodial_seed: keys.Seed
     # During a rotation: the authority being replaced, for the tickets it still holds.
     previous_authority: Signer | None = None
     # (kind, tenant, user or ticket) -> a derived public key
