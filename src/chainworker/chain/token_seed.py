@@ -71,6 +71,26 @@ class TokenSeed:
     __str__ = __repr__
 
 
+def create_seed(module: str, token_label: str, pin: str, key_label: str) -> None:
+    """Make a new 256-bit seed inside the token, labelled `key_label`: it never exists
+    outside it (sensitive, never extractable), usable only for HMAC."""
+    import pkcs11
+    from pkcs11 import Attribute, KeyType
+
+    token = pkcs11.lib(module).get_token(token_label=token_label)
+    with token.open(user_pin=pin, rw=True) as session:
+        session.generate_key(
+            KeyType.GENERIC_SECRET, 256, label=key_label, store=True,
+            mechanism=pkcs11.Mechanism.GENERIC_SECRET_KEY_GEN,
+            template={
+                Attribute.PRIVATE: True, Attribute.SIGN: True, Attribute.VERIFY: True,
+                Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
+                Attribute.ENCRYPT: False, Attribute.DECRYPT: False,
+                Attribute.WRAP: False, Attribute.UNWRAP: False, Attribute.DERIVE: False,
+            },
+        )
+
+
 def import_seed(module: str, token_label: str, pin: str, key_label: str, value: bytes) -> None:
     """Store `value` in the token as a generic secret key labelled `key_label`, usable only
     for HMAC: sensitive and never extractable (it cannot be read back)."""

@@ -13,6 +13,7 @@ def register(app: typer.Typer) -> None:
         authority_cli,
         demo,
         event_cli,
+        hsm_cli,
         localnet_cli,
         migrate_cli,
         reconcile_cli,
@@ -28,6 +29,7 @@ def register(app: typer.Typer) -> None:
     event_cli.register(app)
     api_cli.register(app)
     authority_cli.register(app)
+    hsm_cli.register(app)
     reconcile_cli.register(app)
     reconcile_tx_cli.register(app)
     demo.register(app)
