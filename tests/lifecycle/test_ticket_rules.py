@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from chainworker.lifecycle.model import TxOp
 from chainworker.lifecycle.ticket_rules import (
+    METADATA_UPDATABLE,
     Allowed,
     BurnReason,
     Refusal,
@@ -205,3 +206,14 @@ def test_the_seed_status_sets() -> None:
     assert {s.value for s in TransferStatus} == {
         "pending", "accepted", "rejected", "cancelled", "completed", "expired",
     }  # fmt: skip
+
+
+@given(st.sampled_from(list(TicketStatus)))
+def test_a_rotation_goes_in_every_status_but_needs_an_nft(status: TicketStatus) -> None:
+    # Whatever the status, an NFT the old key still holds must not stay in its hands.
+    allowed = check_operation(TxOp.METADATA_UPDATE, status, token_mint="M", rotation=True)
+    assert allowed == Allowed(TxOp.METADATA_UPDATE, status)
+    refused = check_operation(TxOp.METADATA_UPDATE, status, token_mint=None, rotation=True)
+    assert isinstance(refused, Refusal) and refused.code is RefusalCode.NOT_MINTED
+    plain = check_operation(TxOp.METADATA_UPDATE, status, token_mint="M")
+    assert isinstance(plain, Allowed) == (status in METADATA_UPDATABLE)

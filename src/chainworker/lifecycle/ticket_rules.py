@@ -144,12 +144,13 @@ def check_operation(
     transfer_status: TransferStatus | str | None = None,
     burn_reason: BurnReason | str | None = None,
     verified: bool = False,
+    rotation: bool = False,
 ) -> Verdict:
     """May `op` be recorded for a ticket in this state?
 
     `transfer_status` is the status of the transfer row being executed (None when there
     is none); `burn_reason` is required for burns; `verified`: the ticket is a member of
-    its event's group already.
+    its event's group already; `rotation`: the metadata update is an authority rotation.
     """
     parsed_op = _parse(TxOp, op)
     if parsed_op is None:
@@ -167,7 +168,7 @@ def check_operation(
         case TxOp.BURN:
             return check_burn(status, token_mint=token_mint, burn_reason=burn_reason)
         case TxOp.METADATA_UPDATE:
-            return check_metadata_update(status, token_mint=token_mint)
+            return check_metadata_update(status, token_mint=token_mint, rotation=rotation)
         case TxOp.VERIFY:
             return check_verify(status, token_mint=token_mint, verified=verified)
 
@@ -225,12 +226,16 @@ def check_burn(
     return Allowed(TxOp.BURN, BURN_RESULT[reason])
 
 
-def check_metadata_update(status: TicketStatus, *, token_mint: str | None) -> Verdict:
+def check_metadata_update(
+    status: TicketStatus, *, token_mint: str | None, rotation: bool = False
+) -> Verdict:
+    """An authority rotation goes whatever the status: whatever NFT there is must not stay
+    in the old key's hands (the chain says what it holds; a burned one holds nothing)."""
     if token_mint is None:
         return Refusal(
             RefusalCode.NOT_MINTED, "cannot update the metadata of a ticket with no NFT minted yet"
         )
-    if status not in METADATA_UPDATABLE:
+    if status not in METADATA_UPDATABLE and not rotation:
         return _status_refusal(TxOp.METADATA_UPDATE, status, METADATA_UPDATABLE)
     return Allowed(TxOp.METADATA_UPDATE, status)  # the status stays what it is
 def check_verify(status: TicketStatus, *, token_mint: str | None, verified: bool) -> Verdict:

@@ -41,7 +41,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from solders.pubkey import Pubkey
 
 from chainworker import services
-from chainworker.chain import authority, keys
+from chainworker.chain import authority, keys, token2022
 from chainworker.chain.errors import ChainError
 from chainworker.chain.rpc import SolanaRpc
 from chainworker.chain.signer import Signer
@@ -74,11 +74,15 @@ def rotation_key(new: Pubkey) -> str:
     return f"authority:{new}"
 
 
-def classify(data: bytes | None, old: Pubkey, new: Pubkey) -> str:
-    """One mint's state in a rotation from `old` to `new` (its account data, None: gone)."""
+def classify(data: bytes | None, old: Pubkey, new: Pubkey, *, ticket: bool = True) -> str:
+    """One mint's state in a rotation from `old` to `new` (its account data, None: gone).
+    A ticket's mint whose token was burned (a release before mints were closed) is closed:
+    there is nothing left to move. A group mint has no supply at all."""
     if data is None:
         return CLOSED
     try:
+        if ticket and token2022.parse_mint(data).base.supply == 0:
+            return CLOSED
         if authority.held_by(data, old).anything:
             return TO_ROTATE
         if authority.held_by(data, new).anything:
@@ -191,7 +195,7 @@ async def rotate_groups(
             for mint, view in zip(chunk, views, strict=True):
                 data = view.data if view is not None and view.owner == TOKEN_2022_PROGRAM_ID \
                     else None
-                state = classify(data, old.pubkey(), new)
+                state = classify(data, old.pubkey(), new, ticket=False)
                 if state == TO_ROTATE and send:
                     assert data is not None
                     blockhash, _ = await rpc.latest_blockhash()

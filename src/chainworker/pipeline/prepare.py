@@ -207,6 +207,7 @@ def check_request(
         transfer_status=transfer.status if transfer else None,
         burn_reason=request.reason,
         verified=verified,
+        rotation=request.changes is not None and request.changes.authority is not None,
     )
     if isinstance(verdict, Refusal):
         raise Refused(verdict.code, verdict.message)
