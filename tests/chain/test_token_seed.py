@@ -88,3 +88,26 @@ def test_the_settings_pick_the_tokens_seeds(
     finally:
         mint_seed.close()
         custodial_seed.close()
+
+
+def test_a_rotations_previous_authority_can_be_a_token_key(
+    softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new_label, old_label = (f"authority-{uuid.uuid4().hex[:6]}" for _ in range(2))
+    new, old = softhsm.generate_ed25519(new_label), softhsm.generate_ed25519(old_label)
+    for name, value in {**softhsm.env(new_label),
+                        "PREVIOUS_AUTHORITY_PKCS11_KEY_LABEL": old_label}.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    authority = keys.load_authority(settings)
+    previous = keys.load_previous_authority(settings, authority.pubkey())
+    try:
+        assert (authority.pubkey(), previous.pubkey() if previous else None) == (new, old)
+        monkeypatch.setenv("PREVIOUS_AUTHORITY_PKCS11_KEY_LABEL", new_label)
+        with pytest.raises(ChainError, match="is the authority itself"):
+            keys.load_previous_authority(load_settings(), authority.pubkey())
+    finally:
+        for signer in (authority, previous):
+            close = getattr(signer, "close", None)
+            if close is not None:
+                close()

@@ -142,6 +142,8 @@ def load_previous_authority(settings: Settings, authority: Pubkey) -> Signer | N
         previous = parse_keypair(secret, "PREVIOUS_AUTHORITY_KEYPAIR")
         logs.register_secret(str(previous))
     if previous.pubkey() == authority:
+        if isinstance(previous, Pkcs11Signer):
+            previous.close()  # let go of the token's session
         raise ChainError(
             CONFIG, "PREVIOUS_AUTHORITY_KEYPAIR is the authority itself: set AUTHORITY_* to the "
             "new authority and PREVIOUS_AUTHORITY_* to the one it replaces",
