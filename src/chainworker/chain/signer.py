@@ -120,11 +120,15 @@ def release_token(module: str, token_label: str) -> None:
             shared.session.close()
 
 
-class Pkcs11Signer:
-    """An Ed25519 key found by label in a PKCS#11 token; signs with CKM_EDDSA, in the
-    token's one session (see `_TokenSession`)."""
+class TokenKey:
+    """Objects labelled `key_label` in a PKCS#11 token (one of each class asked for), in the
+    token's one session (see `_TokenSession`); `close()` lets go of the session. The base of
+    the token's signers and seeds."""
 
-    def __init__(self, module: str, token_label: str, key_label: str, pin: str) -> None:
+    def __init__(
+        self, module: str, token_label: str, key_label: str, pin: str,
+        classes: Sequence[Any], what: str,
+    ) -> None:
         import pkcs11  # only where an HSM is configured
 
         if not Path(module).is_file():
@@ -132,23 +136,41 @@ class Pkcs11Signer:
         self.key_label = key_label
         self._token = (module, token_label)
         self._shared = open_token(module, token_label, pin)
-        self._mechanism = pkcs11.Mechanism.EDDSA
         try:
             with self._shared.lock:
-                self._private: Any = self._shared.session.get_key(
-                    object_class=pkcs11.ObjectClass.PRIVATE_KEY, label=key_label
-                )
-                public = self._shared.session.get_key(
-                    object_class=pkcs11.ObjectClass.PUBLIC_KEY, label=key_label
-                )
-                point = public[pkcs11.Attribute.EC_POINT]
+                self._objects: list[Any] = [
+                    self._shared.session.get_key(object_class=kind, label=key_label)
+                    for kind in classes
+                ]
         except (pkcs11.exceptions.NoSuchKey, pkcs11.exceptions.MultipleObjectsReturned):
             release_token(*self._token)
             raise ChainError(
-                CONFIG, f"no single Ed25519 key pair labelled {key_label!r} in the token"
+                CONFIG, f"no single {what} labelled {key_label!r} in the token"
             ) from None
-        self._pubkey = Pubkey.from_bytes(_edwards_point(point))
         self._closed = False
+
+    def close(self) -> None:
+        """Let go of the token's session (closed with its last key)."""
+        if not self._closed:
+            self._closed = True
+            release_token(*self._token)
+
+
+class Pkcs11Signer(TokenKey):
+    """An Ed25519 key found by label in a PKCS#11 token; signs with CKM_EDDSA."""
+
+    def __init__(self, module: str, token_label: str, key_label: str, pin: str) -> None:
+        import pkcs11
+
+        super().__init__(
+            module, token_label, key_label, pin,
+            (pkcs11.ObjectClass.PRIVATE_KEY, pkcs11.ObjectClass.PUBLIC_KEY), "Ed25519 key pair",
+        )
+        self._private, public = self._objects
+        self._mechanism = pkcs11.Mechanism.EDDSA
+        with self._shared.lock:
+            point = public[pkcs11.Attribute.EC_POINT]
+        self._pubkey = Pubkey.from_bytes(_edwards_point(point))
 
     def pubkey(self) -> Pubkey:
         return self._pubkey
@@ -162,12 +184,6 @@ class Pkcs11Signer:
                 Signature.from_bytes(self._private.sign(message, mechanism=self._mechanism))
                 for message in messages
             ]
-
-    def close(self) -> None:
-        """Let go of the token's session (closed with its last key)."""
-        if not self._closed:
-            self._closed = True
-            release_token(*self._token)
 
     def __repr__(self) -> str:  # never a secret: there is none here
         return f"Pkcs11Signer({self.key_label!r}, {self._pubkey})"

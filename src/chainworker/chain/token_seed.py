@@ -13,38 +13,23 @@ Entrust nShield, Utimaco; YubiHSM 2 through its PKCS#11 module (as HMAC keys).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from chainworker.chain.errors import CONFIG, ChainError
-from chainworker.chain.signer import open_token, release_token
+from chainworker.chain.signer import TokenKey
 
 MIN_SEED_BYTES = 32
 
 
-class TokenSeed:
+class TokenSeed(TokenKey):
     """A generic secret key found by label; `digest(message)` is its HMAC-SHA256."""
 
     def __init__(self, module: str, token_label: str, key_label: str, pin: str) -> None:
         import pkcs11
 
-        if not Path(module).is_file():
-            raise ChainError(CONFIG, f"PKCS11_MODULE {module} is not a file")
-        self.key_label = key_label
-        self._token = (module, token_label)
-        self._shared = open_token(module, token_label, pin)
+        super().__init__(
+            module, token_label, key_label, pin, (pkcs11.ObjectClass.SECRET_KEY,), "secret key"
+        )
+        (self._key,) = self._objects
         self._mechanism = pkcs11.Mechanism.SHA256_HMAC
-        try:
-            with self._shared.lock:
-                self._key: Any = self._shared.session.get_key(
-                    object_class=pkcs11.ObjectClass.SECRET_KEY, label=key_label
-                )
-        except (pkcs11.exceptions.NoSuchKey, pkcs11.exceptions.MultipleObjectsReturned):
-            release_token(*self._token)
-            raise ChainError(
-                CONFIG, f"no single secret key labelled {key_label!r} in the token"
-            ) from None
-        self._closed = False
 
     def digest(self, message: bytes) -> bytes:
         """HMAC-SHA256(seed, message), computed by the token."""
@@ -59,11 +44,6 @@ class TokenSeed:
                     f"{type(error).__name__}",
                 ) from None
         return result
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            release_token(*self._token)
 
     def __repr__(self) -> str:  # never a secret: there is none here
         return f"TokenSeed({self.key_label!r})"
