@@ -55,13 +55,7 @@ async def signer_for(ctx: PipelineContext, op: TxOp, token_mint: str | None) -> 
     except ValueError as error:
         return Refusal(RefusalCode.NFT_MISSING, f"the ticket's mint cannot be read: {error}")
     holder = mint.base.mint_authority if op is TxOp.VERIFY else mint.permanent_delegate
-    signer = ctx.keys.signer_of(holder)
-    if signer is None:
-        return Refusal(
-            RefusalCode.AUTHORITY_MISMATCH,
-            f"the NFT's authority is {holder}, neither the authority nor the previous one",
-        )
-    return signer
+    return _configured(ctx, holder, "the NFT's authority")
 
 
 async def group_signer_for(ctx: PipelineContext, group_mint: Pubkey) -> Signer | Refusal | None:
@@ -77,11 +71,16 @@ async def group_signer_for(ctx: PipelineContext, group_mint: Pubkey) -> Signer |
     except ValueError as error:
         return Refusal(RefusalCode.GROUP_MISSING, f"the event's group cannot be read: {error}")
     holder = found.update_authority if found is not None else None
+    return _configured(ctx, holder, "the group's update authority")
+
+
+def _configured(ctx: PipelineContext, holder: Pubkey | None, what: str) -> Signer | Refusal:
+    """The configured authority that is `holder`, or the refusal naming `what` it is."""
     signer = ctx.keys.signer_of(holder)
     if signer is None:
         return Refusal(
             RefusalCode.AUTHORITY_MISMATCH,
-            f"the group's update authority is {holder}, neither the authority nor the previous one",
+            f"{what} is {holder}, neither the authority nor the previous one",
         )
     return signer
 

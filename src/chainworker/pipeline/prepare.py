@@ -273,7 +273,6 @@ async def sign_attempt(
         if isinstance(found := wallets[user], Refusal):
             raise Refused(found.code, found.message)
     op = item.op
-    signer = await authorities.signer_for(ctx, op, ticket.token_mint)
     rotation: authorities.Rotation | None = None
     change = request.changes
     if op is TxOp.METADATA_UPDATE and change is not None and change.authority is not None:
@@ -281,8 +280,9 @@ async def sign_attempt(
         rotation = _refused_or(
             await authorities.planned_rotation(ctx, ticket.token_mint, change.authority)
         )
-        signer = rotation.current
-    signer = _refused_or(signer)
+        signer = rotation.current  # read with the plan: no second read of the mint
+    else:
+        signer = _refused_or(await authorities.signer_for(ctx, op, ticket.token_mint))
     group_signer = None
     if op is TxOp.VERIFY:
         assert item.group is not None
