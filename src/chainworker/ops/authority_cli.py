@@ -29,18 +29,18 @@ import asyncio
 import json
 import time
 from collections import Counter
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
 import typer
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from solders.pubkey import Pubkey
 
-from chainworker import services
 from chainworker.chain import authority, keys, token2022
 from chainworker.chain.errors import ChainError
 from chainworker.chain.rpc import SolanaRpc
@@ -48,18 +48,23 @@ from chainworker.chain.signer import Signer
 from chainworker.chain.token2022 import TOKEN_2022_PROGRAM_ID
 from chainworker.config import Settings, get_settings
 from chainworker.db import event_groups, requests
-from chainworker.db.pool import create_pool, tenant_transaction
+from chainworker.db.pool import tenant_transaction
 from chainworker.db.reconcile import MintedTicket
 from chainworker.db.requests import NewRequest
-from chainworker.jobs.codec import create_arq_pool
 from chainworker.jobs.enqueue import enqueue_committed
 from chainworker.lifecycle.metadata import PUBLIC_KEY_PATTERN, authority_change
 from chainworker.lifecycle.model import RequestStatus, TxOp
 from chainworker.ops.reconcile import tenants_to_scan
 from chainworker.ops.reconcile_cli import parse_duration, parse_uuid
-from chainworker.ops.reconcile_cli_run import UsageError
+from chainworker.ops.reconcile_cli_run import (
+    UsageError,
+    exit_error,
+    open_chain,
+    open_database,
+    open_queue,
+    run_command,
+)
 from chainworker.ops.reconcile_holders import minted_pages
-from chainworker.ops.worker_cli import _fail, resolve
 from chainworker.text import shown
 
 authority_app = typer.Typer(help="The platform authority: rotate it to a new key.",
@@ -119,19 +124,22 @@ class Report:
         }
 
 
+async def _mint_data(rpc: SolanaRpc, mints: list[Pubkey]) -> list[bytes | None]:
+    """Each mint account's data as the chain has it; None where it is gone or is no
+    Token-2022 account. 100 accounts per call."""
+    found: list[bytes | None] = []
+    for start in range(0, len(mints), ACCOUNTS_PER_CALL):
+        views = await rpc.get_accounts(mints[start:start + ACCOUNTS_PER_CALL])
+        found += [v.data if v is not None and v.owner == TOKEN_2022_PROGRAM_ID else None
+                  for v in views]
+    return found
+
+
 async def _states(
     rpc: SolanaRpc, page: list[MintedTicket], old: Pubkey, new: Pubkey
 ) -> list[str]:
     mints = [Pubkey.from_string(t.token_mint) for t in page]
-    states: list[str] = []
-    for start in range(0, len(mints), ACCOUNTS_PER_CALL):
-        views = await rpc.get_accounts(mints[start:start + ACCOUNTS_PER_CALL])
-        states += [
-            classify(v.data if v is not None and v.owner == TOKEN_2022_PROGRAM_ID else None,
-                     old, new)
-            for v in views
-        ]
-    return states
+    return [classify(data, old, new) for data in await _mint_data(rpc, mints)]
 
 
 async def scan_and_record(
@@ -189,25 +197,19 @@ async def rotate_groups(
     for tenant in await _all_tenants(pool, tenant_id):
         async with tenant_transaction(pool, tenant, reason="authority rotation") as conn:
             mints = [Pubkey.from_string(m) for m in await event_groups.confirmed_mints(conn)]
-        for start in range(0, len(mints), ACCOUNTS_PER_CALL):
-            chunk = mints[start:start + ACCOUNTS_PER_CALL]
-            views = await rpc.get_accounts(chunk)
-            for mint, view in zip(chunk, views, strict=True):
-                data = view.data if view is not None and view.owner == TOKEN_2022_PROGRAM_ID \
-                    else None
-                state = classify(data, old.pubkey(), new, ticket=False)
-                if state == TO_ROTATE and send:
-                    assert data is not None
-                    blockhash, _ = await rpc.latest_blockhash()
-                    signed = authority.build_rotation(
-                        current=old, new=new, mint=mint,
-                        held=authority.held_by(data, old.pubkey()),
-                        memo=f"cw:authority:{new}", recent_blockhash=blockhash,
-                    )
-                    await rpc.send_raw(signed.raw)
-                    await rpc.wait_for_confirmation(signed.signature, confirm_seconds)
-                    state = ROTATED
-                report.groups[state] += 1
+        for mint, data in zip(mints, await _mint_data(rpc, mints), strict=True):
+            state = classify(data, old.pubkey(), new, ticket=False)
+            if state == TO_ROTATE and send:
+                assert data is not None
+                blockhash, _ = await rpc.latest_blockhash()
+                signed = authority.build_rotation(
+                    current=old, new=new, mint=mint, held=authority.held_by(data, old.pubkey()),
+                    memo=f"cw:authority:{new}", recent_blockhash=blockhash,
+                )
+                await rpc.send_raw(signed.raw)
+                await rpc.wait_for_confirmation(signed.signature, confirm_seconds)
+                state = ROTATED
+            report.groups[state] += 1
 
 
 async def _request_counts(pool: asyncpg.Pool, tenants: set[UUID], key: str) -> Counter[str]:
@@ -279,17 +281,16 @@ def rotate(
         follow_for = parse_duration(timeout)
         new, old = _signers(settings, to)
     except (UsageError, ChainError) as error:
-        raise _fail(str(error)) from None
+        raise exit_error(str(error)) from None
     console = Console(stderr=True)
     report = Report(to=str(new.pubkey()), previous=str(old.pubkey()), dry_run=dry_run)
     key = rotation_key(new.pubkey())
 
     async def run() -> None:
-        pg, redis = await resolve(settings)
-        pool = await create_pool(pg.app_dsn, settings)
-        rpc = SolanaRpc.from_settings(settings)
-        arq = None if dry_run else await create_arq_pool(RedisSettings.from_dsn(redis.url))
-        try:
+        async with AsyncExitStack() as opened:
+            pool = await opened.enter_async_context(open_database(settings))
+            rpc = await opened.enter_async_context(open_chain(settings))
+            arq = None if dry_run else await opened.enter_async_context(open_queue(settings))
             tenants = await scan_and_record(
                 pool, rpc, arq, settings.queue_name, old.pubkey(), new.pubkey(),
                 tenant_id=tenant_id, report=report, record=True,
@@ -304,20 +305,8 @@ def rotate(
             await scan_and_record(pool, rpc, None, settings.queue_name, old.pubkey(),
                                   new.pubkey(), tenant_id=tenant_id, report=report,
                                   record=False)
-        finally:
-            if arq is not None:
-                await arq.aclose()
-            await rpc.close()
-            await pool.close()
 
-    try:
-        asyncio.run(run())
-    except ChainError as error:
-        raise _fail(f"Solana RPC: {error}") from None
-    except (services.ServiceError, OSError) as error:
-        raise _fail(str(error)) from None
-    except asyncpg.PostgresError as error:
-        raise _fail(f"PostgreSQL: {error}") from None
+    run_command(run)
     if as_json:
         typer.echo(json.dumps(report.as_json()))
     else:
