@@ -151,14 +151,17 @@ def load_previous_authority(settings: Settings, authority: Pubkey) -> Signer | N
     return previous
 
 
-def _token_key(settings: Settings, label: str) -> Pkcs11Signer:
-    """The key labelled `label` in the configured PKCS#11 token."""
+def token_of(settings: Settings) -> tuple[str, str, str]:
+    """The configured PKCS#11 token: (module, token label, PIN), the PIN registered secret."""
     pin = _reveal(settings.pkcs11_pin) or ""
     logs.register_secret(pin)
-    return Pkcs11Signer(
-        module=settings.pkcs11_module or "", token_label=settings.pkcs11_token_label or "",
-        key_label=label, pin=pin,
-    )
+    return settings.pkcs11_module or "", settings.pkcs11_token_label or "", pin
+
+
+def _token_key(settings: Settings, label: str) -> Pkcs11Signer:
+    """The Ed25519 key labelled `label` in the configured PKCS#11 token."""
+    module, token_label, pin = token_of(settings)
+    return Pkcs11Signer(module=module, token_label=token_label, key_label=label, pin=pin)
 
 
 def load_seed(secret: SecretStr | str | None, state_dir: Path, name: str, *, cluster: str) -> bytes:
@@ -180,9 +183,9 @@ def load_seed(secret: SecretStr | str | None, state_dir: Path, name: str, *, clu
 
 
 def _token_seed(settings: Settings, label: str) -> TokenSeed:
-    pin = _reveal(settings.pkcs11_pin) or ""
-    logs.register_secret(pin)
-    return TokenSeed(settings.pkcs11_module or "", settings.pkcs11_token_label or "", label, pin)
+    """The secret key labelled `label` in the configured PKCS#11 token."""
+    module, token_label, pin = token_of(settings)
+    return TokenSeed(module, token_label, label, pin)
 
 
 def load_mint_seed(settings: Settings) -> Seed:

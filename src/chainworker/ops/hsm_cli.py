@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from chainworker.chain import keys
 from chainworker.chain.errors import ChainError
 from chainworker.chain.signer import create_ed25519_key
 from chainworker.chain.token_seed import MIN_SEED_BYTES, create_seed, import_seed
@@ -31,11 +32,9 @@ def _token(settings: Settings, label: str) -> tuple[str, str, str]:
     """(module, token label, PIN), after checking the label is new to the token."""
     import pkcs11
 
-    module, token_label = settings.pkcs11_module, settings.pkcs11_token_label
-    pin = settings.pkcs11_pin.get_secret_value() if settings.pkcs11_pin else None
+    module, token_label, pin = keys.token_of(settings)
     if not module or not token_label or not pin:
         raise _fail("chainworker hsm needs PKCS11_MODULE, PKCS11_TOKEN_LABEL and PKCS11_PIN")
-    logs.register_secret(pin)
     if not label or len(label) > 100:
         raise _fail("--label must be 1 to 100 characters")
     try:
