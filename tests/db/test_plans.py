@@ -24,7 +24,7 @@ from solders.signature import Signature
 
 from chainworker.db import live_transactions, requests, tickets, transactions
 from chainworker.db import seed as seed_data
-from chainworker.lifecycle.model import TxSnapshot, TxStatus
+from chainworker.lifecycle.model import RequestStatus, TxSnapshot, TxStatus
 
 LIVE = 1500  # enough live rows that reading them all is unmistakable
 ASKED = 50  # a group's size at load
@@ -202,3 +202,89 @@ async def test_marking_submitted_and_observed_touches_one_row_per_id(
     for table in ("chain_requests", "pending_transactions"):
         touched = _rows_touched(delivered, table)
         assert touched and max(touched) <= BOUND, (table, touched, delivered)
+
+
+def _executions(plans: list[str], statement: str) -> int:
+    """How many executed plans are of a statement starting with `statement`."""
+    return sum(1 for plan in plans if f"Query Text: {statement}" in plan)
+
+
+async def test_a_batch_writes_each_table_in_one_execution_probing_one_row_per_id(
+    admin_conn: asyncpg.Connection, explained: list[str]
+) -> None:
+    """The confirmation's ticket, request and observation writes, and the group's submitted
+    marks: one execution per batch (a ticket update prepares its 11 checks, 5 triggers and
+    generated column per execution), still one probe per id without statistics."""
+    conn, plans = admin_conn, explained
+    tenant, ticket_ids = await _burst(conn)
+    owner = "plan-worker"
+    attempts = [
+        row["id"] for row in await conn.fetch(
+            """UPDATE pending_transactions SET lease_owner = $2
+                WHERE ticket_id = ANY($1::uuid[]) RETURNING id""",
+            ticket_ids[:ASKED], owner,
+        )
+    ]
+    queued = [
+        row["id"] for row in await conn.fetch(
+            "SELECT id FROM chain_requests WHERE ticket_id = ANY($1::uuid[])",
+            ticket_ids[LIVE : LIVE + ASKED],
+        )
+    ]
+    await conn.execute(
+        "UPDATE tickets SET status = 'sold' WHERE id = ANY($1::uuid[])", ticket_ids[:ASKED]
+    )
+    read = TxSnapshot(TxStatus.PENDING, 1, 2**40, None, None, False)
+    after = TxSnapshot(TxStatus.CONFIRMING, 1, 2**40, None, None, False)
+    half = ASKED // 2
+    async with conn.transaction():
+        await conn.execute("SET LOCAL ROLE chainworker_app")
+        await conn.execute("SELECT set_tenant_context($1)", tenant)
+        (await _delivered(conn, plans)).clear()
+        await requests.mark_submitted(conn, [(r, f"sig-{r}", 1) for r in queued])
+        await live_transactions.record_observations(
+            conn, owner, [live_transactions.Observed(a, read, after, slot=7) for a in attempts]
+        )
+        await tickets.set_minted_many(conn, [
+            (t, f"mint-{n}", f"wallet-{n}" if n % 2 else None, "minted" if n % 3 else None)
+            for n, t in enumerate(ticket_ids[:half])
+        ])
+        await tickets.set_status_many(conn, [(t, "refunded") for t in ticket_ids[half:ASKED]])
+        await requests.settle_many(conn, [
+            requests.Settlement(r, RequestStatus.CONFIRMED, token_mint=f"mint-{n}",
+                                signature=f"landed-{n}")
+            for n, r in enumerate(queued)
+        ])
+    delivered = list(await _delivered(conn, plans))
+    for statement in ("UPDATE chain_requests", "UPDATE pending_transactions",
+                      "UPDATE tickets"):
+        executions = _executions(delivered, statement)
+        # the requests: marked submitted, then settled; the tickets: minted, then refunded
+        assert executions == (1 if statement == "UPDATE pending_transactions" else 2), (
+            statement, executions, delivered,
+        )
+    for table in ("chain_requests", "pending_transactions", "tickets"):
+        touched = _rows_touched(delivered, table)
+        assert touched and max(touched) <= BOUND, (table, touched, delivered)
+    minted = await conn.fetch(
+        """SELECT id, token_mint, wallet_address, status, is_nft, minted_at IS NOT NULL AS m
+             FROM tickets WHERE id = ANY($1::uuid[])""",
+        ticket_ids[:ASKED],
+    )
+    by_id = {row["id"]: row for row in minted}
+    for n, ticket in enumerate(ticket_ids[:half]):
+        row = by_id[ticket]
+        assert (row["token_mint"], row["is_nft"], row["m"]) == (f"mint-{n}", True, True)
+        assert row["status"] == ("minted" if n % 3 else "sold")
+        if n % 2:
+            assert row["wallet_address"] == f"wallet-{n}"
+    assert {by_id[t]["status"] for t in ticket_ids[half:ASKED]} == {"refunded"}
+    settled = await conn.fetch(
+        """SELECT id, status, token_mint, tx_signature, completed_at IS NOT NULL AS done
+             FROM chain_requests WHERE id = ANY($1::uuid[])""",
+        queued,
+    )
+    assert {(r["status"], r["done"]) for r in settled} == {("confirmed", True)}
+    assert {r["id"]: r["tx_signature"] for r in settled} == {
+        r: f"landed-{n}" for n, r in enumerate(queued)
+    }

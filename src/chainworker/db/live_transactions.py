@@ -20,6 +20,7 @@ from uuid import UUID
 from asyncpg import Record
 from solders.signature import Signature
 
+from chainworker.db.arrays import columns
 from chainworker.db.pool import Connection
 from chainworker.lifecycle.model import LIVE_STATUSES, TxOp, TxSnapshot, TxStatus
 
@@ -235,21 +236,32 @@ async def record_observations(conn: Connection, owner: str, items: Sequence[Obse
     its blockhash: one more read decides). Only rows still as they were read, and leased by
     `owner`, are written: an observation is never written over a newer one.
 
-    One primary-key probe per attempt (a statement per row, in one round trip), whatever
-    the planner's statistics say: joined to the list of ids in one statement, a table it had
-    no statistics for was read whole for every round (a seq scan of every live attempt,
-    then a join filter against every id).
+    One statement for the round, its setup paid once, not once per row. Each attempt is
+    one primary-key probe that locks its row (in id order) and checks it under the lock,
+    then the row is updated by its address, whatever the planner's statistics say: joined
+    on the id alone, a table it had no statistics for was read whole for every round.
     """
-    await conn.executemany(
+    if not items:
+        return
+    await conn.execute(
         """UPDATE pending_transactions p
-              SET status = $5, expiry_check_pending = $6, slot = coalesce($7, p.slot)
-            WHERE p.id = $2 AND p.status = $3 AND p.expiry_check_pending = $4
-              AND p.lease_owner = $1 AND p.tenant_id = current_tenant_id()""",
-        [
-            (owner, item.tx_id, item.read.status, item.read.expiry_check_pending,
+              SET status = u.after_status, expiry_check_pending = u.after_pending,
+                  slot = coalesce(u.slot, p.slot)
+             FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::text[], $6::bool[],
+                         $7::bigint[]) AS u(id, read_status, read_pending, after_status,
+                                            after_pending, slot)
+            CROSS JOIN LATERAL (SELECT ctid FROM pending_transactions
+                                 WHERE id = u.id AND status = u.read_status
+                                   AND expiry_check_pending = u.read_pending
+                                   AND lease_owner = $1 AND tenant_id = current_tenant_id()
+                                   FOR UPDATE) found
+            WHERE p.ctid = found.ctid""",
+        owner,
+        *columns((
+            (item.tx_id, item.read.status, item.read.expiry_check_pending,
              item.after.status, item.after.expiry_check_pending, item.slot)
             for item in items
-        ],
+        ), 6),
     )
 
 

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from asyncpg import Record
 
+from chainworker.db.arrays import columns
 from chainworker.db.errors import DatabaseError, busy_on
 from chainworker.db.pool import Connection
 from chainworker.lifecycle.metadata import MetadataChange
@@ -362,15 +363,23 @@ async def latest_for_ticket(conn: Connection, ticket_id: UUID, limit: int = 20) 
 async def mark_submitted(conn: Connection, submitted: Sequence[tuple[UUID, str, int]]) -> None:
     """Requests (id, signature, attempt) whose attempt is recorded and about to be sent.
 
-    One primary-key probe per request (a statement per row, in one round trip), whatever
-    the planner's statistics say: joined to the list of ids in one statement, it read all
-    of the tenant's requests for every group when the table had no statistics yet.
+    One statement for the group, its setup paid once, not once per row. Each id is one
+    primary-key probe that locks its row, then the row is updated by its address, whatever
+    the planner's statistics say: joined on the id alone, it read all of the tenant's
+    requests when the table had no statistics yet.
     """
-    await conn.executemany(
-        """UPDATE chain_requests
-              SET status = 'submitted', tx_signature = $2, attempts = $3, updated_at = now()
-            WHERE id = $1 AND tenant_id = current_tenant_id()""",
-        list(submitted),
+    if not submitted:
+        return
+    await conn.execute(
+        """UPDATE chain_requests r
+              SET status = 'submitted', tx_signature = u.signature, attempts = u.attempts,
+                  updated_at = now()
+             FROM unnest($1::uuid[], $2::text[], $3::int[]) AS u(id, signature, attempts)
+            CROSS JOIN LATERAL (SELECT ctid FROM chain_requests
+                                 WHERE id = u.id AND tenant_id = current_tenant_id()
+                                   FOR UPDATE) found
+            WHERE r.ctid = found.ctid""",
+        *columns(submitted, 3),
     )
 
 
@@ -394,16 +403,29 @@ class Settlement:
 
 
 async def settle_many(conn: Connection, settlements: Sequence[Settlement]) -> None:
-    """Give live requests their final status, in one round trip."""
+    """Give live requests their final status, in one statement (probing as mark_submitted)."""
     for item in settlements:
         if item.status.is_live:
             raise ValueError(f"{item.status!r} is not a final request status")
-    await conn.executemany(
-        _SETTLE,
-        [
+    if not settlements:
+        return
+    await conn.execute(
+        """UPDATE chain_requests r
+              SET status = u.status, outcome_code = u.code, outcome_message = u.message,
+                  token_mint = coalesce(u.mint, r.token_mint),
+                  tx_signature = coalesce(u.signature, r.tx_signature),
+                  updated_at = now(), completed_at = now()
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[]) AS u(id, status, code, message, mint, signature)
+            CROSS JOIN LATERAL (SELECT ctid FROM chain_requests
+                                 WHERE id = u.id AND status IN ('queued', 'submitted')
+                                   AND tenant_id = current_tenant_id()
+                                   FOR UPDATE) found
+            WHERE r.ctid = found.ctid""",
+        *columns((
             (i.request_id, i.status, i.code, i.message, i.token_mint, i.signature)
             for i in settlements
-        ],
+        ), 6),
     )
 
 
