@@ -438,6 +438,7 @@ def test_the_worker_methods_we_call_or_override_have_the_signatures_we_assume() 
         method = Worker.__dict__[name]
         assert inspect.iscoroutinefunction(method), name
         assert list(inspect.signature(method).parameters) == parameters, name
+    assert isinstance(Worker.__dict__["pool"], property)  # WorkerSeams.pool overrides it
     release = Worker.__dict__["_release_sem_dec_counter_on_complete"]
     assert not inspect.iscoroutinefunction(release)
     assert list(inspect.signature(release).parameters) == ["self"]
@@ -558,3 +559,116 @@ async def test_a_failed_batched_finish_reaches_every_job_of_the_batch(
         return_exceptions=True,
     )
     assert all(isinstance(r, RedisConnectionError) for r in results), results
+
+
+# --- The start (Worker.run_job's first round trip) ---------------------------------------
+
+
+def recording_function(seen: list[tuple[str, int, str]]) -> Any:
+    """A job function that notes its job id, its try and its first argument."""
+
+    async def record(ctx: dict[str, Any], request_id: str, tenant_id: str) -> None:
+        seen.append((ctx["job_id"], ctx["job_try"], request_id))
+
+    return func(record, name="mint_ticket")
+
+
+async def test_our_batched_start_does_what_arq_s_run_job_start_does(
+    arq: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs started together, some on a later try: the same tries and arguments reach the
+    function, and the same keys are left, as when each starts with its own MULTI/EXEC."""
+    freeze_arq_clock(monkeypatch)
+    states, seens = [], []
+    for make in (Worker, BatchStartWorker):
+        queue = own_queue_name("start")
+        seen: list[tuple[str, int, str]] = []
+        try:
+            worker = make(**worker_options(arq, queue, functions=[recording_function(seen)]))
+            ids = []
+            for n in range(6):
+                job = await arq.enqueue_job("mint_ticket", str(UUID(int=n)), TENANT,
+                                            _job_id=f"{queue}:{n}", _queue_name=queue)
+                assert job is not None
+                ids.append(job.job_id)
+                for _ in range(n % 3):  # tried before: this start is try n % 3 + 1
+                    await arq.incr(retry_key_prefix + job.job_id)
+            await asyncio.gather(*(worker.run_job(job_id, 1) for job_id in ids))
+            states.append(renamed(await snapshot(arq, queue), queue, "Q"))
+            seens.append(sorted((job_id.replace(queue, "Q"), *rest) for job_id, *rest in seen))
+        finally:
+            await drop_queue(arq, queue)
+            await delete_matching(arq, queue)
+    theirs, ours = states
+    assert_same_state(theirs, ours)
+    assert seens[0] == seens[1]
+    assert seens[1] == [
+        (f"Q:{n}", n % 3 + 1, str(UUID(int=n))) for n in range(6)
+    ]
+
+
+async def test_jobs_that_start_together_share_one_multi_exec(
+    arq: ArqRedis, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, int, str]] = []
+    worker = BatchStartWorker(**worker_options(arq, queue, functions=[recording_function(seen)]))
+    ids = []
+    for n in range(20):
+        job = await arq.enqueue_job("mint_ticket", str(UUID(int=n)), TENANT,
+                                    _job_id=f"{queue}:{n}", _queue_name=queue)
+        assert job is not None
+        ids.append(job.job_id)
+    pipeline_type = type(arq.pipeline())
+    real_execute = pipeline_type.execute
+    executed: list[list[str]] = []  # the commands of each MULTI/EXEC
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        executed.append([str(command[0][0]) for command in self.command_stack])
+        return await real_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_type, "execute", counted)
+    await asyncio.gather(*(worker.run_job(job_id, 1) for job_id in ids))
+    assert len(seen) == 20
+    starts = [commands for commands in executed if "INCRBY" in commands or "INCR" in commands]
+    # One start in flight at a time: all 20 in one, or the first alone and then the rest.
+    assert 1 <= len(starts) <= 2, executed
+    assert sum(commands.count("GET") for commands in starts) == 20, starts
+
+
+async def test_a_poisoned_retry_count_fails_only_its_own_job_s_start(
+    arq: ArqRedis, queue: str
+) -> None:
+    """A retry key that is not a number (INCR fails) in a batch of starts: that job's
+    start raises, as in Arq's own run_job; the jobs beside it run."""
+    seen: list[tuple[str, int, str]] = []
+    worker = BatchStartWorker(**worker_options(arq, queue, functions=[recording_function(seen)]))
+    ids = []
+    for n in range(4):
+        job = await arq.enqueue_job("mint_ticket", str(UUID(int=n)), TENANT,
+                                    _job_id=f"{queue}:{n}", _queue_name=queue)
+        assert job is not None
+        ids.append(job.job_id)
+    await arq.set(retry_key_prefix + ids[2], b"not a number")
+    results = await asyncio.gather(
+        *(worker.run_job(job_id, 1) for job_id in ids), return_exceptions=True
+    )
+    assert [type(r).__name__ for r in results] == ["NoneType", "NoneType", "ResponseError",
+                                                   "NoneType"], results
+    assert sorted(job_id for job_id, *_ in seen) == sorted([ids[0], ids[1], ids[3]])
+
+
+async def test_the_job_function_and_the_rest_of_the_worker_see_arq_s_own_pool(
+    arq: ArqRedis, queue: str
+) -> None:
+    pools: list[object] = []
+    worker = BatchStartWorker(**worker_options(arq, queue))
+
+    async def looks(ctx: dict[str, Any], request_id: str, tenant_id: str) -> None:
+        pools.append(worker.pool)  # inside the job's own task, after its start
+
+    worker.functions["mint_ticket"] = func(looks, name="mint_ticket")
+    job = await arq.enqueue_job("mint_ticket", str(UUID(int=1)), TENANT,
+                                _job_id=f"{queue}:1", _queue_name=queue)
+    assert job is not None
+    await worker.run_job(job.job_id, 1)
+    assert pools == [arq] and worker.pool is arq

@@ -35,7 +35,13 @@ What this module mirrors, piece by piece (file and function of Arq's source):
   removes the id from the abort set and the queue, or raises its score): the same
   commands for every job that finishes while the previous finish is written, in one
   MULTI/EXEC: `WorkerSeams.finish_job`.
-- Worker's private bookkeeping (arq/worker.py `Worker.__init__`, `start_jobs`,
+- The start (arq/worker.py `Worker.run_job`: its first use of `self.pool` is one
+  MULTI/EXEC that reads the job and counts the try: GET job, INCR and EXPIRE retry, and
+  ZREM abort when aborts are allowed): the same commands for every job that starts while
+  the previous start is written, in one MULTI/EXEC, each job answered with its own
+  replies (an error among them fails that job's start only): `WorkerSeams.run_job`,
+  which hands run_job's first `self.pool` a recording pipeline (`_StartPipeline`).
+- Worker's private bookkeeping (arq/worker.py `Worker.__init__`, `pool`, `start_jobs`,
   `_release_sem_dec_counter_on_complete`, `_poll_iteration`, `main`): `sem` (a
   BoundedSemaphore of `max_jobs + 1` permits, one taken per started job until it ends),
   `job_counter`, `tasks`, `loop`, `run_job(job_id, score)`, `in_progress_timeout_s`, and
@@ -49,7 +55,8 @@ private attributes above, and Redis. Nothing else in chainworker may touch these
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, NamedTuple
+from contextvars import ContextVar
+from typing import Any, Final, NamedTuple, cast
 
 from arq.connections import ArqRedis
 from arq.constants import (
@@ -227,11 +234,56 @@ SEAMS: Final = (
     "slots_for_new_jobs",
     "claim_due",
     "run_claimed",
+    "start_many",
 )
 
 
-# Finishes written in one MULTI/EXEC at most.
+# Finishes written in one MULTI/EXEC at most; starts too.
 FINISH_BATCH_MAX: Final = 500
+START_BATCH_MAX: Final = 500
+
+# Set by WorkerSeams.run_job in the job's own task, until its first use of `pool`.
+_STARTING: Final[ContextVar[bool]] = ContextVar("arq_job_starting", default=False)
+
+# A command as a pipeline method's name and arguments, recorded to be replayed.
+_Command = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+class _StartPipeline:
+    """What run_job's `async with self.pool.pipeline(transaction=True)` gets: its commands
+    are recorded, and `execute` sends them with those of the other jobs starting now."""
+
+    def __init__(self, starts: Coalescer[list[_Command], list[Any]]) -> None:
+        self._starts = starts
+        self._commands: list[_Command] = []
+
+    async def __aenter__(self) -> _StartPipeline:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Callable[..., _StartPipeline]:
+        def record(*args: Any, **kwargs: Any) -> _StartPipeline:
+            self._commands.append((name, args, kwargs))
+            return self
+
+        return record
+
+    async def execute(self) -> list[Any]:
+        return await self._starts.submit(self._commands)
+
+
+class _StartPool:
+    """The pool run_job's start sees: only its pipeline (anything else fails loudly)."""
+
+    def __init__(self, starts: Coalescer[list[_Command], list[Any]]) -> None:
+        self._starts = starts
+
+    def pipeline(self, transaction: bool = True) -> _StartPipeline:
+        if not transaction:
+            raise RuntimeError("Arq's job start no longer uses a MULTI/EXEC: see arq_internals")
+        return _StartPipeline(self._starts)
 
 
 class _Finish(NamedTuple):
@@ -256,6 +308,59 @@ class WorkerSeams(Worker):
 
     _claim_script: AsyncScript | None = None  # registered once the worker has its pool
     _finishes: Coalescer[_Finish, None] | None = None  # made on the first finish
+    _starts: Coalescer[list[_Command], list[Any]] | None = None  # made on the first start
+
+    @property
+    def pool(self) -> ArqRedis:
+        """Arq's pool; to run_job's start (its first use of it), the batching pool."""
+        if _STARTING.get():
+            _STARTING.set(False)
+            if self._starts is None:
+                self._starts = Coalescer(
+                    self.start_many, max_batch=START_BATCH_MAX, linger_seconds=0.0,
+                    name="arq-start", max_in_flight=1,
+                )
+            return cast(ArqRedis, _StartPool(self._starts))
+        return super().pool
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        """Arq's run_job; its first round trip (read the job, count the try) is written
+        together with those of the other jobs that start meanwhile.
+
+        At hundreds of jobs a second that round trip, one MULTI/EXEC per job, was about a
+        tenth of the worker process. The flag lives in this job's task (run_claimed starts
+        each job in its own) and is cleared by that first use, before the job's function
+        runs, so the function and everything after the start see Arq's own pool.
+        """
+        _STARTING.set(True)
+        try:
+            await super().run_job(job_id, score)
+        finally:
+            _STARTING.set(False)
+
+    async def close(self) -> None:
+        """Arq's close (its jobs end first, their finishes written), then the batchers'."""
+        await super().close()
+        for batcher in (self._starts, self._finishes):
+            if batcher is not None:
+                await batcher.close(RuntimeError("the worker is closed"))
+
+    async def start_many(self, starts: Sequence[list[_Command]]) -> list[list[Any] | Exception]:
+        """The start commands of every job in `starts`, in one MULTI/EXEC; each job gets
+        its own replies, or the first error among them (as its own MULTI/EXEC would raise)."""
+        async with super().pool.pipeline(transaction=True) as tr:
+            for commands in starts:
+                for name, args, kwargs in commands:
+                    getattr(tr, name)(*args, **kwargs)
+            replies = await tr.execute(raise_on_error=False)
+        out: list[list[Any] | Exception] = []
+        at = 0
+        for commands in starts:
+            mine = list(replies[at : at + len(commands)])
+            at += len(commands)
+            error = next((reply for reply in mine if isinstance(reply, Exception)), None)
+            out.append(error if error is not None else mine)
+        return out
 
     async def finish_job(
         self,
