@@ -33,6 +33,10 @@ CLAIM_LIMIT = 2048
 LEASE_SECONDS = 15
 # Outcome transactions in flight at once; keeps a share of the pool for the jobs.
 OUTCOME_CONCURRENCY = 8
+# Landed attempts of one tenant settled per transaction: a round's thousands, as one
+# transaction, were one backend's work while the other waited, and nothing was confirmed
+# until the last of them was.
+SETTLE_CHUNK = 256
 
 log = logs.get_logger(__name__)
 
@@ -71,6 +75,10 @@ async def run_once(ctx: PipelineContext, queue: JobQueue | None = None) -> int:
     return len(claimed)
 
 
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[at : at + size] for at in range(0, len(items), size)]
+
+
 def _row(item: tuple[LiveAttempt, Any]) -> LiveAttempt:
     return item[0]
 
@@ -106,10 +114,11 @@ async def _carry_out(
 
     jobs: list[Awaitable[None]] = [
         each_or_alone(
-            ctx, items, partial(_settle_landed, ctx, tenant_id, height, queue), _row,
+            ctx, chunk, partial(_settle_landed, ctx, tenant_id, height, queue), _row,
             "applying confirmations",
         )
         for tenant_id, items in landed.items()
+        for chunk in _chunks(items, SETTLE_CHUNK)
     ]
     jobs += [
         each_or_alone(
