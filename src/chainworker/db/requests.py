@@ -383,15 +383,6 @@ async def mark_submitted(conn: Connection, submitted: Sequence[tuple[UUID, str, 
     )
 
 
-_SETTLE = """UPDATE chain_requests
-              SET status = $2, outcome_code = $3, outcome_message = $4,
-                  token_mint = coalesce($5, token_mint),
-                  tx_signature = coalesce($6, tx_signature),
-                  updated_at = now(), completed_at = now()
-            WHERE id = $1 AND status IN ('queued', 'submitted')
-              AND tenant_id = current_tenant_id()"""
-
-
 @dataclass(frozen=True, slots=True)
 class Settlement:
     request_id: UUID
@@ -402,14 +393,15 @@ class Settlement:
     signature: str | None = None
 
 
-async def settle_many(conn: Connection, settlements: Sequence[Settlement]) -> None:
-    """Give live requests their final status, in one statement (probing as mark_submitted)."""
+async def settle_many(conn: Connection, settlements: Sequence[Settlement]) -> int:
+    """Give live requests their final status, in one statement (probing as mark_submitted).
+    Returns how many were live: a request already final is left as it is."""
     for item in settlements:
         if item.status.is_live:
             raise ValueError(f"{item.status!r} is not a final request status")
     if not settlements:
-        return
-    await conn.execute(
+        return 0
+    result = await conn.execute(
         """UPDATE chain_requests r
               SET status = u.status, outcome_code = u.code, outcome_message = u.message,
                   token_mint = coalesce(u.mint, r.token_mint),
@@ -427,6 +419,7 @@ async def settle_many(conn: Connection, settlements: Sequence[Settlement]) -> No
             for i in settlements
         ), 6),
     )
+    return int(result.rsplit(" ", 1)[1])
 
 
 async def settle(
@@ -440,18 +433,10 @@ async def settle(
     signature: str | None = None,
 ) -> bool:
     """Give a live request its final status. False when it was already final."""
-    if status.is_live:
-        raise ValueError(f"{status!r} is not a final request status")
-    result = await conn.execute(
-        _SETTLE,
-        request_id,
-        status,
-        code,
-        message,
-        token_mint,
-        signature,
+    settled = await settle_many(
+        conn, [Settlement(request_id, status, code, message, token_mint, signature)]
     )
-    return result.endswith(" 1")
+    return settled == 1
 
 
 async def requeue(conn: Connection, request_id: UUID) -> None:
