@@ -159,18 +159,18 @@ async def test_locking_by_id_touches_one_row_per_id_in_id_order(
         assert touched and max(touched) <= BOUND, (table, touched, delivered)
 
 
-async def test_marking_submitted_and_observed_touches_one_row_per_id(
-    admin_conn: asyncpg.Connection, explained: list[str]
-) -> None:
-    """The group's requests marked submitted, the round's observations written."""
-    conn, plans = admin_conn, explained
-    tenant, ticket_ids = await _burst(conn)
-    owner = "plan-worker"
+OWNER = "plan-worker"  # the lease owner of the burst's first ASKED attempts
+
+
+async def _leased_and_queued(
+    conn: asyncpg.Connection, ticket_ids: list[uuid.UUID]
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """The burst's first ASKED live attempts, leased by OWNER, and ASKED queued requests."""
     attempts = [
         row["id"] for row in await conn.fetch(
             """UPDATE pending_transactions SET lease_owner = $2
                 WHERE ticket_id = ANY($1::uuid[]) RETURNING id""",
-            ticket_ids[:ASKED], owner,
+            ticket_ids[:ASKED], OWNER,
         )
     ]
     queued = [
@@ -179,6 +179,16 @@ async def test_marking_submitted_and_observed_touches_one_row_per_id(
             ticket_ids[LIVE : LIVE + ASKED],
         )
     ]
+    return attempts, queued
+
+
+async def test_marking_submitted_and_observed_touches_one_row_per_id(
+    admin_conn: asyncpg.Connection, explained: list[str]
+) -> None:
+    """The group's requests marked submitted, the round's observations written."""
+    conn, plans = admin_conn, explained
+    tenant, ticket_ids = await _burst(conn)
+    attempts, queued = await _leased_and_queued(conn, ticket_ids)
     read = TxSnapshot(TxStatus.PENDING, 1, 2**40, None, None, False)
     after = TxSnapshot(TxStatus.CONFIRMING, 1, 2**40, None, None, False)
     async with conn.transaction():
@@ -187,7 +197,7 @@ async def test_marking_submitted_and_observed_touches_one_row_per_id(
         (await _delivered(conn, plans)).clear()
         await requests.mark_submitted(conn, [(r, f"sig-{r}", 1) for r in queued])
         await live_transactions.record_observations(
-            conn, owner, [live_transactions.Observed(a, read, after, slot=7) for a in attempts]
+            conn, OWNER, [live_transactions.Observed(a, read, after, slot=7) for a in attempts]
         )
     delivered = list(await _delivered(conn, plans))  # before the checks below add theirs
     assert await conn.fetchval(
@@ -217,20 +227,7 @@ async def test_a_batch_writes_each_table_in_one_execution_probing_one_row_per_id
     generated column per execution), still one probe per id without statistics."""
     conn, plans = admin_conn, explained
     tenant, ticket_ids = await _burst(conn)
-    owner = "plan-worker"
-    attempts = [
-        row["id"] for row in await conn.fetch(
-            """UPDATE pending_transactions SET lease_owner = $2
-                WHERE ticket_id = ANY($1::uuid[]) RETURNING id""",
-            ticket_ids[:ASKED], owner,
-        )
-    ]
-    queued = [
-        row["id"] for row in await conn.fetch(
-            "SELECT id FROM chain_requests WHERE ticket_id = ANY($1::uuid[])",
-            ticket_ids[LIVE : LIVE + ASKED],
-        )
-    ]
+    attempts, queued = await _leased_and_queued(conn, ticket_ids)
     await conn.execute(
         "UPDATE tickets SET status = 'sold' WHERE id = ANY($1::uuid[])", ticket_ids[:ASKED]
     )
@@ -243,7 +240,7 @@ async def test_a_batch_writes_each_table_in_one_execution_probing_one_row_per_id
         (await _delivered(conn, plans)).clear()
         await requests.mark_submitted(conn, [(r, f"sig-{r}", 1) for r in queued])
         await live_transactions.record_observations(
-            conn, owner, [live_transactions.Observed(a, read, after, slot=7) for a in attempts]
+            conn, OWNER, [live_transactions.Observed(a, read, after, slot=7) for a in attempts]
         )
         await tickets.set_minted_many(conn, [
             (t, f"mint-{n}", f"wallet-{n}" if n % 2 else None, "minted" if n % 3 else None)

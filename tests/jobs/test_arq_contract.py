@@ -120,6 +120,17 @@ async def free_permits(semaphore: asyncio.Semaphore) -> int:
     return count
 
 
+async def enqueue_numbered(arq: ArqRedis, queue: str, count: int) -> list[str]:
+    """`count` mint jobs on `queue`, ids `<queue>:0`... (the n-th for request UUID(int=n))."""
+    ids = []
+    for n in range(count):
+        job = await arq.enqueue_job("mint_ticket", str(UUID(int=n)), TENANT,
+                                    _job_id=f"{queue}:{n}", _queue_name=queue)
+        assert job is not None
+        ids.append(job.job_id)
+    return ids
+
+
 @pytest.fixture
 async def queue(arq: ArqRedis) -> AsyncIterator[str]:
     name = own_queue_name("contract")
@@ -516,15 +527,11 @@ async def test_our_batched_finish_does_what_arq_s_finish_job_does(
         queue = own_queue_name("finish")
         try:
             worker = make(**worker_options(arq, queue))
-            ids = []
-            for n, _ in enumerate(FINISHES):
-                job = await arq.enqueue_job("mint_ticket", str(UUID(int=n)), TENANT,
-                                            _job_id=f"{queue}:{n}", _queue_name=queue)
-                assert job is not None
-                ids.append(job.job_id)
-                await arq.psetex(in_progress_key_prefix + job.job_id, 60_000, b"1")
-                await arq.incr(retry_key_prefix + job.job_id)
-                await arq.zadd(abort_jobs_ss, {job.job_id: 1})
+            ids = await enqueue_numbered(arq, queue, len(FINISHES))
+            for job_id in ids:
+                await arq.psetex(in_progress_key_prefix + job_id, 60_000, b"1")
+                await arq.incr(retry_key_prefix + job_id)
+                await arq.zadd(abort_jobs_ss, {job_id: 1})
             # All at once, as jobs that end together: ours writes them in one MULTI/EXEC.
             await asyncio.gather(*(
                 worker.finish_job(job_id, *arguments)
@@ -585,14 +592,10 @@ async def test_our_batched_start_does_what_arq_s_run_job_start_does(
         seen: list[tuple[str, int, str]] = []
         try:
             worker = make(**worker_options(arq, queue, functions=[recording_function(seen)]))
-            ids = []
-            for n in range(6):
-                job = await arq.enqueue_job("mint_ticket", str(UUID(int=n)), TENANT,
-                                            _job_id=f"{queue}:{n}", _queue_name=queue)
-                assert job is not None
-                ids.append(job.job_id)
+            ids = await enqueue_numbered(arq, queue, 6)
+            for n, job_id in enumerate(ids):
                 for _ in range(n % 3):  # tried before: this start is try n % 3 + 1
-                    await arq.incr(retry_key_prefix + job.job_id)
+                    await arq.incr(retry_key_prefix + job_id)
             await asyncio.gather(*(worker.run_job(job_id, 1) for job_id in ids))
             states.append(renamed(await snapshot(arq, queue), queue, "Q"))
             seens.append(sorted((job_id.replace(queue, "Q"), *rest) for job_id, *rest in seen))
@@ -612,12 +615,7 @@ async def test_jobs_that_start_together_share_one_multi_exec(
 ) -> None:
     seen: list[tuple[str, int, str]] = []
     worker = BatchStartWorker(**worker_options(arq, queue, functions=[recording_function(seen)]))
-    ids = []
-    for n in range(20):
-        job = await arq.enqueue_job("mint_ticket", str(UUID(int=n)), TENANT,
-                                    _job_id=f"{queue}:{n}", _queue_name=queue)
-        assert job is not None
-        ids.append(job.job_id)
+    ids = await enqueue_numbered(arq, queue, 20)
     pipeline_type = type(arq.pipeline())
     real_execute = pipeline_type.execute
     executed: list[list[str]] = []  # the commands of each MULTI/EXEC
@@ -642,12 +640,7 @@ async def test_a_poisoned_retry_count_fails_only_its_own_job_s_start(
     start raises, as in Arq's own run_job; the jobs beside it run."""
     seen: list[tuple[str, int, str]] = []
     worker = BatchStartWorker(**worker_options(arq, queue, functions=[recording_function(seen)]))
-    ids = []
-    for n in range(4):
-        job = await arq.enqueue_job("mint_ticket", str(UUID(int=n)), TENANT,
-                                    _job_id=f"{queue}:{n}", _queue_name=queue)
-        assert job is not None
-        ids.append(job.job_id)
+    ids = await enqueue_numbered(arq, queue, 4)
     await arq.set(retry_key_prefix + ids[2], b"not a number")
     results = await asyncio.gather(
         *(worker.run_job(job_id, 1) for job_id in ids), return_exceptions=True
@@ -667,8 +660,6 @@ async def test_the_job_function_and_the_rest_of_the_worker_see_arq_s_own_pool(
         pools.append(worker.pool)  # inside the job's own task, after its start
 
     worker.functions["mint_ticket"] = func(looks, name="mint_ticket")
-    job = await arq.enqueue_job("mint_ticket", str(UUID(int=1)), TENANT,
-                                _job_id=f"{queue}:1", _queue_name=queue)
-    assert job is not None
-    await worker.run_job(job.job_id, 1)
+    (job_id,) = await enqueue_numbered(arq, queue, 1)
+    await worker.run_job(job_id, 1)
     assert pools == [arq] and worker.pool is arq
