@@ -95,7 +95,10 @@ def api_process(stack: Stack) -> Iterator[str]:
 
 
 async def query(http: httpx.AsyncClient, expr: str) -> list[dict[str, Any]]:
-    answer = (await http.get("/api/v1/query", params={"query": expr})).json()
+    # Prometheus answers a plain-text 503 until its storage is ready: raised as an
+    # HTTPError, so that a wait retries it instead of failing on the body.
+    response = (await http.get("/api/v1/query", params={"query": expr})).raise_for_status()
+    answer = response.json()
     assert answer["status"] == "success", (expr, answer)
     result: list[dict[str, Any]] = answer["data"]["result"]
     return result
@@ -114,6 +117,14 @@ async def test_prometheus_fires_on_expiries_and_the_dashboard_evaluates(
                                        f"127.0.0.1:{metrics_port}")
     try:
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+
+            async def ready() -> bool:
+                try:
+                    return (await http.get("/-/ready")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await wait_for(ready, 60, "Prometheus ready")
 
             async def both_scraped() -> bool:
                 try:
