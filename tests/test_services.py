@@ -6,6 +6,7 @@ Runs on every machine, even one with servers of its own, so the fallback never r
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import asyncpg
@@ -94,3 +95,13 @@ def test_targets_show_their_urls_without_credentials() -> None:
     redis = services.RedisTarget("redis://default:REDISPASSWORD@cache.internal:6379/0", "local")
     assert repr(pg) == "PostgresTarget(postgresql://db.internal:5432, origin='configured')"
     assert str(redis) == "RedisTarget(redis://cache.internal:6379, origin='local')"
+
+
+def test_a_valkey_stopped_by_the_process_that_started_it_is_reaped(tmp_path: Path) -> None:
+    """Stopped, it is gone at once: left a zombie, signal 0 still found it, and each stop
+    waited out its whole timeout (a demo stopping what it started, the tests' restarts)."""
+    services.start_embedded_valkey(tmp_path)
+    pid = int((tmp_path / "valkey.state").read_text().split()[0])
+    assert services.stop_embedded_valkey(tmp_path)
+    with pytest.raises(ChildProcessError):  # nothing left to reap
+        os.waitpid(pid, os.WNOHANG)

@@ -200,6 +200,11 @@ def _free_port() -> int:
 
 
 def _pid_alive(pid: int) -> bool:
+    # A server this process started stays a zombie once it exits, which signal 0 still
+    # finds, until it is reaped: reaped here, or a stop waited its whole timeout.
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
