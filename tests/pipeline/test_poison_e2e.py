@@ -4,7 +4,8 @@ Each kind of poison sits in the same round as good, landed attempts of another t
 row whose signature is not a signature (written through the seed's own
 create_pending_transaction), an endpoint whose status answers carry slots of 2**63, a row
 whose outcome the database refuses. The good rows settle in that same round; the poison is
-set aside with its reason, counted, and never claimed again.
+set aside with its reason, counted, and never claimed again. The landed attempts of a
+round settle a chunk per transaction, so that no one transaction holds them all.
 """
 
 from __future__ import annotations
@@ -214,3 +215,24 @@ async def test_the_sweeper_leaves_out_a_request_no_job_can_run(
         assert await arq.zcard(ctx.settings.queue_name) == 2
     finally:
         await drop_queue(arq, ctx.settings.queue_name)
+
+
+async def test_a_rounds_landed_attempts_settle_in_transactions_of_a_chunk_each(
+    ctx: PipelineContext, admin_conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round's thousands in one transaction were one backend's work, and none was
+    confirmed until the last was: each chunk commits on its own (confirmed_at is the
+    moment its transaction began)."""
+    monkeypatch.setattr(confirm, "SETTLE_CHUNK", 2)
+    tenant, mints = await submitted_mints(ctx, admin_conn, 5)
+    await landed(ctx.rpc, [p.signature for p in mints])
+
+    await confirm.run_once(ctx)
+
+    assert await _confirmed(admin_conn, tenant) == 5
+    chunks = await admin_conn.fetch(
+        "SELECT count(*) AS n FROM pending_transactions WHERE tenant_id = $1"
+        " AND status = 'confirmed' GROUP BY confirmed_at ORDER BY n DESC",
+        tenant,
+    )
+    assert [row["n"] for row in chunks] == [2, 2, 1]
