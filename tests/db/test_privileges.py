@@ -39,6 +39,7 @@ RUNTIME_PRIVILEGES = {
     # written only by the spend triggers and chainworker_spend_reserve (migration 109)
     "chainworker_spend_totals": {"SELECT"},
     "chainworker_spend_reservations": {"SELECT"},
+    "chainworker_spend_unfolded": {"SELECT"},  # its transaction's notes (migration 117)
     # the platform's fee-payer top-ups (migration 113): recorded and settled, never removed
     "chainworker_fee_payer_top_ups": {"SELECT", "INSERT", "UPDATE"},
     # a tenant's chainworker settings (migration 114): set by an operator, never removed

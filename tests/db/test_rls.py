@@ -13,6 +13,9 @@ from tests.db.conftest import Worlds
 from tests.db.world import ROWS, primary_key, tenant_tables
 
 SEEDED_TABLES = [table for table, _ in ROWS]
+# Rows that live only inside the transaction that writes them (folded at its commit,
+# migration 117): nothing to seed, and their isolation is checked with the others'.
+TRANSIENT_TABLES = {"chainworker_spend_unfolded"}
 
 
 class Rollback(Exception):
@@ -39,7 +42,7 @@ async def in_tenant(conn: asyncpg.Connection, tenant_id, sql: str, *args):
 
 async def test_every_tenant_table_is_seeded_and_isolated(module_admin: asyncpg.Connection):
     tables = await tenant_tables(module_admin)
-    missing = sorted(set(tables) - set(SEEDED_TABLES) - {"tenants"})
+    missing = sorted(set(tables) - set(SEEDED_TABLES) - TRANSIENT_TABLES - {"tenants"})
     assert not missing, f"add a row for {missing} to tests/db/world.py ROWS"
     rows = await module_admin.fetch(
         """SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,

@@ -7,6 +7,7 @@ signing until its attempt settles, and concurrent signers never pass a limit tog
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -183,6 +184,81 @@ async def test_settling_releases_the_reservation_and_charges_what_was_paid(
     )
     assert paid == 4 * COST + COST  # four confirmed, and the failed one's fee and then rent
     assert await totals(admin, tenant) == await recounted(admin, tenant)
+
+
+
+async def reserved_attempts(
+    admin: asyncpg.Connection, app: asyncpg.Connection, count: int,
+    per_transaction: int = COST,
+) -> tuple[UUID, list[NewAttempt]]:
+    """A new tenant with limits of 10 * COST a period and `count` live attempts, each
+    holding its reservation of COST."""
+    seeded = await seed_data.seed_tenant(admin, tickets=count)
+    await set_limits(admin, seeded.tenant_id, per_transaction, 10 * COST, 10 * COST, 10 * COST)
+    async with app.transaction():
+        await app.execute("SELECT set_tenant_context($1)", seeded.tenant_id)
+        assert await audit.reserve_spend(app, [COST] * count) == [None] * count
+        new = [await attempt(seeded, t, 1, reserved=True) for t in seeded.ticket_ids]
+        await transactions.record_attempts(app, new)
+    return seeded.tenant_id, new
+
+
+async def test_a_settlement_locks_no_spend_row_until_it_commits(
+    fresh_db: TestDatabase, admin: asyncpg.Connection, app: asyncpg.Connection
+) -> None:
+    """Settlements of one tenant ran one after the other: each held the tenant's released
+    row and totals from its first attempt to its commit. Now they are moved at commit."""
+    tenant, new = await reserved_attempts(admin, app, 3, per_transaction=10 * COST)
+    async with app.transaction():  # the first charge makes the day's, week's, month's rows
+        await app.execute("SELECT set_tenant_context($1)", tenant)
+        await live_transactions.confirm_many(app, [(new[0].signature, 10)])
+    other = await asyncpg.connect(fresh_db.admin_dsn)  # may lock what the runtime role reads
+    try:
+        async with app.transaction():
+            await app.execute("SELECT set_tenant_context($1)", tenant)
+            await live_transactions.confirm_many(app, [(new[1].signature, 11)])
+            await live_transactions.fail(app, new[2].signature, "Custom(1)", "no funds")
+            async with other.transaction():  # what a second settlement takes, meanwhile
+                locked = await other.fetchval(
+                    """SELECT count(*) FROM (
+                           SELECT 1 FROM chainworker_spend_totals
+                            WHERE tenant_id = $1 FOR UPDATE NOWAIT) t""",
+                    tenant,
+                ) + await other.fetchval(
+                    """SELECT count(*) FROM (
+                           SELECT 1 FROM chainworker_spend_reservations
+                            WHERE tenant_id = $1 FOR UPDATE NOWAIT) r""",
+                    tenant,
+                )
+                assert locked == 5  # three periods, reserved and released: none was held
+            # What this transaction settled already counts for what it signs next: spent
+            # 3 * COST - RENT (two confirmed, one fee), nothing in flight.
+            spent = 3 * COST - RENT
+            [reason] = await audit.reserve_spend(app, [10 * COST - spent + 1])
+            assert reason is not None and reason.startswith("daily limit: "), reason
+            assert float(reason.split()[2]) == spent, reason
+    finally:
+        await other.close()
+    assert await in_flight(admin, tenant) == 0
+    assert await totals(admin, tenant) == await recounted(admin, tenant)
+    assert (await totals(admin, tenant))[("day", datetime.now(UTC).date())] == 3 * COST - RENT
+    assert await admin.fetchval("SELECT count(*) FROM chainworker_spend_unfolded") == 0
+
+
+async def test_what_a_rolled_back_savepoint_settled_is_never_counted(
+    admin: asyncpg.Connection, app: asyncpg.Connection
+) -> None:
+    tenant, new = await reserved_attempts(admin, app, 2)
+    async with app.transaction():
+        await app.execute("SELECT set_tenant_context($1)", tenant)
+        await live_transactions.confirm_many(app, [(new[0].signature, 10)])
+        with contextlib.suppress(RuntimeError):
+            async with app.transaction():  # a savepoint, rolled back
+                await live_transactions.confirm_many(app, [(new[1].signature, 10)])
+                raise RuntimeError("rolled back")
+    assert await in_flight(admin, tenant) == COST  # the second is still live and held
+    assert await totals(admin, tenant) == await recounted(admin, tenant)
+    assert (await totals(admin, tenant))[("day", datetime.now(UTC).date())] == COST
 
 
 async def test_what_an_attempt_costs_and_reserved_is_fixed(
