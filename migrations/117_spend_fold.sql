@@ -121,7 +121,7 @@ $$;
 
 
 -- What a tenant spent per period: the folded totals and, visible only to the transaction
--- that wrote them, its own notes. The readers below weigh both, so that what a transaction
+-- that wrote them, its own notes. The readers below weigh both (and the releases likewise), so that what a transaction
 -- settled counts for what it signs next.
 CREATE FUNCTION chainworker_spend_spent(p_tenant uuid)
 RETURNS TABLE (period text, period_start date, spent numeric)
@@ -138,6 +138,19 @@ $$;
 COMMENT ON FUNCTION chainworker_spend_spent(uuid) IS
     'A tenant''s spending per period (day, week, month): chainworker_spend_totals plus the '
     'current transaction''s charges not yet folded into them.';
+
+-- What a tenant's settled attempts released: its released row and, as above, the
+-- transaction's own release notes.
+CREATE FUNCTION chainworker_spend_released(p_tenant uuid) RETURNS numeric
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT r.lamports FROM chainworker_spend_reservations r
+                      WHERE r.tenant_id = p_tenant AND r.side = 'released'), 0)
+           + coalesce((SELECT sum(u.release) FROM chainworker_spend_unfolded u
+                        WHERE u.tenant_id = p_tenant), 0)
+$$;
+COMMENT ON FUNCTION chainworker_spend_released(uuid) IS
+    'Lamports a tenant''s settled attempts released: chainworker_spend_reservations'' '
+    'released row plus the current transaction''s releases not yet folded into it.';
 
 
 -- 109's reservation, weighing the transaction's own notes with the folded rows.
@@ -186,10 +199,7 @@ BEGIN
     v_limited := FOUND;
     -- Read after the lock, in one statement: a settlement releases and charges in one
     -- transaction, and both are seen or neither; with this transaction's own notes.
-    SELECT coalesce((SELECT r.lamports FROM chainworker_spend_reservations r
-                      WHERE r.tenant_id = v_tenant AND r.side = 'released'), 0)
-           + coalesce((SELECT sum(u.release) FROM chainworker_spend_unfolded u
-                        WHERE u.tenant_id = v_tenant), 0),
+    SELECT chainworker_spend_released(v_tenant),
            coalesce(sum(t.spent) FILTER (WHERE t.period = 'day'), 0),
            coalesce(sum(t.spent) FILTER (WHERE t.period = 'week'), 0),
            coalesce(sum(t.spent) FILTER (WHERE t.period = 'month'), 0)
@@ -262,11 +272,10 @@ BEGIN
       FROM chainworker_spend_periods(now()) p
       LEFT JOIN chainworker_spend_spent(current_tenant_id()) t
              ON t.period = p.period AND t.period_start = p.period_start
-     CROSS JOIN (SELECT greatest(coalesce(sum(r.lamports) FILTER (WHERE r.side = 'reserved'), 0)
-                                 - coalesce(sum(r.lamports) FILTER (WHERE r.side = 'released'), 0),
-                                 0) AS held
+     CROSS JOIN (SELECT greatest(coalesce(sum(r.lamports), 0)
+                                 - chainworker_spend_released(current_tenant_id()), 0) AS held
                    FROM chainworker_spend_reservations r
-                  WHERE r.tenant_id = current_tenant_id()) h
+                  WHERE r.tenant_id = current_tenant_id() AND r.side = 'reserved') h
      GROUP BY h.held;
     FOREACH v_amount IN ARRAY coalesce(p_amounts, '{}') LOOP
         v_reasons := v_reasons || CASE

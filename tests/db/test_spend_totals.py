@@ -186,7 +186,6 @@ async def test_settling_releases_the_reservation_and_charges_what_was_paid(
     assert await totals(admin, tenant) == await recounted(admin, tenant)
 
 
-
 async def reserved_attempts(
     admin: asyncpg.Connection, app: asyncpg.Connection, count: int,
     per_transaction: int = COST,
@@ -237,6 +236,10 @@ async def test_a_settlement_locks_no_spend_row_until_it_commits(
             [reason] = await audit.reserve_spend(app, [10 * COST - spent + 1])
             assert reason is not None and reason.startswith("daily limit: "), reason
             assert float(reason.split()[2]) == spent, reason
+            # The earlier release's check too: what fits exactly, with nothing held.
+            assert await app.fetchval(
+                "SELECT chainworker_spend_refusal($1)", 10 * COST - spent
+            ) is None
     finally:
         await other.close()
     assert await in_flight(admin, tenant) == 0
