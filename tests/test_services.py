@@ -99,7 +99,7 @@ def test_targets_show_their_urls_without_credentials() -> None:
 
 def test_a_valkey_stopped_by_the_process_that_started_it_is_reaped(tmp_path: Path) -> None:
     """Stopped, it is gone at once: left a zombie, signal 0 still found it, and each stop
-    waited out its whole timeout (a demo stopping what it started, the tests' restarts)."""
+    waited out its whole timeout (the tests that stop and restart a server)."""
     services.start_embedded_valkey(tmp_path)
     pid = int((tmp_path / "valkey.state").read_text().split()[0])
     assert services.stop_embedded_valkey(tmp_path)
