@@ -2,8 +2,10 @@
 
 For each trigger given a WHEN clause: it still fires, with its effect, when a column its
 function reads changes; and it is not called at all for the worker's own updates that
-leave those columns alone (a mint of a sold ticket, an attempt seen at processed). Calls
-are counted with track_functions = 'all' in the test's transaction. And pending_transactions
+leave those columns alone (a mint of a sold ticket). Calls are counted with
+track_functions = 'all' in the test's transaction. The spend settlement lost its WHEN
+clause in migration 118, when it became a statement trigger: it settles nothing for an
+attempt seen at processed. And pending_transactions
 leaves room on its pages, so a lease renewal is a HOT update.
 """
 
@@ -134,9 +136,19 @@ def _attempt(seeded: seed_data.Seeded, ticket: UUID) -> NewAttempt:
     )
 
 
-async def test_spend_settlement_runs_only_when_an_attempt_stops_being_live(
+async def _spend_notes(conn: asyncpg.Connection) -> list[tuple[int, int]]:
+    """The transaction's spend notes so far (release, charge), folded only at commit."""
+    rows = await conn.fetch(
+        "SELECT release, charge FROM chainworker_spend_unfolded ORDER BY release, charge"
+    )
+    return [(int(row["release"]), int(row["charge"])) for row in rows]
+
+
+async def test_spend_settles_only_when_an_attempt_stops_being_live(
     admin_conn: asyncpg.Connection,
 ) -> None:
+    """The settlement is a statement trigger since migration 118, so it runs for every
+    update of the table; what it settles is what the row trigger of 112 settled."""
     seeded = await seed_data.seed_tenant(admin_conn, tickets=2)
     owner = "test-worker"
     confirmed, replaced = (_attempt(seeded, ticket) for ticket in seeded.ticket_ids)
@@ -153,13 +165,16 @@ async def test_spend_settlement_runs_only_when_an_attempt_stops_being_live(
         assert await conn.fetchval(
             "SELECT status FROM pending_transactions WHERE id = $1", ids[0]
         ) == "confirming"
-        assert await calls(conn, "chainworker_spend_settle") == 0
+        assert await _spend_notes(conn) == []
+        assert await calls(conn, "chainworker_spend_count") == 0  # nothing charged
         # Confirmed: fee and rent charged, the reservation released.
         await live_transactions.confirm_many(conn, [(confirmed.signature, 6)])
-        assert await calls(conn, "chainworker_spend_settle") == 1
+        assert await _spend_notes(conn) == [(0, COST), (COST, 0)]
         # Replaced: nothing paid, the reservation released.
         await live_transactions.finish(conn, ids[1], TxStatus.REPLACED)
-        assert await calls(conn, "chainworker_spend_settle") == 2
+        assert await _spend_notes(conn) == [(0, COST), (COST, 0), (COST, 0)]
+        # Each statement that settled charged once (the replacement's charge had no rows).
+        assert await calls(conn, "chainworker_spend_count") == 2
     charged = await admin_conn.fetch(
         "SELECT reference_id, amount FROM spending_transactions WHERE tenant_id = $1",
         seeded.tenant_id,
