@@ -285,3 +285,67 @@ async def test_a_batch_writes_each_table_in_one_execution_probing_one_row_per_id
     assert {r["id"]: r["tx_signature"] for r in settled} == {
         r: f"landed-{n}" for n, r in enumerate(queued)
     }
+
+
+def _plans_with(plans: list[str], node: str) -> int:
+    """How many executed plans, nested ones included, have a plan node `node`."""
+    return sum(1 for plan in plans if node in plan)
+
+
+async def test_a_group_records_and_a_round_confirms_in_one_execution_per_table(
+    admin_conn: asyncpg.Connection, explained: list[str]
+) -> None:
+    """The group's attempts and the round's confirmations, with their sync-log entries and
+    spend: one INSERT or UPDATE per table for the batch, not one per row through the seed's
+    create_pending_transaction and confirm_transaction (migration 118), still one probe
+    per signature without statistics."""
+    conn, plans = admin_conn, explained
+    tenant, ticket_ids = await _burst(conn)
+    event = await conn.fetchval("SELECT event_id FROM tickets WHERE id = $1", ticket_ids[0])
+    _, queued = await _leased_and_queued(conn, ticket_ids)
+    ticket_of: dict[uuid.UUID, uuid.UUID] = {
+        row["id"]: row["ticket_id"] for row in await conn.fetch(
+            "SELECT id, ticket_id FROM chain_requests WHERE id = ANY($1::uuid[])", queued
+        )
+    }
+    new = [
+        transactions.NewAttempt(
+            tenant_id=tenant, ticket_id=ticket_of[request], event_id=event, transfer_id=None,
+            request_id=request, op="mint", signature=str(Signature(secrets.token_bytes(64))),
+            blockhash="11111111111111111111111111111111", last_valid_block_height=2**40,
+            serialized_tx=b"\x01", attempt=1, parent_tx_id=None, job_id=None, max_retries=3,
+            estimated_lamports=5_000, spend_reserved=5_000,
+        )
+        for request in queued
+    ]
+    async with conn.transaction():
+        await conn.execute("SET LOCAL ROLE chainworker_app")
+        await conn.execute("SELECT set_tenant_context($1)", tenant)
+        await conn.fetchval("SELECT chainworker_spend_reserve($1::bigint[])", [5_000] * ASKED)
+        (await _delivered(conn, plans)).clear()
+        ids = await transactions.record_attempts(conn, new)
+        await live_transactions.confirm_many(conn, [(a.signature, 9) for a in new])
+    delivered = list(await _delivered(conn, plans))
+    assert await conn.fetchval(
+        """SELECT count(*) FROM pending_transactions
+            WHERE id = ANY($1::uuid[]) AND status = 'confirmed' AND slot = 9""",
+        ids,
+    ) == ASKED
+    assert [
+        row["ticket_id"] for row in await conn.fetch(
+            "SELECT ticket_id FROM pending_transactions WHERE id = ANY($1::uuid[])"
+            " ORDER BY array_position($1::uuid[], id)",
+            ids,
+        )
+    ] == [a.ticket_id for a in new]  # ids in the order asked
+    for node in ("Insert on pending_transactions", "Update on pending_transactions",
+                 "Insert on blockchain_sync_log", "Insert on spending_transactions"):
+        assert _plans_with(delivered, node) == 1, (node, _plans_with(delivered, node))
+    # The statements' CTEs pass each row on several times: the table's own scans count.
+    touched = _rows_touched(
+        ["\n".join(line for line in plan.splitlines()
+                   if " on pending_transactions " in line or "Removed" in line)
+         for plan in delivered],
+        "pending_transactions",
+    )
+    assert touched and max(touched) <= BOUND, (touched, delivered)
