@@ -12,9 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from solders.signature import Signature
 
 from chainworker.chain import keys
 from chainworker.chain.errors import ChainError
+from chainworker.chain.signer import LocalKey, fast_signer
 from chainworker.config import load_settings
 
 SEED = b"s" * 32
@@ -172,3 +175,53 @@ def test_mainnet_needs_the_fee_payer_seed(tmp_path: Path) -> None:
     settings = load_settings(state_dir=tmp_path, fee_payer_count=2, solana_cluster="mainnet")
     with pytest.raises(ChainError, match="FEE_PAYER_SEED is required"):
         keys.load_fee_payers(settings, Keypair().pubkey())
+
+
+@given(seed=st.binary(min_size=32, max_size=32), message=st.binary(max_size=1232))
+@settings(max_examples=100)
+def test_a_local_key_signs_as_its_keypair_byte_for_byte(seed: bytes, message: bytes) -> None:
+    keypair = Keypair.from_seed(seed)
+    local = LocalKey.of(keypair)
+    assert local.pubkey() == keypair.pubkey() == LocalKey(seed).pubkey()
+    signature = local.sign_message(message)
+    assert signature == keypair.sign_message(message)
+    assert signature.verify(keypair.pubkey(), message)
+    assert not signature.verify(keypair.pubkey(), message + b"\x00")
+
+
+@given(seed=seeds, tenant=st.uuids(), ticket=st.uuids())
+@settings(max_examples=25)
+def test_the_mint_signer_is_the_mint_keypair(
+    seed: bytes, tenant: uuid.UUID, ticket: uuid.UUID
+) -> None:
+    keypair = keys.mint_keypair(seed, tenant, ticket)
+    signer = keys.mint_signer(seed, tenant, ticket)
+    assert signer.pubkey() == keypair.pubkey()
+    assert signer.sign_message(b"mint") == keypair.sign_message(b"mint")
+
+
+def test_a_local_key_never_shows_its_secret() -> None:
+    keypair = Keypair()
+    local = fast_signer(keypair)
+    assert isinstance(local, LocalKey)
+    for shown in (repr(local), str(local), f"{local}"):
+        assert str(keypair) not in shown and str(keypair.pubkey()) in shown
+    assert not hasattr(local, "__dict__")  # nothing else to print by accident
+
+
+def test_a_local_key_takes_a_32_byte_seed_only() -> None:
+    for size in (0, 31, 33, 64):
+        with pytest.raises(ValueError, match="32 bytes"):
+            LocalKey(b"k" * size)
+
+
+def test_fast_signer_leaves_other_signers_as_they_are() -> None:
+    class Other:
+        def pubkey(self) -> Pubkey:
+            return Pubkey.default()
+
+        def sign_message(self, message: bytes) -> Signature:
+            return Signature.default()
+
+    other = Other()
+    assert fast_signer(other) is other

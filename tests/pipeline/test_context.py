@@ -14,6 +14,7 @@ from arq.connections import RedisSettings
 from solders.keypair import Keypair
 
 from chainworker.chain import keys
+from chainworker.chain.signer import LocalKey
 from chainworker.config import load_settings
 from chainworker.pipeline import context
 from chainworker.pipeline.context import Keys, PipelineContext, open_context, policy_of
@@ -42,7 +43,9 @@ def test_mint_and_custodial_addresses_are_the_derived_ones_cached_or_not() -> No
     derived_mint = keys.mint_keypair(MINT_SEED, tenant, ticket)
     assert ctx.keys.mint_address(tenant, ticket) == derived_mint.pubkey()  # derived on a miss
     keypair, address = ctx.keys.mint_key(tenant, ticket)
-    assert bytes(keypair) == bytes(derived_mint) and address == derived_mint.pubkey()
+    probe = b"the same key"
+    assert keypair.sign_message(probe) == derived_mint.sign_message(probe)
+    assert address == derived_mint.pubkey() == keypair.pubkey()
     assert ctx.keys.mint_address(tenant, ticket) == derived_mint.pubkey()  # remembered
     wallet = keys.custodial_wallet(CUSTODIAL_SEED, tenant, user)
     assert ctx.keys.custodial_wallet(tenant, user) == wallet
@@ -86,8 +89,9 @@ async def test_a_real_context_shows_none_of_its_secrets(
     ctx = await open_context(settings, fresh_db.app_dsn)
     try:
         assert ctx.keys.mint_seed == mint_seed.encode()
-        assert isinstance(ctx.keys.authority, Keypair)
-        assert bytes(ctx.keys.authority) == bytes(authority)
+        assert isinstance(ctx.keys.authority, LocalKey)  # the same key, through libsodium
+        assert ctx.keys.authority.pubkey() == authority.pubkey()
+        assert ctx.keys.authority.sign_message(b"probe") == authority.sign_message(b"probe")
         secrets = [
             mint_seed, custodial_seed, str(authority), str(list(bytes(authority))),
             "DBPASSWORD", "REDISPASSWORD", "RPCPATHKEY", "RPCQUERYKEY",

@@ -24,7 +24,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from chainworker.chain.errors import CONFIG, ChainError
-from chainworker.chain.signer import Pkcs11Signer, Signer
+from chainworker.chain.signer import LocalKey, Pkcs11Signer, Signer
 from chainworker.chain.token_seed import MIN_SEED_BYTES, TokenSeed
 from chainworker.obs import logs
 
@@ -215,18 +215,27 @@ def public_key(signer: Signer) -> Pubkey:
     return signer.pubkey()
 
 
-def _derive(seed: Seed, domain: bytes, tenant_id: UUID, subject_id: UUID) -> Keypair:
+def _derived_seed(seed: Seed, domain: bytes, tenant_id: UUID, subject_id: UUID) -> bytes:
     message = domain + tenant_id.bytes + subject_id.bytes
     if isinstance(seed, TokenSeed):
-        return Keypair.from_seed(seed.digest(message))
+        return seed.digest(message)
     if len(seed) < MIN_SEED_BYTES:
         raise ValueError(f"derivation seed must be at least {MIN_SEED_BYTES} bytes")
-    return Keypair.from_seed(hmac.new(seed, message, hashlib.sha256).digest())
+    return hmac.new(seed, message, hashlib.sha256).digest()
+
+
+def _derive(seed: Seed, domain: bytes, tenant_id: UUID, subject_id: UUID) -> Keypair:
+    return Keypair.from_seed(_derived_seed(seed, domain, tenant_id, subject_id))
 
 
 def mint_keypair(mint_seed: Seed, tenant_id: UUID, ticket_id: UUID) -> Keypair:
     """The ticket's mint key: the same for every attempt, so a second mint cannot succeed."""
     return _derive(mint_seed, _MINT_DOMAIN, tenant_id, ticket_id)
+
+
+def mint_signer(mint_seed: Seed, tenant_id: UUID, ticket_id: UUID) -> LocalKey:
+    """`mint_keypair` as the pipeline signs with it (the same key)."""
+    return LocalKey(_derived_seed(mint_seed, _MINT_DOMAIN, tenant_id, ticket_id))
 
 
 def group_keypair(mint_seed: Seed, tenant_id: UUID, event_id: UUID) -> Keypair:

@@ -20,7 +20,6 @@ from uuid import UUID
 from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
-from solders.keypair import Keypair
 from solders.message import MessageV0, to_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.signature import Signature
@@ -277,7 +276,7 @@ def _prelude(compute: ComputeBudget | None, memo: str) -> list[Instruction]:
 def build_mint(
     *,
     authority: Signer,
-    mint: Keypair,
+    mint: Signer,
     holder: Pubkey,
     name: str,
     symbol: str,

@@ -1,7 +1,8 @@
 """Who signs: the signer interface, and its PKCS#11 implementation for keys held in an HSM.
 
-A signer is anything with `pubkey()` and `sign_message(bytes)`: a solders `Keypair` (the
-local signer: a file or a base58 secret) is one as it is. `Pkcs11Signer` signs inside a
+A signer is anything with `pubkey()` and `sign_message(bytes)`: a solders `Keypair` (a
+file or a base58 secret) is one as it is; `LocalKey` is the same key signing through
+libsodium, which the pipeline signs with. `Pkcs11Signer` signs inside a
 PKCS#11 token (CloudHSM, YubiHSM, Luna; SoftHSM for development) with `CKM_EDDSA`: its
 secret never enters this process, and nothing here can ask the token to export it.
 `sign_messages` signs many messages at once, in one session, where the signer can.
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
+from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
@@ -39,6 +42,45 @@ def sign_messages(signer: Signer, messages: Sequence[bytes]) -> list[Signature]:
         signatures: list[Signature] = batch(messages)
         return signatures
     return [signer.sign_message(message) for message in messages]
+
+
+class LocalKey:
+    """An Ed25519 key held in this process, signing through libsodium (PyNaCl).
+
+    The signatures are a solders Keypair's, byte for byte (Ed25519 is deterministic), in
+    about half the time, and the public key is computed once: a Keypair's `pubkey()`
+    derives it again on every call. Two signatures per mint make it worth a type. Its
+    repr is the public key; a Keypair's str is its secret.
+    """
+
+    __slots__ = ("_public", "_secret")
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != ED25519_KEY_BYTES:
+            raise ValueError(f"an Ed25519 seed is {ED25519_KEY_BYTES} bytes, not {len(seed)}")
+        public, self._secret = crypto_sign_seed_keypair(seed)
+        self._public = Pubkey.from_bytes(public)
+
+    @classmethod
+    def of(cls, keypair: Keypair) -> LocalKey:
+        return cls(bytes(keypair)[:ED25519_KEY_BYTES])
+
+    def pubkey(self) -> Pubkey:
+        return self._public
+
+    def sign_message(self, message: bytes) -> Signature:
+        # crypto_sign answers signature + message; the detached form is not exposed.
+        return Signature.from_bytes(crypto_sign(message, self._secret)[:64])
+
+    def __repr__(self) -> str:
+        return f"LocalKey({self._public})"
+
+    __str__ = __repr__
+
+
+def fast_signer(signer: Signer) -> Signer:
+    """A Keypair as a LocalKey; any other signer (a token's key) as it is."""
+    return LocalKey.of(signer) if isinstance(signer, Keypair) else signer
 
 
 def create_ed25519_key(module: str, token_label: str, pin: str, key_label: str) -> Pubkey:

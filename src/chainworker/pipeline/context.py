@@ -22,7 +22,7 @@ from chainworker.chain import keys
 from chainworker.chain.batcher import SendBatcher
 from chainworker.chain.endpoints import Observer
 from chainworker.chain.rpc import SolanaRpc
-from chainworker.chain.signer import Signer
+from chainworker.chain.signer import Signer, fast_signer
 from chainworker.config import Settings
 from chainworker.db import audit
 from chainworker.db.pool import Connection, create_pool
@@ -67,7 +67,7 @@ class Keys:
     # (kind, tenant, user or ticket) -> a derived public key
     addresses: dict[tuple[str, UUID, UUID], Pubkey] = field(default_factory=dict)
     # (tenant, ticket) -> the mint keypair and its address, for the tickets being signed now
-    mint_keypairs: dict[tuple[UUID, UUID], tuple[Keypair, Pubkey]] = field(default_factory=dict)
+    mint_keypairs: dict[tuple[UUID, UUID], tuple[Signer, Pubkey]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         # Not the dataclass repr: it would print the seeds into any traceback or log line
@@ -82,14 +82,14 @@ class Keys:
                 return signer
         return None
 
-    def mint_key(self, tenant_id: UUID, ticket_id: UUID) -> tuple[Keypair, Pubkey]:
-        """The ticket's mint keypair and address; both remembered for a while (an attempt
-        needs the address for its budget, then the keypair to sign)."""
+    def mint_key(self, tenant_id: UUID, ticket_id: UUID) -> tuple[Signer, Pubkey]:
+        """The ticket's mint key and address; both remembered for a while (an attempt
+        needs the address for its budget, then the key to sign)."""
         kept = self.mint_keypairs.get((tenant_id, ticket_id))
         if kept is not None:
             return kept
-        keypair = keys.mint_keypair(self.mint_seed, tenant_id, ticket_id)
-        address = keys.public_key(keypair)
+        keypair = keys.mint_signer(self.mint_seed, tenant_id, ticket_id)
+        address = keypair.pubkey()
         if len(self.mint_keypairs) >= MINT_KEYPAIRS_KEPT:
             self.mint_keypairs.clear()
         self.mint_keypairs[(tenant_id, ticket_id)] = (keypair, address)
@@ -218,6 +218,10 @@ async def open_context(
         logs.register_secret(str(authority))  # the seeds were registered as they were loaded
     payers = keys.load_fee_payers(settings, authority.pubkey())  # registered as loaded
     previous = keys.load_previous_authority(settings, authority.pubkey())
+    # Local keys sign through libsodium from here on (signer.LocalKey).
+    authority = fast_signer(authority)
+    payers = [fast_signer(payer) for payer in payers]
+    previous = None if previous is None else fast_signer(previous)
     rpc = SolanaRpc.from_settings(settings, observer=observer)
     pool = await create_pool(app_dsn, settings)
     return PipelineContext(
