@@ -349,3 +349,50 @@ async def test_a_group_records_and_a_round_confirms_in_one_execution_per_table(
         "pending_transactions",
     )
     assert touched and max(touched) <= BOUND, (touched, delivered)
+
+
+async def test_a_rounds_confirmation_probes_one_row_per_signature_after_a_stale_analyze(
+    admin_conn: asyncpg.Connection, explained: list[str]
+) -> None:
+    """Statistics taken when no attempt was live (autovacuum's, a minute into a burst)
+    make the live-ticket index look empty: a probe that names the live statuses was
+    planned through it, reading every live row of the tenant for each signature (1,239
+    rows per probe in the worker bench)."""
+    conn, plans = admin_conn, explained
+    seeded = await seed_data.seed_tenant(conn, tickets=LIVE + ASKED, users=20)
+    submitted = datetime.now(UTC) - timedelta(seconds=5)
+
+    def rows(tickets: list[uuid.UUID], status: str) -> list[tuple[object, ...]]:
+        return [
+            (uuid.uuid4(), seeded.tenant_id, ticket, "mint", status,
+             "11111111111111111111111111111111", 2**40,
+             str(Signature(secrets.token_bytes(64))), 3, submitted, submitted)
+            for ticket in tickets
+        ]
+
+    columns = ["id", "tenant_id", "ticket_id", "tx_type", "status", "blockhash",
+               "last_valid_block_height", "tx_signature", "max_retries", "submitted_at",
+               "last_sent_at"]
+    await conn.copy_records_to_table(
+        "pending_transactions", records=rows(seeded.ticket_ids, "expired"), columns=columns
+    )
+    await conn.execute("ANALYZE pending_transactions")  # nothing live yet
+    live = rows(seeded.ticket_ids, "pending")
+    await conn.copy_records_to_table("pending_transactions", records=live, columns=columns)
+    landed = [(str(row[7]), 11) for row in live[:ASKED]]
+    async with conn.transaction():
+        await conn.execute("SET LOCAL ROLE chainworker_app")
+        await conn.execute("SELECT set_tenant_context($1)", seeded.tenant_id)
+        (await _delivered(conn, plans)).clear()
+        await live_transactions.confirm_many(conn, landed)
+    delivered = list(await _delivered(conn, plans))
+    assert await conn.fetchval(
+        "SELECT count(*) FROM pending_transactions WHERE status = 'confirmed' AND slot = 11"
+    ) == ASKED
+    touched = _rows_touched(
+        ["\n".join(line for line in plan.splitlines()
+                   if " on pending_transactions " in line or "Removed" in line)
+         for plan in delivered],
+        "pending_transactions",
+    )
+    assert touched and max(touched) <= BOUND, (touched, delivered)

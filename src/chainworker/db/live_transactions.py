@@ -284,7 +284,9 @@ async def confirm_many(conn: Connection, landed: list[tuple[str, int]]) -> None:
 
     Each signature is one probe of its unique index that locks the row, in the order
     given, then the row is updated by its address, whatever the statistics say; so is
-    each transfer.
+    each transfer. The probe does not name the live statuses (they are checked on the
+    locked row): with them, statistics taken while nothing was live made the planner
+    read the tenant's every live row through the live-ticket index, for each signature.
     """
     if not landed:
         return
@@ -295,12 +297,11 @@ async def confirm_many(conn: Connection, landed: list[tuple[str, int]]) -> None:
                       confirmed_at = now(), error_code = NULL, error_message = NULL
                  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY
                       AS u(signature, slot, n)
-                CROSS JOIN LATERAL (SELECT ctid FROM pending_transactions
+                CROSS JOIN LATERAL (SELECT ctid, status FROM pending_transactions
                                      WHERE tx_signature = u.signature
-                                       AND status IN ('pending', 'confirming')
                                        AND tenant_id = current_tenant_id()
-                                       FOR UPDATE) found
-                WHERE p.ctid = found.ctid
+                                     OFFSET 0 FOR UPDATE) found
+                WHERE p.ctid = found.ctid AND found.status IN ('pending', 'confirming')
                RETURNING p.id, p.tenant_id, p.ticket_id, p.tx_type, p.tx_signature, p.attempt,
                          p.transfer_id, u.slot, u.n
            ), transfers AS (
