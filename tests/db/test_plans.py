@@ -18,6 +18,7 @@ import re
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from solders.signature import Signature
@@ -351,18 +352,19 @@ async def test_a_group_records_and_a_round_confirms_in_one_execution_per_table(
     assert touched and max(touched) <= BOUND, (touched, delivered)
 
 
-async def test_a_rounds_confirmation_probes_one_row_per_signature_after_a_stale_analyze(
+async def test_a_settlement_probes_one_row_per_attempt_after_a_stale_analyze(
     admin_conn: asyncpg.Connection, explained: list[str]
 ) -> None:
     """Statistics taken when no attempt was live (autovacuum's, a minute into a burst)
     make the live-ticket index look empty: a probe that names the live statuses was
     planned through it, reading every live row of the tenant for each signature (1,239
-    rows per probe in the worker bench)."""
+    rows per probe in the worker bench). A settlement's lock of its attempts and their
+    confirmation; an attempt's lock, its end and its quarantine."""
     conn, plans = admin_conn, explained
     seeded = await seed_data.seed_tenant(conn, tickets=LIVE + ASKED, users=20)
     submitted = datetime.now(UTC) - timedelta(seconds=5)
 
-    def rows(tickets: list[uuid.UUID], status: str) -> list[tuple[object, ...]]:
+    def rows(tickets: list[uuid.UUID], status: str) -> list[tuple[Any, ...]]:
         return [
             (uuid.uuid4(), seeded.tenant_id, ticket, "mint", status,
              "11111111111111111111111111111111", 2**40,
@@ -384,8 +386,22 @@ async def test_a_rounds_confirmation_probes_one_row_per_signature_after_a_stale_
         await conn.execute("SET LOCAL ROLE chainworker_app")
         await conn.execute("SELECT set_tenant_context($1)", seeded.tenant_id)
         (await _delivered(conn, plans)).clear()
+        locked = await live_transactions.lock_live_many(conn, [row[0] for row in live[:ASKED]])
         await live_transactions.confirm_many(conn, landed)
+        # One attempt expired, one set aside: by id too.
+        expired, set_aside = live[ASKED][0], live[ASKED + 1][0]
+        assert await live_transactions.lock_live(conn, expired) is not None
+        await live_transactions.finish(conn, expired, TxStatus.EXPIRED)
+        assert await live_transactions.lock_live(conn, expired) is None
+        await live_transactions.quarantine(conn, [(set_aside, "a poison row")])
     delivered = list(await _delivered(conn, plans))
+    assert set(locked) == {row[0] for row in live[:ASKED]}
+    assert await conn.fetchval(
+        "SELECT status FROM pending_transactions WHERE id = $1", expired
+    ) == "expired"
+    assert await conn.fetchval(
+        "SELECT quarantined_at IS NOT NULL FROM pending_transactions WHERE id = $1", set_aside
+    )
     assert await conn.fetchval(
         "SELECT count(*) FROM pending_transactions WHERE status = 'confirmed' AND slot = 11"
     ) == ASKED

@@ -143,8 +143,10 @@ async def quarantine(conn: Connection, rows: Sequence[tuple[UUID, str]]) -> None
               SET quarantined_at = now(), last_error = u.problem,
                   lease_owner = NULL, lease_until = NULL
              FROM unnest($1::uuid[], $2::text[]) AS u(id, problem)
-            WHERE p.id = u.id AND p.tenant_id = current_tenant_id()
-              AND p.status IN ('pending', 'confirming')""",
+            CROSS JOIN LATERAL (SELECT ctid, status FROM pending_transactions
+                                 WHERE id = u.id AND tenant_id = current_tenant_id()
+                                OFFSET 0 FOR UPDATE) found
+            WHERE p.ctid = found.ctid AND found.status IN ('pending', 'confirming')""",
         [tx_id for tx_id, _ in rows],
         [problem[:1000] for _, problem in rows],
     )
@@ -163,10 +165,10 @@ class Locked:
 async def lock_live(conn: Connection, tx_id: UUID) -> Locked | None:
     """Re-read one attempt under the tenant's context and lock it; None when no longer live."""
     row = await conn.fetchrow(
-        f"SELECT {_LIVE_COLUMNS}, p.lease_owner, p.metadata->>'destination' AS destination"  # noqa: S608
-        " FROM pending_transactions p"
-        " WHERE p.id = $1 AND p.status IN ('pending', 'confirming')"
-        " AND p.tenant_id = current_tenant_id() FOR UPDATE",
+        "SELECT * FROM ("  # noqa: S608 (a constant column list)
+        f" SELECT {_LIVE_COLUMNS}, p.lease_owner, p.metadata->>'destination' AS destination"
+        " FROM pending_transactions p WHERE p.id = $1 AND p.tenant_id = current_tenant_id()"
+        " OFFSET 0 FOR UPDATE) p WHERE p.status IN ('pending', 'confirming')",
         tx_id,
     )
     if row is None:
@@ -212,10 +214,12 @@ async def lock_live_many(conn: Connection, tx_ids: list[UUID]) -> dict[UUID, str
     """Lock the attempts that are still live, in id order: id -> the wallet each sends the
     NFT to (mint, transfer), as recorded when it was signed."""
     rows = await conn.fetch(
-        """SELECT id, metadata->>'destination' AS destination FROM pending_transactions
-            WHERE id = ANY($1::uuid[]) AND status IN ('pending', 'confirming')
-              AND tenant_id = current_tenant_id()
-            ORDER BY id FOR UPDATE""",
+        """SELECT l.id, l.destination
+             FROM (SELECT id, status, metadata->>'destination' AS destination
+                     FROM pending_transactions
+                    WHERE id = ANY($1::uuid[]) AND tenant_id = current_tenant_id()
+                    ORDER BY id OFFSET 0 FOR UPDATE) l
+            WHERE l.status IN ('pending', 'confirming')""",
         tx_ids,
     )
     return {row["id"]: row["destination"] for row in rows}
@@ -354,8 +358,12 @@ async def finish(conn: Connection, tx_id: UUID, status: TxStatus) -> None:
     if status not in (TxStatus.REPLACED, TxStatus.EXPIRED):
         raise ValueError(f"finish takes replaced or expired, not {status!r}")
     await conn.execute(
-        """UPDATE pending_transactions SET status = $2, lease_owner = NULL, lease_until = NULL
-            WHERE id = $1 AND status IN ('pending', 'confirming')""",
+        """UPDATE pending_transactions p
+              SET status = $2, lease_owner = NULL, lease_until = NULL
+             FROM (SELECT ctid, status FROM pending_transactions
+                    WHERE id = $1 AND tenant_id = current_tenant_id()
+                   OFFSET 0 FOR UPDATE) found
+            WHERE p.ctid = found.ctid AND found.status IN ('pending', 'confirming')""",
         tx_id,
         status,
     )
