@@ -1,4 +1,5 @@
-"""Signing throughput: the local signer (a keypair) against the PKCS#11 signer (a key in a
+"""Signing throughput: the local signer (a keypair, as the pipeline signs with it: LocalKey,
+through libsodium; and as a solders Keypair signs) against the PKCS#11 signer (a key in a
 SoftHSM2 token), over messages the size of a mint transaction's.
 
 Run: python bench/signing.py [--messages 5000] [--rounds 5]
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 from solders.keypair import Keypair
 
-from chainworker.chain.signer import Pkcs11Signer, sign_messages
+from chainworker.chain.signer import LocalKey, Pkcs11Signer, sign_messages
 from softhsm_token import softhsm_token
 
 MESSAGE_BYTES = 900  # a mint's message: the transaction's 1,232 bytes less its signatures
@@ -44,8 +45,12 @@ def main() -> int:
     messages = [secrets.token_bytes(MESSAGE_BYTES) for _ in range(args.messages)]
     with softhsm_token() as token:
         hsm = Pkcs11Signer(token.module, token.token_label, token.key_label, token.pin)
-        local = Keypair()
+        keypair = Keypair()
+        local = LocalKey.of(keypair)
         figures = {
+            "solders Keypair, one at a time": rate(
+                len(messages), lambda: [keypair.sign_message(m) for m in messages], args.rounds
+            ),
             "local, one at a time": rate(
                 len(messages), lambda: [local.sign_message(m) for m in messages], args.rounds
             ),
