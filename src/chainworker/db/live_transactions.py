@@ -5,8 +5,15 @@ claimed row before it is relied on (`row_problem`: a poison row is set aside), l
 leases, the observations a status read leaves, rebroadcast marks, and settling: confirmed,
 failed, replaced or expired. Recording attempts and reading their history is
 `db.transactions`, the other half of the table family. Writes go to
-`pending_transactions` (and `blockchain_sync_log`, for a replaced attempt adopted), through
-the seed's functions where it has them (confirm_transaction, fail_transaction).
+`pending_transactions` (and `blockchain_sync_log` and `ticket_transfers`, for a
+confirmation), through the seed's fail_transaction, and as its confirm_transaction writes
+for a round's confirmations, in one statement.
+
+A live attempt is found by its key (id or signature) and the tenant, and its live status
+is checked on the row it locked, never in the probe: a probe that names the live statuses
+can be planned through the live-ticket partial index, and with statistics taken while
+nothing was live (autovacuum's, early in a burst) it then reads every live row of the
+tenant (`tests/db/test_plans.py`).
 """
 
 from __future__ import annotations
@@ -288,9 +295,7 @@ async def confirm_many(conn: Connection, landed: list[tuple[str, int]]) -> None:
 
     Each signature is one probe of its unique index that locks the row, in the order
     given, then the row is updated by its address, whatever the statistics say; so is
-    each transfer. The probe does not name the live statuses (they are checked on the
-    locked row): with them, statistics taken while nothing was live made the planner
-    read the tenant's every live row through the live-ticket index, for each signature.
+    each transfer.
     """
     if not landed:
         return
