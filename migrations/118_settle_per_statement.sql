@@ -18,6 +18,15 @@
 
 DROP TRIGGER IF EXISTS trg_pending_transactions_spend ON pending_transactions;
 
+-- 112's WHEN clause: an attempt settles when it leaves pending/confirming, or when an ended
+-- one becomes confirmed or failed (it paid after all).
+CREATE FUNCTION chainworker_attempt_settles(p_old text, p_new text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT p_old IS DISTINCT FROM p_new
+       AND p_new NOT IN ('pending', 'confirming')
+       AND (p_old IN ('pending', 'confirming') OR p_new IN ('confirmed', 'failed'))
+$$;
+
 CREATE FUNCTION chainworker_spend_settle_rows() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
@@ -26,9 +35,7 @@ BEGIN
     PERFORM 1
        FROM settle_old o
        JOIN settle_new n ON n.id = o.id
-      WHERE o.status IS DISTINCT FROM n.status
-        AND n.status NOT IN ('pending', 'confirming')
-        AND (o.status IN ('pending', 'confirming') OR n.status IN ('confirmed', 'failed'))
+      WHERE chainworker_attempt_settles(o.status, n.status)
       LIMIT 1;
     IF NOT FOUND THEN
         RETURN NULL;
@@ -42,9 +49,7 @@ BEGIN
                    - chainworker_attempt_paid(o.status, o.metadata) AS charge
           FROM settle_old o
           JOIN settle_new n ON n.id = o.id
-         WHERE o.status IS DISTINCT FROM n.status
-           AND n.status NOT IN ('pending', 'confirming')
-           AND (o.status IN ('pending', 'confirming') OR n.status IN ('confirmed', 'failed'))
+         WHERE chainworker_attempt_settles(o.status, n.status)
     ), released AS (
         INSERT INTO chainworker_spend_unfolded (tenant_id, release)
         SELECT s.tenant_id, sum(s.release) FROM settled s
