@@ -146,7 +146,7 @@ async def test_settling_releases_the_reservation_and_charges_what_was_paid(
     async with app.transaction():
         await app.execute("SELECT set_tenant_context($1)", tenant)
         await live_transactions.confirm_many(app, [(new[0].signature, 10), (new[5].signature, 10)])
-        await live_transactions.fail(app, new[1].signature, "Custom(1)", "insufficient funds")
+        await live_transactions.fail(app, new[1].signature, "Custom(1)", "insufficient funds", 7)
         await live_transactions.finish(app, replaced, TxStatus.REPLACED)
         await live_transactions.finish(app, expired, TxStatus.EXPIRED)
         await app.execute(
@@ -216,7 +216,7 @@ async def test_a_settlement_locks_no_spend_row_until_it_commits(
         async with app.transaction():
             await app.execute("SELECT set_tenant_context($1)", tenant)
             await live_transactions.confirm_many(app, [(new[1].signature, 11)])
-            await live_transactions.fail(app, new[2].signature, "Custom(1)", "no funds")
+            await live_transactions.fail(app, new[2].signature, "Custom(1)", "no funds", 7)
             async with other.transaction():  # what a second settlement takes, meanwhile
                 locked = await other.fetchval(
                     """SELECT count(*) FROM (

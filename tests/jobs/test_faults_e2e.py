@@ -138,9 +138,16 @@ async def test_on_chain_error_is_recorded_with_its_code(
     request = await admin.fetchrow("SELECT status, outcome_code FROM chain_requests")
     assert request["status"] == "failed"
     assert request["outcome_code"].startswith("InstructionError:")
-    tx = await admin.fetchrow("SELECT status, error_code, error_message FROM pending_transactions")
+    tx = await admin.fetchrow(
+        "SELECT status, error_code, error_message, tx_signature, slot FROM pending_transactions"
+    )
     assert tx["status"] == "failed" and tx["error_code"] == request["outcome_code"]
     assert tx["error_message"]
+    # A failed landing is in a block (it paid its fee there): its slot is the chain's.
+    async with SolanaRpc([stack.rpc_urls]) as rpc:
+        [status] = await rpc.signature_statuses([tx["tx_signature"]])
+    assert status is not None and status.err is not None
+    assert tx["slot"] == status.slot
     assert await admin.fetchval("SELECT status FROM tickets WHERE id = $1", UUID(ticket)) == (
         "minted"
     )

@@ -354,8 +354,17 @@ async def confirm_replaced(conn: Connection, tx_id: UUID, slot: int) -> None:
     )
 
 
-async def fail(conn: Connection, signature: str, code: str, message: str) -> None:
+async def fail(conn: Connection, signature: str, code: str, message: str, slot: int) -> None:
+    """The attempt landed with an error at `slot`: the seed's fail_transaction, then the slot,
+    which that function does not record (a failed landing paid its fee in that block)."""
     await conn.execute("SELECT fail_transaction($1, $2, $3)", signature, code, message)
+    await conn.execute(
+        """UPDATE pending_transactions SET slot = $2
+            WHERE tx_signature = $1 AND tenant_id = current_tenant_id()
+              AND status = 'failed' AND slot IS NULL""",
+        signature,
+        slot,
+    )
 
 
 async def finish(conn: Connection, tx_id: UUID, status: TxStatus) -> None:

@@ -163,7 +163,7 @@ async def settle(
         ended = apply_action(snapshot(row), action, time.time())  # what the attempt becomes
         match action:
             case decide.Fail(code=code, message=message, slot=slot):
-                await live_transactions.fail(conn, row.tx_signature, code, message)
+                await live_transactions.fail(conn, row.tx_signature, code, message, slot)
                 await _count_fees(conn, [row])
                 holder = await _adoptable(ctx, row, code)
                 earlier = None if holder is not None else await _landed_before(
